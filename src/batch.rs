@@ -1,0 +1,266 @@
+//! Columnar batch input: ids per categorical field, values per numeric field, ids plus offsets
+//! per multi-hot field.
+//!
+//! Scoring reads any [`Columns`] implementation: [`Batch`] borrows caller-owned slices (nothing
+//! copied), [`BatchBuf`] owns its columns and is filled row by row.
+
+use crate::spec::{FieldKind, ModelSpec};
+
+/// One field's column, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Column<'a> {
+    /// Local ids (`0..vocab`), one per row.
+    Categorical(&'a [u64]),
+    /// Values, one per row; must be finite.
+    Numeric(&'a [f32]),
+    /// Row `r` has the ids `ids[offsets[r]..offsets[r + 1]]`; `offsets` has `rows + 1` entries,
+    /// starts at 0, never decreases and ends at `ids.len()`.
+    MultiHot {
+        /// Local ids of all rows, concatenated.
+        ids: &'a [u64],
+        /// Row boundaries into `ids`.
+        offsets: &'a [usize],
+    },
+}
+
+impl Column<'_> {
+    /// Rows in this column (for a multi-hot column, `offsets.len() - 1`; 0 if `offsets` is empty).
+    pub fn rows(&self) -> usize {
+        match self {
+            Column::Categorical(ids) => ids.len(),
+            Column::Numeric(values) => values.len(),
+            Column::MultiHot { offsets, .. } => offsets.len().saturating_sub(1),
+        }
+    }
+
+    /// The spec name of the kind this column carries.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Column::Categorical(_) => "categorical",
+            Column::Numeric(_) => "numeric",
+            Column::MultiHot { .. } => "multi_hot",
+        }
+    }
+}
+
+/// Anything that can hand out one [`Column`] per field.
+pub trait Columns {
+    /// Number of columns.
+    fn num_columns(&self) -> usize;
+    /// Column `i` (`i < num_columns()`).
+    fn column(&self, i: usize) -> Column<'_>;
+    /// Rows in the batch (those of the first column; scoring checks that all agree).
+    fn rows(&self) -> usize {
+        if self.num_columns() == 0 {
+            0
+        } else {
+            self.column(0).rows()
+        }
+    }
+}
+
+/// A batch over caller-owned columns, one per field in spec order.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    columns: &'a [Column<'a>],
+}
+
+impl<'a> Batch<'a> {
+    /// Wraps columns; they are checked against the model when scored.
+    pub fn new(columns: &'a [Column<'a>]) -> Self {
+        Batch { columns }
+    }
+}
+
+impl Columns for Batch<'_> {
+    fn num_columns(&self) -> usize {
+        self.columns.len()
+    }
+    fn column(&self, i: usize) -> Column<'_> {
+        self.columns[i]
+    }
+}
+
+/// One field's value in a row given to [`BatchBuf::push_row`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A categorical id.
+    Id(u64),
+    /// A numeric value.
+    Num(f32),
+    /// A multi-hot id list.
+    Ids(Vec<u64>),
+}
+
+#[derive(Debug, Clone)]
+enum OwnedColumn {
+    Categorical(Vec<u64>),
+    Numeric(Vec<f32>),
+    MultiHot { ids: Vec<u64>, offsets: Vec<usize> },
+}
+
+/// An owned batch, filled row by row or column by column, reusable with [`BatchBuf::clear`].
+#[derive(Debug, Clone)]
+pub struct BatchBuf {
+    columns: Vec<OwnedColumn>,
+    rows: usize,
+}
+
+/// A row given to [`BatchBuf::push_row`] did not match the spec.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("value {index} has the wrong kind or the row has {got} values for {expected} fields")]
+pub struct RowShapeError {
+    /// Index of the first offending value.
+    pub index: usize,
+    /// Values given.
+    pub got: usize,
+    /// Fields in the spec.
+    pub expected: usize,
+}
+
+impl BatchBuf {
+    /// An empty batch with one column per field of `spec`.
+    pub fn new(spec: &ModelSpec) -> Self {
+        let columns = spec
+            .fields
+            .iter()
+            .map(|f| match f.kind {
+                FieldKind::Categorical { .. } => OwnedColumn::Categorical(Vec::new()),
+                FieldKind::Numeric => OwnedColumn::Numeric(Vec::new()),
+                FieldKind::MultiHot { .. } => OwnedColumn::MultiHot {
+                    ids: Vec::new(),
+                    offsets: vec![0],
+                },
+            })
+            .collect();
+        BatchBuf { columns, rows: 0 }
+    }
+
+    /// Rows pushed so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Removes all rows, keeping the allocations.
+    pub fn clear(&mut self) {
+        for c in &mut self.columns {
+            match c {
+                OwnedColumn::Categorical(v) => v.clear(),
+                OwnedColumn::Numeric(v) => v.clear(),
+                OwnedColumn::MultiHot { ids, offsets } => {
+                    ids.clear();
+                    offsets.truncate(1);
+                }
+            }
+        }
+        self.rows = 0;
+    }
+
+    /// Appends one row, one value per field in spec order. Ids and values are checked when the
+    /// batch is scored, not here; only the kinds and the count are checked here.
+    pub fn push_row(&mut self, row: &[Value]) -> Result<(), RowShapeError> {
+        let shape_error = |index| RowShapeError {
+            index,
+            got: row.len(),
+            expected: self.columns.len(),
+        };
+        if row.len() != self.columns.len() {
+            return Err(shape_error(row.len().min(self.columns.len())));
+        }
+        for (index, (c, v)) in self.columns.iter().zip(row).enumerate() {
+            let ok = matches!(
+                (c, v),
+                (OwnedColumn::Categorical(_), Value::Id(_))
+                    | (OwnedColumn::Numeric(_), Value::Num(_))
+                    | (OwnedColumn::MultiHot { .. }, Value::Ids(_))
+            );
+            if !ok {
+                return Err(shape_error(index));
+            }
+        }
+        for (c, v) in self.columns.iter_mut().zip(row) {
+            match (c, v) {
+                (OwnedColumn::Categorical(col), Value::Id(id)) => col.push(*id),
+                (OwnedColumn::Numeric(col), Value::Num(x)) => col.push(*x),
+                (OwnedColumn::MultiHot { ids, offsets }, Value::Ids(list)) => {
+                    ids.extend_from_slice(list);
+                    offsets.push(ids.len());
+                }
+                _ => unreachable!("kinds checked above"),
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Borrowed view, usable wherever a [`Batch`] is.
+    pub fn as_batch(&self) -> &Self {
+        self
+    }
+}
+
+impl Columns for BatchBuf {
+    fn num_columns(&self) -> usize {
+        self.columns.len()
+    }
+    fn column(&self, i: usize) -> Column<'_> {
+        match &self.columns[i] {
+            OwnedColumn::Categorical(v) => Column::Categorical(v),
+            OwnedColumn::Numeric(v) => Column::Numeric(v),
+            OwnedColumn::MultiHot { ids, offsets } => Column::MultiHot { ids, offsets },
+        }
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Field, Output, Pooling};
+
+    #[test]
+    fn push_row_checks_kinds_and_builds_offsets() {
+        let spec = ModelSpec {
+            fields: vec![
+                Field {
+                    name: "c".into(),
+                    kind: FieldKind::Categorical { vocab: 5 },
+                },
+                Field {
+                    name: "m".into(),
+                    kind: FieldKind::MultiHot {
+                        vocab: 5,
+                        pooling: Pooling::Sum,
+                    },
+                },
+            ],
+            embedding_dim: 2,
+            hidden: vec![],
+            output: Output::Sigmoid,
+            clamp: None,
+        };
+        let mut b = BatchBuf::new(&spec);
+        b.push_row(&[Value::Id(1), Value::Ids(vec![1, 2])]).unwrap();
+        b.push_row(&[Value::Id(2), Value::Ids(vec![])]).unwrap();
+        assert_eq!(b.push_row(&[Value::Num(1.0), Value::Ids(vec![])]).unwrap_err().index, 0);
+        assert_eq!(b.push_row(&[Value::Id(1)]).unwrap_err().expected, 2);
+        assert_eq!(b.len(), 2);
+        match b.column(1) {
+            Column::MultiHot { ids, offsets } => {
+                assert_eq!(ids, &[1, 2]);
+                assert_eq!(offsets, &[0, 2, 2]);
+            }
+            _ => panic!("wrong kind"),
+        }
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.column(1).rows(), 0);
+    }
+}

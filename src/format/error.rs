@@ -1,0 +1,210 @@
+use crate::spec::SpecError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Every way reading or writing a model file can fail. Each check of the reader has its own
+/// variant so that a test can build the bad file and expect exactly that error.
+#[derive(Debug, Error)]
+pub enum FormatError {
+    /// The operating system refused an operation on `path`.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// This build runs on a big-endian CPU; model files are little-endian and read zero-copy.
+    #[error("model files are little-endian and this CPU is not")]
+    BigEndianHost,
+    /// Shorter than the 64-byte header.
+    #[error("file is {0} bytes, shorter than the 64-byte header")]
+    TooSmall(u64),
+    /// The first 8 bytes are not the magic.
+    #[error("not a deepfm model file (bad magic)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("format version {0} is not supported (this build reads version 1)")]
+    UnsupportedVersion(u32),
+    /// The byte-order mark does not read as `0x01020304`.
+    #[error("byte-order mark {0:#010x}: file was not written little-endian")]
+    WrongByteOrder(u32),
+    /// The file length differs from the header's: truncated, grown, or rewritten in place.
+    #[error("file is {actual} bytes but its header says {expected}: truncated or modified")]
+    FileLength {
+        /// Length recorded in the header.
+        expected: u64,
+        /// Length on disk.
+        actual: u64,
+    },
+    /// A reserved header or table field, or the flags, is not zero.
+    #[error("reserved field {0} is not zero")]
+    Reserved(&'static str),
+    /// More sections than [`super::MAX_SECTIONS`].
+    #[error("header declares {0} sections, at most 256 are allowed")]
+    TooManySections(u32),
+    /// The spec offset is not right after the section table.
+    #[error("spec offset {found} should be {expected}")]
+    SpecOffset {
+        /// Offset implied by the section count.
+        expected: u64,
+        /// Offset in the header.
+        found: u64,
+    },
+    /// The spec is longer than [`super::MAX_SPEC_LEN`] or runs past the end of the file.
+    #[error("spec of {0} bytes is too long or runs past the end of the file")]
+    SpecLength(u64),
+    /// The spec is not UTF-8.
+    #[error("spec is not UTF-8")]
+    SpecUtf8,
+    /// The spec is not a valid model spec.
+    #[error("invalid spec: {0}")]
+    Spec(#[from] SpecError),
+    /// The header, section table or spec do not match their checksum.
+    #[error("header checksum mismatch (stored {stored:#018x}, computed {computed:#018x})")]
+    MetaChecksum {
+        /// Stored value.
+        stored: u64,
+        /// Value computed from the file.
+        computed: u64,
+    },
+    /// The number of sections does not match the spec.
+    #[error("file has {found} sections, its spec needs {expected}")]
+    SectionCount {
+        /// Count implied by the spec.
+        expected: usize,
+        /// Count in the header.
+        found: usize,
+    },
+    /// A table entry is not the section expected at that position.
+    #[error("section table entry {position} is kind {kind} index {index}, expected {expected}")]
+    UnexpectedSection {
+        /// Position in the table.
+        position: usize,
+        /// Kind code found.
+        kind: u32,
+        /// Layer index found.
+        index: u32,
+        /// Name of the expected section.
+        expected: String,
+    },
+    /// A dtype code this build does not read.
+    #[error("section {section}: dtype {dtype} is not supported")]
+    UnsupportedDtype {
+        /// Section name.
+        section: String,
+        /// Dtype code.
+        dtype: u32,
+    },
+    /// Rank or dims differ from what the spec implies.
+    #[error("section {section}: shape rank {rank} {found:?}, spec implies {expected:?}")]
+    ShapeMismatch {
+        /// Section name.
+        section: String,
+        /// Rank found.
+        rank: u32,
+        /// Dims found.
+        found: [u64; 2],
+        /// Dims implied by the spec.
+        expected: [u64; 2],
+    },
+    /// Sizes or offsets overflow 64-bit arithmetic.
+    #[error("section {section}: size arithmetic overflows")]
+    SizeOverflow {
+        /// Section name.
+        section: String,
+    },
+    /// The length is not dims × dtype size.
+    #[error("section {section}: length {found} bytes, dims × dtype give {expected}")]
+    SectionLength {
+        /// Section name.
+        section: String,
+        /// Expected bytes.
+        expected: u64,
+        /// Bytes in the table.
+        found: u64,
+    },
+    /// The offset is not a multiple of the required alignment.
+    #[error("section {section}: offset {offset} is not a multiple of {align}")]
+    Misaligned {
+        /// Section name.
+        section: String,
+        /// Offset found.
+        offset: u64,
+        /// Required alignment.
+        align: u64,
+    },
+    /// The section runs past the end of the file.
+    #[error("section {section}: bytes {offset}..{end} lie outside the {file_len}-byte file")]
+    OutOfBounds {
+        /// Section name.
+        section: String,
+        /// Start.
+        offset: u64,
+        /// End.
+        end: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// The section starts inside the header, table or spec.
+    #[error("section {section}: offset {offset} lies inside the header, table or spec")]
+    OverlapsHeader {
+        /// Section name.
+        section: String,
+        /// Offset found.
+        offset: u64,
+    },
+    /// Two sections share bytes.
+    #[error("sections {first} and {second} overlap")]
+    Overlap {
+        /// One section.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A section's bytes do not match its checksum.
+    #[error("section {section}: checksum mismatch (stored {stored:#018x}, computed {computed:#018x})")]
+    SectionChecksum {
+        /// Section name.
+        section: String,
+        /// Stored value.
+        stored: u64,
+        /// Value computed from the file.
+        computed: u64,
+    },
+    /// A weight that the scorer needs finite (MLP weights and biases) is NaN or infinite.
+    #[error("section {section}: element {element} is not finite")]
+    NonFinite {
+        /// Section name.
+        section: String,
+        /// Index of the first bad element.
+        element: usize,
+    },
+    /// Writer: more data than the section holds.
+    #[error("section {section}: writing past its {elements} elements")]
+    SectionOverflow {
+        /// Section name.
+        section: String,
+        /// Capacity.
+        elements: u64,
+    },
+    /// Writer: `finish` before every section was fully written.
+    #[error("section {section}: {written} of {elements} elements written")]
+    IncompleteSection {
+        /// Section name.
+        section: String,
+        /// Elements written or skipped.
+        written: u64,
+        /// Capacity.
+        elements: u64,
+    },
+}
+
+impl FormatError {
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> FormatError + '_ {
+        move |source| FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

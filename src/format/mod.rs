@@ -1,0 +1,281 @@
+//! The model file.
+//!
+//! # Layout (format version 1)
+//!
+//! All integers are little-endian. Offsets and lengths are in bytes from the start of the file.
+//!
+//! ```text
+//! offset 0      header            64 bytes
+//! offset 64     section table     64 bytes per section
+//! spec_offset   spec              UTF-8 JSON (see `spec::ModelSpec`), spec_len bytes
+//! ...           tensor sections   each 64-byte aligned; the embedding table 65536-byte aligned
+//! ```
+//!
+//! **Header** (64 bytes):
+//!
+//! | bytes  | type    | meaning |
+//! |--------|---------|---------|
+//! | 0..8   | [u8; 8] | magic `89 44 45 45 50 46 4D 0A` (`\x89DEEPFM\n`) |
+//! | 8..12  | u32     | format version, `1` |
+//! | 12..16 | u32     | byte-order mark `0x01020304` (bytes `04 03 02 01`) |
+//! | 16..24 | u64     | file length: the file must be exactly this long |
+//! | 24..32 | u64     | spec offset: `64 + 64 × section count` |
+//! | 32..40 | u64     | spec length, at most 1 MiB |
+//! | 40..44 | u32     | section count, `2 × hidden layers + 5`, at most 256 |
+//! | 44..48 | u32     | flags, `0` |
+//! | 48..56 | u64     | meta checksum: XXH3-64 (seed 0) of header bytes 0..48, then the section table, then the spec |
+//! | 56..64 | u64     | reserved, `0` |
+//!
+//! **Section table entry** (64 bytes):
+//!
+//! | bytes  | type | meaning |
+//! |--------|------|---------|
+//! | 0..4   | u32  | kind: 1 embedding, 2 linear, 3 bias, 4 hidden weight, 5 hidden bias, 6 output weight, 7 output bias |
+//! | 4..8   | u32  | layer index for kinds 4 and 5, else 0 |
+//! | 8..12  | u32  | dtype: 1 f32 (reserved for later versions: 2 f16, 3 bf16, 4 row-wise int8) |
+//! | 12..16 | u32  | rank, 1 or 2 |
+//! | 16..24 | u64  | dim 0 |
+//! | 24..32 | u64  | dim 1 (1 when rank is 1) |
+//! | 32..40 | u64  | offset |
+//! | 40..48 | u64  | length = dim 0 × dim 1 × dtype size |
+//! | 48..56 | u64  | section checksum (below) |
+//! | 56..64 | u64  | reserved, `0` |
+//!
+//! The table lists exactly these sections in this order (PyTorch names and shapes, weights
+//! `[out, in]`, `R` = total embedding rows, `D` = embedding dim, `F` = fields):
+//! `embedding [R, D]`, `linear [R]`, `bias [1]`, then for each hidden layer `i`:
+//! `mlp.i.weight [out, in]`, `mlp.i.bias [out]`; then `out.weight [1, last]`, `out.bias [1]`
+//! (`in` of layer 0 and `last` with no hidden layer are `F × D`).
+//! Field `f`'s rows start at the sum of the rows of the fields before it (a numeric field has one
+//! row, the others `vocab`).
+//!
+//! Sections may sit in any order in the file but must start at or after the end of the spec,
+//! lie inside the file, not overlap, and be aligned: 64 bytes, the embedding table 65536 bytes
+//! (a multiple of every common page size, so rows never straddle a page needlessly).
+//! Padding is zero. Unwritten rows may be file holes (sparse files read as zeros).
+//!
+//! **Section checksum**: split the section into 1 MiB chunks (the last may be shorter), take
+//! XXH3-64 of each, and take XXH3-64 of those digests written as little-endian u64s, in order.
+//! Chunking lets `verify` run in parallel and lets a writer account for holes without hashing them.
+//! Opening a file checks the meta checksum and the checksums of every section except `embedding`
+//! and `linear`, which grow with the vocabulary and are checked only by
+//! [`reader::ModelFile::verify`].
+
+mod checksum;
+mod error;
+pub mod reader;
+pub mod writer;
+
+pub use error::FormatError;
+pub use reader::ModelFile;
+pub use writer::ModelWriter;
+
+use crate::spec::ModelSpec;
+
+/// File magic.
+pub const MAGIC: [u8; 8] = *b"\x89DEEPFM\n";
+/// The only format version this build reads and writes.
+pub const VERSION: u32 = 1;
+/// Byte-order mark as written.
+pub const BYTE_ORDER_MARK: u32 = 0x0102_0304;
+/// Header size.
+pub const HEADER_LEN: u64 = 64;
+/// Size of one section table entry.
+pub const ENTRY_LEN: u64 = 64;
+/// Largest spec accepted.
+pub const MAX_SPEC_LEN: u64 = 1 << 20;
+/// Largest section count accepted.
+pub const MAX_SECTIONS: u32 = 256;
+/// Alignment of every section.
+pub const SECTION_ALIGN: u64 = 64;
+/// Alignment of the embedding table.
+pub const TABLE_ALIGN: u64 = 65_536;
+/// Chunk size of the section checksum.
+pub const CHECKSUM_CHUNK: usize = 1 << 20;
+
+/// Element type of a section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// IEEE 754 binary32, little-endian.
+    F32 = 1,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        4
+    }
+    fn from_code(code: u32) -> Option<Dtype> {
+        (code == 1).then_some(Dtype::F32)
+    }
+}
+
+/// Which tensor a section holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SectionId {
+    /// Stacked embedding rows `[R, D]`.
+    Embedding,
+    /// First-order weights `[R]`.
+    Linear,
+    /// Global bias `[1]`.
+    Bias,
+    /// Hidden layer `i` weight `[out, in]`.
+    LayerWeight(u32),
+    /// Hidden layer `i` bias `[out]`.
+    LayerBias(u32),
+    /// Output unit weight `[1, last]`.
+    OutWeight,
+    /// Output unit bias `[1]`.
+    OutBias,
+}
+
+impl SectionId {
+    fn code(self) -> (u32, u32) {
+        match self {
+            SectionId::Embedding => (1, 0),
+            SectionId::Linear => (2, 0),
+            SectionId::Bias => (3, 0),
+            SectionId::LayerWeight(i) => (4, i),
+            SectionId::LayerBias(i) => (5, i),
+            SectionId::OutWeight => (6, 0),
+            SectionId::OutBias => (7, 0),
+        }
+    }
+
+    /// The tensor name used in files and in safetensors interop (`mlp.0.weight`, ...).
+    pub fn name(self) -> String {
+        match self {
+            SectionId::Embedding => "embedding".into(),
+            SectionId::Linear => "linear".into(),
+            SectionId::Bias => "bias".into(),
+            SectionId::LayerWeight(i) => format!("mlp.{i}.weight"),
+            SectionId::LayerBias(i) => format!("mlp.{i}.bias"),
+            SectionId::OutWeight => "out.weight".into(),
+            SectionId::OutBias => "out.bias".into(),
+        }
+    }
+
+    /// Sections whose size grows with the vocabulary: not read when a file is opened.
+    pub fn is_row_indexed(self) -> bool {
+        matches!(self, SectionId::Embedding | SectionId::Linear)
+    }
+}
+
+/// One expected tensor: its id and shape (`[dim0, dim1]`, `dim1 = 1` for rank 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorShape {
+    /// Which tensor.
+    pub id: SectionId,
+    /// 1 or 2.
+    pub rank: u32,
+    /// Dimensions.
+    pub dims: [u64; 2],
+}
+
+impl TensorShape {
+    /// Element count (may overflow for hostile shapes: checked).
+    pub fn elements(&self) -> Option<u64> {
+        self.dims[0].checked_mul(self.dims[1])
+    }
+}
+
+/// The tensors a spec implies, in section-table order.
+pub fn tensor_shapes(spec: &ModelSpec) -> Vec<TensorShape> {
+    let rows = spec.total_rows().unwrap_or(u64::MAX);
+    let d = spec.embedding_dim as u64;
+    let t = |id, rank, dims| TensorShape { id, rank, dims };
+    let mut shapes = vec![
+        t(SectionId::Embedding, 2, [rows, d]),
+        t(SectionId::Linear, 1, [rows, 1]),
+        t(SectionId::Bias, 1, [1, 1]),
+    ];
+    let layers = spec.layer_shapes();
+    let (hidden, out) = layers.split_at(layers.len() - 1);
+    for (i, &(input, output)) in hidden.iter().enumerate() {
+        let i = i as u32;
+        shapes.push(t(SectionId::LayerWeight(i), 2, [output as u64, input as u64]));
+        shapes.push(t(SectionId::LayerBias(i), 1, [output as u64, 1]));
+    }
+    shapes.push(t(SectionId::OutWeight, 2, [1, out[0].0 as u64]));
+    shapes.push(t(SectionId::OutBias, 1, [1, 1]));
+    shapes
+}
+
+/// Where a section lives in the file and its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// Tensor and shape.
+    pub shape: TensorShape,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Byte length.
+    pub length: u64,
+    /// Section checksum (see the module docs).
+    pub checksum: u64,
+}
+
+/// Where the writer puts everything for a spec.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub sections: Vec<SectionInfo>,
+    pub spec_json: String,
+    pub spec_offset: u64,
+    pub file_len: u64,
+}
+
+fn align_up(x: u64, align: u64) -> Option<u64> {
+    x.checked_add(align - 1).map(|v| v / align * align)
+}
+
+impl Layout {
+    /// Dense sections first (right after the spec, read at open), then `linear`, then the
+    /// embedding table at a table-aligned offset, last so that it can grow into holes.
+    pub fn for_spec(spec: &ModelSpec) -> Result<Layout, FormatError> {
+        spec.validate()?;
+        let spec_json = spec.to_json();
+        let shapes = tensor_shapes(spec);
+        let spec_offset = HEADER_LEN + ENTRY_LEN * shapes.len() as u64;
+        let mut cursor = spec_offset + spec_json.len() as u64;
+        let mut sections: Vec<SectionInfo> = shapes
+            .iter()
+            .map(|&shape| SectionInfo {
+                shape,
+                dtype: Dtype::F32,
+                offset: 0,
+                length: 0,
+                checksum: 0,
+            })
+            .collect();
+        let mut place = |s: &mut SectionInfo, align: u64| -> Option<()> {
+            s.length = s.shape.elements()?.checked_mul(s.dtype.size())?;
+            s.offset = align_up(cursor, align)?;
+            cursor = s.offset.checked_add(s.length)?;
+            Some(())
+        };
+        let overflow = || FormatError::SizeOverflow {
+            section: "layout".into(),
+        };
+        let (row_indexed, dense): (Vec<usize>, Vec<usize>) =
+            (0..sections.len()).partition(|&i| sections[i].shape.id.is_row_indexed());
+        for i in dense {
+            place(&mut sections[i], SECTION_ALIGN).ok_or_else(overflow)?;
+        }
+        // `linear` then `embedding`.
+        for i in row_indexed.into_iter().rev() {
+            let align = if sections[i].shape.id == SectionId::Embedding {
+                TABLE_ALIGN
+            } else {
+                SECTION_ALIGN
+            };
+            place(&mut sections[i], align).ok_or_else(overflow)?;
+        }
+        Ok(Layout {
+            sections,
+            spec_json,
+            spec_offset,
+            file_len: cursor,
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! Validating reader: maps the file, checks every number before trusting it, and hands out
+//! zero-copy `f32` views of the sections.
+
+use super::checksum::checksum;
+use super::{
+    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_SPEC_LEN, SECTION_ALIGN,
+    SectionId, SectionInfo, TABLE_ALIGN, TensorShape, VERSION, tensor_shapes,
+};
+use crate::spec::ModelSpec;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::Xxh3;
+
+/// An open, validated model file. Immutable and `Send + Sync`; views borrow the map.
+#[derive(Debug)]
+pub struct ModelFile {
+    map: Mmap,
+    spec: ModelSpec,
+    sections: Vec<SectionInfo>,
+    path: PathBuf,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl ModelFile {
+    /// Maps and validates `path`: header, section table, spec, section placement and the
+    /// checksums of all sections except `embedding` and `linear` (see [`ModelFile::verify`]).
+    /// Reads only the header, table, spec and dense sections; cost does not grow with the
+    /// vocabulary.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, FormatError> {
+        if cfg!(target_endian = "big") {
+            return Err(FormatError::BigEndianHost);
+        }
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(FormatError::io(&path))?;
+        let actual_len = file.metadata().map_err(FormatError::io(&path))?.len();
+        if actual_len < HEADER_LEN {
+            return Err(FormatError::TooSmall(actual_len));
+        }
+        // SAFETY: the map is only sound while nobody truncates or rewrites the file in place.
+        // The documented rule for replacing a model (write a new file, rename it over the old
+        // one) keeps the old inode intact for existing maps; every view is bounds-checked against
+        // the map's length, which was validated against the file length below.
+        let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(&path))?;
+        let (spec, sections) = validate(&map)?;
+        let model = ModelFile {
+            map,
+            spec,
+            sections,
+            path,
+        };
+        model.advise_random_access();
+        Ok(model)
+    }
+
+    /// Tells the kernel that table rows are read at random, so it does not read ahead (which
+    /// would fill memory with rows nobody asked for when the table is larger than RAM).
+    fn advise_random_access(&self) {
+        #[cfg(unix)]
+        for s in &self.sections {
+            if s.shape.id.is_row_indexed() && s.length > 0 {
+                // Advice only: failure changes speed, never results.
+                let _ = self.map.advise_range(
+                    memmap2::Advice::Random,
+                    s.offset as usize,
+                    s.length as usize,
+                );
+            }
+        }
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Placement and checksums of every section, in table order.
+    pub fn sections(&self) -> &[SectionInfo] {
+        &self.sections
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Length of the mapped file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn info(&self, id: SectionId) -> Option<&SectionInfo> {
+        self.sections.iter().find(|s| s.shape.id == id)
+    }
+
+    /// Raw bytes of a section (`None` if the spec has no such section).
+    pub fn bytes(&self, id: SectionId) -> Option<&[u8]> {
+        let s = self.info(id)?;
+        Some(&self.map[s.offset as usize..(s.offset + s.length) as usize])
+    }
+
+    /// A section as `f32`s, zero-copy (`None` if the spec has no such section).
+    pub fn f32s(&self, id: SectionId) -> Option<&[f32]> {
+        // Offsets were checked to be 64-byte aligned and the map is page aligned, so the cast
+        // cannot fail; `try_` keeps even a broken invariant a `None`, not a panic.
+        bytemuck::try_cast_slice(self.bytes(id)?).ok()
+    }
+
+    /// Checks the checksum of every section, including the embedding table and the first-order
+    /// weights (reads the whole file, in parallel chunks).
+    pub fn verify(&self) -> Result<(), FormatError> {
+        for s in &self.sections {
+            check_section(&self.map, s)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_section(map: &[u8], s: &SectionInfo) -> Result<(), FormatError> {
+    let computed = checksum(&map[s.offset as usize..(s.offset + s.length) as usize]);
+    if computed != s.checksum {
+        return Err(FormatError::SectionChecksum {
+            section: s.shape.id.name(),
+            stored: s.checksum,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
+    let file_len = map.len() as u64;
+    let h = &map[..HEADER_LEN as usize];
+    if h[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let version = u32_at(h, 8);
+    if version != VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let bom = u32_at(h, 12);
+    if bom != super::BYTE_ORDER_MARK {
+        return Err(FormatError::WrongByteOrder(bom));
+    }
+    let expected_len = u64_at(h, 16);
+    if expected_len != file_len {
+        return Err(FormatError::FileLength {
+            expected: expected_len,
+            actual: file_len,
+        });
+    }
+    if u32_at(h, 44) != 0 {
+        return Err(FormatError::Reserved("header flags"));
+    }
+    if u64_at(h, 56) != 0 {
+        return Err(FormatError::Reserved("header bytes 56..64"));
+    }
+    let count = u32_at(h, 40);
+    if count > MAX_SECTIONS {
+        return Err(FormatError::TooManySections(count));
+    }
+    let spec_offset = u64_at(h, 24);
+    let table_end = HEADER_LEN + ENTRY_LEN * count as u64;
+    if spec_offset != table_end {
+        return Err(FormatError::SpecOffset {
+            expected: table_end,
+            found: spec_offset,
+        });
+    }
+    let spec_len = u64_at(h, 32);
+    // Both operands are small (checked above / bounded here), so the sum cannot overflow.
+    if spec_len > MAX_SPEC_LEN || spec_offset + spec_len > file_len {
+        return Err(FormatError::SpecLength(spec_len));
+    }
+    let spec_end = (spec_offset + spec_len) as usize;
+    let table = &map[HEADER_LEN as usize..table_end as usize];
+    let spec_bytes = &map[table_end as usize..spec_end];
+
+    let mut meta = Xxh3::new();
+    meta.update(&h[..48]);
+    meta.update(table);
+    meta.update(spec_bytes);
+    let computed = meta.digest();
+    let stored = u64_at(h, 48);
+    if computed != stored {
+        return Err(FormatError::MetaChecksum { stored, computed });
+    }
+
+    let spec_text = std::str::from_utf8(spec_bytes).map_err(|_| FormatError::SpecUtf8)?;
+    let spec = ModelSpec::from_json(spec_text)?;
+    let expected = tensor_shapes(&spec);
+    if expected.len() != count as usize {
+        return Err(FormatError::SectionCount {
+            expected: expected.len(),
+            found: count as usize,
+        });
+    }
+    let sections = expected
+        .iter()
+        .enumerate()
+        .map(|(position, want)| {
+            let entry = &table[position * ENTRY_LEN as usize..(position + 1) * ENTRY_LEN as usize];
+            parse_entry(entry, position, want, spec_end as u64, file_len)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut by_offset: Vec<&SectionInfo> = sections.iter().collect();
+    by_offset.sort_by_key(|s| s.offset);
+    for pair in by_offset.windows(2) {
+        // Ends were checked not to overflow in `parse_entry`.
+        if pair[0].offset + pair[0].length > pair[1].offset {
+            return Err(FormatError::Overlap {
+                first: pair[0].shape.id.name(),
+                second: pair[1].shape.id.name(),
+            });
+        }
+    }
+    for s in sections.iter().filter(|s| !s.shape.id.is_row_indexed()) {
+        check_section(map, s)?;
+        let values: &[f32] =
+            bytemuck::try_cast_slice(&map[s.offset as usize..(s.offset + s.length) as usize])
+                .map_err(|_| FormatError::Misaligned {
+                    section: s.shape.id.name(),
+                    offset: s.offset,
+                    align: SECTION_ALIGN,
+                })?;
+        if let Some(element) = values.iter().position(|v| !v.is_finite()) {
+            return Err(FormatError::NonFinite {
+                section: s.shape.id.name(),
+                element,
+            });
+        }
+    }
+    Ok((spec, sections))
+}
+
+fn parse_entry(
+    e: &[u8],
+    position: usize,
+    want: &TensorShape,
+    data_start: u64,
+    file_len: u64,
+) -> Result<SectionInfo, FormatError> {
+    let section = || want.id.name();
+    let (kind, index) = (u32_at(e, 0), u32_at(e, 4));
+    if (kind, index) != want.id.code() {
+        return Err(FormatError::UnexpectedSection {
+            position,
+            kind,
+            index,
+            expected: section(),
+        });
+    }
+    let dtype_code = u32_at(e, 8);
+    let dtype = Dtype::from_code(dtype_code).ok_or_else(|| FormatError::UnsupportedDtype {
+        section: section(),
+        dtype: dtype_code,
+    })?;
+    let rank = u32_at(e, 12);
+    let dims = [u64_at(e, 16), u64_at(e, 24)];
+    if rank != want.rank || dims != want.dims {
+        return Err(FormatError::ShapeMismatch {
+            section: section(),
+            rank,
+            found: dims,
+            expected: want.dims,
+        });
+    }
+    let (offset, length, stored_checksum) = (u64_at(e, 32), u64_at(e, 40), u64_at(e, 48));
+    if u64_at(e, 56) != 0 {
+        return Err(FormatError::Reserved("section entry bytes 56..64"));
+    }
+    let expected_len = dims[0]
+        .checked_mul(dims[1])
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .ok_or_else(|| FormatError::SizeOverflow { section: section() })?;
+    if length != expected_len {
+        return Err(FormatError::SectionLength {
+            section: section(),
+            expected: expected_len,
+            found: length,
+        });
+    }
+    let align = if want.id == SectionId::Embedding {
+        TABLE_ALIGN
+    } else {
+        SECTION_ALIGN
+    };
+    if offset % align != 0 {
+        return Err(FormatError::Misaligned {
+            section: section(),
+            offset,
+            align,
+        });
+    }
+    if offset < data_start {
+        return Err(FormatError::OverlapsHeader {
+            section: section(),
+            offset,
+        });
+    }
+    let end = offset
+        .checked_add(length)
+        .ok_or_else(|| FormatError::SizeOverflow { section: section() })?;
+    if end > file_len {
+        return Err(FormatError::OutOfBounds {
+            section: section(),
+            offset,
+            end,
+            file_len,
+        });
+    }
+    Ok(SectionInfo {
+        shape: *want,
+        dtype,
+        offset,
+        length,
+        checksum: stored_checksum,
+    })
+}

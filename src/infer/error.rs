@@ -1,0 +1,79 @@
+use thiserror::Error;
+
+/// Why a batch could not be scored. Each variant names the field (and row) at fault; nothing
+/// was written to the output when one is returned.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ScoreError {
+    /// The batch has no rows.
+    #[error("the batch is empty")]
+    EmptyBatch,
+    /// The batch does not have one column per field.
+    #[error("the batch has {found} columns, the model has {expected} fields")]
+    ColumnCount {
+        /// Fields in the model.
+        expected: usize,
+        /// Columns given.
+        found: usize,
+    },
+    /// A column's kind differs from its field's.
+    #[error("field {field}: expected a {expected} column, got {found}")]
+    ColumnKind {
+        /// Field name.
+        field: String,
+        /// Kind of the field.
+        expected: &'static str,
+        /// Kind of the column.
+        found: &'static str,
+    },
+    /// A column has a different number of rows than the first one.
+    #[error("field {field}: {found} rows, the batch has {expected}")]
+    RowCount {
+        /// Field name.
+        field: String,
+        /// Rows of the first column.
+        expected: usize,
+        /// Rows of this column.
+        found: usize,
+    },
+    /// An id is not below the field's vocabulary.
+    #[error("field {field}, row {row}: id {id} is outside 0..{vocab}")]
+    IdOutOfRange {
+        /// Field name.
+        field: String,
+        /// Row in the batch.
+        row: usize,
+        /// The id.
+        id: u64,
+        /// The field's vocabulary.
+        vocab: u64,
+    },
+    /// A numeric value is NaN or infinite.
+    #[error("field {field}, row {row}: value {value} is not finite")]
+    NonFinite {
+        /// Field name.
+        field: String,
+        /// Row in the batch.
+        row: usize,
+        /// The value.
+        value: f32,
+    },
+    /// Multi-hot offsets do not start at 0, decrease, or do not end at the id count.
+    #[error("field {field}, row {row}: offsets must start at 0, never decrease and end at the id count")]
+    BadOffsets {
+        /// Field name.
+        field: String,
+        /// First row whose offsets are wrong.
+        row: usize,
+    },
+    /// The output slice is shorter than the batch.
+    #[error("output holds {found} scores, the batch has {needed} rows")]
+    OutputTooShort {
+        /// Rows in the batch.
+        needed: usize,
+        /// Length of the output.
+        found: usize,
+    },
+    /// The scratch was made for a model of another shape.
+    #[error("scratch was created for a model of another shape")]
+    ScratchMismatch,
+}

@@ -1,0 +1,20 @@
+//! Scoring: [`Model`] (immutable, shared), [`Scratch`] (per thread), [`score`] and
+//! [`score_parallel`].
+//!
+//! A score is `out(bias + Σ first-order + FM pairwise + MLP(x))` where `x` is the concatenation
+//! of the field embeddings and `out` is the sigmoid or the (optionally clamped) identity.
+//! Batches are processed in blocks of [`BLOCK_ROWS`] rows so that the activations of a block stay
+//! in cache whatever the batch size; a [`Scratch`] holds one block's buffers, allocated once.
+
+mod error;
+mod model;
+mod score;
+mod scratch;
+
+pub use error::ScoreError;
+pub use model::{Model, OpenOptions};
+pub use score::{score, score_parallel};
+pub use scratch::{Scratch, ScratchPool};
+
+/// Rows per internal block.
+pub const BLOCK_ROWS: usize = 128;

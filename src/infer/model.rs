@@ -1,0 +1,136 @@
+use crate::format::{FormatError, ModelFile, SectionId};
+use crate::kernels::Isa;
+use crate::kernels::gemm::PackedMatrix;
+use crate::spec::{FieldKind, ModelSpec, Output};
+use std::path::Path;
+
+/// How to open a model.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Instruction set for the kernels; `None` picks the best this CPU has (see
+    /// [`Isa::detect`]). Asking for one the CPU lacks is an error.
+    pub isa: Option<Isa>,
+    /// Also check the checksums of the embedding table and first-order weights (reads the whole
+    /// file; see [`ModelFile::verify`]).
+    pub verify: bool,
+}
+
+/// What scoring needs to know about one field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldPlan {
+    pub kind: FieldKind,
+    /// First row of the field in the stacked table.
+    pub row_offset: u64,
+    /// Rows the field owns (ids must be below this).
+    pub vocab: u64,
+}
+
+/// An open model: the validated map plus weights packed for the kernels. Immutable, `Send +
+/// Sync`: share one between all scoring threads (in an `Arc`), each with its own
+/// [`crate::Scratch`].
+#[derive(Debug)]
+pub struct Model {
+    file: ModelFile,
+    isa: Isa,
+    pub(crate) fields: Vec<FieldPlan>,
+    /// Hidden layers, then the output unit.
+    pub(crate) layers: Vec<PackedMatrix>,
+    pub(crate) bias: f32,
+    pub(crate) dim: usize,
+    pub(crate) output: Output,
+    pub(crate) clamp: Option<[f32; 2]>,
+}
+
+impl Model {
+    /// Opens and validates a model file with the best kernels for this CPU.
+    /// Cost: reads the header, spec and MLP weights; never the embedding table.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model, FormatError> {
+        Model::open_with(path, &OpenOptions::default())
+    }
+
+    /// Opens with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Model, FormatError> {
+        let file = ModelFile::open(path)?;
+        if options.verify {
+            file.verify()?;
+        }
+        Model::from_file(file, options.isa)
+    }
+
+    /// Builds the scoring plan over an already validated file.
+    ///
+    /// # Panics
+    /// If `isa` is not supported by this CPU.
+    pub fn from_file(file: ModelFile, isa: Option<Isa>) -> Result<Model, FormatError> {
+        let isa = isa.unwrap_or_else(Isa::detect);
+        assert!(isa.is_supported(), "{} is not supported by this CPU", isa.name());
+        let spec = file.spec().clone();
+        let offsets = spec.row_offsets();
+        let fields = spec
+            .fields
+            .iter()
+            .zip(offsets)
+            .map(|(f, row_offset)| FieldPlan {
+                kind: f.kind.clone(),
+                row_offset,
+                vocab: f.kind.rows(),
+            })
+            .collect();
+        let section = |id: SectionId| file.f32s(id).expect("validated files have every section");
+        let mut layers = Vec::new();
+        for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
+            let (w, b) = if i < spec.hidden.len() {
+                (SectionId::LayerWeight(i as u32), SectionId::LayerBias(i as u32))
+            } else {
+                (SectionId::OutWeight, SectionId::OutBias)
+            };
+            layers.push(PackedMatrix::pack(section(w), section(b), output, input));
+        }
+        Ok(Model {
+            isa,
+            bias: section(SectionId::Bias)[0],
+            dim: spec.embedding_dim,
+            output: spec.output,
+            clamp: spec.clamp,
+            fields,
+            layers,
+            file,
+        })
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        self.file.spec()
+    }
+
+    /// The validated file behind the model.
+    pub fn file(&self) -> &ModelFile {
+        &self.file
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The stacked embedding table, `rows × D`, zero-copy from the map.
+    pub fn embedding(&self) -> &[f32] {
+        self.file
+            .f32s(SectionId::Embedding)
+            .expect("validated files have every section")
+    }
+
+    /// First-order weights, one per row, zero-copy from the map.
+    pub fn linear(&self) -> &[f32] {
+        self.file
+            .f32s(SectionId::Linear)
+            .expect("validated files have every section")
+    }
+
+    /// Widest hidden layer (0 with none).
+    pub(crate) fn max_hidden_width(&self) -> usize {
+        let hidden = &self.layers[..self.layers.len() - 1];
+        hidden.iter().map(|l| l.n()).max().unwrap_or(0)
+    }
+
+}

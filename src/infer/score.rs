@@ -1,0 +1,271 @@
+use super::BLOCK_ROWS;
+use super::error::ScoreError;
+use super::model::{FieldPlan, Model};
+use super::scratch::{Scratch, ScratchPool};
+use crate::batch::{Column, Columns};
+use crate::kernels::fm::fm_pairwise;
+use crate::kernels::gemm::gemm_bias_act;
+use crate::spec::{FieldKind, Output, Pooling};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Scores every row of `batch` into `out[..rows]`. Performs no heap allocation when it succeeds.
+///
+/// The whole batch is validated first (column count and kinds, row counts, ids below each
+/// field's vocabulary, finite values, well-formed offsets); on error nothing is written.
+pub fn score<C: Columns + ?Sized>(
+    model: &Model,
+    batch: &C,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) -> Result<(), ScoreError> {
+    let rows = validate(model, batch, out.len())?;
+    if !scratch.fits(model) {
+        return Err(ScoreError::ScratchMismatch);
+    }
+    score_range(model, batch, 0..rows, scratch, &mut out[..rows]);
+    Ok(())
+}
+
+/// Like [`score`], splitting the batch over the current rayon pool, one [`Scratch`] of `pool`
+/// per worker. Results are identical to [`score`] (rows never interact).
+pub fn score_parallel<C: Columns + Sync + ?Sized>(
+    model: &Model,
+    batch: &C,
+    pool: &ScratchPool,
+    out: &mut [f32],
+) -> Result<(), ScoreError> {
+    let rows = validate(model, batch, out.len())?;
+    if !pool.fits(model) {
+        return Err(ScoreError::ScratchMismatch);
+    }
+    // Several chunks per thread so that a core slowed by a neighbour does not hold up the rest.
+    let threads = rayon::current_num_threads();
+    let chunk = rows.div_ceil(threads * 4).next_multiple_of(BLOCK_ROWS);
+    out[..rows]
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let start = i * chunk;
+            let mut scratch = pool.get();
+            score_range(model, batch, start..start + out.len(), &mut scratch, out);
+        });
+    Ok(())
+}
+
+fn validate<C: Columns + ?Sized>(
+    model: &Model,
+    batch: &C,
+    out_len: usize,
+) -> Result<usize, ScoreError> {
+    let spec = model.spec();
+    if batch.num_columns() != model.fields.len() {
+        return Err(ScoreError::ColumnCount {
+            expected: model.fields.len(),
+            found: batch.num_columns(),
+        });
+    }
+    let rows = batch.column(0).rows();
+    if rows == 0 {
+        return Err(ScoreError::EmptyBatch);
+    }
+    for (i, plan) in model.fields.iter().enumerate() {
+        let field = || spec.fields[i].name.clone();
+        let column = batch.column(i);
+        let kind_ok = matches!(
+            (&plan.kind, &column),
+            (FieldKind::Categorical { .. }, Column::Categorical(_))
+                | (FieldKind::Numeric, Column::Numeric(_))
+                | (FieldKind::MultiHot { .. }, Column::MultiHot { .. })
+        );
+        if !kind_ok {
+            return Err(ScoreError::ColumnKind {
+                field: field(),
+                expected: plan.kind.name(),
+                found: column.kind_name(),
+            });
+        }
+        if column.rows() != rows {
+            return Err(ScoreError::RowCount {
+                field: field(),
+                expected: rows,
+                found: column.rows(),
+            });
+        }
+        let check_ids = |ids: &[u64], first_row: &dyn Fn(usize) -> usize| {
+            match ids.iter().position(|&id| id >= plan.vocab) {
+                Some(p) => Err(ScoreError::IdOutOfRange {
+                    field: field(),
+                    row: first_row(p),
+                    id: ids[p],
+                    vocab: plan.vocab,
+                }),
+                None => Ok(()),
+            }
+        };
+        match column {
+            Column::Categorical(ids) => check_ids(ids, &|p| p)?,
+            Column::Numeric(values) => {
+                if let Some(row) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(ScoreError::NonFinite {
+                        field: field(),
+                        row,
+                        value: values[row],
+                    });
+                }
+            }
+            Column::MultiHot { ids, offsets } => {
+                let bad_start = offsets[0] != 0;
+                let bad_step = offsets.windows(2).position(|w| w[0] > w[1]);
+                if bad_start || bad_step.is_some() || offsets[rows] != ids.len() {
+                    let row = if bad_start { 0 } else { bad_step.unwrap_or(rows - 1) };
+                    return Err(ScoreError::BadOffsets {
+                        field: field(),
+                        row,
+                    });
+                }
+                // The row of a bad id is found only on the error path.
+                check_ids(ids, &|p| offsets.partition_point(|&o| o <= p) - 1)?;
+            }
+        }
+    }
+    if out_len < rows {
+        return Err(ScoreError::OutputTooShort {
+            needed: rows,
+            found: out_len,
+        });
+    }
+    Ok(rows)
+}
+
+/// Scores validated rows `range` into `out` (`out.len() == range.len()`), block by block.
+fn score_range<C: Columns + ?Sized>(
+    model: &Model,
+    batch: &C,
+    range: Range<usize>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    for (block, out) in range.step_by(BLOCK_ROWS).zip(out.chunks_mut(BLOCK_ROWS)) {
+        score_block(model, batch, block..block + out.len(), scratch, out);
+    }
+}
+
+fn score_block<C: Columns + ?Sized>(
+    model: &Model,
+    batch: &C,
+    rows: Range<usize>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let (d, fields) = (model.dim, model.fields.len());
+    let width = d * fields;
+    let n = rows.len();
+    let Scratch { x, h, fm, .. } = scratch;
+    let x: &mut [f32] = &mut bytemuck::cast_slice_mut(x)[..n * width];
+    let fm = &mut fm[..n];
+    fm.fill(model.bias);
+    let (table, linear) = (model.embedding(), model.linear());
+    for (f, plan) in model.fields.iter().enumerate() {
+        gather_field(plan, batch.column(f), rows.clone(), table, linear, d, x, width, f, fm);
+    }
+    for (b, fm) in fm.iter_mut().enumerate() {
+        *fm += fm_pairwise(model.isa(), &x[b * width..(b + 1) * width], fields, d);
+    }
+
+    let [h0, h1] = h;
+    let (h0, h1): (&mut [f32], &mut [f32]) =
+        (bytemuck::cast_slice_mut(h0), bytemuck::cast_slice_mut(h1));
+    let last = model.layers.len() - 1;
+    let mut input_is_x = true;
+    let mut in_width = width;
+    for (i, layer) in model.layers.iter().enumerate() {
+        // Ping-pong: x → h0 → h1 → h0 ...
+        let (input, output): (&[f32], &mut [f32]) = match (input_is_x, i % 2) {
+            (true, _) => (x, h0),
+            (false, 1) => (h0, h1),
+            (false, _) => (h1, h0),
+        };
+        gemm_bias_act(model.isa(), input, in_width, n, layer, i < last, output, layer.n());
+        input_is_x = false;
+        in_width = layer.n();
+    }
+    let logits = if last % 2 == 0 { &*h0 } else { &*h1 };
+    for ((o, &deep), &fm) in out.iter_mut().zip(logits).zip(fm.iter()) {
+        *o = finish(model.output, model.clamp, deep + fm);
+    }
+}
+
+/// The output transform.
+pub(crate) fn finish(output: Output, clamp: Option<[f32; 2]>, logit: f32) -> f32 {
+    match (output, clamp) {
+        (Output::Sigmoid, _) => 1.0 / (1.0 + (-logit).exp()),
+        (Output::Linear, Some([lo, hi])) => logit.clamp(lo, hi),
+        (Output::Linear, None) => logit,
+    }
+}
+
+/// Writes field `f` of every row of the block into `x` and adds its first-order term to `fm`.
+#[allow(clippy::too_many_arguments)]
+fn gather_field(
+    plan: &FieldPlan,
+    column: Column<'_>,
+    rows: Range<usize>,
+    table: &[f32],
+    linear: &[f32],
+    d: usize,
+    x: &mut [f32],
+    width: usize,
+    f: usize,
+    fm: &mut [f32],
+) {
+    // Ids were validated below the field's vocabulary, so every row index below is inside the
+    // table (validated against the spec when the file was opened).
+    let base = plan.row_offset as usize;
+    let dst_rows = x.chunks_exact_mut(width).map(|r| &mut r[f * d..(f + 1) * d]);
+    match column {
+        Column::Categorical(ids) => {
+            for ((dst, &id), fm) in dst_rows.zip(&ids[rows]).zip(fm.iter_mut()) {
+                let r = base + id as usize;
+                dst.copy_from_slice(&table[r * d..(r + 1) * d]);
+                *fm += linear[r];
+            }
+        }
+        Column::Numeric(values) => {
+            let row = &table[base * d..(base + 1) * d];
+            for ((dst, &v), fm) in dst_rows.zip(&values[rows]).zip(fm.iter_mut()) {
+                for (o, &e) in dst.iter_mut().zip(row) {
+                    *o = e * v;
+                }
+                *fm += linear[base] * v;
+            }
+        }
+        Column::MultiHot { ids, offsets } => {
+            let mean = matches!(
+                plan.kind,
+                FieldKind::MultiHot {
+                    pooling: Pooling::Mean,
+                    ..
+                }
+            );
+            for ((dst, r), fm) in dst_rows.zip(rows).zip(fm.iter_mut()) {
+                let list = &ids[offsets[r]..offsets[r + 1]];
+                dst.fill(0.0);
+                let mut lin = 0.0;
+                for &id in list {
+                    let row = base + id as usize;
+                    for (o, &e) in dst.iter_mut().zip(&table[row * d..(row + 1) * d]) {
+                        *o += e;
+                    }
+                    lin += linear[row];
+                }
+                if mean && !list.is_empty() {
+                    let scale = 1.0 / list.len() as f32;
+                    dst.iter_mut().for_each(|o| *o *= scale);
+                    lin *= scale;
+                }
+                *fm += lin;
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Import from and export to safetensors + JSON spec (placeholder, filled below).

@@ -1,0 +1,247 @@
+//! Blocked GEMM with pre-packed weights and a fused bias + ReLU epilogue.
+//!
+//! `C[m × n] = act(A[m × k] · Wᵀ + b)` where `W` is `[n, k]` (PyTorch `[out, in]`). `W` is packed
+//! once (when a model is opened) into panels of [`NR`] = 16 output columns: panel `j` holds, for
+//! every `k`, the 16 weights of columns `16j..16j+16` in one 64-byte line, zero-padded past `n`.
+//! The loop nest walks `k` in blocks of [`KC`] (a panel block stays in L1), rows in blocks of
+//! [`MC`] (an `A` block stays in L2), and calls a micro-kernel that keeps an `MR × 16` tile of `C`
+//! in registers, reading `A` rows in place (no packing of `A`: its rows are already contiguous).
+
+use super::Isa;
+
+/// Output columns per panel (one 64-byte line of f32).
+pub const NR: usize = 16;
+/// Depth of a `k` block.
+pub const KC: usize = 256;
+/// Rows of an `A` block.
+pub const MC: usize = 96;
+
+/// One 64-byte line: 16 weights of a panel at one `k`, or any aligned scratch.
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+pub struct Line(pub [f32; NR]);
+
+/// Weights `[n, k]` packed into 16-column panels, with the bias padded to a multiple of 16.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    panels: Vec<Line>,
+    bias: Vec<Line>,
+}
+
+impl PackedMatrix {
+    /// Packs row-major `weight[n][k]` and `bias[n]`.
+    ///
+    /// # Panics
+    /// If `weight.len() != n * k` or `bias.len() != n` (callers pass validated sections).
+    pub fn pack(weight: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(weight.len(), n * k, "weight is not n × k");
+        assert_eq!(bias.len(), n, "bias is not n long");
+        let panels_n = n.div_ceil(NR);
+        let mut panels = vec![Line::default(); panels_n * k];
+        for (o, row) in weight.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (j, c) = (o / NR, o % NR);
+            for (kk, &w) in row.iter().enumerate() {
+                panels[j * k + kk].0[c] = w;
+            }
+        }
+        let mut padded = vec![Line::default(); panels_n];
+        for (o, &b) in bias.iter().enumerate() {
+            padded[o / NR].0[o % NR] = b;
+        }
+        PackedMatrix {
+            k,
+            n,
+            panels,
+            bias: padded,
+        }
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 64
+    }
+
+    pub(crate) fn panel(&self, j: usize) -> &[Line] {
+        &self.panels[j * self.k..(j + 1) * self.k]
+    }
+
+    pub(crate) fn bias_line(&self, j: usize) -> &[f32; NR] {
+        &self.bias[j].0
+    }
+}
+
+/// What a micro-kernel does with its tile after the `k` loop.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    /// Add to what `C` already holds (a later `k` block) instead of overwriting it.
+    pub accumulate: bool,
+    /// On the last `k` block: add this bias line and optionally apply ReLU.
+    pub finish: Option<(&'a [f32; NR], bool)>,
+}
+
+/// The job of one micro-kernel call: an `R × 16` tile of `C` (`R` ≤ the kernel's MR).
+pub(crate) struct Tile<'a> {
+    /// `A` rows, each `lda` apart, starting at the current `k` block.
+    pub a: &'a [f32],
+    pub lda: usize,
+    /// The panel lines of the current `k` block.
+    pub b: &'a [Line],
+    /// `C` rows, each `ldc` apart, starting at the tile's first column.
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+    /// Valid columns in this tile (≤ 16).
+    pub cols: usize,
+    pub rows: usize,
+    pub epilogue: Epilogue<'a>,
+}
+
+/// Applies the bias/ReLU epilogue and writes `rows × cols` of a computed tile into `C`.
+/// Shared by all micro-kernels for the ragged tiles they spill to the stack.
+pub(crate) fn store_tile(tile: &mut Tile<'_>, acc: &[[f32; NR]]) {
+    for (r, acc_row) in acc.iter().enumerate().take(tile.rows) {
+        let c_row = &mut tile.c[r * tile.ldc..r * tile.ldc + tile.cols];
+        for (col, (c, &v)) in c_row.iter_mut().zip(acc_row).enumerate() {
+            let mut v = if tile.epilogue.accumulate { *c + v } else { v };
+            if let Some((bias, relu)) = tile.epilogue.finish {
+                v += bias[col];
+                if relu {
+                    v = v.max(0.0);
+                }
+            }
+            *c = v;
+        }
+    }
+}
+
+/// `C = act(A · Wᵀ + b)` for `m` rows.
+///
+/// `a` holds row `i` at `a[i * lda..i * lda + w.k()]`, `c` row `i` at
+/// `c[i * ldc..i * ldc + w.n()]`. Columns of `C` past `n` are not touched.
+///
+/// # Panics
+/// If the slices are too short for `m`, `lda`, `ldc`, or `lda < k`, `ldc < n`, or the
+/// instruction set is not supported by this CPU. These are programming errors: the scorer sizes
+/// its buffers from the validated model.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bias_act(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &PackedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (k, n) = (w.k, w.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && ldc >= n, "leading dimensions too small");
+    assert!(a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "C too short");
+    assert!(isa.is_supported(), "instruction set not supported here");
+    let mr = match isa {
+        Isa::Portable => super::gemm_portable::MR,
+        Isa::Avx2Fma => 6,
+    };
+    let panels = n.div_ceil(NR);
+    let mut k0 = 0;
+    loop {
+        let kc = KC.min(k - k0);
+        let last_k = k0 + kc == k;
+        for i0 in (0..m).step_by(MC) {
+            let i1 = (i0 + MC).min(m);
+            for j in 0..panels {
+                let col0 = j * NR;
+                let cols = NR.min(n - col0);
+                let b = &w.panel(j)[k0..k0 + kc];
+                let epilogue = Epilogue {
+                    accumulate: k0 > 0,
+                    finish: last_k.then(|| (w.bias_line(j), relu)),
+                };
+                for i in (i0..i1).step_by(mr) {
+                    let rows = mr.min(i1 - i);
+                    let c_start = i * ldc + col0;
+                    let c_end = (i + rows - 1) * ldc + col0 + cols;
+                    let a_start = i * lda + k0;
+                    let a_end = (i + rows - 1) * lda + k0 + kc;
+                    let mut tile = Tile {
+                        a: &a[a_start..a_end],
+                        lda,
+                        b,
+                        c: &mut c[c_start..c_end],
+                        ldc,
+                        cols,
+                        rows,
+                        epilogue,
+                    };
+                    run_tile(isa, &mut tile);
+                }
+            }
+        }
+        if last_k {
+            break;
+        }
+        k0 += kc;
+    }
+}
+
+fn run_tile(isa: Isa, tile: &mut Tile<'_>) {
+    match isa {
+        Isa::Portable => super::gemm_portable::micro(tile),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `gemm_bias_act` asserted that this CPU supports AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { super::gemm_avx2::micro(tile) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2Fma => unreachable!("is_supported() is false off x86-64"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference::gemm_bias_act_ref;
+    use proptest::prelude::*;
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn matches_reference(
+            m in 1usize..40, k in 1usize..600, n in 1usize..70,
+            lda_pad in 0usize..5, ldc_pad in 0usize..5, relu: bool, seed: u64,
+        ) {
+            let (lda, ldc) = (k + lda_pad, n + ldc_pad);
+            let mut rng = crate::random::Rng::new(seed);
+            let a: Vec<f32> = (0..m * lda).map(|_| rng.normal()).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            let packed = PackedMatrix::pack(&w, &bias, n, k);
+            let mut want = vec![7.0f32; m * ldc];
+            gemm_bias_act_ref(&a, lda, m, &w, &bias, n, k, relu, &mut want, ldc);
+            for isa in Isa::available() {
+                let mut got = vec![7.0f32; m * ldc];
+                gemm_bias_act(isa, &a, lda, m, &packed, relu, &mut got, ldc);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    prop_assert!(close(*g, *w), "{isa:?} element {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}

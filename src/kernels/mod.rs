@@ -1,0 +1,83 @@
+//! Numeric kernels behind one narrow interface, selected once per model by CPU features.
+//!
+//! - [`gemm`]: `C = act(A · W + b)` with `W` pre-packed into 16-column panels; bias and ReLU are
+//!   fused into the pass that writes `C`. One loop nest ([`gemm::gemm_bias_act`]) drives a
+//!   micro-kernel per instruction set (`gemm_avx2`, `gemm_portable`).
+//! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row.
+//!
+//! Every kernel has a plain scalar twin in [`reference`], and proptests compare them over
+//! random, ragged shapes.
+
+pub mod fm;
+pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
+mod gemm_portable;
+pub mod reference;
+
+/// An instruction set the kernels can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable SIMD through the `wide` crate (SSE2 on any x86-64, NEON on aarch64); always
+    /// available.
+    Portable,
+    /// AVX2 with FMA (x86-64, detected at run time).
+    Avx2Fma,
+}
+
+/// Environment variable that forces an instruction set (`portable` or `avx2`), e.g. to test the
+/// fallback on a CPU that has more. Asking for one the CPU lacks falls back to `portable`.
+pub const ISA_ENV: &str = "DEEPFM_ISA";
+
+impl Isa {
+    /// Every instruction set this CPU can run, best last.
+    pub fn available() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        if Isa::Avx2Fma.is_supported() {
+            isas.push(Isa::Avx2Fma);
+        }
+        isas
+    }
+
+    /// True when this CPU can run `self`.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2Fma => false,
+        }
+    }
+
+    /// The best supported instruction set, unless [`ISA_ENV`] asks for another.
+    pub fn detect() -> Isa {
+        let best = *Isa::available().last().expect("portable is always available");
+        match std::env::var(ISA_ENV).ok().as_deref() {
+            Some(name) => Isa::from_name(name)
+                .filter(|isa| isa.is_supported())
+                .unwrap_or(Isa::Portable),
+            None => best,
+        }
+    }
+
+    /// Parses `portable` or `avx2`.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        match name {
+            "portable" | "scalar" => Some(Isa::Portable),
+            "avx2" => Some(Isa::Avx2Fma),
+            _ => None,
+        }
+    }
+
+    /// Short name (`portable`, `avx2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2Fma => "avx2",
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Random models and batches of a given shape, for the demo, tests and benchmarks.
+//!
+//! Everything is drawn from a seeded generator (xoshiro256++), so a seed always gives the same
+//! model file and the same batch.
+
+use crate::batch::{BatchBuf, Value};
+use crate::format::{FormatError, ModelWriter, SectionId};
+use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use std::path::{Path, PathBuf};
+
+/// A small seeded generator with the draws the crate needs.
+pub struct Rng(Xoshiro256PlusPlus);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f32 {
+        self.0.random::<f32>()
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0.random_range(0..n)
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = 1.0 - self.0.random::<f64>();
+        let u2 = self.0.random::<f64>();
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}
+
+/// The Criteo-like benchmark shape: 13 numeric + 26 categorical fields, 1,000,000 embedding rows
+/// in all, D = 16, hidden 400-400-400, sigmoid output.
+pub fn criteo_like() -> ModelSpec {
+    let numeric = 13usize;
+    let categorical = 26usize;
+    // Skewed vocabularies like Criteo's (a few huge fields, many small ones), summing with the
+    // numeric rows to exactly 1,000,000.
+    let mut vocabs: Vec<u64> = (0..categorical).map(|i| 1000 + 997 * i as u64).collect();
+    let small: u64 = vocabs.iter().sum();
+    let rest = 1_000_000 - numeric as u64 - small;
+    vocabs[0] += rest / 2;
+    vocabs[1] += rest - rest / 2;
+    let mut fields: Vec<Field> = (1..=numeric)
+        .map(|i| Field {
+            name: format!("I{i}"),
+            kind: FieldKind::Numeric,
+        })
+        .collect();
+    fields.extend(vocabs.iter().enumerate().map(|(i, &vocab)| Field {
+        name: format!("C{}", i + 1),
+        kind: FieldKind::Categorical { vocab },
+    }));
+    ModelSpec {
+        fields,
+        embedding_dim: 16,
+        hidden: vec![400, 400, 400],
+        output: Output::Sigmoid,
+        clamp: None,
+    }
+}
+
+/// The MovieLens-like benchmark shape: user (6,040) and item (3,706) ids, D = 32, hidden
+/// 256-128-64, linear output clamped to the 1–5 rating scale.
+pub fn movielens_like() -> ModelSpec {
+    ModelSpec {
+        fields: vec![
+            Field {
+                name: "user".into(),
+                kind: FieldKind::Categorical { vocab: 6040 },
+            },
+            Field {
+                name: "item".into(),
+                kind: FieldKind::Categorical { vocab: 3706 },
+            },
+        ],
+        embedding_dim: 32,
+        hidden: vec![256, 128, 64],
+        output: Output::Linear,
+        clamp: Some([1.0, 5.0]),
+    }
+}
+
+/// A small model with one field of each kind, used by the demo's agreement check and by tests.
+pub fn mixed_small() -> ModelSpec {
+    ModelSpec {
+        fields: vec![
+            Field {
+                name: "user".into(),
+                kind: FieldKind::Categorical { vocab: 500 },
+            },
+            Field {
+                name: "age".into(),
+                kind: FieldKind::Numeric,
+            },
+            Field {
+                name: "genres".into(),
+                kind: FieldKind::MultiHot {
+                    vocab: 18,
+                    pooling: Pooling::Mean,
+                },
+            },
+            Field {
+                name: "tags".into(),
+                kind: FieldKind::MultiHot {
+                    vocab: 40,
+                    pooling: Pooling::Sum,
+                },
+            },
+        ],
+        embedding_dim: 13,
+        hidden: vec![37, 20],
+        output: Output::Sigmoid,
+        clamp: None,
+    }
+}
+
+/// Writes a model with random weights (embeddings N(0, 0.1²), He-initialised layers, small
+/// biases), streaming the table in chunks.
+pub fn write_random_model(
+    path: impl AsRef<Path>,
+    spec: &ModelSpec,
+    seed: u64,
+) -> Result<PathBuf, FormatError> {
+    let mut rng = Rng::new(seed);
+    let mut w = ModelWriter::create(path, spec)?;
+    let mut fill = |w: &mut ModelWriter, id: SectionId, scale: f32| -> Result<(), FormatError> {
+        let mut left = w.section_elements(id);
+        let mut chunk = Vec::with_capacity(1 << 16);
+        while left > 0 {
+            let n = left.min(1 << 16);
+            chunk.clear();
+            chunk.extend((0..n).map(|_| rng.normal() * scale));
+            w.write(id, &chunk)?;
+            left -= n;
+        }
+        Ok(())
+    };
+    fill(&mut w, SectionId::Embedding, 0.1)?;
+    fill(&mut w, SectionId::Linear, 0.05)?;
+    fill(&mut w, SectionId::Bias, 0.1)?;
+    for (i, &(input, _)) in spec.layer_shapes().iter().enumerate() {
+        let he = (2.0 / input as f32).sqrt();
+        if i < spec.hidden.len() {
+            fill(&mut w, SectionId::LayerWeight(i as u32), he)?;
+            fill(&mut w, SectionId::LayerBias(i as u32), 0.01)?;
+        } else {
+            fill(&mut w, SectionId::OutWeight, he)?;
+            fill(&mut w, SectionId::OutBias, 0.01)?;
+        }
+    }
+    w.finish()
+}
+
+/// A batch of `rows` random samples: uniform ids, numeric values uniform in `[0, 3)`, multi-hot
+/// lists of 0–5 ids.
+pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
+    let mut rng = Rng::new(seed);
+    let mut batch = BatchBuf::new(spec);
+    let mut row = Vec::with_capacity(spec.fields.len());
+    for _ in 0..rows {
+        row.clear();
+        for f in &spec.fields {
+            row.push(match f.kind {
+                FieldKind::Categorical { vocab } => Value::Id(rng.below(vocab)),
+                FieldKind::Numeric => Value::Num(rng.uniform() * 3.0),
+                FieldKind::MultiHot { vocab, .. } => {
+                    let n = rng.below(6);
+                    Value::Ids((0..n).map(|_| rng.below(vocab)).collect())
+                }
+            });
+        }
+        batch
+            .push_row(&row)
+            .expect("rows are built from the spec");
+    }
+    batch
+}
