@@ -249,7 +249,12 @@ mod tests {
         let mut b = BatchBuf::new(&spec);
         b.push_row(&[Value::Id(1), Value::Ids(vec![1, 2])]).unwrap();
         b.push_row(&[Value::Id(2), Value::Ids(vec![])]).unwrap();
-        assert_eq!(b.push_row(&[Value::Num(1.0), Value::Ids(vec![])]).unwrap_err().index, 0);
+        assert_eq!(
+            b.push_row(&[Value::Num(1.0), Value::Ids(vec![])])
+                .unwrap_err()
+                .index,
+            0
+        );
         assert_eq!(b.push_row(&[Value::Id(1)]).unwrap_err().expected, 2);
         assert_eq!(b.len(), 2);
         match b.column(1) {

@@ -1,1 +1,193 @@
-//! Import from and export to safetensors + JSON spec (placeholder, filled below).
+//! Import from and export to safetensors + a JSON spec, so that a model trained elsewhere
+//! (PyTorch, DeepCTR-Torch, torchrec) can be served, and ours read by anything.
+//!
+//! Tensor names and shapes are those of the model file's sections (see [`crate::format`]):
+//! `embedding [R, D]`, `linear [R]`, `bias [1]`, `mlp.{i}.weight [out, in]`, `mlp.{i}.bias [out]`,
+//! `out.weight [1, last]`, `out.bias [1]`, all f32.
+
+use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
+use crate::spec::{ModelSpec, SpecError};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why an import or export failed.
+#[derive(Debug, Error)]
+pub enum InteropError {
+    /// Reading or writing the model file failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The spec is invalid.
+    #[error("spec: {0}")]
+    Spec(#[from] SpecError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The safetensors file is malformed.
+    #[error("safetensors: {0}")]
+    Safetensors(String),
+    /// A tensor the spec needs is missing.
+    #[error("tensor {0} is missing")]
+    MissingTensor(String),
+    /// A tensor the spec does not use is present (refused rather than silently ignored).
+    #[error("tensor {0} is not part of this spec's model")]
+    UnexpectedTensor(String),
+    /// A tensor is not f32.
+    #[error("tensor {name} is {dtype}, expected F32")]
+    Dtype {
+        /// Tensor name.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A tensor's shape differs from what the spec implies.
+    #[error("tensor {name} has shape {found:?}, the spec implies {expected:?}")]
+    Shape {
+        /// Tensor name.
+        name: String,
+        /// Shape implied by the spec.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InteropError + '_ {
+    move |source| InteropError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn st_error(e: safetensors::SafeTensorError) -> InteropError {
+    InteropError::Safetensors(e.to_string())
+}
+
+/// Writes a model file at `out` from `weights` (safetensors) and `spec` (JSON text), streaming
+/// each tensor through a small buffer. Every tensor must be present, f32, and of the shape the
+/// spec implies; extra tensors are refused.
+pub fn import(weights: &Path, spec_json: &str, out: &Path) -> Result<PathBuf, InteropError> {
+    let spec = ModelSpec::from_json(spec_json)?;
+    let file = File::open(weights).map_err(io(weights))?;
+    // SAFETY: the input must not be modified while it is imported (the same rule as for model
+    // files); safetensors validates the header and all offsets against the map's length.
+    let map = unsafe { Mmap::map(&file) }.map_err(io(weights))?;
+    let tensors = SafeTensors::deserialize(&map).map_err(st_error)?;
+    let shapes = tensor_shapes(&spec);
+    let expected: Vec<String> = shapes.iter().map(|s| s.id.name()).collect();
+    if let Some(extra) = tensors
+        .names()
+        .into_iter()
+        .find(|n| !expected.iter().any(|e| e == n))
+    {
+        return Err(InteropError::UnexpectedTensor(extra.to_string()));
+    }
+    let mut writer = ModelWriter::create(out, &spec)?;
+    for (shape, name) in shapes.iter().zip(&expected) {
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| InteropError::MissingTensor(name.clone()))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(InteropError::Dtype {
+                name: name.clone(),
+                dtype: view.dtype().to_string(),
+            });
+        }
+        let want = torch_shape(shape.rank, shape.dims);
+        if view.shape() != want.as_slice() {
+            return Err(InteropError::Shape {
+                name: name.clone(),
+                expected: want,
+                found: view.shape().to_vec(),
+            });
+        }
+        // Tensor data in a safetensors file need not be 4-byte aligned: convert in chunks.
+        let mut buf = Vec::with_capacity(1 << 16);
+        for chunk in view.data().chunks(4 << 16) {
+            buf.clear();
+            buf.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            writer.write(shape.id, &buf)?;
+        }
+    }
+    Ok(writer.finish()?)
+}
+
+fn torch_shape(rank: u32, dims: [u64; 2]) -> Vec<usize> {
+    dims[..rank as usize].iter().map(|&d| d as usize).collect()
+}
+
+/// Writes `model`'s tensors to `weights` (safetensors, borrowed from the map: nothing copied
+/// into memory) and its spec to `spec_out` (pretty JSON). Both are written to a temporary file
+/// and renamed into place.
+pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), InteropError> {
+    let views = model
+        .sections()
+        .iter()
+        .map(|s| {
+            let data = model
+                .bytes(s.shape.id)
+                .expect("every listed section exists");
+            let shape = torch_shape(s.shape.rank, s.shape.dims);
+            TensorView::new(Dtype::F32, shape, data)
+                .map(|v| (s.shape.id.name(), v))
+                .map_err(st_error)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let temp = weights.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views, None, &temp).map_err(st_error)?;
+    std::fs::rename(&temp, weights).map_err(io(weights))?;
+    let json = serde_json::to_string_pretty(model.spec()).expect("a spec always serializes");
+    let temp = spec_out.with_extension("json.tmp");
+    std::fs::write(&temp, json + "\n").map_err(io(&temp))?;
+    std::fs::rename(&temp, spec_out).map_err(io(spec_out))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::{mixed_small, write_random_model};
+
+    #[test]
+    fn export_then_import_is_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = write_random_model(dir.path().join("a.dfm"), &mixed_small(), 3).unwrap();
+        let model = ModelFile::open(&original).unwrap();
+        let (weights, spec) = (dir.path().join("w.safetensors"), dir.path().join("s.json"));
+        export(&model, &weights, &spec).unwrap();
+        let spec_json = std::fs::read_to_string(&spec).unwrap();
+        let copy = import(&weights, &spec_json, &dir.path().join("b.dfm")).unwrap();
+        assert_eq!(
+            std::fs::read(original).unwrap(),
+            std::fs::read(copy).unwrap()
+        );
+    }
+
+    #[test]
+    fn import_refuses_wrong_shapes_and_extra_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = write_random_model(dir.path().join("a.dfm"), &mixed_small(), 3).unwrap();
+        let model = ModelFile::open(&original).unwrap();
+        let (weights, spec) = (dir.path().join("w.safetensors"), dir.path().join("s.json"));
+        export(&model, &weights, &spec).unwrap();
+        let mut other = mixed_small();
+        other.hidden[0] += 1;
+        let err = import(&weights, &other.to_json(), &dir.path().join("c.dfm")).unwrap_err();
+        assert!(matches!(err, InteropError::Shape { ref name, .. } if name == "mlp.0.weight"));
+        other.hidden = vec![37];
+        let err = import(&weights, &other.to_json(), &dir.path().join("c.dfm")).unwrap_err();
+        assert!(matches!(err, InteropError::UnexpectedTensor(ref n) if n.starts_with("mlp.1")));
+        assert!(!dir.path().join("c.dfm").exists());
+    }
+}

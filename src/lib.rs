@@ -27,6 +27,8 @@
 //! ```
 
 pub mod batch;
+pub mod bench;
+pub mod data;
 pub mod format;
 pub mod infer;
 pub mod interop;

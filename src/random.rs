@@ -178,9 +178,7 @@ pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
                 }
             });
         }
-        batch
-            .push_row(&row)
-            .expect("rows are built from the spec");
+        batch.push_row(&row).expect("rows are built from the spec");
     }
     batch
 }

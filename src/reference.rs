@@ -39,9 +39,17 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
                 _ => panic!("column kind does not match field {}", field.name),
             };
             for j in 0..d {
-                x.push(terms.iter().map(|&(row, w)| table[row * d + j] as f64 * w).sum());
+                x.push(
+                    terms
+                        .iter()
+                        .map(|&(row, w)| table[row * d + j] as f64 * w)
+                        .sum(),
+                );
             }
-            first_order += terms.iter().map(|&(row, w)| linear[row] as f64 * w).sum::<f64>();
+            first_order += terms
+                .iter()
+                .map(|&(row, w)| linear[row] as f64 * w)
+                .sum::<f64>();
         }
         let mut pairwise = 0.0;
         for j in 0..d {
@@ -54,14 +62,19 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
         for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
             let hidden = i < spec.hidden.len();
             let (w, b) = if hidden {
-                (section(SectionId::LayerWeight(i as u32)), section(SectionId::LayerBias(i as u32)))
+                (
+                    section(SectionId::LayerWeight(i as u32)),
+                    section(SectionId::LayerBias(i as u32)),
+                )
             } else {
                 (section(SectionId::OutWeight), section(SectionId::OutBias))
             };
             h = (0..output)
                 .map(|o| {
                     let z = b[o] as f64
-                        + (0..input).map(|k| w[o * input + k] as f64 * h[k]).sum::<f64>();
+                        + (0..input)
+                            .map(|k| w[o * input + k] as f64 * h[k])
+                            .sum::<f64>();
                     if hidden { z.max(0.0) } else { z }
                 })
                 .collect();

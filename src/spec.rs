@@ -242,7 +242,10 @@ impl ModelSpec {
 
     /// Multiply-adds of the MLP per sample (a cost model for benchmarks).
     pub fn mlp_macs_per_sample(&self) -> u64 {
-        self.layer_shapes().iter().map(|&(i, o)| (i * o) as u64).sum()
+        self.layer_shapes()
+            .iter()
+            .map(|&(i, o)| (i * o) as u64)
+            .sum()
     }
 }
 
@@ -276,7 +279,10 @@ mod tests {
         assert_eq!(spec.validate(), Err(SpecError::BadFieldName("a".into())));
         spec.fields[1].name = "b".into();
         spec.hidden = vec![0];
-        assert_eq!(spec.validate(), Err(SpecError::BadLayerWidth { index: 0, width: 0 }));
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::BadLayerWidth { index: 0, width: 0 })
+        );
         spec.hidden = vec![];
         spec.output = Output::Sigmoid;
         spec.clamp = Some([1.0, 5.0]);

@@ -163,7 +163,9 @@ pub enum FormatError {
         second: String,
     },
     /// A section's bytes do not match its checksum.
-    #[error("section {section}: checksum mismatch (stored {stored:#018x}, computed {computed:#018x})")]
+    #[error(
+        "section {section}: checksum mismatch (stored {stored:#018x}, computed {computed:#018x})"
+    )]
     SectionChecksum {
         /// Section name.
         section: String,

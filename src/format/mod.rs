@@ -193,7 +193,11 @@ pub fn tensor_shapes(spec: &ModelSpec) -> Vec<TensorShape> {
     let (hidden, out) = layers.split_at(layers.len() - 1);
     for (i, &(input, output)) in hidden.iter().enumerate() {
         let i = i as u32;
-        shapes.push(t(SectionId::LayerWeight(i), 2, [output as u64, input as u64]));
+        shapes.push(t(
+            SectionId::LayerWeight(i),
+            2,
+            [output as u64, input as u64],
+        ));
         shapes.push(t(SectionId::LayerBias(i), 1, [output as u64, 1]));
     }
     shapes.push(t(SectionId::OutWeight, 2, [1, out[0].0 as u64]));

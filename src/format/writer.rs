@@ -6,7 +6,7 @@
 //! through a small buffer; [`ModelWriter::skip`] leaves zero rows as file holes.
 
 use super::checksum::StreamingChecksum;
-use super::{FormatError, Layout, SectionId, BYTE_ORDER_MARK, HEADER_LEN, MAGIC, VERSION};
+use super::{BYTE_ORDER_MARK, FormatError, HEADER_LEN, Layout, MAGIC, SectionId, VERSION};
 use crate::spec::ModelSpec;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -132,7 +132,9 @@ impl ModelWriter {
                 .seek(SeekFrom::Start(at))
                 .map_err(FormatError::io(&self.temp))?;
         }
-        self.out.write_all(bytes).map_err(FormatError::io(&self.temp))?;
+        self.out
+            .write_all(bytes)
+            .map_err(FormatError::io(&self.temp))?;
         self.position = at + bytes.len() as u64;
         Ok(())
     }

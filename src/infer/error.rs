@@ -58,7 +58,9 @@ pub enum ScoreError {
         value: f32,
     },
     /// Multi-hot offsets do not start at 0, decrease, or do not end at the id count.
-    #[error("field {field}, row {row}: offsets must start at 0, never decrease and end at the id count")]
+    #[error(
+        "field {field}, row {row}: offsets must start at 0, never decrease and end at the id count"
+    )]
     BadOffsets {
         /// Field name.
         field: String,

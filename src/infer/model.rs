@@ -63,7 +63,11 @@ impl Model {
     /// If `isa` is not supported by this CPU.
     pub fn from_file(file: ModelFile, isa: Option<Isa>) -> Result<Model, FormatError> {
         let isa = isa.unwrap_or_else(Isa::detect);
-        assert!(isa.is_supported(), "{} is not supported by this CPU", isa.name());
+        assert!(
+            isa.is_supported(),
+            "{} is not supported by this CPU",
+            isa.name()
+        );
         let spec = file.spec().clone();
         let offsets = spec.row_offsets();
         let fields = spec
@@ -80,7 +84,10 @@ impl Model {
         let mut layers = Vec::new();
         for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
             let (w, b) = if i < spec.hidden.len() {
-                (SectionId::LayerWeight(i as u32), SectionId::LayerBias(i as u32))
+                (
+                    SectionId::LayerWeight(i as u32),
+                    SectionId::LayerBias(i as u32),
+                )
             } else {
                 (SectionId::OutWeight, SectionId::OutBias)
             };
@@ -132,5 +139,4 @@ impl Model {
         let hidden = &self.layers[..self.layers.len() - 1];
         hidden.iter().map(|l| l.n()).max().unwrap_or(0)
     }
-
 }

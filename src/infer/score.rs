@@ -92,16 +92,17 @@ fn validate<C: Columns + ?Sized>(
                 found: column.rows(),
             });
         }
-        let check_ids = |ids: &[u64], first_row: &dyn Fn(usize) -> usize| {
-            match ids.iter().position(|&id| id >= plan.vocab) {
-                Some(p) => Err(ScoreError::IdOutOfRange {
-                    field: field(),
-                    row: first_row(p),
-                    id: ids[p],
-                    vocab: plan.vocab,
-                }),
-                None => Ok(()),
-            }
+        let check_ids = |ids: &[u64], first_row: &dyn Fn(usize) -> usize| match ids
+            .iter()
+            .position(|&id| id >= plan.vocab)
+        {
+            Some(p) => Err(ScoreError::IdOutOfRange {
+                field: field(),
+                row: first_row(p),
+                id: ids[p],
+                vocab: plan.vocab,
+            }),
+            None => Ok(()),
         };
         match column {
             Column::Categorical(ids) => check_ids(ids, &|p| p)?,
@@ -118,7 +119,11 @@ fn validate<C: Columns + ?Sized>(
                 let bad_start = offsets[0] != 0;
                 let bad_step = offsets.windows(2).position(|w| w[0] > w[1]);
                 if bad_start || bad_step.is_some() || offsets[rows] != ids.len() {
-                    let row = if bad_start { 0 } else { bad_step.unwrap_or(rows - 1) };
+                    let row = if bad_start {
+                        0
+                    } else {
+                        bad_step.unwrap_or(rows - 1)
+                    };
                     return Err(ScoreError::BadOffsets {
                         field: field(),
                         row,
@@ -167,7 +172,18 @@ fn score_block<C: Columns + ?Sized>(
     fm.fill(model.bias);
     let (table, linear) = (model.embedding(), model.linear());
     for (f, plan) in model.fields.iter().enumerate() {
-        gather_field(plan, batch.column(f), rows.clone(), table, linear, d, x, width, f, fm);
+        gather_field(
+            plan,
+            batch.column(f),
+            rows.clone(),
+            table,
+            linear,
+            d,
+            x,
+            width,
+            f,
+            fm,
+        );
     }
     for (b, fm) in fm.iter_mut().enumerate() {
         *fm += fm_pairwise(model.isa(), &x[b * width..(b + 1) * width], fields, d);
@@ -186,7 +202,16 @@ fn score_block<C: Columns + ?Sized>(
             (false, 1) => (h0, h1),
             (false, _) => (h1, h0),
         };
-        gemm_bias_act(model.isa(), input, in_width, n, layer, i < last, output, layer.n());
+        gemm_bias_act(
+            model.isa(),
+            input,
+            in_width,
+            n,
+            layer,
+            i < last,
+            output,
+            layer.n(),
+        );
         input_is_x = false;
         in_width = layer.n();
     }
@@ -222,7 +247,9 @@ fn gather_field(
     // Ids were validated below the field's vocabulary, so every row index below is inside the
     // table (validated against the spec when the file was opened).
     let base = plan.row_offset as usize;
-    let dst_rows = x.chunks_exact_mut(width).map(|r| &mut r[f * d..(f + 1) * d]);
+    let dst_rows = x
+        .chunks_exact_mut(width)
+        .map(|r| &mut r[f * d..(f + 1) * d]);
     match column {
         Column::Categorical(ids) => {
             for ((dst, &id), fm) in dst_rows.zip(&ids[rows]).zip(fm.iter_mut()) {

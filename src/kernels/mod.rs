@@ -55,7 +55,9 @@ impl Isa {
 
     /// The best supported instruction set, unless [`ISA_ENV`] asks for another.
     pub fn detect() -> Isa {
-        let best = *Isa::available().last().expect("portable is always available");
+        let best = *Isa::available()
+            .last()
+            .expect("portable is always available");
         match std::env::var(ISA_ENV).ok().as_deref() {
             Some(name) => Isa::from_name(name)
                 .filter(|isa| isa.is_supported())

@@ -1,1 +1,381 @@
-fn main(){}
+//! `deepfm`: the command-line tool. Parses arguments, calls the library, prints results; errors
+//! become messages and a non-zero exit.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use deepfm::data::tsv::push_line;
+use deepfm::format::ModelFile;
+use deepfm::reference::{max_relative_error, score_reference};
+use deepfm::{BatchBuf, Isa, Model, ModelSpec, OpenOptions, Scratch, ScratchPool, random};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "deepfm",
+    version,
+    about = "Fast CPU DeepFM scoring from memory-mapped model files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    /// 13 numeric + 26 categorical fields, 1M rows, D=16, hidden 400-400-400.
+    CriteoLike,
+    /// user + item, D=32, hidden 256-128-64, ratings clamped to 1–5.
+    MovielensLike,
+    /// One field of each kind (categorical, numeric, two multi-hot), small.
+    MixedSmall,
+}
+
+impl Shape {
+    fn spec(self) -> ModelSpec {
+        match self {
+            Shape::CriteoLike => random::criteo_like(),
+            Shape::MovielensLike => random::movielens_like(),
+            Shape::MixedSmall => random::mixed_small(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a demo model, score a million random samples, print throughput and the agreement
+    /// with the f64 reference implementation.
+    Demo {
+        /// Samples to score.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Write a model with random weights of a built-in shape.
+    Random {
+        #[arg(long, value_enum)]
+        shape: Shape,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Convert safetensors weights + a JSON spec into a model file.
+    Import {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a model file's tensors as safetensors and its spec as JSON.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Print a model file's spec, sections and checksum state.
+    Inspect {
+        model: PathBuf,
+        /// Also checksum the embedding table and first-order weights (reads the whole file).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Score samples from a TSV file (`-` for stdin): one line per sample, one column per field.
+    /// Prints one score a line, only after every line has parsed and scored.
+    Score {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Measure scoring throughput on random samples.
+    Bench {
+        /// A model file; without it, a random model of `--shape` is built in a temp directory.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "criteo-like")]
+        shape: Shape,
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Kernels to use: avx2 or portable (default: the best this CPU has).
+        #[arg(long)]
+        isa: Option<String>,
+        /// End with a JSON line of the results.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo { samples, threads } => demo(samples, threads),
+        Command::Random { shape, out, seed } => {
+            let path = random::write_random_model(&out, &shape.spec(), seed)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Import { weights, spec, out } => {
+            let json = std::fs::read_to_string(&spec)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let path = deepfm::interop::import(&weights, &json, &out)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Export {
+            model,
+            weights,
+            spec,
+        } => {
+            let file = ModelFile::open(&model)?;
+            deepfm::interop::export(&file, &weights, &spec)?;
+            println!("wrote {} and {}", weights.display(), spec.display());
+            Ok(())
+        }
+        Command::Inspect { model, verify } => inspect(&model, verify),
+        Command::Score {
+            model,
+            input,
+            threads,
+        } => score_tsv(&model, &input, threads),
+        Command::Bench {
+            model,
+            shape,
+            batch,
+            threads,
+            seconds,
+            isa,
+            json,
+        } => bench(model, shape, batch, threads, seconds, isa, json),
+    }
+}
+
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = threads {
+        builder = builder.num_threads(t.max(1));
+    }
+    Ok(builder.build()?)
+}
+
+fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
+    let dir = temp_dir()?;
+    let spec = random::criteo_like();
+    let start = Instant::now();
+    let path = random::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
+    let written = start.elapsed();
+    let start = Instant::now();
+    let model = Model::open(&path)?;
+    let opened = start.elapsed();
+    println!(
+        "demo model: Criteo-like, {} fields, {} embedding rows, D={}, hidden {:?}, {:.1} MB \
+         (written in {:.2} s, opened in {:.2} ms, kernels: {})",
+        spec.fields.len(),
+        spec.total_rows()?,
+        spec.embedding_dim,
+        spec.hidden,
+        model.file().file_len() as f64 / 1e6,
+        written.as_secs_f64(),
+        opened.as_secs_f64() * 1e3,
+        model.isa().name()
+    );
+    let pool = thread_pool(threads)?;
+    let scratches = ScratchPool::with_threads(&model, pool.current_num_threads());
+    let chunk = 65_536;
+    let batches: Vec<BatchBuf> = (0..4)
+        .map(|i| random::random_batch(&spec, chunk, i))
+        .collect();
+    let mut out = vec![0.0f32; chunk];
+    let mut checksum = 0.0f64;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < samples {
+        let n = chunk.min(samples - done);
+        let batch = &batches[(done / chunk) % batches.len()];
+        pool.install(|| deepfm::score_parallel(&model, batch, &scratches, &mut out))?;
+        checksum += out[..n].iter().map(|&s| s as f64).sum::<f64>();
+        done += n;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "scored {samples} samples in {elapsed:.2} s with {} threads: {:.0} samples/s \
+         (mean score {:.4})",
+        pool.current_num_threads(),
+        samples as f64 / elapsed,
+        checksum / samples as f64
+    );
+    let check = random::random_batch(&spec, 1000, 99);
+    let mut got = vec![0.0f32; check.len()];
+    deepfm::score(&model, &check, &mut Scratch::new(&model), &mut got)?;
+    let want = score_reference(&model, &check);
+    let err = max_relative_error(&got, &want);
+    println!(
+        "agreement with the f64 reference on {} samples: max relative error {err:.2e} ({})",
+        check.len(),
+        if err <= 1e-5 {
+            "ok, ≤ 1e-5"
+        } else {
+            "FAILED, > 1e-5"
+        }
+    );
+    if err > 1e-5 {
+        bail!("scores disagree with the reference");
+    }
+    Ok(())
+}
+
+/// A directory removed when dropped, for models built on the fly.
+fn temp_dir() -> Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix("deepfm-").tempdir()?)
+}
+
+fn inspect(path: &Path, verify: bool) -> Result<()> {
+    let file = ModelFile::open(path)?;
+    let spec = file.spec();
+    println!("file: {} ({} bytes)", path.display(), file.file_len());
+    println!("spec: {}", spec.to_json());
+    println!(
+        "embedding rows: {}, D: {}, MLP: {} MACs per sample",
+        spec.total_rows()?,
+        spec.embedding_dim,
+        spec.mlp_macs_per_sample()
+    );
+    println!(
+        "{:<16} {:>20} {:>14} {:>14} {:>8}  checksum",
+        "section", "shape", "offset", "bytes", "align"
+    );
+    for s in file.sections() {
+        let shape = format!("{:?}", &s.shape.dims[..s.shape.rank as usize]);
+        let align = 1u64 << s.offset.trailing_zeros().min(20);
+        let state = if !s.shape.id.is_row_indexed() {
+            "checked at open"
+        } else if verify {
+            "see below"
+        } else {
+            "not checked (use --verify)"
+        };
+        println!(
+            "{:<16} {:>20} {:>14} {:>14} {:>8}  {:#018x} {state}",
+            s.shape.id.name(),
+            shape,
+            s.offset,
+            s.length,
+            align,
+            s.checksum
+        );
+    }
+    if verify {
+        let start = Instant::now();
+        file.verify()?;
+        println!(
+            "verify: every section matches its checksum ({:.2} s)",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    println!("kernels on this CPU: {}", Isa::detect().name());
+    Ok(())
+}
+
+fn score_tsv(model_path: &Path, input: &Path, threads: Option<usize>) -> Result<()> {
+    let model = Model::open(model_path)?;
+    let spec = model.spec().clone();
+    let reader: Box<dyn BufRead> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f =
+            std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let pool = thread_pool(threads)?;
+    let scratches = ScratchPool::with_threads(&model, pool.current_num_threads());
+    let mut batch = BatchBuf::new(&spec);
+    let mut row = Vec::with_capacity(spec.fields.len());
+    let mut scores: Vec<f32> = Vec::new();
+    let flush = |batch: &mut BatchBuf, scores: &mut Vec<f32>| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let start = scores.len();
+        scores.resize(start + batch.len(), 0.0);
+        pool.install(|| deepfm::score_parallel(&model, &*batch, &scratches, &mut scores[start..]))?;
+        batch.clear();
+        Ok(())
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", i + 1))?;
+        push_line(&spec, &line, i + 1, &mut batch, &mut row)?;
+        if batch.len() == 65_536 {
+            flush(&mut batch, &mut scores)?;
+        }
+    }
+    flush(&mut batch, &mut scores)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for s in scores {
+        writeln!(out, "{s}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn bench(
+    model: Option<PathBuf>,
+    shape: Shape,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+    isa: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let dir = temp_dir()?;
+    let path = match model {
+        Some(p) => p,
+        None => random::write_random_model(dir.path().join("bench.dfm"), &shape.spec(), 1)?,
+    };
+    let isa = match isa.as_deref() {
+        None => None,
+        Some(name) => {
+            let isa = Isa::from_name(name).with_context(|| format!("unknown isa {name}"))?;
+            if !isa.is_supported() {
+                bail!("this CPU does not support {name}");
+            }
+            Some(isa)
+        }
+    };
+    let model = Model::open_with(&path, &OpenOptions { isa, verify: false })?;
+    let r = deepfm::bench::run(&model, batch, threads, seconds, 12345)?;
+    println!(
+        "{}: batch {} threads {} isa {}: {:.0} samples/s, {:.2} µs per call ({} calls)",
+        path.display(),
+        r.batch,
+        r.threads,
+        r.isa,
+        r.samples_per_sec,
+        r.micros_per_call,
+        r.calls
+    );
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! Throughput measurement of the scorer, shared by `deepfm bench` and the demo.
+
+use crate::batch::BatchBuf;
+use crate::infer::{Model, ScoreError, Scratch, ScratchPool, score, score_parallel};
+use crate::random::random_batch;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// What one measurement found.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Samples scored per second.
+    pub samples_per_sec: f64,
+    /// Rows per call.
+    pub batch: usize,
+    /// Threads used.
+    pub threads: usize,
+    /// Mean wall time of one call, in microseconds.
+    pub micros_per_call: f64,
+    /// Calls timed.
+    pub calls: u64,
+    /// Instruction set of the kernels.
+    pub isa: &'static str,
+}
+
+/// Rows of distinct random samples the benchmark cycles through, so that repeated calls do not
+/// find their embedding rows in cache more often than a service would.
+const DISTINCT_ROWS: usize = 1 << 17;
+
+/// Scores random batches of `batch` rows with `threads` threads for about `seconds` (after a
+/// short warm-up) and reports the throughput.
+pub fn run(
+    model: &Model,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+    seed: u64,
+) -> Result<BenchResult, ScoreError> {
+    let batch = batch.max(1);
+    let threads = threads.max(1);
+    let distinct = DISTINCT_ROWS.div_ceil(batch).clamp(2, 1024);
+    let batches: Vec<BatchBuf> = (0..distinct)
+        .map(|i| random_batch(model.spec(), batch, seed.wrapping_add(i as u64)))
+        .collect();
+    let mut out = vec![0.0f32; batch];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool can be built");
+    let scratches = ScratchPool::with_threads(model, threads);
+    let mut scratch = Scratch::new(model);
+    let mut call = |b: &BatchBuf, out: &mut [f32]| -> Result<(), ScoreError> {
+        if threads == 1 {
+            score(model, b, &mut scratch, out)
+        } else {
+            pool.install(|| score_parallel(model, b, &scratches, out))
+        }
+    };
+    let warmup = Instant::now();
+    for b in batches.iter().cycle() {
+        call(b, &mut out)?;
+        if warmup.elapsed() > Duration::from_secs_f64((seconds * 0.1).min(0.5)) {
+            break;
+        }
+    }
+    let start = Instant::now();
+    let mut calls = 0u64;
+    for b in batches.iter().cycle() {
+        call(b, &mut out)?;
+        calls += 1;
+        if start.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        samples_per_sec: (calls as f64 * batch as f64) / elapsed,
+        batch,
+        threads,
+        micros_per_call: elapsed * 1e6 / calls as f64,
+        calls,
+        isa: model.isa().name(),
+    })
+}

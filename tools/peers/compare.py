@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Side-by-side comparison of the `deepfm` scorer with numpy and ONNX Runtime.
+
+The same random model is scored three ways:
+  * `deepfm` (our CLI: `random`, `export`, `score`, `bench`),
+  * numpy, a vectorised float32 forward pass like a Python serving stack would use
+    (and the same code in float64 as the reference every score is checked against),
+  * ONNX Runtime, on an ONNX graph built here from the exported safetensors + spec.
+
+First every shape is checked for agreement (max |a - b| / max(|b|, 1) <= 1e-5 against
+numpy-f64); then, unless --check-only, throughput is measured for each batch size and
+thread count, the three peers interleaved so that they see the same machine state.
+See README.md beside this file for setup.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPES = ("criteo-like", "movielens-like", "mixed-small")
+TOLERANCE = 1e-5
+
+
+# ----------------------------------------------------------------------------- the model
+class Model:
+    """Spec + tensors, with the field groups both peers need."""
+
+    def __init__(self, spec, tensors):
+        self.spec, fields = spec, spec["fields"]
+        self.F, self.D = len(fields), spec["embedding_dim"]
+        rows = [1 if f["kind"] == "numeric" else f["vocab"] for f in fields]
+        self.offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+        self.cat = [i for i, f in enumerate(fields) if f["kind"] == "categorical"]
+        self.num = [i for i, f in enumerate(fields) if f["kind"] == "numeric"]
+        self.mh = [i for i, f in enumerate(fields) if f["kind"] == "multi_hot"]
+        self.num_rows = self.offsets[self.num]  # a numeric field owns one row
+        self.E, self.lin, self.bias = tensors["embedding"], tensors["linear"], tensors["bias"]
+        assert self.E.shape == (sum(rows), self.D) and self.lin.shape == (sum(rows),)
+        self.layers = [(tensors[f"mlp.{i}.weight"], tensors[f"mlp.{i}.bias"])
+                       for i in range(len(spec["hidden"]))]
+        self.layers.append((tensors["out.weight"], tensors["out.bias"]))
+        # float64 copies of the (small) dense weights for the reference pass; the table is
+        # gathered in f32 (exact) and widened after, so it is never copied whole.
+        self.layers64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self.layers]
+
+
+def random_feeds(m, rows, rng):
+    """A random batch as model inputs: GLOBAL row ids (offset + local id), like a deployment
+    that resolves ids once. Numeric values uniform in [0, 3), multi-hot lists of 0-5 ids
+    (padded with the field's first row and masked out), as `deepfm bench` draws them."""
+    fields, feeds = m.spec["fields"], {}
+    if m.cat:
+        vocab = np.array([fields[f]["vocab"] for f in m.cat])
+        feeds["cat_ids"] = rng.integers(0, vocab, size=(rows, len(m.cat))) + m.offsets[m.cat]
+    if m.num:
+        feeds["num_vals"] = rng.random((rows, len(m.num)), dtype=np.float32) * np.float32(3)
+    for k, f in enumerate(m.mh):
+        lengths = rng.integers(0, 6, size=rows)
+        width = max(1, int(lengths.max()))  # ORT dislikes zero-sized dims
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        ids = rng.integers(0, fields[f]["vocab"], size=(rows, width))
+        feeds[f"mh_ids_{k}"] = np.where(mask, ids, 0) + m.offsets[f]
+        feeds[f"mh_mask_{k}"] = mask.astype(np.float32)
+    return feeds
+
+
+def feeds_to_tsv(m, feeds, path):
+    """The same batch as `deepfm score` input: one column per field in spec order, local ids."""
+    rows = len(next(iter(feeds.values())))
+    cols = [None] * m.F
+    for j, f in enumerate(m.cat):
+        cols[f] = (feeds["cat_ids"][:, j] - m.offsets[f]).tolist()
+    for j, f in enumerate(m.num):
+        cols[f] = feeds["num_vals"][:, j].tolist()  # repr of the f32 value round-trips
+    for k, f in enumerate(m.mh):
+        ids, mask = feeds[f"mh_ids_{k}"] - m.offsets[f], feeds[f"mh_mask_{k}"] > 0
+        cols[f] = [",".join(map(str, ids[r][mask[r]].tolist())) for r in range(rows)]
+    with open(path, "w") as out:
+        for r in range(rows):
+            out.write("\t".join(str(c[r]) for c in cols) + "\n")
+
+
+# ----------------------------------------------------------------------------- numpy peer
+def numpy_scores(m, feeds, dtype=np.float32):
+    """The forward pass, vectorised over the batch. Written straight from the spec (x in field
+    order, unpermuted weights) so that it does not share the ONNX builder's layout tricks."""
+    layers = m.layers if dtype == np.float32 else m.layers64
+    rows = len(next(iter(feeds.values())))
+    x = np.empty((rows, m.F, m.D), dtype)
+    first = np.full(rows, m.bias[0], dtype)
+    if m.cat:
+        ids = feeds["cat_ids"]
+        x[:, m.cat] = m.E[ids]
+        first += m.lin[ids].sum(1, dtype=dtype)
+    if m.num:
+        v = feeds["num_vals"].astype(dtype)
+        x[:, m.num] = v[:, :, None] * m.E[m.num_rows].astype(dtype)
+        first += v @ m.lin[m.num_rows].astype(dtype)
+    for k, f in enumerate(m.mh):
+        ids, w = feeds[f"mh_ids_{k}"], feeds[f"mh_mask_{k}"].astype(dtype)
+        if m.spec["fields"][f]["pooling"] == "mean":
+            w = w / np.maximum(w.sum(1, keepdims=True), 1)
+        x[:, f] = (m.E[ids] * w[:, :, None]).sum(1)
+        first += (m.lin[ids] * w).sum(1)
+    s = x.sum(1)
+    fm = 0.5 * (s * s - (x * x).sum(1)).sum(1)
+    h = x.reshape(rows, m.F * m.D)
+    for i, (w, b) in enumerate(layers):
+        h = h @ w.T + b  # BLAS reads the transposed [out, in] weight without a copy
+        if i < len(layers) - 1:
+            np.maximum(h, 0, out=h)
+    logit = first + fm + h[:, 0]
+    if m.spec["output"] == "sigmoid":
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-logit))
+    if m.spec.get("clamp"):
+        return np.clip(logit, *m.spec["clamp"])
+    return logit
+
+
+# ----------------------------------------------------------------------------- ONNX peer
+def build_onnx(m, path):
+    """The same network as an ONNX graph. Embeddings are concatenated by group (categorical,
+    numeric, then each multi-hot field) rather than in spec order; the first layer's weight
+    columns are permuted to match, an export-time change that costs nothing at run time."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, inputs = [], [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def op(kind, *ins, **attrs):
+        out = f"{kind.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(kind, list(ins), [out], **attrs))
+        return out
+
+    def feed(name, elem, width):
+        inputs.append(helper.make_tensor_value_info(name, elem, ["B", width]))
+        return name
+
+    E, lin = const("embedding", m.E), const("linear", m.lin)
+    ax1, ax2 = const("axis1", np.array([1], np.int64)), const("axis2", np.array([2], np.int64))
+    parts, firsts, order = [], [], []
+    if m.cat:
+        ids = feed("cat_ids", TensorProto.INT64, len(m.cat))
+        parts.append(op("Gather", E, ids, axis=0))  # [B, nc, D]
+        firsts.append(op("ReduceSum", op("Gather", lin, ids, axis=0), ax1, keepdims=1))
+        order += m.cat
+    if m.num:
+        v = feed("num_vals", TensorProto.FLOAT, len(m.num))
+        rows = const("num_rows", m.E[m.num_rows])  # [nn, D]: each numeric field's one row
+        parts.append(op("Mul", op("Unsqueeze", v, ax2), rows))  # [B, nn, 1] * [nn, D]
+        firsts.append(op("MatMul", v, const("num_linear", m.lin[m.num_rows][:, None])))
+        order += m.num
+    for k, f in enumerate(m.mh):
+        ids = feed(f"mh_ids_{k}", TensorProto.INT64, f"L{k}")
+        w = feed(f"mh_mask_{k}", TensorProto.FLOAT, f"L{k}")
+        if m.spec["fields"][f]["pooling"] == "mean":
+            count = op("Max", op("ReduceSum", w, ax1, keepdims=1), const(f"one{k}", np.float32(1)))
+            w = op("Div", w, count)
+        pooled = op("Mul", op("Gather", E, ids, axis=0), op("Unsqueeze", w, ax2))
+        parts.append(op("ReduceSum", pooled, ax1, keepdims=1))  # [B, 1, D]
+        firsts.append(op("ReduceSum", op("Mul", op("Gather", lin, ids, axis=0), w), ax1, keepdims=1))
+        order.append(f)
+    emb = op("Concat", *parts, axis=1) if len(parts) > 1 else parts[0]  # [B, F, D]
+    s = op("ReduceSum", emb, ax1, keepdims=0)
+    squares = op("ReduceSum", op("Mul", emb, emb), ax1, keepdims=0)
+    fm = op("Mul", op("ReduceSum", op("Sub", op("Mul", s, s), squares), ax1, keepdims=1),
+            const("half", np.float32(0.5)))
+    h = op("Reshape", emb, const("flat", np.array([-1, m.F * m.D], np.int64)))
+    for i, (w, b) in enumerate(m.layers):
+        if i == 0:
+            w = w.reshape(len(w), m.F, m.D)[:, order].reshape(len(w), m.F * m.D)
+        h = op("Gemm", h, const(f"w{i}", np.ascontiguousarray(w)), const(f"b{i}", b), transB=1)
+        if i < len(m.layers) - 1:
+            h = op("Relu", h)
+    logit = op("Sum", *firsts, fm, h, const("bias", m.bias))  # [B, 1]
+    if m.spec["output"] == "sigmoid":
+        out = op("Sigmoid", logit)
+    elif m.spec.get("clamp"):
+        lo, hi = m.spec["clamp"]
+        out = op("Clip", logit, const("lo", np.float32(lo)), const("hi", np.float32(hi)))
+    else:
+        out = op("Identity", logit)
+    nodes[-1].output[0] = "score"
+    graph = helper.make_graph(nodes, "deepfm", inputs,
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["B", 1])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what opset 17 shipped with; any ORT of the last years loads it
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def ort_session(onnx_path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
+# ----------------------------------------------------------------------------- model files
+def python_model(shape, spec_path, weights_path, seed):
+    """Writes a random spec + safetensors in the export layout without the CLI (--python-model):
+    lets the numpy/ORT half be tested before `deepfm` is built. Shapes mirror src/random.rs."""
+    if shape == "criteo-like":
+        vocabs = [1000 + 997 * i for i in range(26)]
+        rest = 1_000_000 - 13 - sum(vocabs)
+        vocabs[0], vocabs[1] = vocabs[0] + rest // 2, vocabs[1] + rest - rest // 2
+        fields = [{"name": f"I{i}", "kind": "numeric"} for i in range(1, 14)]
+        fields += [{"name": f"C{i + 1}", "kind": "categorical", "vocab": v} for i, v in enumerate(vocabs)]
+        spec = {"fields": fields, "embedding_dim": 16, "hidden": [400, 400, 400], "output": "sigmoid"}
+    elif shape == "movielens-like":
+        spec = {"fields": [{"name": "user", "kind": "categorical", "vocab": 6040},
+                           {"name": "item", "kind": "categorical", "vocab": 3706}],
+                "embedding_dim": 32, "hidden": [256, 128, 64], "output": "linear", "clamp": [1.0, 5.0]}
+    else:
+        spec = {"fields": [{"name": "user", "kind": "categorical", "vocab": 500},
+                           {"name": "age", "kind": "numeric"},
+                           {"name": "genres", "kind": "multi_hot", "vocab": 18, "pooling": "mean"},
+                           {"name": "tags", "kind": "multi_hot", "vocab": 40, "pooling": "sum"}],
+                "embedding_dim": 13, "hidden": [37, 20], "output": "sigmoid"}
+    rng = np.random.default_rng(seed)
+    normal = lambda scale, *shape: (rng.standard_normal(shape) * scale).astype(np.float32)
+    rows = sum(1 if f["kind"] == "numeric" else f["vocab"] for f in spec["fields"])
+    t = {"embedding": normal(0.1, rows, spec["embedding_dim"]), "linear": normal(0.05, rows),
+         "bias": normal(0.1, 1)}
+    width = len(spec["fields"]) * spec["embedding_dim"]
+    for i, out in enumerate(spec["hidden"] + [1]):
+        name = f"mlp.{i}" if i < len(spec["hidden"]) else "out"
+        t[f"{name}.weight"], t[f"{name}.bias"] = normal((2 / width) ** 0.5, out, width), normal(0.01, out)
+        width = out
+    save_file(t, str(weights_path))
+    spec_path.write_text(json.dumps(spec))
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, **kw).stdout
+
+
+# ----------------------------------------------------------------------------- agreement
+def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, rows=1000):
+    """Max relative error of deepfm, ORT and numpy-f32 against numpy-f64 on one random batch."""
+    feeds = random_feeds(m, rows, np.random.default_rng(seed))
+    ref = numpy_scores(m, feeds, np.float64)
+    err = lambda a: float(np.max(np.abs(np.asarray(a, np.float64) - ref) / np.maximum(np.abs(ref), 1)))
+    errors = {"numpy-f32": err(numpy_scores(m, feeds, np.float32)),
+              "ORT": err(ort_session(onnx_path, 1).run(["score"], feeds)[0][:, 0])}
+    if deepfm:
+        tsv = workdir / "agree.tsv"
+        feeds_to_tsv(m, feeds, tsv)
+        out = run([deepfm, "score", "--model", model_file, "--input", tsv]).split()
+        if len(out) != rows:
+            sys.exit(f"deepfm score printed {len(out)} scores for {rows} rows")
+        errors["deepfm"] = err([float(s) for s in out])
+    return errors
+
+
+# ----------------------------------------------------------------------------- timing
+def timed(fn, batches, seconds):
+    """samples/s of fn over the pre-built batches (cycled) for at least `seconds`, after one
+    warm-up call. Input generation is outside the clock, as it is in `deepfm bench`."""
+    fn(batches[0])
+    n, start = 0, time.perf_counter()
+    while True:
+        fn(batches[n % len(batches)])
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n * len(next(iter(batches[0].values()))) / elapsed
+
+
+def make_batches(m, batch, seed):
+    # Several distinct small batches so that no peer scores the same rows over and over.
+    return [random_feeds(m, batch, np.random.default_rng([seed, batch, i]))
+            for i in range(max(1, min(16, 65536 // batch)))]
+
+
+def numpy_worker(spec_path, weights_path):
+    """Runs in a child process whose BLAS thread count was fixed by environment before numpy
+    was imported; answers one JSON timing request per stdin line."""
+    m = Model(json.loads(Path(spec_path).read_text()), load_file(weights_path))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        batches = make_batches(m, req["batch"], req["seed"])
+        rate = timed(lambda f: numpy_scores(m, f), batches, req["seconds"])
+        print(json.dumps({"samples_per_sec": rate}), flush=True)
+
+
+class NumpyWorker:
+    def __init__(self, spec_path, weights_path, threads):
+        env = dict(os.environ, **{k: str(threads) for k in
+                                  ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+        self.p = subprocess.Popen([sys.executable, __file__, "--numpy-worker", spec_path, weights_path],
+                                  env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout.readline().strip() == "ready", "numpy worker failed to start"
+
+    def measure(self, batch, seconds, seed):
+        self.p.stdin.write(json.dumps({"batch": batch, "seconds": seconds, "seed": seed}) + "\n")
+        self.p.stdin.flush()
+        return json.loads(self.p.stdout.readline())["samples_per_sec"]
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def deepfm_bench(deepfm, model_file, batch, threads, seconds):
+    out = run([deepfm, "bench", "--model", model_file, "--batch", batch, "--threads", threads,
+               "--seconds", seconds, "--json"])
+    return json.loads(out.strip().splitlines()[-1])["samples_per_sec"]
+
+
+def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path, args):
+    results = []
+    for threads in args.threads:
+        session = ort_session(onnx_path, threads)
+        worker = NumpyWorker(spec_path, weights_path, threads)
+        try:
+            for batch in args.batches:
+                batches = make_batches(m, batch, args.seed)
+                # Interleaved: the three peers of one cell run back to back.
+                r = {"shape": shape, "batch": batch, "threads": threads,
+                     "deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None,
+                     "ort": timed(lambda f: session.run(["score"], f), batches, args.seconds),
+                     "numpy": worker.measure(batch, args.seconds, args.seed)}
+                print(f"  {shape} batch {batch} threads {threads}: " + ", ".join(
+                    f"{k} {r[k]:,.0f}/s" for k in ("deepfm", "ort", "numpy") if r[k]), flush=True)
+                results.append(r)
+        finally:
+            worker.close()
+            del session
+    return results
+
+
+def table(results):
+    head = ("| shape | batch | threads | deepfm samples/s | ORT samples/s | numpy samples/s | "
+            "deepfm/ORT | deepfm/numpy | deepfm µs/sample | ORT µs/sample | numpy µs/sample |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    fmt = lambda x: f"{x:,.0f}" if x else "-"
+    ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
+    us = lambda r, k: f"{1e6 / r[k]:.1f}" if r["batch"] == 1 and r[k] else ""
+    for r in results:
+        lines.append(f"| {r['shape']} | {r['batch']} | {r['threads']} | {fmt(r['deepfm'])} | "
+                     f"{fmt(r['ort'])} | {fmt(r['numpy'])} | {ratio(r['deepfm'], r['ort'])} | "
+                     f"{ratio(r['deepfm'], r['numpy'])} | {us(r, 'deepfm')} | {us(r, 'ort')} | {us(r, 'numpy')} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+def environment(deepfm):
+    import onnxruntime
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    try:
+        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
+        blas = f"{blas['name']} {blas['version']}"
+    except Exception:
+        blas = "unknown"
+    env = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+           "numpy": np.__version__, "blas": blas, "onnxruntime": onnxruntime.__version__}
+    if deepfm:
+        env["deepfm"] = run([deepfm, "--version"]).strip() if _ok([deepfm, "--version"]) else str(deepfm)
+    return env
+
+
+def _ok(cmd):
+    return subprocess.run([str(c) for c in cmd], capture_output=True).returncode == 0
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--numpy-worker":
+        return numpy_worker(sys.argv[2], sys.argv[3])
+    ints = lambda s: [int(x) for x in s.split(",")]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--deepfm", type=Path, default=REPO / "target/release/deepfm")
+    p.add_argument("--shape", action="append", help=f"one of {', '.join(SHAPES)} (repeatable or "
+                   "comma-separated; default criteo-like,movielens-like)")
+    p.add_argument("--check-only", action="store_true", help="agreement only, no timing (CI)")
+    p.add_argument("--batches", type=ints, default=[1, 256, 4096, 65536])
+    p.add_argument("--threads", type=ints, default=[1, 2])
+    p.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--workdir", type=Path, help="keep models here (default: a temp dir)")
+    p.add_argument("--json-out", type=Path, help="save environment, errors and timings as JSON")
+    p.add_argument("--python-model", action="store_true",
+                   help="generate the model in Python and leave deepfm out (numpy vs ORT only)")
+    args = p.parse_args()
+    shapes = [s for arg in (args.shape or ["criteo-like,movielens-like"]) for s in arg.split(",")]
+    if bad := [s for s in shapes if s not in SHAPES]:
+        p.error(f"unknown shape(s) {bad}; choose from {SHAPES}")
+    deepfm = None if args.python_model else args.deepfm.resolve()
+    if deepfm and not deepfm.exists():
+        p.error(f"{deepfm} not found: run `cargo build --release` or pass --deepfm / --python-model")
+
+    tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="deepfm-peers-")
+    workdir = args.workdir or Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = environment(deepfm)
+    print("\n".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+
+    report, failed = {"environment": env, "agreement": {}, "timings": []}, False
+    for shape in shapes:
+        d = workdir / shape
+        d.mkdir(exist_ok=True)
+        model_file, spec_path, weights_path = d / "model.dfm", d / "spec.json", d / "weights.safetensors"
+        if deepfm:
+            run([deepfm, "random", "--shape", shape, "--out", model_file, "--seed", args.seed])
+            run([deepfm, "export", "--model", model_file, "--weights", weights_path, "--spec", spec_path])
+        else:
+            python_model(shape, spec_path, weights_path, args.seed)
+        m = Model(json.loads(spec_path.read_text()), load_file(str(weights_path)))
+        onnx_path = build_onnx(m, d / "model.onnx")
+        errors = check_agreement(m, onnx_path, deepfm, model_file, d, args.seed)
+        report["agreement"][shape] = errors
+        bad = [k for k, e in errors.items() if not e <= TOLERANCE]
+        failed |= bool(bad)
+        print(f"\n{shape}: max relative error vs numpy-f64: " +
+              ", ".join(f"{k} {e:.2e}" for k, e in errors.items()) +
+              (f"  FAIL ({', '.join(bad)} > {TOLERANCE:g})" if bad else "  ok"), flush=True)
+        if not args.check_only:
+            report["timings"] += time_shape(shape, m, onnx_path, deepfm, model_file,
+                                            str(spec_path), str(weights_path), args)
+    if report["timings"]:
+        print("\n" + table(report["timings"]))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    if tmp:
+        tmp.cleanup()
+    if failed:
+        sys.exit("agreement check FAILED")
+
+
+if __name__ == "__main__":
+    main()
