@@ -75,7 +75,7 @@ impl Model {
             .iter()
             .zip(offsets)
             .map(|(f, row_offset)| FieldPlan {
-                kind: f.kind.clone(),
+                kind: f.kind,
                 row_offset,
                 vocab: f.kind.rows(),
             })

@@ -215,7 +215,7 @@ fn score_block<C: Columns + ?Sized>(
         input_is_x = false;
         in_width = layer.n();
     }
-    let logits = if last % 2 == 0 { &*h0 } else { &*h1 };
+    let logits = if last.is_multiple_of(2) { &*h0 } else { &*h1 };
     for ((o, &deep), &fm) in out.iter_mut().zip(logits).zip(fm.iter()) {
         *o = finish(model.output, model.clamp, deep + fm);
     }

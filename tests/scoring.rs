@@ -1,0 +1,253 @@
+//! The optimized scorer against the f64 reference, on random models and inputs, for every
+//! instruction set this CPU has; and every way a batch can be wrong.
+
+use deepfm::random::{Rng, mixed_small, random_batch, write_random_model};
+use deepfm::reference::{max_relative_error, score_reference};
+use deepfm::{
+    Batch, Column, Field, FieldKind, Isa, Model, ModelSpec, OpenOptions, Output, Pooling,
+    ScoreError, Scratch, ScratchPool, score, score_parallel,
+};
+use proptest::prelude::*;
+
+fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> ModelSpec {
+    let fields = (0..fields)
+        .map(|i| Field {
+            name: format!("f{i}"),
+            kind: match rng.below(4) {
+                0 => FieldKind::Numeric,
+                1 => FieldKind::MultiHot {
+                    vocab: 1 + rng.below(30),
+                    pooling: if rng.below(2) == 0 {
+                        Pooling::Mean
+                    } else {
+                        Pooling::Sum
+                    },
+                },
+                _ => FieldKind::Categorical {
+                    vocab: 1 + rng.below(200),
+                },
+            },
+        })
+        .collect();
+    let sigmoid = rng.below(2) == 0;
+    ModelSpec {
+        fields,
+        embedding_dim: dim,
+        hidden: (0..layers).map(|_| 1 + rng.below(70) as usize).collect(),
+        output: if sigmoid {
+            Output::Sigmoid
+        } else {
+            Output::Linear
+        },
+        clamp: (!sigmoid && rng.below(2) == 0).then_some([-1.0, 1.0]),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn optimized_matches_reference(
+        fields in 1usize..12, dim in prop_oneof![1usize..40, Just(256usize)], layers in 0usize..4,
+        rows in 1usize..300, seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        let spec = random_spec(&mut rng, fields, dim, layers);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_random_model(dir.path().join("m.dfm"), &spec, seed).unwrap();
+        let batch = random_batch(&spec, rows, seed ^ 1);
+        let mut first: Option<Vec<f32>> = None;
+        for isa in Isa::available() {
+            let model = Model::open_with(&path, &OpenOptions { isa: Some(isa), verify: true }).unwrap();
+            let want = score_reference(&model, &batch);
+            let mut got = vec![0.0f32; rows];
+            score(&model, &batch, &mut Scratch::new(&model), &mut got).unwrap();
+            let err = max_relative_error(&got, &want);
+            prop_assert!(err <= 1e-5, "{isa:?}: max relative error {err}");
+            let mut parallel = vec![0.0f32; rows];
+            score_parallel(&model, &batch, &ScratchPool::with_threads(&model, 3), &mut parallel).unwrap();
+            prop_assert_eq!(&got, &parallel, "score_parallel differs from score");
+            match &first {
+                None => first = Some(got),
+                Some(f) => prop_assert!(max_relative_error(&got, &f.iter().map(|&v| v as f64).collect::<Vec<_>>()) <= 1e-5),
+            }
+        }
+    }
+}
+
+/// A model and its scratch for the error tests: fields `user` (categorical, 500), `age`
+/// (numeric), `genres` (multi-hot, 18), `tags` (multi-hot, 40).
+fn small_model() -> (tempfile::TempDir, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_random_model(dir.path().join("m.dfm"), &mixed_small(), 5).unwrap();
+    let model = Model::open(&path).unwrap();
+    (dir, model)
+}
+
+fn score_columns(model: &Model, columns: &[Column<'_>], out_len: usize) -> Result<(), ScoreError> {
+    let mut out = vec![-1.0f32; out_len];
+    let result = score(
+        model,
+        &Batch::new(columns),
+        &mut Scratch::new(model),
+        &mut out,
+    );
+    if result.is_err() {
+        assert!(out.iter().all(|&v| v == -1.0), "output written on error");
+    }
+    result
+}
+
+#[test]
+fn bad_batches_get_typed_errors_naming_field_and_row() {
+    let (_dir, model) = small_model();
+    let users = [1u64, 2, 3];
+    let ages = [0.5f32, 1.0, 2.0];
+    let ids = [1u64, 2, 3];
+    let offsets = [0usize, 1, 2, 3];
+    let good = |i: usize| -> Column<'_> {
+        match i {
+            0 => Column::Categorical(&users),
+            1 => Column::Numeric(&ages),
+            _ => Column::MultiHot {
+                ids: &ids,
+                offsets: &offsets,
+            },
+        }
+    };
+    let all: Vec<Column<'_>> = (0..4).map(good).collect();
+    score_columns(&model, &all, 3).unwrap();
+
+    let with = |i: usize, c: Column<'static>| -> Vec<Column<'static>> {
+        let mut v: Vec<Column<'static>> = vec![
+            Column::Categorical(&[1, 2, 3]),
+            Column::Numeric(&[0.5, 1.0, 2.0]),
+            Column::MultiHot {
+                ids: &[1, 2, 3],
+                offsets: &[0, 1, 2, 3],
+            },
+            Column::MultiHot {
+                ids: &[1, 2, 3],
+                offsets: &[0, 1, 2, 3],
+            },
+        ];
+        v[i] = c;
+        v
+    };
+    let err = |cols: Vec<Column<'static>>| score_columns(&model, &cols, 3).unwrap_err();
+
+    assert_eq!(
+        err(with(0, Column::Categorical(&[1, 500, 3]))),
+        ScoreError::IdOutOfRange {
+            field: "user".into(),
+            row: 1,
+            id: 500,
+            vocab: 500
+        }
+    );
+    assert_eq!(
+        err(with(1, Column::Numeric(&[0.5, 1.0, f32::NAN]))).to_string(),
+        "field age, row 2: value NaN is not finite"
+    );
+    assert!(matches!(
+        err(with(1, Column::Numeric(&[0.5, f32::INFINITY, 1.0]))),
+        ScoreError::NonFinite { ref field, row: 1, .. } if field == "age"
+    ));
+    assert_eq!(
+        err(with(
+            2,
+            Column::MultiHot {
+                ids: &[1, 2, 18],
+                offsets: &[0, 1, 1, 3]
+            }
+        )),
+        ScoreError::IdOutOfRange {
+            field: "genres".into(),
+            row: 2,
+            id: 18,
+            vocab: 18
+        }
+    );
+    for offsets in [
+        &[1usize, 1, 2, 3][..],
+        &[0, 2, 1, 3],
+        &[0, 1, 2, 2],
+        &[0, 1, 2, 4],
+    ] {
+        assert!(
+            matches!(
+                err(with(3, Column::MultiHot { ids: &[1, 2, 3], offsets })),
+                ScoreError::BadOffsets { ref field, .. } if field == "tags"
+            ),
+            "{offsets:?}"
+        );
+    }
+    assert_eq!(
+        err(with(1, Column::Categorical(&[1, 2, 3]))),
+        ScoreError::ColumnKind {
+            field: "age".into(),
+            expected: "numeric",
+            found: "categorical"
+        }
+    );
+    assert_eq!(
+        err(with(1, Column::Numeric(&[1.0, 2.0]))),
+        ScoreError::RowCount {
+            field: "age".into(),
+            expected: 3,
+            found: 2
+        }
+    );
+    let mut three = with(0, Column::Categorical(&[1, 2, 3]));
+    three.pop();
+    assert_eq!(
+        err(three),
+        ScoreError::ColumnCount {
+            expected: 4,
+            found: 3
+        }
+    );
+    assert_eq!(
+        score_columns(&model, &all, 2).unwrap_err(),
+        ScoreError::OutputTooShort {
+            needed: 3,
+            found: 2
+        }
+    );
+    let empty = with(0, Column::Categorical(&[]));
+    assert_eq!(
+        score_columns(&model, &empty, 3).unwrap_err(),
+        ScoreError::EmptyBatch
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = mixed_small();
+    other.embedding_dim += 1;
+    let other =
+        Model::open(write_random_model(dir.path().join("o.dfm"), &other, 1).unwrap()).unwrap();
+    let mut out = vec![0.0; 3];
+    assert_eq!(
+        score(
+            &model,
+            &Batch::new(&all),
+            &mut Scratch::new(&other),
+            &mut out
+        )
+        .unwrap_err(),
+        ScoreError::ScratchMismatch
+    );
+}
+
+#[test]
+fn batch_larger_than_a_block_scores_like_single_rows() {
+    let (_dir, model) = small_model();
+    let batch = random_batch(model.spec(), 1000, 8);
+    let mut scratch = Scratch::new(&model);
+    let mut all = vec![0.0f32; 1000];
+    score(&model, &batch, &mut scratch, &mut all).unwrap();
+    for r in [0usize, 127, 128, 500, 999] {
+        let one = random_batch(model.spec(), r + 1, 8);
+        let mut out = vec![0.0f32; r + 1];
+        score(&model, &one, &mut scratch, &mut out).unwrap();
+        assert_eq!(out[r], all[r], "row {r}");
+    }
+}
