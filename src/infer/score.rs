@@ -5,9 +5,13 @@ use super::scratch::{Scratch, ScratchPool};
 use crate::batch::{Column, Columns};
 use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gemm::gemm_bias_act;
+use crate::kernels::gemv::gemv_bias_act;
 use crate::spec::{FieldKind, Output, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
+
+/// Blocks of at most this many rows go through the one-row GEMV kernel.
+const GEMV_ROWS: usize = 1;
 
 /// Scores every row of `batch` into `out[..rows]`. Performs no heap allocation when it succeeds.
 ///
@@ -166,7 +170,9 @@ fn score_block<C: Columns + ?Sized>(
     let (d, fields) = (model.dim, model.fields.len());
     let width = d * fields;
     let n = rows.len();
-    let Scratch { x, h, fm, .. } = scratch;
+    let Scratch {
+        x, h, fm, nonzeros, ..
+    } = scratch;
     let x: &mut [f32] = &mut bytemuck::cast_slice_mut(x)[..n * width];
     let fm = &mut fm[..n];
     fm.fill(model.bias);

@@ -1,6 +1,7 @@
 use super::BLOCK_ROWS;
 use super::model::Model;
 use crate::kernels::gemm::Line;
+use crate::kernels::gemv::NonZeros;
 use std::sync::{Mutex, MutexGuard};
 
 fn lines_for(floats: usize) -> Vec<Line> {
@@ -17,6 +18,7 @@ pub struct Scratch {
     pub(crate) x: Vec<Line>,
     pub(crate) h: [Vec<Line>; 2],
     pub(crate) fm: Vec<f32>,
+    pub(crate) nonzeros: NonZeros,
 }
 
 impl Scratch {
@@ -30,6 +32,7 @@ impl Scratch {
             x: lines_for(BLOCK_ROWS * model.fields.len() * model.dim),
             h: [lines_for(BLOCK_ROWS * width), lines_for(BLOCK_ROWS * width)],
             fm: vec![0.0; BLOCK_ROWS],
+            nonzeros: NonZeros::with_capacity(width.max(model.fields.len() * model.dim)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! - [`gemm`]: `C = act(A · W + b)` with `W` pre-packed into 16-column panels; bias and ReLU are
 //!   fused into the pass that writes `C`. One loop nest ([`gemm::gemm_bias_act`]) drives a
 //!   micro-kernel per instruction set (`gemm_avx2`, `gemm_portable`).
+//! - [`gemv`]: the one-row case (batch-1 latency), skipping the weights of zero inputs.
 //! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row.
 //!
 //! Every kernel has a plain scalar twin in [`reference`], and proptests compare them over
@@ -13,6 +14,7 @@ pub mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_avx2;
 mod gemm_portable;
+pub mod gemv;
 pub mod reference;
 
 /// An instruction set the kernels can run on.

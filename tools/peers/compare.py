@@ -13,6 +13,7 @@ thread count, the three peers interleaved so that they see the same machine stat
 See README.md beside this file for setup.
 """
 import argparse
+import copy
 import json
 import os
 import platform
@@ -51,6 +52,14 @@ class Model:
         # float64 copies of the (small) dense weights for the reference pass; the table is
         # gathered in f32 (exact) and widened after, so it is never copied whole.
         self.layers64 = [(w.astype(np.float64), b.astype(np.float64)) for w, b in self.layers]
+
+    def tensors(self):
+        """The export layout again (for `deepfm import` of a modified copy)."""
+        t = {"embedding": self.E, "linear": self.lin, "bias": self.bias}
+        for i, (w, b) in enumerate(self.layers):
+            name = f"mlp.{i}" if i < len(self.layers) - 1 else "out"
+            t[f"{name}.weight"], t[f"{name}.bias"] = w, b
+        return t
 
 
 def random_feeds(m, rows, rng):
@@ -151,7 +160,8 @@ def build_onnx(m, path):
         return name
 
     E, lin = const("embedding", m.E), const("linear", m.lin)
-    ax1, ax2 = const("axis1", np.array([1], np.int64)), const("axis2", np.array([2], np.int64))
+    ax1 = const("axis1", np.array([1], np.int64))
+    ax2 = const("axis2", np.array([2], np.int64)) if m.num or m.mh else None
     parts, firsts, order = [], [], []
     if m.cat:
         ids = feed("cat_ids", TensorProto.INT64, len(m.cat))
@@ -211,6 +221,7 @@ def ort_session(onnx_path, threads):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # errors only
     return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
 
 
@@ -249,33 +260,58 @@ def python_model(shape, spec_path, weights_path, seed):
     spec_path.write_text(json.dumps(spec))
 
 
-def run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True, **kw).stdout
+def run(cmd):
+    """stdout of a command; on failure, exit with its stderr (CI logs should say why)."""
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"`{' '.join(map(str, cmd))}` failed ({p.returncode}):\n{p.stderr.strip()}")
+    return p.stdout
 
 
 # ----------------------------------------------------------------------------- agreement
-def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, rows=1000):
+def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, rows=1000, tag=""):
     """Max relative error of deepfm, ORT and numpy-f32 against numpy-f64 on one random batch."""
     feeds = random_feeds(m, rows, np.random.default_rng(seed))
     ref = numpy_scores(m, feeds, np.float64)
     err = lambda a: float(np.max(np.abs(np.asarray(a, np.float64) - ref) / np.maximum(np.abs(ref), 1)))
-    errors = {"numpy-f32": err(numpy_scores(m, feeds, np.float32)),
-              "ORT": err(ort_session(onnx_path, 1).run(["score"], feeds)[0][:, 0])}
+    errors = {f"numpy-f32{tag}": err(numpy_scores(m, feeds, np.float32)),
+              f"ORT{tag}": err(ort_session(onnx_path, 1).run(["score"], feeds)[0][:, 0])}
     if deepfm:
-        tsv = workdir / "agree.tsv"
+        tsv = workdir / f"agree{tag}.tsv"
         feeds_to_tsv(m, feeds, tsv)
         out = run([deepfm, "score", "--model", model_file, "--input", tsv]).split()
         if len(out) != rows:
             sys.exit(f"deepfm score printed {len(out)} scores for {rows} rows")
-        errors["deepfm"] = err([float(s) for s in out])
+        errors[f"deepfm{tag}"] = err([float(s) for s in out])
+    if m.spec.get("clamp") and not tag:
+        # A random model's logits sit near 0, so almost every score is clamped to `lo` and the
+        # check above proves little. Check again with the bias moved to the middle of the range
+        # (imported into deepfm as a second model file) so that the scores fall inside it.
+        lo, hi = m.spec["clamp"]
+        print(f"  {int(np.sum((ref > lo) & (ref < hi)))}/{rows} scores inside the clamp; "
+              "checking again with the bias moved to its middle (+mid)")
+        twin = copy.copy(m)
+        twin.bias = m.bias + np.float32((lo + hi) / 2)
+        twin_file = None
+        if deepfm:
+            save_file(twin.tensors(), str(workdir / "mid.safetensors"))
+            (workdir / "mid.json").write_text(json.dumps(m.spec))
+            twin_file = workdir / "mid.dfm"
+            run([deepfm, "import", "--weights", workdir / "mid.safetensors", "--spec",
+                 workdir / "mid.json", "--out", twin_file])
+        errors.update(check_agreement(twin, build_onnx(twin, workdir / "mid.onnx"), deepfm,
+                                      twin_file, workdir, seed, rows, tag="+mid"))
     return errors
 
 
 # ----------------------------------------------------------------------------- timing
 def timed(fn, batches, seconds):
-    """samples/s of fn over the pre-built batches (cycled) for at least `seconds`, after one
-    warm-up call. Input generation is outside the clock, as it is in `deepfm bench`."""
-    fn(batches[0])
+    """samples/s of fn cycling over pre-built batches for `seconds`, after a warm-up of
+    min(10% of that, 0.5 s); input generation is off the clock. All as in `deepfm bench`."""
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min(0.1 * seconds, 0.5):
+        fn(batches[n % len(batches)])
+        n += 1
     n, start = 0, time.perf_counter()
     while True:
         fn(batches[n % len(batches)])
@@ -286,9 +322,10 @@ def timed(fn, batches, seconds):
 
 
 def make_batches(m, batch, seed):
-    # Several distinct small batches so that no peer scores the same rows over and over.
-    return [random_feeds(m, batch, np.random.default_rng([seed, batch, i]))
-            for i in range(max(1, min(16, 65536 // batch)))]
+    # 2^17 distinct rows in 2..1024 batches, like `deepfm bench` (src/bench.rs): repeated calls
+    # should not find their embedding rows in cache more often than a service would.
+    count = min(max(-(-(1 << 17) // batch), 2), 1024)
+    return [random_feeds(m, batch, np.random.default_rng([seed, batch, i])) for i in range(count)]
 
 
 def numpy_worker(spec_path, weights_path):
@@ -373,15 +410,12 @@ def environment(deepfm):
         blas = f"{blas['name']} {blas['version']}"
     except Exception:
         blas = "unknown"
-    env = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-           "numpy": np.__version__, "blas": blas, "onnxruntime": onnxruntime.__version__}
+    env = {"cpu": cpu, "cores": os.cpu_count(), "load average (1 min)": round(os.getloadavg()[0], 2),
+           "python": platform.python_version(), "numpy": np.__version__, "blas": blas,
+           "onnxruntime": onnxruntime.__version__}
     if deepfm:
-        env["deepfm"] = run([deepfm, "--version"]).strip() if _ok([deepfm, "--version"]) else str(deepfm)
+        env["deepfm"] = run([deepfm, "--version"]).strip()
     return env
-
-
-def _ok(cmd):
-    return subprocess.run([str(c) for c in cmd], capture_output=True).returncode == 0
 
 
 def main():
@@ -414,6 +448,8 @@ def main():
     workdir.mkdir(parents=True, exist_ok=True)
     env = environment(deepfm)
     print("\n".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+    if not args.check_only and env["load average (1 min)"] > 0.5:
+        print("WARNING: the machine is busy; these timings are not worth keeping", flush=True)
 
     report, failed = {"environment": env, "agreement": {}, "timings": []}, False
     for shape in shapes:
