@@ -197,11 +197,6 @@ impl BatchBuf {
         self.rows += 1;
         Ok(())
     }
-
-    /// Borrowed view, usable wherever a [`Batch`] is.
-    pub fn as_batch(&self) -> &Self {
-        self
-    }
 }
 
 impl Columns for BatchBuf {

@@ -15,14 +15,20 @@
 //! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
 //! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
 //!
-//! ```no_run
-//! use deepfm::{Model, Scratch, BatchBuf, score};
-//! let model = Model::open("model.dfm")?;
-//! let mut scratch = Scratch::new(&model);
-//! let mut batch = BatchBuf::new(model.spec());
-//! // ... fill one column per field, e.g. batch.push_row(...) ...
-//! let mut out = vec![0.0f32; batch.len()];
-//! score(&model, &batch.as_batch(), &mut scratch, &mut out)?;
+//! ```
+//! use deepfm::{Batch, Column, Model, Scratch, score};
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("model.dfm");
+//! # let mut spec = deepfm::random::mixed_small();
+//! # spec.fields.truncate(2); // user (categorical, 500 ids), age (numeric)
+//! # deepfm::random::write_random_model(&path, &spec, 1)?;
+//! let model = Model::open(&path)?;          // validates; never reads the embedding table
+//! let mut scratch = Scratch::new(&model);    // once per thread
+//! let (users, ages) = ([3u64, 7], [0.5f32, 1.25]);
+//! let columns = [Column::Categorical(&users), Column::Numeric(&ages)];
+//! let mut out = [0.0f32; 2];
+//! score(&model, &Batch::new(&columns), &mut scratch, &mut out)?; // no heap allocation
+//! assert!(out.iter().all(|p| (0.0..=1.0).contains(p)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -92,8 +92,10 @@ pub enum Output {
     Linear,
 }
 
-/// The full shape of a DeepFM model.
+/// The full shape of a DeepFM model. Unknown keys are refused (a misspelt `clamp` must not
+/// be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Input fields, in the order of the embedding table and the MLP input.
     pub fields: Vec<Field>,

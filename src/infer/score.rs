@@ -208,16 +208,26 @@ fn score_block<C: Columns + ?Sized>(
             (false, 1) => (h0, h1),
             (false, _) => (h1, h0),
         };
-        gemm_bias_act(
-            model.isa(),
-            input,
-            in_width,
-            n,
-            layer,
-            i < last,
-            output,
-            layer.n(),
-        );
+        let relu = i < last;
+        if n <= GEMV_ROWS {
+            // Row by row: see `kernels::gemv` for why one row is not a small GEMM.
+            for r in 0..n {
+                nonzeros.gather(&input[r * in_width..(r + 1) * in_width]);
+                let y = &mut output[r * layer.n()..(r + 1) * layer.n()];
+                gemv_bias_act(model.isa(), nonzeros, layer, relu, y);
+            }
+        } else {
+            gemm_bias_act(
+                model.isa(),
+                input,
+                in_width,
+                n,
+                layer,
+                relu,
+                output,
+                layer.n(),
+            );
+        }
         input_is_x = false;
         in_width = layer.n();
     }

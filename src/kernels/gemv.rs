@@ -110,7 +110,7 @@ pub fn gemv_bias_act(isa: Isa, x: &NonZeros, w: &PackedMatrix, relu: bool, y: &m
 fn portable(x: &NonZeros, w: &PackedMatrix, p: usize, group: usize, acc: &mut [[f32; NR]; 4]) {
     use wide::f32x8;
     let mut v = [[f32x8::ZERO; 2]; 4];
-    for g in 0..group {
+    for (g, v) in v.iter_mut().enumerate().take(group) {
         let panel: &[Line] = w.panel(p + g);
         for (&k, &a) in x.index.iter().zip(&x.value) {
             let line = &panel[k as usize].0;
@@ -118,8 +118,8 @@ fn portable(x: &NonZeros, w: &PackedMatrix, p: usize, group: usize, acc: &mut [[
             let (mut lo, mut hi) = ([0.0; 8], [0.0; 8]);
             lo.copy_from_slice(&line[..8]);
             hi.copy_from_slice(&line[8..]);
-            v[g][0] = a.mul_add(f32x8::new(lo), v[g][0]);
-            v[g][1] = a.mul_add(f32x8::new(hi), v[g][1]);
+            v[0] = a.mul_add(f32x8::new(lo), v[0]);
+            v[1] = a.mul_add(f32x8::new(hi), v[1]);
         }
     }
     for (acc, v) in acc.iter_mut().zip(&v) {
