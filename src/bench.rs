@@ -1,9 +1,10 @@
 //! Throughput measurement of the scorer, shared by `deepfm bench` and the demo.
 
 use crate::batch::BatchBuf;
-use crate::infer::{Model, ScoreError, Scratch, ScratchPool, score, score_parallel};
+use crate::infer::{Model, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel};
 use crate::random::random_batch;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one measurement found.
@@ -21,6 +22,10 @@ pub struct BenchResult {
     pub calls: u64,
     /// Instruction set of the kernels.
     pub isa: &'static str,
+    /// How the threads were used: `single` ([`score`]), `parallel` ([`score_parallel`] over
+    /// rows) or `paired` (batch 1 on two threads: [`PairedScorer`], each layer split between
+    /// two cores).
+    pub mode: &'static str,
 }
 
 /// Rows of distinct random samples the benchmark cycles through, so that repeated calls do not
@@ -28,9 +33,10 @@ pub struct BenchResult {
 const DISTINCT_ROWS: usize = 1 << 17;
 
 /// Scores random batches of `batch` rows with `threads` threads for about `seconds` (after a
-/// short warm-up) and reports the throughput.
+/// short warm-up) and reports the throughput. Batch 1 on two threads uses the paired
+/// (two-core latency) mode.
 pub fn run(
-    model: &Model,
+    model: &Arc<Model>,
     batch: usize,
     threads: usize,
     seconds: f64,
@@ -49,11 +55,17 @@ pub fn run(
         .expect("a thread pool can be built");
     let scratches = ScratchPool::with_threads(model, threads);
     let mut scratch = Scratch::new(model);
+    let mode = match (batch, threads) {
+        (_, 1) => "single",
+        (1, 2) => "paired",
+        _ => "parallel",
+    };
+    let mut paired = (mode == "paired").then(|| PairedScorer::new(model.clone()));
     let mut call = |b: &BatchBuf, out: &mut [f32]| -> Result<(), ScoreError> {
-        if threads == 1 {
-            score(model, b, &mut scratch, out)
-        } else {
-            pool.install(|| score_parallel(model, b, &scratches, out))
+        match (&mut paired, threads) {
+            (Some(p), _) => p.score(b, out),
+            (None, 1) => score(model, b, &mut scratch, out),
+            (None, _) => pool.install(|| score_parallel(model, b, &scratches, out)),
         }
     };
     let warmup = Instant::now();
@@ -80,5 +92,6 @@ pub fn run(
         micros_per_call: elapsed * 1e6 / calls as f64,
         calls,
         isa: model.isa().name(),
+        mode,
     })
 }

@@ -8,11 +8,13 @@
 
 mod error;
 mod model;
+mod paired;
 mod score;
 mod scratch;
 
 pub use error::ScoreError;
 pub use model::{Model, OpenOptions};
+pub use paired::{PairedScorer, SPIN_AFTER_CALL};
 pub use score::{score, score_parallel};
 pub use scratch::{Scratch, ScratchPool};
 

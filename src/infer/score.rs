@@ -57,7 +57,7 @@ pub fn score_parallel<C: Columns + Sync + ?Sized>(
     Ok(())
 }
 
-fn validate<C: Columns + ?Sized>(
+pub(crate) fn validate<C: Columns + ?Sized>(
     model: &Model,
     batch: &C,
     out_len: usize,
@@ -160,27 +160,26 @@ fn score_range<C: Columns + ?Sized>(
     }
 }
 
-fn score_block<C: Columns + ?Sized>(
+/// Gathers the embeddings of rows `rows` into `scratch.x` (one row of `fields × D` per
+/// sample) and their first-order + FM terms (plus the global bias) into `scratch.fm`.
+pub(crate) fn gather_block<C: Columns + ?Sized>(
     model: &Model,
     batch: &C,
     rows: Range<usize>,
     scratch: &mut Scratch,
-    out: &mut [f32],
 ) {
     let (d, fields) = (model.dim, model.fields.len());
     let width = d * fields;
     let n = rows.len();
-    let Scratch {
-        x, h, fm, nonzeros, ..
-    } = scratch;
-    let x: &mut [f32] = &mut bytemuck::cast_slice_mut(x)[..n * width];
-    let fm = &mut fm[..n];
+    let x: &mut [f32] = &mut bytemuck::cast_slice_mut(&mut scratch.x)[..n * width];
+    let fm = &mut scratch.fm[..n];
     fm.fill(model.bias);
     let (table, linear) = (model.embedding(), model.linear());
     for (f, plan) in model.fields.iter().enumerate() {
+        let column = batch.column(f);
         gather_field(
             plan,
-            batch.column(f),
+            column,
             rows.clone(),
             table,
             linear,
@@ -194,7 +193,22 @@ fn score_block<C: Columns + ?Sized>(
     for (b, fm) in fm.iter_mut().enumerate() {
         *fm += fm_pairwise(model.isa(), &x[b * width..(b + 1) * width], fields, d);
     }
+}
 
+fn score_block<C: Columns + ?Sized>(
+    model: &Model,
+    batch: &C,
+    rows: Range<usize>,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let n = rows.len();
+    let width = model.dim * model.fields.len();
+    gather_block(model, batch, rows, scratch);
+    let Scratch {
+        x, h, fm, nonzeros, ..
+    } = scratch;
+    let x: &[f32] = &bytemuck::cast_slice(x)[..n * width];
     let [h0, h1] = h;
     let (h0, h1): (&mut [f32], &mut [f32]) =
         (bytemuck::cast_slice_mut(h0), bytemuck::cast_slice_mut(h1));

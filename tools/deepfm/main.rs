@@ -362,13 +362,17 @@ fn bench(
             Some(isa)
         }
     };
-    let model = Model::open_with(&path, &OpenOptions { isa, verify: false })?;
+    let model = std::sync::Arc::new(Model::open_with(
+        &path,
+        &OpenOptions { isa, verify: false },
+    )?);
     let r = deepfm::bench::run(&model, batch, threads, seconds, 12345)?;
     println!(
-        "{}: batch {} threads {} isa {}: {:.0} samples/s, {:.2} µs per call ({} calls)",
+        "{}: batch {} threads {} ({}) isa {}: {:.0} samples/s, {:.2} µs per call ({} calls)",
         path.display(),
         r.batch,
         r.threads,
+        r.mode,
         r.isa,
         r.samples_per_sec,
         r.micros_per_call,
