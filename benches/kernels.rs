@@ -5,7 +5,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use deepfm::Isa;
 use deepfm::kernels::fm::fm_pairwise;
-use deepfm::kernels::gemm::{PackedMatrix, gemm_bias_act};
+use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_bias_act};
 use deepfm::random::Rng;
 use std::hint::black_box;
 use std::time::Duration;
@@ -27,11 +27,24 @@ fn gemm(c: &mut Criterion) {
         let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
         let packed = PackedMatrix::pack(&w, &bias, n, k);
         let mut out = vec![0.0f32; m * n];
+        let mut buffer = PackBuffer::new();
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         let shape = format!("{m}x{k}x{n}");
         for isa in Isa::available() {
             group.bench_function(BenchmarkId::new(isa.name(), &shape), |b| {
-                b.iter(|| gemm_bias_act(isa, black_box(&a), k, m, &packed, true, &mut out, n))
+                b.iter(|| {
+                    gemm_bias_act(
+                        isa,
+                        black_box(&a),
+                        k,
+                        m,
+                        &packed,
+                        true,
+                        &mut out,
+                        n,
+                        &mut buffer,
+                    )
+                })
             });
         }
         group.bench_function(BenchmarkId::new("matrixmultiply", &shape), |b| {

@@ -19,4 +19,4 @@ pub use score::{score, score_parallel};
 pub use scratch::{Scratch, ScratchPool};
 
 /// Rows per internal block.
-pub const BLOCK_ROWS: usize = 128;
+pub const BLOCK_ROWS: usize = 144;

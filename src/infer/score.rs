@@ -6,9 +6,13 @@ use crate::batch::{Column, Columns};
 use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
+use crate::kernels::prefetch::{copy_row, prefetch};
 use crate::spec::{FieldKind, Output, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
+
+/// Samples ahead whose table rows are prefetched during the gather.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Blocks of at most this many rows go through the one-row GEMV kernel.
 const GEMV_ROWS: usize = 1;
@@ -206,7 +210,12 @@ fn score_block<C: Columns + ?Sized>(
     let width = model.dim * model.fields.len();
     gather_block(model, batch, rows, scratch);
     let Scratch {
-        x, h, fm, nonzeros, ..
+        x,
+        h,
+        fm,
+        nonzeros,
+        pack,
+        ..
     } = scratch;
     let x: &[f32] = &bytemuck::cast_slice(x)[..n * width];
     let [h0, h1] = h;
@@ -240,6 +249,7 @@ fn score_block<C: Columns + ?Sized>(
                 relu,
                 output,
                 layer.n(),
+                pack,
             );
         }
         input_is_x = false;
@@ -282,9 +292,15 @@ fn gather_field(
         .map(|r| &mut r[f * d..(f + 1) * d]);
     match column {
         Column::Categorical(ids) => {
-            for ((dst, &id), fm) in dst_rows.zip(&ids[rows]).zip(fm.iter_mut()) {
+            let ids = &ids[rows];
+            for (i, ((dst, &id), fm)) in dst_rows.zip(ids).zip(fm.iter_mut()).enumerate() {
+                if let Some(&ahead) = ids.get(i + PREFETCH_AHEAD) {
+                    let r = base + ahead as usize;
+                    prefetch(table, r * d);
+                    prefetch(linear, r);
+                }
                 let r = base + id as usize;
-                dst.copy_from_slice(&table[r * d..(r + 1) * d]);
+                copy_row(dst, &table[r * d..(r + 1) * d]);
                 *fm += linear[r];
             }
         }

@@ -1,6 +1,6 @@
 use super::BLOCK_ROWS;
 use super::model::Model;
-use crate::kernels::gemm::Line;
+use crate::kernels::gemm::{Line, PackBuffer};
 use crate::kernels::gemv::NonZeros;
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,6 +19,7 @@ pub struct Scratch {
     pub(crate) h: [Vec<Line>; 2],
     pub(crate) fm: Vec<f32>,
     pub(crate) nonzeros: NonZeros,
+    pub(crate) pack: PackBuffer,
 }
 
 impl Scratch {
@@ -32,6 +33,7 @@ impl Scratch {
             x: lines_for(BLOCK_ROWS * model.fields.len() * model.dim),
             h: [lines_for(BLOCK_ROWS * width), lines_for(BLOCK_ROWS * width)],
             fm: vec![0.0; BLOCK_ROWS],
+            pack: PackBuffer::new(),
             nonzeros: NonZeros::with_capacity(width.max(model.fields.len() * model.dim)),
         }
     }

@@ -3,18 +3,22 @@
 //! `C[m × n] = act(A[m × k] · Wᵀ + b)` where `W` is `[n, k]` (PyTorch `[out, in]`). `W` is packed
 //! once (when a model is opened) into panels of [`NR`] = 16 output columns: panel `j` holds, for
 //! every `k`, the 16 weights of columns `16j..16j+16` in one 64-byte line, zero-padded past `n`.
-//! The loop nest walks `k` in blocks of [`KC`] (a panel block stays in L1), rows in blocks of
-//! [`MC`] (an `A` block stays in L2), and calls a micro-kernel that keeps an `MR × 16` tile of `C`
-//! in registers, reading `A` rows in place (no packing of `A`: its rows are already contiguous).
+//! The loop nest walks `k` in blocks of [`KC`], rows in blocks of
+//! [`MC`] (an `A` block stays in L2), packs each `A` block into micro-panels of `MR` rows
+//! (`MR` values per `k`, contiguous, so the micro-kernel's broadcasts read one sequential
+//! stream), and calls a micro-kernel that keeps an `MR × 16` tile of `C` in registers.
 
 use super::Isa;
+use std::ops::Range;
 
 /// Output columns per panel (one 64-byte line of f32).
 pub const NR: usize = 16;
-/// Depth of a `k` block.
-pub const KC: usize = 256;
-/// Rows of an `A` block.
-pub const MC: usize = 96;
+/// Depth of a `k` block. Large enough that the layers of common models are not split along `k`
+/// at all: measured here, re-reading and re-writing `C` per `k` block cost more (KC = 256: 66
+/// GFLOP/s at 4096×624×400) than streaming a panel longer than L1 from L2 (KC = 1024: 84).
+pub const KC: usize = 1024;
+/// Rows of an `A` block (48 × 1024 floats = 192 KiB packed, inside L2).
+pub const MC: usize = 48;
 
 /// One 64-byte line: 16 weights of a panel at one `k`, or any aligned scratch.
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -91,11 +95,29 @@ pub(crate) struct Epilogue<'a> {
     pub finish: Option<(&'a [f32; NR], bool)>,
 }
 
-/// The job of one micro-kernel call: an `R × 16` tile of `C` (`R` ≤ the kernel's MR).
+/// Room for one packed block of `A` (`MC × KC` floats), reused between calls so that
+/// [`gemm_bias_act`] never allocates.
+#[derive(Debug, Clone)]
+pub struct PackBuffer(Vec<Line>);
+
+impl PackBuffer {
+    /// A buffer for any GEMM shape.
+    pub fn new() -> Self {
+        PackBuffer(vec![Line::default(); MC * KC / NR])
+    }
+}
+
+impl Default for PackBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The job of one micro-kernel call: an `MR × 16` tile of `C`, of which `rows` are stored.
 pub(crate) struct Tile<'a> {
-    /// `A` rows, each `lda` apart, starting at the current `k` block.
+    /// A packed micro-panel of `A`: for each `k` of the block, `MR` row values (rows past
+    /// `rows` are zero).
     pub a: &'a [f32],
-    pub lda: usize,
     /// The panel lines of the current `k` block.
     pub b: &'a [Line],
     /// `C` rows, each `ldc` apart, starting at the tile's first column.
@@ -125,7 +147,7 @@ pub(crate) fn store_tile(tile: &mut Tile<'_>, acc: &[[f32; NR]]) {
     }
 }
 
-/// `C = act(A · Wᵀ + b)` for `m` rows.
+/// `C = act(A · Wᵀ + b)` for `m` rows, using `pack` for the packed blocks of `A`.
 ///
 /// `a` holds row `i` at `a[i * lda..i * lda + w.k()]`, `c` row `i` at
 /// `c[i * ldc..i * ldc + w.n()]`. Columns of `C` past `n` are not touched.
@@ -144,6 +166,7 @@ pub fn gemm_bias_act(
     relu: bool,
     c: &mut [f32],
     ldc: usize,
+    pack: &mut PackBuffer,
 ) {
     let (k, n) = (w.k, w.n);
     if m == 0 || n == 0 {
@@ -155,15 +178,20 @@ pub fn gemm_bias_act(
     assert!(isa.is_supported(), "instruction set not supported here");
     let mr = match isa {
         Isa::Portable => super::gemm_portable::MR,
-        Isa::Avx2Fma => 6,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => super::gemm_avx2::MR,
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2Fma => unreachable!("is_supported() is false off x86-64"),
     };
     let panels = n.div_ceil(NR);
+    let packed: &mut [f32] = bytemuck::cast_slice_mut(&mut pack.0);
     let mut k0 = 0;
     loop {
         let kc = KC.min(k - k0);
         let last_k = k0 + kc == k;
         for i0 in (0..m).step_by(MC) {
             let i1 = (i0 + MC).min(m);
+            pack_a(a, lda, i0..i1, k0..k0 + kc, mr, packed);
             for j in 0..panels {
                 let col0 = j * NR;
                 let cols = NR.min(n - col0);
@@ -172,15 +200,12 @@ pub fn gemm_bias_act(
                     accumulate: k0 > 0,
                     finish: last_k.then(|| (w.bias_line(j), relu)),
                 };
-                for i in (i0..i1).step_by(mr) {
+                for (p, i) in (i0..i1).step_by(mr).enumerate() {
                     let rows = mr.min(i1 - i);
                     let c_start = i * ldc + col0;
                     let c_end = (i + rows - 1) * ldc + col0 + cols;
-                    let a_start = i * lda + k0;
-                    let a_end = (i + rows - 1) * lda + k0 + kc;
                     let mut tile = Tile {
-                        a: &a[a_start..a_end],
-                        lda,
+                        a: &packed[p * mr * kc..(p + 1) * mr * kc],
                         b,
                         c: &mut c[c_start..c_end],
                         ldc,
@@ -196,6 +221,26 @@ pub fn gemm_bias_act(
             break;
         }
         k0 += kc;
+    }
+}
+
+/// Packs rows `rows` × columns `ks` of `A` into micro-panels of `mr` rows: panel `p` holds, for
+/// each `k`, the values of rows `p·mr..p·mr + mr` (zero past the last row).
+fn pack_a(a: &[f32], lda: usize, rows: Range<usize>, ks: Range<usize>, mr: usize, out: &mut [f32]) {
+    let kc = ks.len();
+    for (p, i) in rows.clone().step_by(mr).enumerate() {
+        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
+        for r in 0..mr {
+            // Strided stores into a panel that sits in L1; iterators keep them free of bounds
+            // checks.
+            let dst = panel[r..].iter_mut().step_by(mr);
+            if i + r < rows.end {
+                let src = &a[(i + r) * lda + ks.start..(i + r) * lda + ks.end];
+                dst.zip(src).for_each(|(d, &v)| *d = v);
+            } else {
+                dst.for_each(|d| *d = 0.0);
+            }
+        }
     }
 }
 
@@ -233,11 +278,12 @@ mod tests {
             let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             let packed = PackedMatrix::pack(&w, &bias, n, k);
+            let mut buffer = PackBuffer::new();
             let mut want = vec![7.0f32; m * ldc];
             gemm_bias_act_ref(&a, lda, m, &w, &bias, n, k, relu, &mut want, ldc);
             for isa in Isa::available() {
                 let mut got = vec![7.0f32; m * ldc];
-                gemm_bias_act(isa, &a, lda, m, &packed, relu, &mut got, ldc);
+                gemm_bias_act(isa, &a, lda, m, &packed, relu, &mut got, ldc, &mut buffer);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     prop_assert!(close(*g, *w), "{isa:?} element {i}: {g} vs {w}");
                 }

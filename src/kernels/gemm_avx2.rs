@@ -1,56 +1,42 @@
 //! GEMM micro-kernel on AVX2 + FMA: a 6 × 16 tile of `C` in 12 ymm accumulators; per `k`, two
-//! aligned loads of the weight line and six broadcasts of `A`.
+//! aligned loads of the weight line and six broadcasts from the packed `A` micro-panel.
 
 use super::gemm::{NR, Tile, store_tile};
 use std::arch::x86_64::*;
 
+/// Rows per tile.
+pub(crate) const MR: usize = 6;
+
 /// Runs one tile.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA, and `t` must describe in-bounds memory as
-/// `gemm_bias_act` builds it: `t.a` holds `rows` rows `lda` apart of `t.b.len()` values each, and
-/// `t.c` holds `rows` rows `ldc` apart of `cols` values each, `rows` ≤ 6.
-pub(crate) unsafe fn micro(t: &mut Tile<'_>) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe {
-        match t.rows {
-            1 => micro_rows::<1>(t),
-            2 => micro_rows::<2>(t),
-            3 => micro_rows::<3>(t),
-            4 => micro_rows::<4>(t),
-            5 => micro_rows::<5>(t),
-            6 => micro_rows::<6>(t),
-            _ => unreachable!("the driver never asks for more than 6 rows"),
-        }
-    }
-}
-
+/// The CPU must support AVX2 and FMA, and `t` must be built as `gemm_bias_act` builds it:
+/// `t.a` holds `MR × t.b.len()` packed values and `t.c` holds `rows` rows `ldc` apart of `cols`
+/// values each, `rows` ≤ 6.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_rows<const R: usize>(t: &mut Tile<'_>) {
+pub(crate) unsafe fn micro(t: &mut Tile<'_>) {
     let kc = t.b.len();
-    let lda = t.lda;
-    debug_assert!(t.a.len() >= (R - 1) * lda + kc);
-    debug_assert!(t.c.len() >= (R - 1) * t.ldc + t.cols);
+    assert!(t.a.len() >= kc * MR, "packed A too short");
     let a = t.a.as_ptr();
     let b = t.b.as_ptr() as *const f32;
-    let mut acc0 = [_mm256_setzero_ps(); R];
-    let mut acc1 = [_mm256_setzero_ps(); R];
+    let mut acc0 = [_mm256_setzero_ps(); MR];
+    let mut acc1 = [_mm256_setzero_ps(); MR];
     for kk in 0..kc {
         // SAFETY: `kk < kc = t.b.len()`, each line is 16 f32 and 64-byte aligned (`Line`);
-        // `r * lda + kk` < `(R - 1) * lda + kc` ≤ `t.a.len()` (the contract above).
+        // `kk * MR + r < kc * MR <= t.a.len()` (asserted above).
         unsafe {
             let b0 = _mm256_load_ps(b.add(kk * NR));
             let b1 = _mm256_load_ps(b.add(kk * NR + 8));
-            for r in 0..R {
-                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+            for r in 0..MR {
+                let av = _mm256_broadcast_ss(&*a.add(kk * MR + r));
                 acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
                 acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
             }
         }
     }
-    if t.cols < NR {
-        let mut out = [[0.0f32; NR]; R];
-        for r in 0..R {
+    if t.cols < NR || t.rows < MR {
+        let mut out = [[0.0f32; NR]; MR];
+        for r in 0..MR {
             // SAFETY: each row of `out` holds 16 f32.
             unsafe {
                 _mm256_storeu_ps(out[r].as_mut_ptr(), acc0[r]);
@@ -61,7 +47,7 @@ unsafe fn micro_rows<const R: usize>(t: &mut Tile<'_>) {
         return;
     }
     let zero = _mm256_setzero_ps();
-    for r in 0..R {
+    for r in 0..MR {
         let row = &mut t.c[r * t.ldc..r * t.ldc + NR];
         let p = row.as_mut_ptr();
         // SAFETY: `row` is a 16-element slice (bounds-checked above); `bias` is `[f32; 16]`.

@@ -16,8 +16,9 @@ pub(crate) fn micro(t: &mut Tile<'_>) {
     let mut acc = [[f32x8::ZERO; 2]; MR];
     for (kk, line) in t.b.iter().enumerate() {
         let (b0, b1) = (half(&line.0, 0), half(&line.0, 1));
-        for (r, acc_r) in acc.iter_mut().enumerate().take(t.rows) {
-            let a = f32x8::splat(t.a[r * t.lda + kk]);
+        let a_k = &t.a[kk * MR..kk * MR + MR];
+        for (acc_r, &a) in acc.iter_mut().zip(a_k) {
+            let a = f32x8::splat(a);
             acc_r[0] = a.mul_add(b0, acc_r[0]);
             acc_r[1] = a.mul_add(b1, acc_r[1]);
         }

@@ -15,6 +15,7 @@ pub mod gemm;
 mod gemm_avx2;
 mod gemm_portable;
 pub mod gemv;
+pub mod prefetch;
 pub mod reference;
 
 /// An instruction set the kernels can run on.

@@ -1,0 +1,203 @@
+//! The `deepfm` binary end to end: score (file and stdin, good and bad input), export/import,
+//! inspect, bench --json.
+
+use deepfm::Model;
+use deepfm::data::tsv::push_line;
+use deepfm::reference::{max_relative_error, score_reference};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn deepfm(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deepfm"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn random_model(dir: &Path) -> String {
+    let path = dir.join("m.dfm").to_string_lossy().into_owned();
+    let out = deepfm(
+        &[
+            "random",
+            "--shape",
+            "mixed-small",
+            "--out",
+            &path,
+            "--seed",
+            "9",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    path
+}
+
+/// Fields of mixed-small: user (categorical 500), age (numeric), genres (multi-hot 18, mean),
+/// tags (multi-hot 40, sum).
+const GOOD: &str = "3\t0.5\t1,2\t\n499\t2.25\t\t39\n0\t-1\t17\t0,0,5\r\n";
+
+#[test]
+fn score_prints_one_score_per_line_matching_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = random_model(dir.path());
+    let tsv = dir.path().join("in.tsv");
+    std::fs::write(&tsv, GOOD).unwrap();
+    let from_file = deepfm(
+        &[
+            "score",
+            "--model",
+            &model_path,
+            "--input",
+            tsv.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let from_stdin = deepfm(
+        &["score", "--model", &model_path, "--input", "-"],
+        Some(GOOD),
+    );
+    assert_eq!(text(&from_file.stdout), text(&from_stdin.stdout));
+
+    let scores: Vec<f32> = text(&from_file.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let model = Model::open(&model_path).unwrap();
+    let mut batch = deepfm::BatchBuf::new(model.spec());
+    let mut row = Vec::new();
+    for (i, line) in GOOD.lines().enumerate() {
+        push_line(model.spec(), line, i + 1, &mut batch, &mut row).unwrap();
+    }
+    assert_eq!(scores.len(), 3);
+    assert!(max_relative_error(&scores, &score_reference(&model, &batch)) <= 1e-5);
+}
+
+#[test]
+fn bad_input_names_line_and_field_and_prints_no_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = random_model(dir.path());
+    for (input, needle) in [
+        (
+            "3\t0.5\t1\t\n3\t0.5\t18\t\n",
+            "line 2, field genres: id 18 is outside 0..18",
+        ),
+        ("3\tNaN\t1\t\n", "line 1, field age"),
+        (
+            "3\t0.5\t1\n",
+            "line 1, field (line): 3 columns, the model has 4 fields",
+        ),
+        ("x\t0.5\t1\t\n", "line 1, field user"),
+    ] {
+        let out = deepfm(
+            &["score", "--model", &model_path, "--input", "-"],
+            Some(input),
+        );
+        assert!(!out.status.success(), "{input:?} was accepted");
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{input:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{input:?} printed {}",
+            text(&out.stdout)
+        );
+    }
+    let out = deepfm(
+        &["score", "--model", "/nonexistent.dfm", "--input", "-"],
+        Some(""),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("/nonexistent.dfm"));
+}
+
+#[test]
+fn export_import_inspect_and_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = random_model(dir.path());
+    let weights = dir.path().join("w.safetensors");
+    let spec = dir.path().join("s.json");
+    let copy = dir.path().join("copy.dfm");
+    let (w, s, c) = (
+        weights.to_str().unwrap(),
+        spec.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    );
+    assert!(
+        deepfm(
+            &[
+                "export",
+                "--model",
+                &model_path,
+                "--weights",
+                w,
+                "--spec",
+                s
+            ],
+            None
+        )
+        .status
+        .success()
+    );
+    assert!(
+        deepfm(&["import", "--weights", w, "--spec", s, "--out", c], None)
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(&model_path).unwrap(),
+        std::fs::read(&copy).unwrap()
+    );
+
+    let out = deepfm(&["inspect", c, "--verify"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for needle in [
+        "embedding",
+        "mlp.1.weight",
+        "out.bias",
+        "verify: every section matches",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "inspect output lacks {needle}: {shown}"
+        );
+    }
+
+    let out = deepfm(
+        &[
+            "bench",
+            "--model",
+            c,
+            "--batch",
+            "16",
+            "--seconds",
+            "0.2",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    let json: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert!(json["samples_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["batch"], 16);
+    assert_eq!(json["threads"], 1);
+}
