@@ -179,6 +179,19 @@ pub(crate) fn gather_block<C: Columns + ?Sized>(
     let fm = &mut scratch.fm[..n];
     fm.fill(model.bias);
     let (table, linear) = (model.embedding(), model.linear());
+    if n <= PREFETCH_AHEAD {
+        // Too few rows for the per-field look-ahead below: ask for every row up front so the
+        // misses of all fields overlap.
+        for (f, plan) in model.fields.iter().enumerate() {
+            if let Column::Categorical(ids) = batch.column(f) {
+                for &id in &ids[rows.clone()] {
+                    let r = plan.row_offset as usize + id as usize;
+                    prefetch(table, r * d);
+                    prefetch(linear, r);
+                }
+            }
+        }
+    }
     for (f, plan) in model.fields.iter().enumerate() {
         let column = batch.column(f);
         gather_field(
