@@ -372,13 +372,24 @@ def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path,
         try:
             for batch in args.batches:
                 batches = make_batches(m, batch, args.seed)
-                # Interleaved: the three peers of one cell run back to back.
-                r = {"shape": shape, "batch": batch, "threads": threads,
-                     "deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None,
-                     "ort": timed(lambda f: session.run(["score"], f), batches, args.seconds),
-                     "numpy": worker.measure(batch, args.seconds, args.seed)}
+                # Interleaved: the three peers of one cell run back to back, `--repeat` times;
+                # each figure is the median of its rounds, and each ratio the median of the
+                # per-round ratios (this machine drifts by up to 30% between runs).
+                rounds = []
+                for _ in range(args.repeat):
+                    rounds.append({
+                        "deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None,
+                        "ort": timed(lambda f: session.run(["score"], f), batches, args.seconds),
+                        "numpy": worker.measure(batch, args.seconds, args.seed) if not args.no_numpy else None})
+                med = lambda xs: float(np.median(xs)) if all(x is not None for x in xs) else None
+                r = {"shape": shape, "batch": batch, "threads": threads, "rounds": rounds}
+                for k in ("deepfm", "ort", "numpy"):
+                    r[k] = med([x[k] for x in rounds])
+                for a, b in (("deepfm", "ort"), ("deepfm", "numpy")):
+                    r[f"{a}/{b}"] = med([x[a] / x[b] if x[a] and x[b] else None for x in rounds])
                 print(f"  {shape} batch {batch} threads {threads}: " + ", ".join(
-                    f"{k} {r[k]:,.0f}/s" for k in ("deepfm", "ort", "numpy") if r[k]), flush=True)
+                    f"{k} {r[k]:,.0f}/s" for k in ("deepfm", "ort", "numpy") if r[k]) +
+                    (f" (medians of {args.repeat})" if args.repeat > 1 else ""), flush=True)
                 results.append(r)
         finally:
             worker.close()
@@ -391,12 +402,12 @@ def table(results):
             "deepfm/ORT | deepfm/numpy | deepfm µs/sample | ORT µs/sample | numpy µs/sample |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     fmt = lambda x: f"{x:,.0f}" if x else "-"
-    ratio = lambda a, b: f"{a / b:.2f}" if a and b else "-"
+    ratio = lambda r, a, b: f"{r[f'{a}/{b}']:.2f}" if r.get(f"{a}/{b}") else "-"
     us = lambda r, k: f"{1e6 / r[k]:.1f}" if r["batch"] == 1 and r[k] else ""
     for r in results:
         lines.append(f"| {r['shape']} | {r['batch']} | {r['threads']} | {fmt(r['deepfm'])} | "
-                     f"{fmt(r['ort'])} | {fmt(r['numpy'])} | {ratio(r['deepfm'], r['ort'])} | "
-                     f"{ratio(r['deepfm'], r['numpy'])} | {us(r, 'deepfm')} | {us(r, 'ort')} | {us(r, 'numpy')} |")
+                     f"{fmt(r['ort'])} | {fmt(r['numpy'])} | {ratio(r, 'deepfm', 'ort')} | "
+                     f"{ratio(r, 'deepfm', 'numpy')} | {us(r, 'deepfm')} | {us(r, 'ort')} | {us(r, 'numpy')} |")
     return "\n".join(lines)
 
 
@@ -430,6 +441,9 @@ def main():
     p.add_argument("--batches", type=ints, default=[1, 256, 4096, 65536])
     p.add_argument("--threads", type=ints, default=[1, 2])
     p.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds per cell; report medians (and the median of per-round ratios)")
+    p.add_argument("--no-numpy", action="store_true", help="time deepfm and ORT only")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, help="keep models here (default: a temp dir)")
     p.add_argument("--json-out", type=Path, help="save environment, errors and timings as JSON")
