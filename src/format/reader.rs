@@ -135,6 +135,19 @@ fn check_section(map: &[u8], s: &SectionInfo) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// Runs every check [`ModelFile::open`] runs on the bytes of a whole file held in memory
+/// (for fuzzing and for tools that receive models over the network before writing them).
+/// Returns the spec and the section table.
+pub fn validate_bytes(bytes: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
+    if cfg!(target_endian = "big") {
+        return Err(FormatError::BigEndianHost);
+    }
+    if (bytes.len() as u64) < HEADER_LEN {
+        return Err(FormatError::TooSmall(bytes.len() as u64));
+    }
+    validate(bytes)
+}
+
 fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
     let file_len = map.len() as u64;
     let h = &map[..HEADER_LEN as usize];
@@ -224,14 +237,12 @@ fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
     }
     for s in sections.iter().filter(|s| !s.shape.id.is_row_indexed()) {
         check_section(map, s)?;
-        let values: &[f32] =
-            bytemuck::try_cast_slice(&map[s.offset as usize..(s.offset + s.length) as usize])
-                .map_err(|_| FormatError::Misaligned {
-                    section: s.shape.id.name(),
-                    offset: s.offset,
-                    align: SECTION_ALIGN,
-                })?;
-        if let Some(element) = values.iter().position(|v| !v.is_finite()) {
+        // Read byte-wise so this check holds for bytes of any alignment (`validate_bytes`).
+        let bytes = &map[s.offset as usize..(s.offset + s.length) as usize];
+        let mut values = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if let Some(element) = values.position(|v| !v.is_finite()) {
             return Err(FormatError::NonFinite {
                 section: s.shape.id.name(),
                 element,
