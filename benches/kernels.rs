@@ -1,11 +1,14 @@
 //! Each kernel alone: the packed GEMM with fused bias + ReLU (against `matrixmultiply`, which
-//! packs per call and allocates) at the Criteo-like and MovieLens-like layer shapes, and the FM
-//! pairwise term. Run with `cargo bench --bench kernels`.
+//! packs per call and allocates) at the Criteo-like and MovieLens-like layer shapes, the
+//! one-row GEMV (bytes of weights read per second), the FM pairwise term, and the machine's
+//! FMA peak (twelve independent FMA chains), the bound the GEMM figures are read against.
+//! Run with `cargo bench --bench kernels`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use deepfm::Isa;
 use deepfm::kernels::fm::fm_pairwise;
 use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_bias_act};
+use deepfm::kernels::gemv::{NonZeros, gemv_bias_act};
 use deepfm::random::Rng;
 use std::hint::black_box;
 use std::time::Duration;
@@ -89,5 +92,75 @@ fn fm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, fm);
+fn gemv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemv");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    let mut rng = Rng::new(3);
+    // Layer 1 of the Criteo-like model (dense input), then a hidden layer after ReLU (half zero).
+    for (k, n, zero_fraction) in [(624usize, 400usize, 0.0f32), (400, 400, 0.5)] {
+        let x: Vec<f32> = (0..k)
+            .map(|_| {
+                if rng.uniform() < zero_fraction {
+                    0.0
+                } else {
+                    rng.normal()
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        let packed = PackedMatrix::pack(&w, &bias, n, k);
+        let mut nz = NonZeros::with_capacity(k);
+        nz.gather(&x);
+        let mut y = vec![0.0f32; n];
+        // Bytes of weights actually read: one 64-byte line per panel per non-zero input.
+        group.throughput(Throughput::Bytes((nz.len() * n.div_ceil(16) * 64) as u64));
+        for isa in Isa::available() {
+            group.bench_function(
+                BenchmarkId::new(isa.name(), format!("{k}x{n}-zeros{zero_fraction}")),
+                |b| b.iter(|| gemv_bias_act(isa, black_box(&nz), &packed, true, &mut y)),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// Twelve independent FMA chains on 8 lanes: the throughput ceiling of the GEMM micro-kernel.
+fn fma_peak(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::Avx2Fma.is_supported() {
+        const ITERS: u64 = 1_000_000;
+        #[target_feature(enable = "avx2,fma")]
+        fn chains() -> f32 {
+            use std::arch::x86_64::*;
+            let (b, c) = (_mm256_set1_ps(0.999_9), _mm256_set1_ps(0.000_1));
+            let mut acc = [_mm256_set1_ps(black_box(0.1)); 12];
+            for _ in 0..ITERS {
+                for a in acc.iter_mut() {
+                    *a = _mm256_fmadd_ps(*a, b, c);
+                }
+            }
+            let mut lanes = [0.0f32; 8];
+            let sum = acc
+                .iter()
+                .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+            // SAFETY: `lanes` holds 8 f32.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+            lanes[0]
+        }
+        let mut group = c.benchmark_group("fma_peak");
+        group
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(20);
+        group.throughput(Throughput::Elements(ITERS * 12 * 16));
+        // SAFETY: AVX2 and FMA support was checked above.
+        group.bench_function("avx2", |b| b.iter(|| unsafe { chains() }));
+        group.finish();
+    }
+    let _ = c;
+}
+
+criterion_group!(benches, gemm, gemv, fm, fma_peak);
 criterion_main!(benches);

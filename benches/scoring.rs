@@ -3,14 +3,15 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use deepfm::random::{criteo_like, movielens_like, random_batch, write_random_model};
-use deepfm::{Model, ModelSpec, Scratch, ScratchPool, score, score_parallel};
+use deepfm::{Model, ModelSpec, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn bench_shape(c: &mut Criterion, name: &str, spec: ModelSpec) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_random_model(dir.path().join("m.dfm"), &spec, 1).unwrap();
-    let model = Model::open(&path).unwrap();
+    let model = Arc::new(Model::open(&path).unwrap());
     let mut group = c.benchmark_group(format!("score/{name}"));
     group
         .measurement_time(Duration::from_secs(3))
@@ -25,6 +26,13 @@ fn bench_shape(c: &mut Criterion, name: &str, spec: ModelSpec) {
         group.bench_function(BenchmarkId::new("1-thread", batch_rows), |b| {
             b.iter(|| score(&model, black_box(&batch), &mut scratch, &mut out).unwrap())
         });
+        if all > 1 && batch_rows == 1 {
+            // The two-core latency mode.
+            let mut paired = PairedScorer::new(model.clone());
+            group.bench_function(BenchmarkId::new("2-threads-paired", batch_rows), |b| {
+                b.iter(|| paired.score(black_box(&batch), &mut out).unwrap())
+            });
+        }
         if all > 1 && batch_rows >= 256 {
             group.bench_function(
                 BenchmarkId::new(format!("{all}-threads"), batch_rows),

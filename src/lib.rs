@@ -45,6 +45,8 @@ pub mod spec;
 
 pub use batch::{Batch, BatchBuf, Column, Columns, Value};
 pub use format::{FormatError, ModelWriter};
-pub use infer::{Model, OpenOptions, ScoreError, Scratch, ScratchPool, score, score_parallel};
+pub use infer::{
+    Model, OpenOptions, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel,
+};
 pub use kernels::Isa;
 pub use spec::{Field, FieldKind, ModelSpec, Output, Pooling, SpecError};

@@ -28,6 +28,10 @@ pub(crate) struct FieldPlan {
 /// An open model: the validated map plus weights packed for the kernels. Immutable, `Send +
 /// Sync`: share one between all scoring threads (in an `Arc`), each with its own
 /// [`crate::Scratch`].
+///
+/// The embedding table is read through the map, so the file must not be truncated or
+/// rewritten in place while a `Model` is open: replace a model by writing a new file and
+/// renaming it over the old one (what [`crate::ModelWriter`] does); open maps keep the old file.
 #[derive(Debug)]
 pub struct Model {
     file: ModelFile,
@@ -138,5 +142,14 @@ impl Model {
     pub(crate) fn max_hidden_width(&self) -> usize {
         let hidden = &self.layers[..self.layers.len() - 1];
         hidden.iter().map(|l| l.n()).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn model_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Model>();
     }
 }
