@@ -28,7 +28,8 @@ fn bench_shape(c: &mut Criterion, name: &str, spec: ModelSpec) {
         });
         if all > 1 && batch_rows == 1 {
             // The two-core latency mode.
-            let mut paired = PairedScorer::new(model.clone());
+            let mut paired =
+                PairedScorer::new(model.clone()).expect("a helper thread can be started");
             group.bench_function(BenchmarkId::new("2-threads-paired", batch_rows), |b| {
                 b.iter(|| paired.score(black_box(&batch), &mut out).unwrap())
             });

@@ -44,12 +44,17 @@ impl Column<'_> {
 }
 
 /// Anything that can hand out one [`Column`] per field.
+///
+/// Contract: during one scoring call, every call of [`Columns::column`] with the same index
+/// returns the same data (scoring validates the columns once, then reads them again). An
+/// implementation that breaks this can make scoring panic or read the wrong rows, never read
+/// outside the model.
 pub trait Columns {
     /// Number of columns.
     fn num_columns(&self) -> usize;
     /// Column `i` (`i < num_columns()`).
     fn column(&self, i: usize) -> Column<'_>;
-    /// Rows in the batch (those of the first column; scoring checks that all agree).
+    /// Rows in the batch (those of the first column; scoring checks that all columns agree).
     fn rows(&self) -> usize {
         if self.num_columns() == 0 {
             0

@@ -60,7 +60,8 @@ pub fn run(
         (1, 2) => "paired",
         _ => "parallel",
     };
-    let mut paired = (mode == "paired").then(|| PairedScorer::new(model.clone()));
+    let mut paired = (mode == "paired")
+        .then(|| PairedScorer::new(model.clone()).expect("a helper thread can be started"));
     let mut call = |b: &BatchBuf, out: &mut [f32]| -> Result<(), ScoreError> {
         match (&mut paired, threads) {
             (Some(p), _) => p.score(b, out),

@@ -7,7 +7,7 @@
 //! - [`spec`]: what a model *is* (fields, embedding dimension, hidden layers, output), as JSON.
 //! - [`format`]: the model file: its layout, a streaming crash-safe [`format::ModelWriter`], and a
 //!   validating reader that hands out zero-copy views of the map.
-//! - [`kernels`]: the numeric kernels (blocked GEMM with fused bias + ReLU, fused gather + FM),
+//! - [`kernels`]: the numeric kernels (blocked GEMM with fused bias + ReLU, one-row GEMV, FM),
 //!   each with a scalar reference, chosen once per model by CPU features.
 //! - [`infer`]: [`Model`] (immutable, `Send + Sync`, backed by the map), [`Scratch`] (per thread)
 //!   and the zero-allocation [`score`] / [`score_parallel`] entry points.

@@ -149,13 +149,9 @@ pub fn write_random_model(
     fill(&mut w, SectionId::Bias, 0.1)?;
     for (i, &(input, _)) in spec.layer_shapes().iter().enumerate() {
         let he = (2.0 / input as f32).sqrt();
-        if i < spec.hidden.len() {
-            fill(&mut w, SectionId::LayerWeight(i as u32), he)?;
-            fill(&mut w, SectionId::LayerBias(i as u32), 0.01)?;
-        } else {
-            fill(&mut w, SectionId::OutWeight, he)?;
-            fill(&mut w, SectionId::OutBias, 0.01)?;
-        }
+        let (weight, bias) = SectionId::layer(i, spec.hidden.len());
+        fill(&mut w, weight, he)?;
+        fill(&mut w, bias, 0.01)?;
     }
     w.finish()
 }

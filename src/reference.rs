@@ -61,14 +61,8 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
         let mut h = x;
         for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
             let hidden = i < spec.hidden.len();
-            let (w, b) = if hidden {
-                (
-                    section(SectionId::LayerWeight(i as u32)),
-                    section(SectionId::LayerBias(i as u32)),
-                )
-            } else {
-                (section(SectionId::OutWeight), section(SectionId::OutBias))
-            };
+            let (w, b) = SectionId::layer(i, spec.hidden.len());
+            let (w, b) = (section(w), section(b));
             h = (0..output)
                 .map(|o| {
                     let z = b[o] as f64

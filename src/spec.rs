@@ -21,6 +21,9 @@ pub const MAX_LAYER_WIDTH: usize = 16_384;
 pub const MAX_LAYERS: usize = 64;
 /// Largest number of fields.
 pub const MAX_FIELDS: usize = 4_096;
+/// Largest number of MLP parameters (weights and biases, 1 GiB in f32): opening a model reads,
+/// checksums and packs them all, so a hostile header must not be able to ask for more.
+pub const MAX_DENSE_PARAMS: u64 = 1 << 28;
 
 /// How a multi-hot field combines the rows of its ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +36,7 @@ pub enum Pooling {
 }
 
 /// The kind of a field and the size of its slice of the embedding table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     /// One id in `0..vocab` per sample; the field owns `vocab` rows.
     Categorical {
@@ -72,14 +74,75 @@ impl FieldKind {
     }
 }
 
-/// One input field.
+/// One input field. In JSON: `{"name": "C1", "kind": "categorical", "vocab": 1000}`,
+/// `{"name": "I1", "kind": "numeric"}` or
+/// `{"name": "genres", "kind": "multi_hot", "vocab": 18, "pooling": "mean"}`; any other key, or
+/// a key the kind does not take, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawField", into = "RawField")]
 pub struct Field {
     /// Unique, non-empty name (used in errors and in the CLI).
     pub name: String,
     /// Kind and vocabulary.
-    #[serde(flatten)]
     pub kind: FieldKind,
+}
+
+/// The JSON form of a field, flat so that unknown keys can be refused (serde cannot refuse
+/// them through a flattened enum).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vocab: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pooling: Option<Pooling>,
+}
+
+impl TryFrom<RawField> for Field {
+    type Error = String;
+    fn try_from(raw: RawField) -> Result<Field, String> {
+        let name = raw.name;
+        let kind = match (raw.kind.as_str(), raw.vocab, raw.pooling) {
+            ("categorical", Some(vocab), None) => FieldKind::Categorical { vocab },
+            ("numeric", None, None) => FieldKind::Numeric,
+            ("multi_hot", Some(vocab), Some(pooling)) => FieldKind::MultiHot { vocab, pooling },
+            ("categorical", ..) => {
+                return Err(format!(
+                    "field {name:?}: categorical takes vocab (and no pooling)"
+                ));
+            }
+            ("numeric", ..) => {
+                return Err(format!("field {name:?}: numeric takes no vocab or pooling"));
+            }
+            ("multi_hot", ..) => {
+                return Err(format!("field {name:?}: multi_hot takes vocab and pooling"));
+            }
+            (other, ..) => {
+                return Err(format!(
+                    "field {name:?}: unknown kind {other:?} (categorical, numeric, multi_hot)"
+                ));
+            }
+        };
+        Ok(Field { name, kind })
+    }
+}
+
+impl From<Field> for RawField {
+    fn from(f: Field) -> RawField {
+        let (vocab, pooling) = match f.kind {
+            FieldKind::Categorical { vocab } => (Some(vocab), None),
+            FieldKind::Numeric => (None, None),
+            FieldKind::MultiHot { vocab, pooling } => (Some(vocab), Some(pooling)),
+        };
+        RawField {
+            name: f.name,
+            kind: f.kind.name().to_string(),
+            vocab,
+            pooling,
+        }
+    }
 }
 
 /// The output transform applied to the logit.
@@ -142,6 +205,9 @@ pub enum SpecError {
     /// The clamp range is not finite and increasing, or is set on a sigmoid output.
     #[error("clamp must be finite [lo, hi] with lo < hi, on a linear output only")]
     BadClamp,
+    /// The MLP has more than [`MAX_DENSE_PARAMS`] parameters.
+    #[error("the MLP has {0} parameters, at most {MAX_DENSE_PARAMS} are supported")]
+    TooManyParams(u64),
     /// The table size overflows 64-bit arithmetic.
     #[error("the embedding table size overflows")]
     Overflow,
@@ -196,6 +262,14 @@ impl ModelSpec {
             && (self.output != Output::Linear || !lo.is_finite() || !hi.is_finite() || lo >= hi)
         {
             return Err(SpecError::BadClamp);
+        }
+        let params: u64 = self
+            .layer_shapes()
+            .iter()
+            .map(|&(i, o)| (i as u64 + 1) * o as u64)
+            .sum();
+        if params > MAX_DENSE_PARAMS {
+            return Err(SpecError::TooManyParams(params));
         }
         let rows = self.total_rows()?;
         rows.checked_mul(self.embedding_dim as u64)
@@ -297,5 +371,31 @@ mod tests {
             ModelSpec::from_json(r#"{"fields":[]}"#),
             Err(SpecError::Json(_))
         ));
+        for bad in [
+            r#"{"name":"g","kind":"categorical","vocab":18,"pooling":"mean"}"#,
+            r#"{"name":"g","kind":"numeric","vocab":3}"#,
+            r#"{"name":"g","kind":"multi_hot","vocab":3}"#,
+            r#"{"name":"g","kind":"categorical","vocab":3,"vocabulary":4}"#,
+            r#"{"name":"g","kind":"dense"}"#,
+        ] {
+            let json =
+                format!(r#"{{"fields":[{bad}],"embedding_dim":4,"hidden":[],"output":"sigmoid"}}"#);
+            assert!(
+                matches!(ModelSpec::from_json(&json), Err(SpecError::Json(_))),
+                "{bad}"
+            );
+        }
+        let json = r#"{"fields":[{"name":"a","kind":"numeric"}],"embedding_dim":4,"hidden":[],"output":"sigmoid","clmap":[1,5]}"#;
+        assert!(matches!(
+            ModelSpec::from_json(json),
+            Err(SpecError::Json(_))
+        ));
+        spec.fields = vec![Field {
+            name: "x".into(),
+            kind: FieldKind::Numeric,
+        }];
+        spec.embedding_dim = 256;
+        spec.hidden = vec![16_384, 16_384, 16_384];
+        assert!(matches!(spec.validate(), Err(SpecError::TooManyParams(_))));
     }
 }

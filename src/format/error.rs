@@ -174,7 +174,8 @@ pub enum FormatError {
         /// Value computed from the file.
         computed: u64,
     },
-    /// A weight that the scorer needs finite (MLP weights and biases) is NaN or infinite.
+    /// A value is NaN or infinite: found in a dense section at open, in any section by `verify`,
+    /// or in data given to the writer.
     #[error("section {section}: element {element} is not finite")]
     NonFinite {
         /// Section name.
@@ -182,6 +183,9 @@ pub enum FormatError {
         /// Index of the first bad element.
         element: usize,
     },
+    /// `Model::open_with` asked for an instruction set this CPU does not have.
+    #[error("this CPU does not support the {0} kernels")]
+    UnsupportedIsa(&'static str),
     /// Writer: more data than the section holds.
     #[error("section {section}: writing past its {elements} elements")]
     SectionOverflow {

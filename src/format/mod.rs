@@ -23,7 +23,7 @@
 //! | 32..40 | u64     | spec length, at most 1 MiB |
 //! | 40..44 | u32     | section count, `2 × hidden layers + 5`, at most 256 |
 //! | 44..48 | u32     | flags, `0` |
-//! | 48..56 | u64     | meta checksum: XXH3-64 (seed 0) of header bytes 0..48, then the section table, then the spec |
+//! | 48..56 | u64     | meta checksum: XXH3-64 (seed 0) of the concatenation of header bytes 0..48, the section table and the spec |
 //! | 56..64 | u64     | reserved, `0` |
 //!
 //! **Section table entry** (64 bytes):
@@ -52,10 +52,20 @@
 //! Sections may sit in any order in the file but must start at or after the end of the spec,
 //! lie inside the file, not overlap, and be aligned: 64 bytes, the embedding table 65536 bytes
 //! (a multiple of every common page size, so rows never straddle a page needlessly).
-//! Padding is zero. Unwritten rows may be file holes (sparse files read as zeros).
+//! Padding between sections should be zero and is ignored by readers, as are bytes after the
+//! last section. Unwritten rows may be file holes (sparse files read as zeros). Every value of
+//! every section must be finite (NaN or ±∞ is an error: at open for the dense sections, in
+//! `verify` for all).
+//!
+//! The spec is the JSON of [`crate::spec::ModelSpec`]: keys `fields` (each `name`, `kind` =
+//! `categorical` with `vocab`, `numeric`, or `multi_hot` with `vocab` and `pooling` = `mean` or
+//! `sum`), `embedding_dim` (1..=256), `hidden` (widths 1..=16384, at most 64 layers), `output`
+//! (`sigmoid` or `linear`) and optional `clamp` (`[lo, hi]`, linear output only); unknown keys
+//! are refused, names are unique, at most 4096 fields and 2^28 MLP parameters.
 //!
 //! **Section checksum**: split the section into 1 MiB chunks (the last may be shorter), take
-//! XXH3-64 of each, and take XXH3-64 of those digests written as little-endian u64s, in order.
+//! XXH3-64 (seed 0) of each, and take XXH3-64 (seed 0) of the concatenation of those digests
+//! written as little-endian u64s, in order.
 //! Chunking lets `verify` run in parallel and lets a writer account for holes without hashing them.
 //! Opening a file checks the meta checksum and the checksums of every section except `embedding`
 //! and `linear`, which grow with the vocabulary and are checked only by
@@ -159,6 +169,28 @@ impl SectionId {
     pub fn is_row_indexed(self) -> bool {
         matches!(self, SectionId::Embedding | SectionId::Linear)
     }
+
+    /// Required alignment of the section's offset.
+    pub fn align(self) -> u64 {
+        if self == SectionId::Embedding {
+            TABLE_ALIGN
+        } else {
+            SECTION_ALIGN
+        }
+    }
+
+    /// Weight and bias sections of MLP layer `i` of a model with `hidden` hidden layers (layer
+    /// `hidden` is the output unit).
+    pub fn layer(i: usize, hidden: usize) -> (SectionId, SectionId) {
+        if i < hidden {
+            (
+                SectionId::LayerWeight(i as u32),
+                SectionId::LayerBias(i as u32),
+            )
+        } else {
+            (SectionId::OutWeight, SectionId::OutBias)
+        }
+    }
 }
 
 /// One expected tensor: its id and shape (`[dim0, dim1]`, `dim1 = 1` for rank 1).
@@ -239,6 +271,9 @@ impl Layout {
     pub fn for_spec(spec: &ModelSpec) -> Result<Layout, FormatError> {
         spec.validate()?;
         let spec_json = spec.to_json();
+        if spec_json.len() as u64 > MAX_SPEC_LEN {
+            return Err(FormatError::SpecLength(spec_json.len() as u64));
+        }
         let shapes = tensor_shapes(spec);
         let spec_offset = HEADER_LEN + ENTRY_LEN * shapes.len() as u64;
         let mut cursor = spec_offset + spec_json.len() as u64;
@@ -268,11 +303,7 @@ impl Layout {
         }
         // `linear` then `embedding`.
         for i in row_indexed.into_iter().rev() {
-            let align = if sections[i].shape.id == SectionId::Embedding {
-                TABLE_ALIGN
-            } else {
-                SECTION_ALIGN
-            };
+            let align = sections[i].shape.id.align();
             place(&mut sections[i], align).ok_or_else(overflow)?;
         }
         Ok(Layout {

@@ -3,8 +3,8 @@
 
 use super::checksum::checksum;
 use super::{
-    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_SPEC_LEN, SECTION_ALIGN,
-    SectionId, SectionInfo, TABLE_ALIGN, TensorShape, VERSION, tensor_shapes,
+    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_SPEC_LEN, SectionId,
+    SectionInfo, TensorShape, VERSION, tensor_shapes,
 };
 use crate::spec::ModelSpec;
 use memmap2::Mmap;
@@ -114,13 +114,36 @@ impl ModelFile {
     }
 
     /// Checks the checksum of every section, including the embedding table and the first-order
-    /// weights (reads the whole file, in parallel chunks).
+    /// weights, and that every value is finite (reads the whole file, in parallel chunks).
     pub fn verify(&self) -> Result<(), FormatError> {
         for s in &self.sections {
             check_section(&self.map, s)?;
+            let bytes = &self.map[s.offset as usize..(s.offset + s.length) as usize];
+            if let Some(element) = first_non_finite(bytes) {
+                return Err(FormatError::NonFinite {
+                    section: s.shape.id.name(),
+                    element,
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// Index of the first NaN or infinite little-endian f32 in `bytes`, searched in parallel
+/// chunks; read byte-wise so that it holds for bytes of any alignment (`validate_bytes`).
+fn first_non_finite(bytes: &[u8]) -> Option<usize> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 20;
+    bytes
+        .par_chunks(CHUNK)
+        .enumerate()
+        .find_map_first(|(c, chunk)| {
+            chunk
+                .chunks_exact(4)
+                .position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+                .map(|p| c * CHUNK / 4 + p)
+        })
 }
 
 fn check_section(map: &[u8], s: &SectionInfo) -> Result<(), FormatError> {
@@ -237,12 +260,8 @@ fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
     }
     for s in sections.iter().filter(|s| !s.shape.id.is_row_indexed()) {
         check_section(map, s)?;
-        // Read byte-wise so this check holds for bytes of any alignment (`validate_bytes`).
         let bytes = &map[s.offset as usize..(s.offset + s.length) as usize];
-        let mut values = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        if let Some(element) = values.position(|v| !v.is_finite()) {
+        if let Some(element) = first_non_finite(bytes) {
             return Err(FormatError::NonFinite {
                 section: s.shape.id.name(),
                 element,
@@ -299,11 +318,7 @@ fn parse_entry(
             found: length,
         });
     }
-    let align = if want.id == SectionId::Embedding {
-        TABLE_ALIGN
-    } else {
-        SECTION_ALIGN
-    };
+    let align = want.id.align();
     if offset % align != 0 {
         return Err(FormatError::Misaligned {
             section: section(),

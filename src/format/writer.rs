@@ -103,12 +103,20 @@ impl ModelWriter {
         Ok((i, self.layout.sections[i].offset + start * 4))
     }
 
-    /// Appends `data` to section `id`, after what was written or skipped before.
+    /// Appends `data` to section `id`, after what was written or skipped before. Every value
+    /// must be finite. After an error, drop the writer (nothing is left on disk).
     ///
     /// # Panics
     /// If `id` is not a section of this spec (e.g. `LayerWeight(7)` for a 3-layer model): that is
     /// a bug in the caller, not bad input.
     pub fn write(&mut self, id: SectionId, data: &[f32]) -> Result<(), FormatError> {
+        if let Some(p) = data.iter().position(|v| !v.is_finite()) {
+            let written = self.progress[self.index_of(id)].written;
+            return Err(FormatError::NonFinite {
+                section: id.name(),
+                element: written as usize + p,
+            });
+        }
         let (i, at) = self.advance(id, data.len() as u64)?;
         let bytes = bytemuck::cast_slice::<f32, u8>(data);
         // The file is little-endian; `open` refuses big-endian hosts, and so does this.

@@ -75,6 +75,14 @@ pub enum ScoreError {
         /// Length of the output.
         found: usize,
     },
+    /// A score came out NaN: an overflow inside the model (numeric values so large that the FM
+    /// squares overflow, or non-finite embedding rows, which only `verify` detects). Unlike the
+    /// other errors this one is found after scoring: `out` holds the scores, NaN included.
+    #[error("row {row}: the score is not a number (an overflow inside the model)")]
+    NonFiniteScore {
+        /// First row whose score is NaN.
+        row: usize,
+    },
     /// The scratch was made for a model of another shape.
     #[error("scratch was created for a model of another shape")]
     ScratchMismatch,

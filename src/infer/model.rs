@@ -87,14 +87,7 @@ impl Model {
         let section = |id: SectionId| file.f32s(id).expect("validated files have every section");
         let mut layers = Vec::new();
         for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
-            let (w, b) = if i < spec.hidden.len() {
-                (
-                    SectionId::LayerWeight(i as u32),
-                    SectionId::LayerBias(i as u32),
-                )
-            } else {
-                (SectionId::OutWeight, SectionId::OutBias)
-            };
+            let (w, b) = SectionId::layer(i, spec.hidden.len());
             layers.push(PackedMatrix::pack(section(w), section(b), output, input));
         }
         Ok(Model {

@@ -6,18 +6,22 @@
 //! half the weights (and, where they fit, keeps them in its own L2). The two meet after every
 //! layer through atomics, not a lock: a lock's wake-up costs more than a layer takes.
 //!
+//! Each scorer needs two cores of its own: with more busy threads than cores the halves wait
+//! on each other (the waiting side yields after a short spin, so this is slow, not stuck).
+//!
 //! The cost is a second core: after each call the helper spins for [`SPIN_AFTER_CALL`] waiting
 //! for the next one (so a steady stream of requests never waits for it to wake), then sleeps;
 //! a call that finds it asleep wakes it, which costs a few microseconds once.
 
 use super::error::ScoreError;
 use super::model::Model;
-use super::score::{finish, gather_block, validate};
+use super::score::{check_scores, finish, gather_block, validate};
 use super::scratch::Scratch;
 use crate::batch::Columns;
 use crate::kernels::gemm::NR;
 use crate::kernels::gemv::{NonZeros, gemv_panels};
 use std::cell::UnsafeCell;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -43,6 +47,8 @@ struct Shared {
     finished: AtomicU64,
     sleeping: AtomicBool,
     stop: AtomicBool,
+    /// Set if the helper thread panicked (a bug): it will never finish a job again.
+    dead: AtomicBool,
     job: UnsafeCell<Job>,
     /// The layer output, `widest` floats, owned by this struct (freed in `Drop`); reached only
     /// through this raw pointer so that the two threads never hold references to the same
@@ -86,9 +92,36 @@ unsafe impl Send for Shared {}
 /// latency; it owns a helper thread until dropped.
 pub struct PairedScorer {
     shared: Arc<Shared>,
-    helper: Option<JoinHandle<()>>,
+    helper: std::thread::Thread,
+    join: Option<JoinHandle<()>>,
     scratch: Scratch,
     sequence: u64,
+}
+
+/// Waits, when dropped, until the helper has finished job `sequence`, so that the job's memory
+/// is never touched by the caller while the helper may still use it, even if the caller
+/// unwinds in between.
+struct WaitForHelper<'a> {
+    shared: &'a Shared,
+    sequence: u64,
+}
+
+impl Drop for WaitForHelper<'_> {
+    fn drop(&mut self) {
+        let mut spins = 0u32;
+        while self.shared.finished.load(Ordering::Acquire) != self.sequence {
+            if self.shared.dead.load(Ordering::Acquire) {
+                return;
+            }
+            spins += 1;
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                // The helper was descheduled (more busy threads than cores): give it the core.
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// The panels the helper takes: the upper half (none for a single-panel layer).
@@ -101,8 +134,8 @@ fn helper_panels(panels: usize) -> std::ops::Range<usize> {
 }
 
 impl PairedScorer {
-    /// Starts the helper thread for `model`.
-    pub fn new(model: Arc<Model>) -> PairedScorer {
+    /// Starts the helper thread for `model`; fails only if the thread cannot be spawned.
+    pub fn new(model: Arc<Model>) -> std::io::Result<PairedScorer> {
         let widest = model.layers.iter().map(|l| l.n()).max().unwrap_or(1);
         let input_width = model.fields.len() * model.dim;
         let shared = Arc::new(Shared {
@@ -110,6 +143,7 @@ impl PairedScorer {
             finished: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             job: UnsafeCell::new(Job {
                 layer: 0,
                 input: NonZeros::with_capacity(input_width.max(widest)),
@@ -119,16 +153,21 @@ impl PairedScorer {
             model: model.clone(),
         });
         let for_helper = shared.clone();
-        let helper = std::thread::Builder::new()
+        let join = std::thread::Builder::new()
             .name("deepfm-paired".into())
-            .spawn(move || helper_loop(&for_helper))
-            .expect("the helper thread can be started");
-        PairedScorer {
+            .spawn(move || {
+                let run = std::panic::catch_unwind(AssertUnwindSafe(|| helper_loop(&for_helper)));
+                if run.is_err() {
+                    for_helper.dead.store(true, Ordering::Release);
+                }
+            })?;
+        Ok(PairedScorer {
             scratch: Scratch::new(&model),
             shared,
-            helper: Some(helper),
+            helper: join.thread().clone(),
+            join: Some(join),
             sequence: 0,
-        }
+        })
     }
 
     /// The model scored.
@@ -149,19 +188,21 @@ impl PairedScorer {
         for (r, out) in out[..rows].iter_mut().enumerate() {
             gather_block(&model, batch, r..r + 1, &mut self.scratch);
             let x: &[f32] = &bytemuck::cast_slice(&self.scratch.x)[..width];
-            let helper = self.helper.as_ref().map(|h| h.thread());
-            let logit = mlp(&self.shared, helper, &mut self.sequence, &model, x);
+            let logit = mlp(&self.shared, &self.helper, &mut self.sequence, &model, x);
             let logit = logit + self.scratch.fm[0];
             *out = finish(model.output, model.clamp, logit);
         }
-        Ok(())
+        check_scores(&out[..rows])
     }
 }
 
 /// The MLP of one gathered row, each layer split between the caller and the helper.
+///
+/// # Panics
+/// If the helper thread has died (only a bug in this crate can kill it).
 fn mlp(
     shared: &Shared,
-    helper: Option<&std::thread::Thread>,
+    helper: &std::thread::Thread,
     sequence: &mut u64,
     model: &Model,
     x: &[f32],
@@ -169,6 +210,10 @@ fn mlp(
     let last = model.layers.len() - 1;
     let job = shared.job.get();
     for (i, layer) in model.layers.iter().enumerate() {
+        assert!(
+            !shared.dead.load(Ordering::Acquire),
+            "the deepfm-paired helper thread panicked"
+        );
         {
             // SAFETY: the helper finished the previous job (or none was posted), so the
             // caller has exclusive access until it posts (see `Job`).
@@ -185,13 +230,17 @@ fn mlp(
         let panels = layer.n().div_ceil(NR);
         let theirs = helper_panels(panels);
         let posted = !theirs.is_empty();
+        let mut wait = None;
         if posted {
             *sequence += 1;
+            // From here until `wait` is dropped the job belongs to both threads.
+            wait = Some(WaitForHelper {
+                shared,
+                sequence: *sequence,
+            });
             shared.posted.store(*sequence, Ordering::SeqCst);
-            if shared.sleeping.load(Ordering::SeqCst)
-                && let Some(h) = helper
-            {
-                h.unpark();
+            if shared.sleeping.load(Ordering::SeqCst) {
+                helper.unpark();
             }
         }
         // SAFETY: while the job is posted both threads only read `input` and each writes
@@ -201,12 +250,12 @@ fn mlp(
             let output = shared.output(0..(theirs.start * NR).min(layer.n()));
             gemv_panels(model.isa(), input, layer, 0..theirs.start, i < last, output);
         }
-        if posted {
-            while shared.finished.load(Ordering::Acquire) != *sequence {
-                std::hint::spin_loop();
-            }
-        }
+        drop(wait);
     }
+    assert!(
+        !shared.dead.load(Ordering::Acquire),
+        "the deepfm-paired helper thread panicked"
+    );
     // SAFETY: every posted job has finished; the caller owns the output again.
     unsafe { shared.output(0..1)[0] }
 }
@@ -258,9 +307,9 @@ fn helper_loop(shared: &Shared) {
 impl Drop for PairedScorer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.helper.take() {
-            h.thread().unpark();
-            let _ = h.join();
+        self.helper.unpark();
+        if let Some(join) = self.join.take() {
+            let _ = join.join();
         }
     }
 }
@@ -276,7 +325,7 @@ mod tests {
         for (name, spec) in [("a", mixed_small()), ("b", criteo_like())] {
             let path = write_random_model(dir.path().join(name), &spec, 4).unwrap();
             let model = Arc::new(Model::open(&path).unwrap());
-            let mut paired = PairedScorer::new(model.clone());
+            let mut paired = PairedScorer::new(model.clone()).unwrap();
             let mut scratch = Scratch::new(&model);
             for seed in 0..20 {
                 // One row: exactly what `score` computes for a one-row batch.

@@ -11,6 +11,9 @@ use crate::spec::{FieldKind, Output, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
 
+/// Smallest chunk of rows worth a task of its own in [`score_parallel`].
+const MIN_CHUNK: usize = 48;
+
 /// Samples ahead whose table rows are prefetched during the gather.
 const PREFETCH_AHEAD: usize = 8;
 
@@ -19,8 +22,9 @@ const GEMV_ROWS: usize = 1;
 
 /// Scores every row of `batch` into `out[..rows]`. Performs no heap allocation when it succeeds.
 ///
-/// The whole batch is validated first (column count and kinds, row counts, ids below each
-/// field's vocabulary, finite values, well-formed offsets); on error nothing is written.
+/// The whole batch is validated first (at least one row, column count and kinds, row counts,
+/// ids below each field's vocabulary, finite values, well-formed offsets); on error nothing is
+/// written. The one error found after scoring is [`ScoreError::NonFiniteScore`].
 pub fn score<C: Columns + ?Sized>(
     model: &Model,
     batch: &C,
@@ -32,7 +36,15 @@ pub fn score<C: Columns + ?Sized>(
         return Err(ScoreError::ScratchMismatch);
     }
     score_range(model, batch, 0..rows, scratch, &mut out[..rows]);
-    Ok(())
+    check_scores(&out[..rows])
+}
+
+/// The error for the first NaN score, if any.
+pub(crate) fn check_scores(out: &[f32]) -> Result<(), ScoreError> {
+    match out.iter().position(|s| s.is_nan()) {
+        Some(row) => Err(ScoreError::NonFiniteScore { row }),
+        None => Ok(()),
+    }
 }
 
 /// Like [`score`], splitting the batch over the current rayon pool, one [`Scratch`] of `pool`
@@ -47,9 +59,14 @@ pub fn score_parallel<C: Columns + Sync + ?Sized>(
     if !pool.fits(model) {
         return Err(ScoreError::ScratchMismatch);
     }
-    // Several chunks per thread so that a core slowed by a neighbour does not hold up the rest.
+    // Four chunks per thread so that a core slowed by a neighbour does not hold up the rest,
+    // of equal size (a multiple of the GEMM's 6-row micro-tile, not of the block, so that the
+    // last chunk is not a sliver and the threads finish together).
     let threads = rayon::current_num_threads();
-    let chunk = rows.div_ceil(threads * 4).next_multiple_of(BLOCK_ROWS);
+    let chunk = rows
+        .div_ceil(threads * 4)
+        .max(MIN_CHUNK)
+        .next_multiple_of(6);
     out[..rows]
         .par_chunks_mut(chunk)
         .enumerate()
@@ -58,7 +75,7 @@ pub fn score_parallel<C: Columns + Sync + ?Sized>(
             let mut scratch = pool.get();
             score_range(model, batch, start..start + out.len(), &mut scratch, out);
         });
-    Ok(())
+    check_scores(&out[..rows])
 }
 
 pub(crate) fn validate<C: Columns + ?Sized>(

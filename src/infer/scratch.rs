@@ -23,7 +23,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers sized for `model` (about `128 × (fields × D + 2 × widest layer)` floats).
+    /// Buffers sized for `model` (about `BLOCK_ROWS` (144) `× (fields × D + 2 × widest layer)` floats, plus a 192 KiB GEMM packing buffer).
     pub fn new(model: &Model) -> Scratch {
         let width = model.max_hidden_width().max(1);
         Scratch {

@@ -347,6 +347,9 @@ fn bench(
     isa: Option<String>,
     json: bool,
 ) -> Result<()> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--seconds must be a positive number, got {seconds}");
+    }
     let dir = temp_dir()?;
     let path = match model {
         Some(p) => p,
