@@ -19,8 +19,9 @@ pub struct TsvError {
 }
 
 /// Parses one line (without its `\n`) and appends it to `batch`. Ids are checked against each
-/// field's vocabulary and values must be finite, so a batch filled by this function always
-/// scores.
+/// field's vocabulary and values must be finite, so a batch filled by this function passes
+/// scoring's input validation (scoring can still report [`crate::ScoreError::NonFiniteScore`]
+/// if a huge value overflows inside the model).
 pub fn push_line(
     spec: &ModelSpec,
     line: &str,
