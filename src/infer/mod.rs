@@ -14,7 +14,7 @@ mod scratch;
 
 pub use error::ScoreError;
 pub use model::{Model, OpenOptions};
-pub use paired::{PairedScorer, SPIN_AFTER_CALL};
+pub use paired::{PairedScorer, SPIN_AFTER_CALL, SPLIT_MIN_BYTES};
 pub use score::{score, score_parallel};
 pub use scratch::{Scratch, ScratchPool};
 
