@@ -5,6 +5,7 @@
 //! `embedding [R, D]`, `linear [R]`, `bias [1]`, `mlp.{i}.weight [out, in]`, `mlp.{i}.bias [out]`,
 //! `out.weight [1, last]`, `out.bias [1]`, all f32.
 
+use crate::format::writer::{sync_parent_dir, temp_path};
 use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
 use crate::spec::{ModelSpec, SpecError};
 use memmap2::Mmap;
@@ -128,8 +129,8 @@ fn torch_shape(rank: u32, dims: [u64; 2]) -> Vec<usize> {
 }
 
 /// Writes `model`'s tensors to `weights` (safetensors, borrowed from the map: nothing copied
-/// into memory) and its spec to `spec_out` (pretty JSON). Both are written to a temporary file
-/// and renamed into place.
+/// into memory) and its spec to `spec_out` (pretty JSON). Both are written to a temporary file,
+/// synced, and renamed into place.
 pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), InteropError> {
     let views = model
         .sections()
@@ -144,14 +145,34 @@ pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), 
                 .map_err(st_error)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let temp = weights.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &temp).map_err(st_error)?;
-    std::fs::rename(&temp, weights).map_err(io(weights))?;
     let json = serde_json::to_string_pretty(model.spec()).expect("a spec always serializes");
-    let temp = spec_out.with_extension("json.tmp");
-    std::fs::write(&temp, json + "\n").map_err(io(&temp))?;
-    std::fs::rename(&temp, spec_out).map_err(io(spec_out))?;
-    Ok(())
+    write_then_rename(weights, |temp| {
+        safetensors::serialize_to_file(views, None, temp).map_err(st_error)
+    })?;
+    write_then_rename(spec_out, |temp| {
+        std::fs::write(temp, json + "\n").map_err(io(temp))
+    })
+}
+
+/// Writes `target` through a unique temporary file beside it, synced before the rename, so that
+/// a crash leaves the old file or the new one, never a partial one.
+fn write_then_rename(
+    target: &Path,
+    write: impl FnOnce(&Path) -> Result<(), InteropError>,
+) -> Result<(), InteropError> {
+    let temp = temp_path(target);
+    let result = write(&temp)
+        .and_then(|()| {
+            File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&temp))
+        })
+        .and_then(|()| std::fs::rename(&temp, target).map_err(io(target)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    Ok(sync_parent_dir(target)?)
 }
 
 #[cfg(test)]
@@ -189,5 +210,59 @@ mod tests {
         let err = import(&weights, &other.to_json(), &dir.path().join("c.dfm")).unwrap_err();
         assert!(matches!(err, InteropError::UnexpectedTensor(ref n) if n.starts_with("mlp.1")));
         assert!(!dir.path().join("c.dfm").exists());
+    }
+
+    /// Writes zero tensors of `spec`'s shapes to `file`, leaving out `skip` and storing `half`
+    /// as f16.
+    fn zero_tensors(dir: &Path, file: &str, skip: &str, half: &str) -> PathBuf {
+        let buffers: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensor_shapes(&mixed_small())
+            .iter()
+            .filter(|s| s.id.name() != skip)
+            .map(|s| {
+                let shape = torch_shape(s.rank, s.dims);
+                let (dtype, size) = if s.id.name() == half {
+                    (Dtype::F16, 2)
+                } else {
+                    (Dtype::F32, 4)
+                };
+                let bytes = vec![0u8; shape.iter().product::<usize>() * size];
+                (s.id.name(), shape, dtype, bytes)
+            })
+            .collect();
+        let views = buffers.iter().map(|(n, shape, dtype, b)| {
+            (
+                n.clone(),
+                TensorView::new(*dtype, shape.clone(), b).unwrap(),
+            )
+        });
+        let path = dir.join(file);
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn import_refuses_missing_tensors_wrong_dtypes_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spec, out) = (mixed_small().to_json(), dir.path().join("c.dfm"));
+        let fine = zero_tensors(dir.path(), "fine.safetensors", "", "");
+        assert!(import(&fine, &spec, &out).is_ok());
+        let missing = zero_tensors(dir.path(), "missing.safetensors", "out.bias", "");
+        let err = import(&missing, &spec, &out).unwrap_err();
+        assert!(
+            matches!(err, InteropError::MissingTensor(ref n) if n == "out.bias"),
+            "{err}"
+        );
+        let half = zero_tensors(dir.path(), "half.safetensors", "", "bias");
+        let err = import(&half, &spec, &out).unwrap_err();
+        assert!(
+            matches!(err, InteropError::Dtype { ref name, .. } if name == "bias"),
+            "{err}"
+        );
+        let garbage = dir.path().join("garbage.safetensors");
+        std::fs::write(&garbage, b"not a safetensors file").unwrap();
+        let err = import(&garbage, &spec, &out).unwrap_err();
+        assert!(matches!(err, InteropError::Safetensors(_)), "{err}");
+        let err = import(&dir.path().join("absent"), &spec, &out).unwrap_err();
+        assert!(matches!(err, InteropError::Io { .. }), "{err}");
     }
 }

@@ -44,10 +44,13 @@ impl ModelFile {
         if actual_len < HEADER_LEN {
             return Err(FormatError::TooSmall(actual_len));
         }
-        // SAFETY: the map is only sound while nobody truncates or rewrites the file in place.
-        // The documented rule for replacing a model (write a new file, rename it over the old
-        // one) keeps the old inode intact for existing maps; every view is bounds-checked against
-        // the map's length, which was validated against the file length below.
+        // SAFETY: `Mmap::map` is unsafe because the file may change under the map. That is the
+        // caller's duty, documented on `Model` and in the README: replace a model by renaming a
+        // new file over it, never truncate or rewrite it in place (existing maps keep the old
+        // inode). What this crate guarantees: after `validate`, no byte of the map is used as
+        // an index, length or offset (those come from the validated header, copied out), so an
+        // in-place rewrite could only change score values; a truncation raises SIGBUS, which no
+        // reader of a map can prevent.
         let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(&path))?;
         let (spec, sections) = validate(&map)?;
         let model = ModelFile {

@@ -32,7 +32,7 @@ pub struct ModelWriter {
     finished: bool,
 }
 
-fn temp_path(target: &Path) -> PathBuf {
+pub(crate) fn temp_path(target: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = target
         .file_name()
@@ -117,12 +117,12 @@ impl ModelWriter {
                 element: written as usize + p,
             });
         }
-        let (i, at) = self.advance(id, data.len() as u64)?;
-        let bytes = bytemuck::cast_slice::<f32, u8>(data);
         // The file is little-endian; `open` refuses big-endian hosts, and so does this.
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndianHost);
         }
+        let (i, at) = self.advance(id, data.len() as u64)?;
+        let bytes = bytemuck::cast_slice::<f32, u8>(data);
         self.progress[i].hash.update(bytes);
         self.write_at(at, bytes)
     }
@@ -215,7 +215,7 @@ impl ModelWriter {
 
 /// Makes the rename itself durable (on Unix a directory entry is only durable once its directory
 /// is synced).
-fn sync_parent_dir(path: &Path) -> Result<(), FormatError> {
+pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), FormatError> {
     #[cfg(unix)]
     {
         let dir = match path.parent() {
