@@ -60,8 +60,9 @@ pub fn score_parallel<C: Columns + Sync + ?Sized>(
         return Err(ScoreError::ScratchMismatch);
     }
     // Four chunks per thread so that a core slowed by a neighbour does not hold up the rest,
-    // of equal size (a multiple of the GEMM's 6-row micro-tile, not of the block, so that the
-    // last chunk is not a sliver and the threads finish together).
+    // of nearly equal size (a multiple of the GEMM's 6-row micro-tile rather than of the
+    // block). Any remainder, even one row, scores bit for bit as inside a larger block: the
+    // one-row GEMV sums exactly like the GEMM.
     let threads = rayon::current_num_threads();
     let chunk = rows
         .div_ceil(threads * 4)
