@@ -37,8 +37,11 @@ pub struct Model {
     file: ModelFile,
     isa: Isa,
     pub(crate) fields: Vec<FieldPlan>,
-    /// Hidden layers, then the output unit.
+    /// Hidden layers, packed for the GEMM/GEMV kernels.
     pub(crate) layers: Vec<PackedMatrix>,
+    /// The output unit's weights (`[last]`) and bias: one dot product per row.
+    pub(crate) out_weight: Vec<f32>,
+    pub(crate) out_bias: f32,
     pub(crate) bias: f32,
     pub(crate) dim: usize,
     pub(crate) output: Output,
@@ -85,11 +88,15 @@ impl Model {
             })
             .collect();
         let section = |id: SectionId| file.f32s(id).expect("validated files have every section");
-        let mut layers = Vec::new();
-        for (i, &(input, output)) in spec.layer_shapes().iter().enumerate() {
-            let (w, b) = SectionId::layer(i, spec.hidden.len());
-            layers.push(PackedMatrix::pack(section(w), section(b), output, input));
-        }
+        let shapes = spec.layer_shapes();
+        let layers = shapes[..spec.hidden.len()]
+            .iter()
+            .enumerate()
+            .map(|(i, &(input, output))| {
+                let (w, b) = SectionId::layer(i, spec.hidden.len());
+                PackedMatrix::pack(section(w), section(b), output, input)
+            })
+            .collect();
         Ok(Model {
             isa,
             bias: section(SectionId::Bias)[0],
@@ -98,6 +105,8 @@ impl Model {
             clamp: spec.clamp,
             fields,
             layers,
+            out_weight: section(SectionId::OutWeight).to_vec(),
+            out_bias: section(SectionId::OutBias)[0],
             file,
         })
     }
@@ -133,8 +142,7 @@ impl Model {
 
     /// Widest hidden layer (0 with none).
     pub(crate) fn max_hidden_width(&self) -> usize {
-        let hidden = &self.layers[..self.layers.len() - 1];
-        hidden.iter().map(|l| l.n()).max().unwrap_or(0)
+        self.layers.iter().map(|l| l.n()).max().unwrap_or(0)
     }
 }
 

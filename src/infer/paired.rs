@@ -18,6 +18,7 @@ use super::model::Model;
 use super::score::{check_scores, finish, gather_block, validate};
 use super::scratch::Scratch;
 use crate::batch::Columns;
+use crate::kernels::dot::dot;
 use crate::kernels::gemm::{NR, PackedMatrix};
 use crate::kernels::gemv::{NonZeros, gemv_panels};
 use std::cell::UnsafeCell;
@@ -143,7 +144,7 @@ fn helper_panels(layer: &PackedMatrix) -> std::ops::Range<usize> {
 impl PairedScorer {
     /// Starts the helper thread for `model`; fails only if the thread cannot be spawned.
     pub fn new(model: Arc<Model>) -> std::io::Result<PairedScorer> {
-        let widest = model.layers.iter().map(|l| l.n()).max().unwrap_or(1);
+        let widest = model.layers.iter().map(|l| l.n()).max().unwrap_or(0).max(1);
         let input_width = model.fields.len() * model.dim;
         let shared = Arc::new(Shared {
             posted: AtomicU64::new(0),
@@ -214,7 +215,6 @@ fn mlp(
     model: &Model,
     x: &[f32],
 ) -> f32 {
-    let last = model.layers.len() - 1;
     let job = shared.job.get();
     for (i, layer) in model.layers.iter().enumerate() {
         assert!(
@@ -254,7 +254,7 @@ fn mlp(
         unsafe {
             let input = &(*job).input;
             let output = shared.output(0..(theirs.start * NR).min(layer.n()));
-            gemv_panels(model.isa(), input, layer, 0..theirs.start, i < last, output);
+            gemv_panels(model.isa(), input, layer, 0..theirs.start, true, output);
         }
         drop(wait);
     }
@@ -262,8 +262,13 @@ fn mlp(
         !shared.dead.load(Ordering::Acquire),
         "the deepfm-paired helper thread panicked"
     );
-    // SAFETY: every posted job has finished; the caller owns the output again.
-    unsafe { shared.output(0..1)[0] }
+    // The output unit, on this thread: one dot product.
+    let last = match model.layers.last() {
+        // SAFETY: every posted job has finished; the caller owns the output again.
+        Some(layer) => unsafe { shared.output(0..layer.n()) },
+        None => x,
+    };
+    dot(model.isa(), last, &model.out_weight) + model.out_bias
 }
 
 fn helper_loop(shared: &Shared) {
@@ -302,8 +307,7 @@ fn helper_loop(shared: &Shared) {
             let layer = &model.layers[layer_index];
             let theirs = helper_panels(layer);
             let output = shared.output(theirs.start * NR..layer.n());
-            let relu = layer_index + 1 < model.layers.len();
-            gemv_panels(model.isa(), &(*job).input, layer, theirs, relu, output);
+            gemv_panels(model.isa(), &(*job).input, layer, theirs, true, output);
         }
         shared.finished.store(seen, Ordering::Release);
         idle_since = Instant::now();

@@ -3,6 +3,7 @@ use super::error::ScoreError;
 use super::model::{FieldPlan, Model};
 use super::scratch::{Scratch, ScratchPool};
 use crate::batch::{Column, Columns};
+use crate::kernels::dot::dot;
 use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
@@ -252,23 +253,21 @@ fn score_block<C: Columns + ?Sized>(
     let [h0, h1] = h;
     let (h0, h1): (&mut [f32], &mut [f32]) =
         (bytemuck::cast_slice_mut(h0), bytemuck::cast_slice_mut(h1));
-    let last = model.layers.len() - 1;
     let mut input_is_x = true;
     let mut in_width = width;
     for (i, layer) in model.layers.iter().enumerate() {
         // Ping-pong: x → h0 → h1 → h0 ...
         let (input, output): (&[f32], &mut [f32]) = match (input_is_x, i % 2) {
-            (true, _) => (x, h0),
-            (false, 1) => (h0, h1),
-            (false, _) => (h1, h0),
+            (true, _) => (x, &mut h0[..]),
+            (false, 1) => (&h0[..], &mut h1[..]),
+            (false, _) => (&h1[..], &mut h0[..]),
         };
-        let relu = i < last;
         if n <= GEMV_ROWS {
             // Row by row: see `kernels::gemv` for why one row is not a small GEMM.
             for r in 0..n {
                 nonzeros.gather(&input[r * in_width..(r + 1) * in_width]);
                 let y = &mut output[r * layer.n()..(r + 1) * layer.n()];
-                gemv_bias_act(model.isa(), nonzeros, layer, relu, y);
+                gemv_bias_act(model.isa(), nonzeros, layer, true, y);
             }
         } else {
             gemm_bias_act(
@@ -277,7 +276,7 @@ fn score_block<C: Columns + ?Sized>(
                 in_width,
                 n,
                 layer,
-                relu,
+                true,
                 output,
                 layer.n(),
                 pack,
@@ -286,8 +285,14 @@ fn score_block<C: Columns + ?Sized>(
         input_is_x = false;
         in_width = layer.n();
     }
-    let logits = if last.is_multiple_of(2) { &*h0 } else { &*h1 };
-    for ((o, &deep), &fm) in out.iter_mut().zip(logits).zip(fm.iter()) {
+    let last: &[f32] = match (model.layers.len(), model.layers.len() % 2) {
+        (0, _) => x,
+        (_, 1) => h0,
+        _ => h1,
+    };
+    for (r, (o, &fm)) in out.iter_mut().zip(fm.iter()).enumerate() {
+        let row = &last[r * in_width..(r + 1) * in_width];
+        let deep = dot(model.isa(), row, &model.out_weight) + model.out_bias;
         *o = finish(model.output, model.clamp, deep + fm);
     }
 }

@@ -4,11 +4,13 @@
 //!   fused into the pass that writes `C`. One loop nest ([`gemm::gemm_bias_act`]) drives a
 //!   micro-kernel per instruction set (`gemm_avx2`, `gemm_portable`).
 //! - [`gemv`]: the one-row case (batch-1 latency), skipping the weights of zero inputs.
+//! - [`dot`]: the output unit, one dot product per row.
 //! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row.
 //!
 //! Every kernel has a plain scalar twin in [`reference`], and proptests compare them over
 //! random, ragged shapes.
 
+pub mod dot;
 pub mod fm;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]

@@ -43,3 +43,8 @@ pub fn fm_pairwise_ref(x: &[f32], fields: usize, d: usize) -> f64 {
     }
     0.5 * total
 }
+
+/// `Σ a[i]·b[i]` in f64.
+pub fn dot_ref(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
