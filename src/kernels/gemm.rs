@@ -227,18 +227,36 @@ pub fn gemm_bias_act(
 /// Packs rows `rows` × columns `ks` of `A` into micro-panels of `mr` rows: panel `p` holds, for
 /// each `k`, the values of rows `p·mr..p·mr + mr` (zero past the last row).
 fn pack_a(a: &[f32], lda: usize, rows: Range<usize>, ks: Range<usize>, mr: usize, out: &mut [f32]) {
+    match mr {
+        4 => pack_panels::<4>(a, lda, rows, ks, out),
+        6 => pack_panels::<6>(a, lda, rows, ks, out),
+        _ => unreachable!("micro-kernels have 4 or 6 rows"),
+    }
+}
+
+fn pack_panels<const MR: usize>(
+    a: &[f32],
+    lda: usize,
+    rows: Range<usize>,
+    ks: Range<usize>,
+    out: &mut [f32],
+) {
+    static ZEROS: [f32; KC] = [0.0; KC];
     let kc = ks.len();
-    for (p, i) in rows.clone().step_by(mr).enumerate() {
-        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
-        for r in 0..mr {
-            // Strided stores into a panel that sits in L1; iterators keep them free of bounds
-            // checks.
-            let dst = panel[r..].iter_mut().step_by(mr);
-            if i + r < rows.end {
-                let src = &a[(i + r) * lda + ks.start..(i + r) * lda + ks.end];
-                dst.zip(src).for_each(|(d, &v)| *d = v);
+    for (p, i) in rows.clone().step_by(MR).enumerate() {
+        let src: [&[f32]; MR] = std::array::from_fn(|r| {
+            let row = i + r;
+            if row < rows.end {
+                &a[row * lda + ks.start..row * lda + ks.end]
             } else {
-                dst.for_each(|d| *d = 0.0);
+                &ZEROS[..kc]
+            }
+        });
+        // `k` outer: the stores run sequentially through the panel, the loads along MR rows.
+        let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
+        for (kk, dst) in panel.chunks_exact_mut(MR).enumerate() {
+            for (d, row) in dst.iter_mut().zip(&src) {
+                *d = row[kk];
             }
         }
     }
