@@ -358,6 +358,13 @@ class NumpyWorker:
         self.p.wait()
 
 
+def cool_down():
+    """ONNX Runtime's and OpenBLAS's worker threads spin for a while after a call; without a
+    pause they steal a core from whichever peer is measured next (seen here: deepfm on two
+    threads measured up to 30% low right after ORT on two threads)."""
+    time.sleep(0.5)
+
+
 def deepfm_bench(deepfm, model_file, batch, threads, seconds):
     out = run([deepfm, "bench", "--model", model_file, "--batch", batch, "--threads", threads,
                "--seconds", seconds, "--json"])
@@ -377,10 +384,13 @@ def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path,
                 # per-round ratios (this machine drifts by up to 30% between runs).
                 rounds = []
                 for _ in range(args.repeat):
-                    rounds.append({
-                        "deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None,
-                        "ort": timed(lambda f: session.run(["score"], f), batches, args.seconds),
-                        "numpy": worker.measure(batch, args.seconds, args.seed) if not args.no_numpy else None})
+                    r = {"deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None}
+                    cool_down()
+                    r["ort"] = timed(lambda f: session.run(["score"], f), batches, args.seconds)
+                    cool_down()
+                    r["numpy"] = worker.measure(batch, args.seconds, args.seed) if not args.no_numpy else None
+                    cool_down()
+                    rounds.append(r)
                 med = lambda xs: float(np.median(xs)) if all(x is not None for x in xs) else None
                 r = {"shape": shape, "batch": batch, "threads": threads, "rounds": rounds}
                 for k in ("deepfm", "ort", "numpy"):
