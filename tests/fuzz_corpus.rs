@@ -2,8 +2,9 @@
 //! invariants as the cargo-fuzz targets in `fuzz/fuzz_targets/`:
 //!
 //! - `model_bytes`: `validate_bytes` never panics; accepted bytes open with `Model::open` (same
-//!   spec) and score a batch built from the spec. The first byte of each input selects raw or
-//!   mutation mode exactly as in `fuzz/fuzz_targets/model_bytes.rs` (decoded again below).
+//!   spec) and score a batch built from the spec. Each input goes through
+//!   `deepfm_fuzz::check_model_bytes` (from `fuzz/src/lib.rs`, included below), the same code as
+//!   the target.
 //! - `spec_json`: `ModelSpec::from_json` never panics; accepted specs keep their derived shapes
 //!   consistent and round-trip through `to_json`.
 //! - `score_tsv`: lines go through `push_line`; a batch it filled passes validation, so `score`
@@ -13,25 +14,21 @@
 //! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions`.
 
 use deepfm::data::tsv::push_line;
-use deepfm::format::reader::validate_bytes;
 use deepfm::format::tensor_shapes;
-use deepfm::random::{mixed_small, random_batch, write_random_model};
-use deepfm::reference::score_reference;
-use deepfm::{
-    Batch, BatchBuf, Column, Columns, Isa, Model, ModelSpec, OpenOptions, ScoreError, Scratch,
-    score,
-};
+use deepfm::random::mixed_small;
+use deepfm::{Batch, BatchBuf, Column, Columns, Isa, Model, ModelSpec, ScoreError, Scratch, score};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-/// Rows with numeric values up to this are compared with the f64 reference.
-const MODERATE: f32 = 16.0;
-const REFERENCE_TOLERANCE: f64 = 1e-4;
+/// The fuzz crate's helpers (`fuzz/src/lib.rs` uses only `deepfm`, `std` and `xxhash_rust`, so it
+/// builds here too); this file uses part of them.
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod deepfm_fuzz;
 
-const HEADER_LEN: usize = 64;
-const ENTRY_LEN: usize = 64;
-const CHECKSUM_CHUNK: usize = 1 << 20;
+use deepfm_fuzz::{
+    MODERATE, assert_matches_reference, assert_probabilities, assert_probabilities_where,
+    base_model_bytes, check_model_bytes, open_bytes,
+};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -55,192 +52,9 @@ fn files(sub: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Writes `bytes` to a file in a fresh temporary directory and opens it; the directory is
-/// removed before returning (the map keeps the data alive).
-fn open_bytes(bytes: &[u8], isa: Isa) -> Result<Model, deepfm::FormatError> {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("model.dfm");
-    std::fs::write(&path, bytes).expect("write a temporary model");
-    Model::open_with(
-        &path,
-        &OpenOptions {
-            isa: Some(isa),
-            verify: false,
-        },
-    )
-}
-
-/// The fuzz targets' base model: `mixed_small()` with weights of seed 1.
-fn base_model_bytes() -> &'static [u8] {
-    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    BYTES.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("base.dfm");
-        write_random_model(&path, &mixed_small(), 1).expect("write the base model");
-        std::fs::read(&path).expect("read the base model")
-    })
-}
-
+/// The fuzz targets' base model (`mixed_small()` with weights of seed 1), opened with `isa`.
 fn base_model(isa: Isa) -> Model {
-    open_bytes(base_model_bytes(), isa).expect("open the base model")
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-fn section_checksum(bytes: &[u8]) -> u64 {
-    let mut outer = Xxh3::new();
-    for chunk in bytes.chunks(CHECKSUM_CHUNK) {
-        outer.update(&xxh3_64(chunk).to_le_bytes());
-    }
-    outer.digest()
-}
-
-fn fix_section_checksums(bytes: &mut [u8]) {
-    let Some(count) = u32_at(bytes, 40) else {
-        return;
-    };
-    for i in 0..count.min(256) as usize {
-        let e = HEADER_LEN + i * ENTRY_LEN;
-        let (Some(offset), Some(length)) = (u64_at(bytes, e + 32), u64_at(bytes, e + 40)) else {
-            return;
-        };
-        let Some(end) = offset.checked_add(length) else {
-            continue;
-        };
-        if end > bytes.len() as u64 || e + ENTRY_LEN > bytes.len() {
-            continue;
-        }
-        let sum = section_checksum(&bytes[offset as usize..end as usize]);
-        bytes[e + 48..e + 56].copy_from_slice(&sum.to_le_bytes());
-    }
-}
-
-fn fix_meta_checksum(bytes: &mut [u8]) {
-    let (Some(count), Some(spec_offset), Some(spec_len)) =
-        (u32_at(bytes, 40), u64_at(bytes, 24), u64_at(bytes, 32))
-    else {
-        return;
-    };
-    let table_end = HEADER_LEN as u64 + ENTRY_LEN as u64 * count as u64;
-    let Some(spec_end) = spec_offset.checked_add(spec_len) else {
-        return;
-    };
-    if table_end > bytes.len() as u64 || spec_end > bytes.len() as u64 {
-        return;
-    }
-    let mut meta = Xxh3::new();
-    meta.update(&bytes[..48]);
-    meta.update(&bytes[HEADER_LEN..table_end as usize]);
-    meta.update(&bytes[spec_offset as usize..spec_end as usize]);
-    bytes[48..56].copy_from_slice(&meta.digest().to_le_bytes());
-}
-
-/// Mutation mode of the `model_bytes` target (see its doc comment for the encoding).
-fn mutate(flags: u8, mut rest: &[u8]) -> Vec<u8> {
-    let mut bytes = base_model_bytes().to_vec();
-    if flags & 0x10 != 0 && rest.len() >= 3 {
-        let v = u32::from_le_bytes([rest[0], rest[1], rest[2], 0]) as usize;
-        bytes.resize(v % (2 * bytes.len() + 1), 0);
-        rest = &rest[3..];
-    }
-    while let [tag, lo, hi, tail @ ..] = rest {
-        let n = ((tag & 15) as usize + 1).min(tail.len());
-        let (data, next) = tail.split_at(n);
-        rest = next;
-        if bytes.is_empty() {
-            continue;
-        }
-        let mut at = (*lo as usize | (*hi as usize) << 8) + if tag & 0x10 != 0 { 65536 } else { 0 };
-        for &b in data {
-            at %= bytes.len();
-            if tag & 0x20 != 0 {
-                bytes[at] = b;
-            } else {
-                bytes[at] ^= b;
-            }
-            at += 1;
-        }
-    }
-    if flags & 0x08 != 0 {
-        let len = bytes.len() as u64;
-        if let Some(field) = bytes.get_mut(16..24) {
-            field.copy_from_slice(&len.to_le_bytes());
-        }
-    }
-    if flags & 0x02 != 0 {
-        fix_section_checksums(&mut bytes);
-    }
-    if flags & 0x04 != 0 {
-        fix_meta_checksum(&mut bytes);
-    }
-    bytes
-}
-
-/// Returns true when the input was a valid model (for the count check below).
-fn replay_model_bytes(name: &str, data: &[u8]) -> bool {
-    let Some((&flags, rest)) = data.split_first() else {
-        return false;
-    };
-    let bytes = if flags & 1 == 0 {
-        rest.to_vec()
-    } else {
-        mutate(flags, rest)
-    };
-    let Ok((spec, sections)) = validate_bytes(&bytes) else {
-        return false;
-    };
-    assert_eq!(sections.len(), tensor_shapes(&spec).len(), "{name}");
-    let isa = if flags & 0x20 != 0 {
-        Isa::Portable
-    } else {
-        Isa::detect()
-    };
-    let model = open_bytes(&bytes, isa)
-        .unwrap_or_else(|e| panic!("{name}: validate_bytes accepted, Model::open refused: {e}"));
-    assert_eq!(model.spec(), &spec, "{name}");
-    let _ = model.file().verify();
-    let mut scratch = Scratch::new(&model);
-    let (users, ages) = ([3u64, 499], [0.5f32, -2.0]);
-    let (genres, genre_offsets) = ([1u64, 2, 17], [0usize, 3, 3]);
-    let (tags, tag_offsets) = ([0u64, 39], [0usize, 1, 2]);
-    for rows in [1usize, 2] {
-        let columns = [
-            Column::Categorical(&users[..rows]),
-            Column::Numeric(&ages[..rows]),
-            Column::MultiHot {
-                ids: &genres[..genre_offsets[rows]],
-                offsets: &genre_offsets[..=rows],
-            },
-            Column::MultiHot {
-                ids: &tags[..tag_offsets[rows]],
-                offsets: &tag_offsets[..=rows],
-            },
-        ];
-        let mut out = [0.0f32; 2];
-        let result = score(&model, &Batch::new(&columns), &mut scratch, &mut out);
-        if spec == mixed_small() {
-            match result {
-                // Finite but huge weights can overflow (not checked at open).
-                Ok(()) | Err(ScoreError::NonFiniteScore { .. }) => {}
-                Err(e) => panic!("{name}: fixed batch: {e}"),
-            }
-        }
-    }
-    for rows in [1usize, 3] {
-        let batch = random_batch(&spec, rows, 7);
-        let mut out = vec![0.0f32; rows];
-        match score(&model, &batch, &mut scratch, &mut out) {
-            Ok(()) | Err(ScoreError::NonFiniteScore { .. }) => {}
-            Err(e) => panic!("{name}: a batch of the model's own spec: {e}"),
-        }
-    }
-    true
+    open_bytes(base_model_bytes(), Some(isa)).expect("open the base model")
 }
 
 fn replay_spec_json(name: &str, data: &[u8]) -> bool {
@@ -279,10 +93,6 @@ fn replay_spec_json(name: &str, data: &[u8]) -> bool {
     assert_eq!(again, spec, "{name}");
     assert_eq!(again.to_json(), json, "{name}");
     true
-}
-
-fn is_probability(p: f32) -> bool {
-    p.is_finite() && (0.0..=1.0).contains(&p)
 }
 
 /// Returns the number of rows scored.
@@ -331,24 +141,9 @@ fn replay_score_tsv(name: &str, data: &[u8], models: &[Model]) -> usize {
             Err(e) => panic!("{name}: push_line accepted every row but score refused: {e}"),
         };
         let exempt = |r: usize| overflowed && out[r].is_nan();
-        let want = score_reference(model, &batch);
-        for r in 0..rows {
-            assert!(
-                exempt(r) || is_probability(out[r]),
-                "{name}: row {r}: score {} is not a probability (isa {:?}, input {text:?})",
-                out[r],
-                model.isa()
-            );
-            if ages[r].abs() <= MODERATE {
-                let err = (out[r] as f64 - want[r]).abs() / want[r].abs().max(1.0);
-                assert!(
-                    err <= REFERENCE_TOLERANCE,
-                    "{name}: row {r}: {} vs reference {}",
-                    out[r],
-                    want[r]
-                );
-            }
-        }
+        let context = (name, model.isa(), &text);
+        assert_probabilities_where(&out, |r| !exempt(r), &context);
+        assert_matches_reference(model, &batch, &out, |r| ages[r].abs() <= MODERATE, &context);
         results.push(out);
     }
     for pair in results.windows(2) {
@@ -366,33 +161,29 @@ fn models() -> Vec<Model> {
     Isa::available().into_iter().map(base_model).collect()
 }
 
-#[test]
-fn model_bytes_seeds() {
-    let seeds = files("seeds", "model_bytes");
-    assert!(!seeds.is_empty(), "fuzz/seeds/model_bytes is empty");
+/// Replays every seed of `fuzz/seeds/<target>/` (there must be some) with `replay`; returns how
+/// many it accepted, and the number of seeds.
+fn replay_seeds(target: &str, replay: impl Fn(&str, &[u8]) -> bool) -> (usize, usize) {
+    let seeds = files("seeds", target);
+    assert!(!seeds.is_empty(), "fuzz/seeds/{target} is empty");
     let valid = seeds
         .iter()
-        .filter(|(name, data)| replay_model_bytes(name, data))
+        .filter(|(name, data)| replay(name, data))
         .count();
-    eprintln!(
-        "model_bytes: {valid} of {} seeds open and score",
-        seeds.len()
-    );
+    (valid, seeds.len())
+}
+
+#[test]
+fn model_bytes_seeds() {
+    let (valid, seeds) = replay_seeds("model_bytes", |name, data| check_model_bytes(data, name));
+    eprintln!("model_bytes: {valid} of {seeds} seeds open and score");
     assert!(valid > 0, "no seed reaches Model::open");
 }
 
 #[test]
 fn spec_json_seeds() {
-    let seeds = files("seeds", "spec_json");
-    assert!(!seeds.is_empty(), "fuzz/seeds/spec_json is empty");
-    let valid = seeds
-        .iter()
-        .filter(|(name, data)| replay_spec_json(name, data))
-        .count();
-    eprintln!(
-        "spec_json: {valid} of {} seeds are valid specs",
-        seeds.len()
-    );
+    let (valid, seeds) = replay_seeds("spec_json", replay_spec_json);
+    eprintln!("spec_json: {valid} of {seeds} seeds are valid specs");
     assert!(valid > 0, "no seed is a valid spec");
 }
 
@@ -446,11 +237,8 @@ fn score_columns_regression_huge_numeric() {
             &mut Scratch::new(model),
             &mut out,
         );
-        assert!(
-            result.is_err() || is_probability(out[0]),
-            "{:?}: Ok with score {}",
-            model.isa(),
-            out[0]
-        );
+        if result.is_ok() {
+            assert_probabilities(&out, &model.isa());
+        }
     }
 }

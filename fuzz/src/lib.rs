@@ -1,13 +1,16 @@
-//! Helpers shared by the fuzz targets: the base `mixed_small()` model (as bytes and opened),
-//! checksum fixers for mutated files, and the output invariants.
+//! Helpers shared by the fuzz targets (and by `tests/fuzz_corpus.rs`, which replays the seeds
+//! on stable Rust): the base `mixed_small()` model (as bytes and opened), checksum fixers for
+//! mutated files, the whole `model_bytes` check, and the output invariants. Only `deepfm`, `std`
+//! and `xxhash_rust` are used here, so the integration test can include this file as a module.
 //!
 //! Everything heavy is built once per process and kept in a `OnceLock`. Temporary model files
 //! are written to `/dev/shm` when it exists (else the system temp dir) and unlinked right after
 //! they are opened: the map stays valid, and nothing is left behind.
 
 use deepfm::format::reader::validate_bytes;
-use deepfm::random::{mixed_small, write_random_model};
-use deepfm::{FormatError, Isa, Model, OpenOptions};
+use deepfm::format::tensor_shapes;
+use deepfm::random::{mixed_small, random_batch, write_random_model};
+use deepfm::{Batch, Column, FormatError, Isa, Model, OpenOptions, ScoreError, Scratch, score};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +140,124 @@ pub fn fix_file_len(bytes: &mut [u8]) {
     if let Some(field) = bytes.get_mut(16..24) {
         field.copy_from_slice(&len.to_le_bytes());
     }
+}
+
+/// Mutation mode of the `model_bytes` target: `rest` edits a copy of [`base_model_bytes`] as
+/// `flags` says (the encoding is in the doc comment of `fuzz_targets/model_bytes.rs`).
+fn mutate(flags: u8, mut rest: &[u8]) -> Vec<u8> {
+    let mut bytes = base_model_bytes().to_vec();
+    if flags & 0x10 != 0 && rest.len() >= 3 {
+        let v = u32::from_le_bytes([rest[0], rest[1], rest[2], 0]) as usize;
+        bytes.resize(v % (2 * bytes.len() + 1), 0);
+        rest = &rest[3..];
+    }
+    while let [tag, lo, hi, tail @ ..] = rest {
+        let n = ((tag & 15) as usize + 1).min(tail.len());
+        let (data, next) = tail.split_at(n);
+        rest = next;
+        if bytes.is_empty() {
+            continue;
+        }
+        let mut at = (*lo as usize | (*hi as usize) << 8) + if tag & 0x10 != 0 { 65536 } else { 0 };
+        for &b in data {
+            at %= bytes.len();
+            if tag & 0x20 != 0 {
+                bytes[at] = b;
+            } else {
+                bytes[at] ^= b;
+            }
+            at += 1;
+        }
+    }
+    if flags & 0x08 != 0 {
+        fix_file_len(&mut bytes);
+    }
+    if flags & 0x02 != 0 {
+        fix_section_checksums(&mut bytes);
+    }
+    if flags & 0x04 != 0 {
+        fix_meta_checksum(&mut bytes);
+    }
+    bytes
+}
+
+/// One `model_bytes` input, decoded and checked as the doc comment of
+/// `fuzz_targets/model_bytes.rs` says: the first byte picks raw or mutation mode and the kernels;
+/// bytes that `validate_bytes` accepts must open with the same spec, and score a fixed
+/// `mixed_small` batch (while the spec is still `mixed_small`) and a batch drawn from the spec,
+/// with Ok or `NonFiniteScore`. Panics (messages prefixed by `name`) when an invariant fails;
+/// returns whether `validate_bytes` accepted the bytes.
+pub fn check_model_bytes(data: &[u8], name: &str) -> bool {
+    let Some((&flags, rest)) = data.split_first() else {
+        return false;
+    };
+    let mutated;
+    let bytes: &[u8] = if flags & 1 == 0 {
+        rest
+    } else {
+        mutated = mutate(flags, rest);
+        &mutated
+    };
+    let Ok((spec, sections)) = validate_bytes(bytes) else {
+        return false;
+    };
+    assert_eq!(sections.len(), tensor_shapes(&spec).len(), "{name}");
+
+    let isa = if flags & 0x20 != 0 {
+        Isa::Portable
+    } else {
+        Isa::detect()
+    };
+    let model = open_bytes(bytes, Some(isa)).unwrap_or_else(|e| {
+        panic!("{name}: validate_bytes accepted the file but Model::open refused it: {e}")
+    });
+    assert_eq!(
+        model.spec(),
+        &spec,
+        "{name}: open and validate_bytes disagree on the spec"
+    );
+    // Verifying reads the row-indexed sections too: any result, no panic.
+    let _ = model.file().verify();
+
+    let mut scratch = Scratch::new(&model);
+    // A fixed mixed_small batch (1 and 2 rows: the GEMV and GEMM paths). Must score when the
+    // spec is still mixed_small; any typed result otherwise.
+    let (users, ages) = ([3u64, 499], [0.5f32, -2.0]);
+    let (genres, genre_offsets) = ([1u64, 2, 17], [0usize, 3, 3]);
+    let (tags, tag_offsets) = ([0u64, 39], [0usize, 1, 2]);
+    for rows in [1usize, 2] {
+        let columns = [
+            Column::Categorical(&users[..rows]),
+            Column::Numeric(&ages[..rows]),
+            Column::MultiHot {
+                ids: &genres[..genre_offsets[rows]],
+                offsets: &genre_offsets[..=rows],
+            },
+            Column::MultiHot {
+                ids: &tags[..tag_offsets[rows]],
+                offsets: &tag_offsets[..=rows],
+            },
+        ];
+        let mut out = [0.0f32; 2];
+        let result = score(&model, &Batch::new(&columns), &mut scratch, &mut out);
+        if spec == mixed_small() {
+            match result {
+                // Finite but huge weights can overflow (not checked at open).
+                Ok(()) | Err(ScoreError::NonFiniteScore { .. }) => {}
+                Err(e) => panic!("{name}: a valid mixed_small batch did not score: {e}"),
+            }
+        }
+    }
+    // A batch drawn from the accepted spec always fits it.
+    for rows in [1usize, 3] {
+        let batch = random_batch(&spec, rows, 7);
+        let mut out = vec![0.0f32; rows];
+        match score(&model, &batch, &mut scratch, &mut out) {
+            Ok(()) | Err(ScoreError::NonFiniteScore { .. }) => {}
+            Err(e) => panic!("{name}: a batch built from the model's own spec did not score: {e}"),
+        }
+    }
+    true
 }
 
 /// The invariant on a sigmoid model's scores: every one finite and in `[0, 1]`.
