@@ -375,7 +375,8 @@ def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path,
     results = []
     for threads in args.threads:
         session = ort_session(onnx_path, threads)
-        worker = NumpyWorker(spec_path, weights_path, threads)
+        worker = None if args.no_numpy else NumpyWorker(spec_path, weights_path, threads)
+        cool_down()  # the worker's start-up (imports, weights) must not overlap a measurement
         try:
             for batch in args.batches:
                 batches = make_batches(m, batch, args.seed)
@@ -402,7 +403,8 @@ def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path,
                     (f" (medians of {args.repeat})" if args.repeat > 1 else ""), flush=True)
                 results.append(r)
         finally:
-            worker.close()
+            if worker:
+                worker.close()
             del session
     return results
 
