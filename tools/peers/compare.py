@@ -359,9 +359,10 @@ class NumpyWorker:
 
 
 def cool_down():
-    """ONNX Runtime's and OpenBLAS's worker threads spin for a while after a call; without a
-    pause they steal a core from whichever peer is measured next (seen here: deepfm on two
-    threads measured up to 30% low right after ORT on two threads)."""
+    """A pause between measurements, so that nothing a peer left running (OpenBLAS worker threads
+    busy-wait after a call; a numpy worker's start-up imports and loads the weights) overlaps the
+    next peer's measurement. The start-up overlap was seen here: deepfm on two threads measured
+    10-35% low in the first rounds after it."""
     time.sleep(0.5)
 
 
