@@ -1,7 +1,7 @@
 //! The output unit: one dot product per row. As a GEMM it would fill a 16-wide panel with a
 //! single useful column (16× the work, plus packing `A` for it).
 
-use super::Isa;
+use super::{Isa, load8};
 use wide::f32x8;
 
 /// `Σ a[i]·b[i]`, summed in the same order for every call of one instruction set (so a row
@@ -20,12 +20,6 @@ pub fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2Fma => unreachable!("is_supported() is false off x86-64"),
     }
-}
-
-fn lanes(x: &[f32]) -> f32x8 {
-    let mut v = [0.0; 8];
-    v.copy_from_slice(x);
-    f32x8::new(v)
 }
 
 /// Scalar tail and final reduction shared by both versions: lanes summed pairwise in a fixed
@@ -50,7 +44,7 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
         .zip(b[..full].chunks_exact(8))
         .enumerate()
     {
-        acc[j % 4] = lanes(x).mul_add(lanes(y), acc[j % 4]);
+        acc[j % 4] = load8(x).mul_add(load8(y), acc[j % 4]);
     }
     let sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     reduce(sum.to_array(), a, b, full)

@@ -4,7 +4,7 @@
 //! `½·Σ_d((Σ_f x[f][d])² − Σ_f x[f][d]²)`: for each 8-wide slice of `d`, sums and sums of squares
 //! are accumulated across fields in registers, then combined.
 
-use super::Isa;
+use super::{Isa, load8};
 use wide::f32x8;
 
 /// `½·Σ_d((Σ_f x[f·d + j])² − Σ_f x[f·d + j]²)`.
@@ -44,9 +44,7 @@ fn fm_portable(x: &[f32], fields: usize, d: usize) -> f32 {
     for j in (0..full).step_by(8) {
         let (mut s, mut q) = (f32x8::ZERO, f32x8::ZERO);
         for f in 0..fields {
-            let mut v = [0.0; 8];
-            v.copy_from_slice(&x[f * d + j..f * d + j + 8]);
-            let v = f32x8::new(v);
+            let v = load8(&x[f * d + j..f * d + j + 8]);
             s += v;
             q = v.mul_add(v, q);
         }

@@ -15,6 +15,8 @@ use std::ops::Range;
 pub struct NonZeros {
     index: Vec<u32>,
     value: Vec<f32>,
+    /// Length of the vector gathered: every index is below it.
+    source_len: usize,
 }
 
 impl NonZeros {
@@ -23,6 +25,7 @@ impl NonZeros {
         NonZeros {
             index: Vec::with_capacity(k),
             value: Vec::with_capacity(k),
+            source_len: 0,
         }
     }
 
@@ -30,6 +33,7 @@ impl NonZeros {
     pub fn gather(&mut self, x: &[f32]) {
         self.index.clear();
         self.value.clear();
+        self.source_len = x.len();
         for (k, &v) in x.iter().enumerate() {
             if v != 0.0 {
                 self.index.push(k as u32);
@@ -71,10 +75,7 @@ pub fn gemv_panels(
         n_end.saturating_sub(panels.start * NR),
         "y does not match the panels"
     );
-    assert!(
-        x.index.iter().all(|&k| (k as usize) < w.k()),
-        "index past k"
-    );
+    assert!(x.source_len <= w.k(), "input longer than k");
     assert!(isa.is_supported(), "instruction set not supported here");
     let blocks = w.k().div_ceil(KC).max(1);
     let mut p = panels.start;
@@ -92,7 +93,7 @@ pub fn gemv_panels(
             match isa {
                 Isa::Portable => portable(index, value, w, p, group, &mut acc),
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: support and every index were asserted above.
+                // SAFETY: support was asserted above, and every index is below `x.source_len <= k`.
                 Isa::Avx2Fma => unsafe { avx2(index, value, w, p, group, &mut acc) },
                 #[cfg(not(target_arch = "x86_64"))]
                 Isa::Avx2Fma => unreachable!("is_supported() is false off x86-64"),
@@ -129,6 +130,7 @@ fn portable(
     group: usize,
     acc: &mut [[f32; NR]; 4],
 ) {
+    use super::{load8, store16};
     use wide::f32x8;
     let mut v = [[f32x8::ZERO; 2]; 4];
     for (g, v) in v.iter_mut().enumerate().take(group) {
@@ -136,16 +138,12 @@ fn portable(
         for (&k, &a) in index.iter().zip(value) {
             let line = &panel[k as usize].0;
             let a = f32x8::splat(a);
-            let (mut lo, mut hi) = ([0.0; 8], [0.0; 8]);
-            lo.copy_from_slice(&line[..8]);
-            hi.copy_from_slice(&line[8..]);
-            v[0] = a.mul_add(f32x8::new(lo), v[0]);
-            v[1] = a.mul_add(f32x8::new(hi), v[1]);
+            v[0] = a.mul_add(load8(&line[..8]), v[0]);
+            v[1] = a.mul_add(load8(&line[8..]), v[1]);
         }
     }
     for (acc, v) in acc.iter_mut().zip(&v) {
-        acc[..8].copy_from_slice(&v[0].to_array());
-        acc[8..].copy_from_slice(&v[1].to_array());
+        store16(acc, v);
     }
 }
 
@@ -169,7 +167,7 @@ unsafe fn avx2(
         let off = i as usize * NR;
         debug_assert!((i as usize) < k);
         let a = _mm256_set1_ps(a);
-        // SAFETY: `i < k` (asserted by the caller), so line `i` of each panel (64-byte aligned,
+        // SAFETY: `i < source_len <= k` (asserted by the caller), so line `i` of each panel (64-byte aligned,
         // 16 f32) lies inside that panel.
         unsafe {
             v[0] = _mm256_fmadd_ps(a, _mm256_load_ps(b0.add(off)), v[0]);

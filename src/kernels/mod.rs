@@ -88,3 +88,14 @@ impl Isa {
         }
     }
 }
+
+/// Eight f32 from a slice of exactly eight, as a portable SIMD vector.
+pub(crate) fn load8(x: &[f32]) -> wide::f32x8 {
+    wide::f32x8::new(x.try_into().expect("eight lanes"))
+}
+
+/// Two portable SIMD vectors into one 16-float line.
+pub(crate) fn store16(out: &mut [f32; 16], v: &[wide::f32x8; 2]) {
+    out[..8].copy_from_slice(&v[0].to_array());
+    out[8..].copy_from_slice(&v[1].to_array());
+}
