@@ -202,6 +202,57 @@ impl BatchBuf {
         self.rows += 1;
         Ok(())
     }
+
+    /// Appends row `row` of `source` (any [`Columns`] whose column kinds match this batch's).
+    /// Ids and values are copied as they are (checked when the batch is used).
+    pub fn push_from<C: Columns + ?Sized>(
+        &mut self,
+        source: &C,
+        row: usize,
+    ) -> Result<(), RowShapeError> {
+        let shape_error = |index| RowShapeError {
+            index,
+            got: source.num_columns(),
+            expected: self.columns.len(),
+        };
+        if source.num_columns() != self.columns.len() {
+            return Err(shape_error(source.num_columns().min(self.columns.len())));
+        }
+        for (index, c) in self.columns.iter().enumerate() {
+            let fits = match (c, source.column(index)) {
+                (OwnedColumn::Categorical(_), Column::Categorical(v)) => row < v.len(),
+                (OwnedColumn::Numeric(_), Column::Numeric(v)) => row < v.len(),
+                (OwnedColumn::MultiHot { .. }, Column::MultiHot { ids, offsets }) => {
+                    row + 1 < offsets.len()
+                        && offsets[row] <= offsets[row + 1]
+                        && offsets[row + 1] <= ids.len()
+                }
+                _ => false,
+            };
+            if !fits {
+                return Err(shape_error(index));
+            }
+        }
+        for (index, c) in self.columns.iter_mut().enumerate() {
+            match (c, source.column(index)) {
+                (OwnedColumn::Categorical(col), Column::Categorical(v)) => col.push(v[row]),
+                (OwnedColumn::Numeric(col), Column::Numeric(v)) => col.push(v[row]),
+                (
+                    OwnedColumn::MultiHot { ids, offsets },
+                    Column::MultiHot {
+                        ids: src,
+                        offsets: src_offsets,
+                    },
+                ) => {
+                    ids.extend_from_slice(&src[src_offsets[row]..src_offsets[row + 1]]);
+                    offsets.push(ids.len());
+                }
+                _ => unreachable!("kinds checked above"),
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
 }
 
 impl Columns for BatchBuf {

@@ -13,6 +13,8 @@
 //!   and the zero-allocation [`score`] / [`score_parallel`] entry points.
 //! - [`reference`]: a plain f64 forward pass used to check the optimized path.
 //! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
+//! - [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
+//!   writing the same model file.
 //! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
 //!
 //! ```
@@ -42,6 +44,7 @@ pub mod kernels;
 pub mod random;
 pub mod reference;
 pub mod spec;
+pub mod train;
 
 pub use batch::{Batch, BatchBuf, Column, Columns, Value};
 pub use format::{FormatError, ModelWriter};

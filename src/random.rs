@@ -29,6 +29,11 @@ impl Rng {
         self.0.random_range(0..n)
     }
 
+    /// 64 uniform random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0.random::<u64>()
+    }
+
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f32 {
         let u1 = 1.0 - self.0.random::<f64>();
@@ -177,4 +182,63 @@ pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
         batch.push_row(&row).expect("rows are built from the spec");
     }
     batch
+}
+
+/// Labelled samples drawn from a known "teacher" model.
+#[derive(Debug, Clone)]
+pub struct Planted {
+    /// The samples.
+    pub batch: BatchBuf,
+    /// 0/1 clicks (sigmoid teachers) or the teacher's score plus noise (linear teachers).
+    pub labels: Vec<f32>,
+    /// The teacher's own score of each sample (a click probability for sigmoid teachers).
+    pub truth: Vec<f32>,
+}
+
+/// `rows` samples with skewed id frequencies (id = ⌊vocab · u³⌋: a few ids are very common,
+/// most are rare, as in click logs), numeric values uniform in `[0, 2)`, multi-hot lists of
+/// 0–4 ids, labelled by `teacher`: a click drawn with the teacher's probability for a sigmoid
+/// output, the teacher's score plus N(0, `noise`²) for a linear one.
+pub fn planted(
+    teacher: &mut crate::train::Trainer,
+    rows: usize,
+    noise: f32,
+    seed: u64,
+) -> Result<Planted, crate::train::TrainError> {
+    let spec = teacher.spec().clone();
+    let mut rng = Rng::new(seed);
+    let skewed = |vocab: u64, rng: &mut Rng| {
+        let u = rng.uniform() as f64;
+        ((vocab as f64 * u * u * u) as u64).min(vocab - 1)
+    };
+    let mut batch = BatchBuf::new(&spec);
+    let mut row = Vec::with_capacity(spec.fields.len());
+    for _ in 0..rows {
+        row.clear();
+        for f in &spec.fields {
+            row.push(match f.kind {
+                FieldKind::Categorical { vocab } => Value::Id(skewed(vocab, &mut rng)),
+                FieldKind::Numeric => Value::Num(rng.uniform() * 2.0),
+                FieldKind::MultiHot { vocab, .. } => {
+                    let n = rng.below(5);
+                    Value::Ids((0..n).map(|_| skewed(vocab, &mut rng)).collect())
+                }
+            });
+        }
+        batch.push_row(&row).expect("rows are built from the spec");
+    }
+    let mut truth = vec![0.0; rows];
+    teacher.predict(&batch, &mut truth)?;
+    let labels = truth
+        .iter()
+        .map(|&p| match spec.output {
+            Output::Sigmoid => (rng.uniform() < p) as u8 as f32,
+            Output::Linear => p + noise * rng.normal(),
+        })
+        .collect();
+    Ok(Planted {
+        batch,
+        labels,
+        truth,
+    })
 }

@@ -9,7 +9,7 @@
 mod error;
 mod model;
 mod paired;
-mod score;
+pub(crate) mod score;
 mod scratch;
 
 pub use error::ScoreError;

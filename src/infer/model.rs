@@ -21,8 +21,6 @@ pub(crate) struct FieldPlan {
     pub kind: FieldKind,
     /// First row of the field in the stacked table.
     pub row_offset: u64,
-    /// Rows the field owns (ids must be below this).
-    pub vocab: u64,
 }
 
 /// An open model: the validated map plus weights packed for the kernels. Immutable, `Send +
@@ -84,7 +82,6 @@ impl Model {
             .map(|(f, row_offset)| FieldPlan {
                 kind: f.kind,
                 row_offset,
-                vocab: f.kind.rows(),
             })
             .collect();
         let section = |id: SectionId| file.f32s(id).expect("validated files have every section");

@@ -8,7 +8,7 @@ use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
 use crate::kernels::prefetch::{copy_row, prefetch};
-use crate::spec::{FieldKind, Output, Pooling};
+use crate::spec::{FieldKind, ModelSpec, Output, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -85,10 +85,20 @@ pub(crate) fn validate<C: Columns + ?Sized>(
     batch: &C,
     out_len: usize,
 ) -> Result<usize, ScoreError> {
-    let spec = model.spec();
-    if batch.num_columns() != model.fields.len() {
+    validate_columns(model.spec(), batch, out_len)
+}
+
+/// Checks `batch` against the fields of `spec` (column count and kinds, row counts, ids inside
+/// their vocabularies, finite values, well-formed offsets) and that `out_len` can hold a score
+/// per row. Returns the row count. Shared by scoring and training.
+pub(crate) fn validate_columns<C: Columns + ?Sized>(
+    spec: &ModelSpec,
+    batch: &C,
+    out_len: usize,
+) -> Result<usize, ScoreError> {
+    if batch.num_columns() != spec.fields.len() {
         return Err(ScoreError::ColumnCount {
-            expected: model.fields.len(),
+            expected: spec.fields.len(),
             found: batch.num_columns(),
         });
     }
@@ -96,11 +106,12 @@ pub(crate) fn validate<C: Columns + ?Sized>(
     if rows == 0 {
         return Err(ScoreError::EmptyBatch);
     }
-    for (i, plan) in model.fields.iter().enumerate() {
-        let field = || spec.fields[i].name.clone();
+    for (i, spec_field) in spec.fields.iter().enumerate() {
+        let field = || spec_field.name.clone();
+        let vocab = spec_field.kind.rows();
         let column = batch.column(i);
         let kind_ok = matches!(
-            (&plan.kind, &column),
+            (&spec_field.kind, &column),
             (FieldKind::Categorical { .. }, Column::Categorical(_))
                 | (FieldKind::Numeric, Column::Numeric(_))
                 | (FieldKind::MultiHot { .. }, Column::MultiHot { .. })
@@ -108,7 +119,7 @@ pub(crate) fn validate<C: Columns + ?Sized>(
         if !kind_ok {
             return Err(ScoreError::ColumnKind {
                 field: field(),
-                expected: plan.kind.name(),
+                expected: spec_field.kind.name(),
                 found: column.kind_name(),
             });
         }
@@ -121,13 +132,13 @@ pub(crate) fn validate<C: Columns + ?Sized>(
         }
         let check_ids = |ids: &[u64], first_row: &dyn Fn(usize) -> usize| match ids
             .iter()
-            .position(|&id| id >= plan.vocab)
+            .position(|&id| id >= vocab)
         {
             Some(p) => Err(ScoreError::IdOutOfRange {
                 field: field(),
                 row: first_row(p),
                 id: ids[p],
-                vocab: plan.vocab,
+                vocab,
             }),
             None => Ok(()),
         };

@@ -21,7 +21,7 @@ pub const KC: usize = 1024;
 pub const MC: usize = 48;
 
 /// One 64-byte line: 16 weights of a panel at one `k`, or any aligned scratch.
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 pub struct Line(pub [f32; NR]);
 
@@ -59,6 +59,71 @@ impl PackedMatrix {
             n,
             panels,
             bias: padded,
+        }
+    }
+
+    /// Re-packs row-major `weight[n][k]` and `bias[n]` into this matrix, reusing its memory
+    /// (the trainer re-packs every layer after every step).
+    ///
+    /// # Panics
+    /// As [`PackedMatrix::pack`].
+    pub fn repack(&mut self, weight: &[f32], bias: &[f32], n: usize, k: usize) {
+        assert_eq!(weight.len(), n * k, "weight is not n × k");
+        assert_eq!(bias.len(), n, "bias is not n long");
+        self.resize(n, k);
+        for (j, panel) in self.panels.chunks_exact_mut(k.max(1)).enumerate() {
+            let col0 = j * NR;
+            let cols = NR.min(n - col0);
+            for (kk, line) in panel.iter_mut().enumerate() {
+                for (c, v) in line.0.iter_mut().enumerate() {
+                    *v = if c < cols {
+                        weight[(col0 + c) * k + kk]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        self.set_bias(bias);
+    }
+
+    /// Packs the transpose of row-major `source[k][n]` (so that the packed weights, `[n, k]`,
+    /// are `sourceᵀ`) with a zero bias, reusing this matrix's memory. This is how the backward
+    /// GEMMs run on the forward kernel: `dX = dZ · W` packs `W` transposed, and
+    /// `dW = dZᵀ · X` packs the layer input `X` transposed. Reads `source` row by row.
+    ///
+    /// # Panics
+    /// If `source.len() != k * n`.
+    pub fn repack_transposed(&mut self, source: &[f32], n: usize, k: usize) {
+        assert_eq!(source.len(), k * n, "source is not k × n");
+        self.resize(n, k);
+        for (j, panel) in self.panels.chunks_exact_mut(k.max(1)).enumerate() {
+            let col0 = j * NR;
+            let cols = NR.min(n - col0);
+            for (kk, line) in panel.iter_mut().enumerate() {
+                let row = &source[kk * n + col0..kk * n + col0 + cols];
+                line.0[..cols].copy_from_slice(row);
+                line.0[cols..].fill(0.0);
+            }
+        }
+        for line in &mut self.bias {
+            line.0 = [0.0; NR];
+        }
+    }
+
+    fn resize(&mut self, n: usize, k: usize) {
+        let panels_n = n.div_ceil(NR);
+        self.n = n;
+        self.k = k;
+        self.panels.resize(panels_n * k, Line::default());
+        self.bias.resize(panels_n, Line::default());
+    }
+
+    fn set_bias(&mut self, bias: &[f32]) {
+        for (j, line) in self.bias.iter_mut().enumerate() {
+            for (c, v) in line.0.iter_mut().enumerate() {
+                *v = bias.get(j * NR + c).copied().unwrap_or(0.0);
+            }
         }
     }
 
@@ -281,6 +346,29 @@ mod tests {
 
     fn close(a: f32, b: f32) -> bool {
         (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Re-packing (plain and transposed) into a matrix of another shape gives exactly
+        /// what a fresh `pack` of the same weights gives.
+        #[test]
+        fn repack_matches_pack(n in 1usize..40, k in 1usize..40, n0 in 1usize..40, k0 in 1usize..40, seed: u64) {
+            let mut rng = crate::random::Rng::new(seed);
+            let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+            let fresh = PackedMatrix::pack(&w, &bias, n, k);
+            let mut reused = PackedMatrix::pack(&vec![1.0; n0 * k0], &vec![1.0; n0], n0, k0);
+            reused.repack(&w, &bias, n, k);
+            prop_assert_eq!(&fresh.panels, &reused.panels);
+            prop_assert_eq!(&fresh.bias, &reused.bias);
+            // wᵀ stored row-major is [k][n]; packing it transposed must give w again.
+            let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+            reused.repack_transposed(&wt, n, k);
+            let unbiased = PackedMatrix::pack(&w, &vec![0.0; n], n, k);
+            prop_assert_eq!(&unbiased.panels, &reused.panels);
+            prop_assert_eq!(&unbiased.bias, &reused.bias);
+        }
     }
 
     proptest! {

@@ -1,0 +1,50 @@
+use crate::format::FormatError;
+use crate::infer::ScoreError;
+use crate::spec::SpecError;
+use thiserror::Error;
+
+/// Ways training can fail.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A setting is out of range.
+    #[error("training configuration: {0}")]
+    Config(String),
+    /// The model spec is invalid.
+    #[error("model spec: {0}")]
+    Spec(#[from] SpecError),
+    /// The spec and the configuration do not fit together (e.g. MSE with a sigmoid output).
+    #[error("{0}")]
+    Mismatch(String),
+    /// A batch does not fit the model (wrong columns, an id out of range, a non-finite value).
+    #[error("batch: {0}")]
+    Batch(#[from] ScoreError),
+    /// The label count differs from the batch's row count.
+    #[error("{found} labels for a batch of {expected} rows")]
+    LabelCount {
+        /// Rows in the batch.
+        expected: usize,
+        /// Labels given.
+        found: usize,
+    },
+    /// A label is not finite, or outside `[0, 1]` for binary cross-entropy.
+    #[error("row {row}: label {value} is not valid for this loss")]
+    BadLabel {
+        /// Row in the batch.
+        row: usize,
+        /// The label.
+        value: f32,
+    },
+    /// The loss or a gradient became NaN or infinite (learning rate too high?). The weights
+    /// are left as they were before the step.
+    #[error("training diverged at step {step}: the loss is not finite")]
+    Diverged {
+        /// The step (1-based) that diverged.
+        step: u64,
+    },
+    /// Writing the model file failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Reading training data failed.
+    #[error("data: {0}")]
+    Data(String),
+}

@@ -1,0 +1,219 @@
+//! The epoch loop: batches from a [`TrainData`], validation after each epoch, early stopping
+//! that restores the best weights, and learning-rate decay on plateau.
+
+use super::{Params, TrainError, Trainer};
+use crate::batch::{BatchBuf, Columns};
+use std::time::Instant;
+
+/// What a [`TrainData`] source calls with each batch and its labels.
+pub type BatchSink<'a> = dyn FnMut(&BatchBuf, &[f32]) -> Result<(), TrainError> + 'a;
+
+/// Training data that hands out batches, once per epoch (re-reading or re-shuffling as it
+/// sees fit; the epoch number lets a source shuffle differently every epoch).
+pub trait TrainData {
+    /// Calls `f` with every batch of the epoch (`batch_size` rows, the last one may be short).
+    fn for_each_batch(
+        &mut self,
+        epoch: usize,
+        batch_size: usize,
+        f: &mut BatchSink<'_>,
+    ) -> Result<(), TrainError>;
+}
+
+/// Learning-rate decay when the validation loss stops improving (PyTorch's
+/// `ReduceLROnPlateau` in `min` mode).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plateau {
+    /// Multiply the learning rates by this (0 < factor < 1).
+    pub factor: f32,
+    /// Epochs without improvement before a decay.
+    pub patience: usize,
+    /// Do not decay the dense learning rate below this.
+    pub min_lr: f32,
+}
+
+/// The epoch loop's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    /// Maximum number of passes over the training data.
+    pub epochs: usize,
+    /// Rows per step.
+    pub batch_size: usize,
+    /// Stop after this many epochs without a better validation loss, and restore the best
+    /// weights (needs validation data).
+    pub patience: Option<usize>,
+    /// Learning-rate decay on plateau (needs validation data).
+    pub plateau: Option<Plateau>,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 10,
+            batch_size: 256,
+            patience: None,
+            plateau: None,
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps (training mode, before each update).
+    pub train_loss: f64,
+    /// Mean validation loss (evaluation mode), when validation data were given.
+    pub valid_loss: Option<f64>,
+    /// Samples trained on.
+    pub samples: usize,
+    /// Wall time of the epoch's training steps (not validation).
+    pub seconds: f64,
+    /// Dense learning rate during the epoch.
+    pub learning_rate: f32,
+}
+
+/// What a whole run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    /// One report per epoch run.
+    pub epochs: Vec<EpochReport>,
+    /// The epoch whose weights the trainer holds at the end (the best one when validating).
+    pub best_epoch: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Mean loss over a validation set, in chunks of 4,096 rows (evaluation mode).
+pub fn validation_loss(
+    trainer: &mut Trainer,
+    valid: &BatchBuf,
+    labels: &[f32],
+) -> Result<f64, TrainError> {
+    const CHUNK: usize = 4096;
+    let mut chunk = BatchBuf::new(trainer.spec());
+    let (mut total, rows) = (0.0, valid.rows());
+    for start in (0..rows).step_by(CHUNK) {
+        let end = (start + CHUNK).min(rows);
+        chunk.clear();
+        for r in start..end {
+            chunk
+                .push_from(valid, r)
+                .map_err(|e| TrainError::Data(e.to_string()))?;
+        }
+        total += trainer.evaluate_loss(&chunk, &labels[start..end])? * (end - start) as f64;
+    }
+    Ok(total / rows.max(1) as f64)
+}
+
+/// Trains for up to `config.epochs` epochs, calling `on_epoch` after each. With validation
+/// data, early stopping (if `patience` is set) restores the weights of the best epoch.
+pub fn fit(
+    trainer: &mut Trainer,
+    train: &mut dyn TrainData,
+    valid: Option<(&BatchBuf, &[f32])>,
+    config: &FitConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<FitReport, TrainError> {
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(TrainError::Config(
+            "epochs and batch_size must be at least 1".into(),
+        ));
+    }
+    if let Some((v, labels)) = valid
+        && v.rows() != labels.len()
+    {
+        return Err(TrainError::LabelCount {
+            expected: v.rows(),
+            found: labels.len(),
+        });
+    }
+    if valid.is_none() && (config.patience.is_some() || config.plateau.is_some()) {
+        return Err(TrainError::Config(
+            "early stopping and plateau decay need validation data".into(),
+        ));
+    }
+    let mut report = FitReport {
+        epochs: Vec::new(),
+        best_epoch: 0,
+        stopped_early: false,
+    };
+    let mut best_loss: Option<f64> = None;
+    let mut best_params: Option<Params> = None;
+    let mut since_best = 0;
+    let mut since_decay = 0;
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let (mut loss_sum, mut samples) = (0.0, 0usize);
+        let learning_rate = trainer.learning_rate();
+        train.for_each_batch(epoch, config.batch_size, &mut |batch, labels| {
+            let loss = trainer.step(batch, labels)?;
+            loss_sum += loss * labels.len() as f64;
+            samples += labels.len();
+            Ok(())
+        })?;
+        let seconds = started.elapsed().as_secs_f64();
+        let valid_loss = match valid {
+            Some((v, labels)) => Some(validation_loss(trainer, v, labels)?),
+            None => None,
+        };
+        let epoch_report = EpochReport {
+            epoch,
+            train_loss: loss_sum / samples.max(1) as f64,
+            valid_loss,
+            samples,
+            seconds,
+            learning_rate,
+        };
+        on_epoch(&epoch_report);
+        report.epochs.push(epoch_report);
+        report.best_epoch = epoch;
+        let Some(loss) = valid_loss else { continue };
+        if best_loss.is_none_or(|b| loss < b) {
+            best_loss = Some(loss);
+            since_best = 0;
+            since_decay = 0;
+            if config.patience.is_some() {
+                best_params = Some(trainer.params().clone());
+            }
+        } else {
+            since_best += 1;
+            since_decay += 1;
+        }
+        if let Some(p) = config.plateau
+            && since_decay > p.patience
+            && trainer.learning_rate() * p.factor >= p.min_lr
+        {
+            trainer.scale_learning_rate(p.factor);
+            since_decay = 0;
+        }
+        if let Some(patience) = config.patience
+            && since_best >= patience
+        {
+            report.stopped_early = epoch < config.epochs;
+            break;
+        }
+    }
+    if let Some(params) = best_params {
+        let best_epoch = best_epoch(&report);
+        if best_epoch != report.epochs.len() {
+            trainer.set_params(params);
+        }
+        report.best_epoch = best_epoch;
+    }
+    Ok(report)
+}
+
+/// The 1-based epoch with the lowest validation loss (the first, on ties).
+fn best_epoch(report: &FitReport) -> usize {
+    report
+        .epochs
+        .iter()
+        .filter_map(|e| e.valid_loss.map(|l| (e.epoch, l)))
+        .fold(
+            (0, f64::INFINITY),
+            |acc, (e, l)| if l < acc.1 { (e, l) } else { acc },
+        )
+        .0
+}

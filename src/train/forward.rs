@@ -1,0 +1,325 @@
+//! The forward pass: gather and pool embeddings, FM term, MLP (GEMM kernels of inference),
+//! batch norm with batch or running statistics, dropout, output unit.
+//!
+//! Every parallel split here is by rows (or by fixed 64-row blocks for dropout), and no value
+//! is summed across a split, so results are the same for any thread count.
+
+use super::Trainer;
+use super::params::{Dense, Params};
+use crate::batch::{Column, Columns};
+use crate::kernels::Isa;
+use crate::kernels::dot::dot;
+use crate::kernels::gemm::{PackBuffer, PackedMatrix, gemm_bias_act};
+use crate::random::Rng;
+use crate::spec::{FieldKind, ModelSpec, Pooling};
+use rayon::prelude::*;
+
+/// Rows per parallel task of the element-wise passes, and per dropout random stream.
+pub(crate) const ROW_BLOCK: usize = 64;
+
+/// Whether batch norm uses the batch's statistics (training) or the running ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Train,
+    Eval,
+}
+
+/// `C = act(A · Wᵀ + b)` with the rows of `A` split between the pool's threads. Each element
+/// is computed by the same instructions whatever the split.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn par_gemm(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &PackedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+    pack: &mut [PackBuffer],
+) {
+    if m == 0 || w.n() == 0 {
+        return;
+    }
+    let threads = pack.len();
+    // Whole 6-row tiles per thread; one thread when there is not enough work to share.
+    let chunk = if threads <= 1 || m * w.n() * w.k() < 1 << 16 {
+        m
+    } else {
+        m.div_ceil(threads).next_multiple_of(6)
+    };
+    c[..m * ldc]
+        .par_chunks_mut(chunk * ldc)
+        .zip(pack.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, (c, pack))| {
+            let i0 = i * chunk;
+            let rows = c.len() / ldc;
+            gemm_bias_act(isa, &a[i0 * lda..], lda, rows, w, relu, c, ldc, pack);
+        });
+}
+
+/// A random stream for (seed, step, layer, row block): the dropout mask of a block does not
+/// depend on how rows are split between threads.
+fn stream(seed: u64, step: u64, layer: usize, block: usize) -> Rng {
+    let mut h = seed ^ 0x6A09_E667_F3BC_C908;
+    for v in [step, layer as u64, block as u64] {
+        h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 32;
+    }
+    Rng::new(h)
+}
+
+/// Gathers rows `first..first + fm.len()` of `batch`: field embeddings into `x0`, their sum
+/// into `sum`, and bias + first-order + pairwise terms into `fm`.
+#[allow(clippy::too_many_arguments)]
+fn gather<C: Columns + ?Sized>(
+    spec: &ModelSpec,
+    offsets: &[u64],
+    params: &Params,
+    batch: &C,
+    first: usize,
+    x0: &mut [f32],
+    sum: &mut [f32],
+    fm: &mut [f32],
+) {
+    let d = spec.embedding_dim;
+    let width = spec.mlp_input_width();
+    let (table, linear) = (&params.embedding, &params.linear);
+    let bias = params.dense.0[Dense::BIAS][0];
+    for (i, ((x, s), fm)) in x0
+        .chunks_exact_mut(width)
+        .zip(sum.chunks_exact_mut(d))
+        .zip(fm.iter_mut())
+        .enumerate()
+    {
+        let r = first + i;
+        let mut first_order = bias;
+        for (f, field) in spec.fields.iter().enumerate() {
+            let base = offsets[f] as usize;
+            let e = &mut x[f * d..(f + 1) * d];
+            match (batch.column(f), field.kind) {
+                (Column::Categorical(ids), _) => {
+                    let row = base + ids[r] as usize;
+                    e.copy_from_slice(&table[row * d..(row + 1) * d]);
+                    first_order += linear[row];
+                }
+                (Column::Numeric(values), _) => {
+                    let v = values[r];
+                    for (e, &t) in e.iter_mut().zip(&table[base * d..(base + 1) * d]) {
+                        *e = v * t;
+                    }
+                    first_order += v * linear[base];
+                }
+                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
+                    let list = &ids[offsets[r]..offsets[r + 1]];
+                    let w = pool_weight(pooling, list.len());
+                    e.fill(0.0);
+                    let mut lin = 0.0;
+                    for &id in list {
+                        let row = base + id as usize;
+                        for (e, &t) in e.iter_mut().zip(&table[row * d..(row + 1) * d]) {
+                            *e += t;
+                        }
+                        lin += linear[row];
+                    }
+                    e.iter_mut().for_each(|e| *e *= w);
+                    first_order += w * lin;
+                }
+                _ => unreachable!("columns were validated against the spec"),
+            }
+        }
+        s.fill(0.0);
+        let mut squares = 0.0;
+        for e in x.chunks_exact(d) {
+            for (s, &v) in s.iter_mut().zip(e) {
+                *s += v;
+                squares += v * v;
+            }
+        }
+        let pairwise = 0.5 * (s.iter().map(|v| v * v).sum::<f32>() - squares);
+        *fm = first_order + pairwise;
+    }
+}
+
+/// The factor each id's row gets in a pooled multi-hot field.
+pub(crate) fn pool_weight(pooling: Pooling, len: usize) -> f32 {
+    match pooling {
+        Pooling::Sum => 1.0,
+        Pooling::Mean => 1.0 / len.max(1) as f32,
+    }
+}
+
+impl Trainer {
+    /// Runs the forward pass over the first `m` rows of `batch` (validated) and leaves the
+    /// logits in `ws.logit`. In `Mode::Train`, batch norm uses (and updates the running
+    /// estimates with) the batch's statistics and dropout is applied.
+    pub(crate) fn forward<C: Columns + Sync + ?Sized>(&mut self, batch: &C, m: usize, mode: Mode) {
+        let ws = &mut self.ws;
+        ws.ensure(m);
+        let (spec, params) = (&self.spec, &self.params);
+        let (d, width) = (spec.embedding_dim, spec.mlp_input_width());
+        let offsets = &self.offsets;
+        ws.x0[..m * width]
+            .par_chunks_mut(ROW_BLOCK * width)
+            .zip(ws.sum[..m * d].par_chunks_mut(ROW_BLOCK * d))
+            .zip(ws.fm[..m].par_chunks_mut(ROW_BLOCK))
+            .enumerate()
+            .for_each(|(b, ((x, s), fm))| {
+                gather(spec, offsets, params, batch, b * ROW_BLOCK, x, s, fm)
+            });
+        let hidden = spec.hidden.len();
+        for l in 0..hidden {
+            self.forward_layer(l, m, mode);
+        }
+        let ws = &mut self.ws;
+        let params = &self.params;
+        let out_w = &params.dense.0[Dense::out(hidden)];
+        let out_b = params.dense.0[Dense::out(hidden) + 1][0];
+        let last = out_w.len();
+        let input: &[f32] = if hidden == 0 {
+            &ws.x0
+        } else {
+            &ws.acts[hidden - 1]
+        };
+        let isa = self.isa;
+        for ((logit, fm), a) in ws.logit[..m]
+            .iter_mut()
+            .zip(&ws.fm[..m])
+            .zip(input.chunks_exact(last))
+        {
+            *logit = fm + dot(isa, a, out_w) + out_b;
+        }
+    }
+
+    fn forward_layer(&mut self, l: usize, m: usize, mode: Mode) {
+        let n = self.spec.hidden[l];
+        let ws = &mut self.ws;
+        let (before, rest) = ws.acts.split_at_mut(l);
+        let out = &mut rest[0][..m * n];
+        let input: &[f32] = if l == 0 { &ws.x0 } else { &before[l - 1] };
+        let k = self.packed[l].k();
+        let bn = self.config.batch_norm;
+        let Some(bn) = bn else {
+            par_gemm(
+                self.isa,
+                input,
+                k,
+                m,
+                &self.packed[l],
+                true,
+                out,
+                n,
+                &mut ws.pack,
+            );
+            self.dropout(l, m, mode);
+            return;
+        };
+        let z = &mut ws.xhat[l][..m * n];
+        par_gemm(
+            self.isa,
+            input,
+            k,
+            m,
+            &self.packed[l],
+            false,
+            z,
+            n,
+            &mut ws.pack,
+        );
+        let inv_std = &mut ws.inv_std[l];
+        let (mean, var) = (&mut ws.col_a[..n], &mut ws.col_b[..n]);
+        match mode {
+            Mode::Train => {
+                column_mean_var(z, n, mean, var);
+                for (s, &v) in inv_std.iter_mut().zip(var.iter()) {
+                    *s = 1.0 / (v + bn.eps).sqrt();
+                }
+                // A one-row batch says nothing about the variance: keep the running estimates.
+                if m > 1 {
+                    let unbias = m as f32 / (m - 1) as f32;
+                    let mom = bn.momentum;
+                    let (rm, rv) = (
+                        &mut self.params.running_mean[l],
+                        &mut self.params.running_var[l],
+                    );
+                    for o in 0..n {
+                        rm[o] = (1.0 - mom) * rm[o] + mom * mean[o];
+                        rv[o] = (1.0 - mom) * rv[o] + mom * var[o] * unbias;
+                    }
+                }
+            }
+            Mode::Eval => {
+                mean.copy_from_slice(&self.params.running_mean[l]);
+                for (s, &v) in inv_std.iter_mut().zip(&self.params.running_var[l]) {
+                    *s = 1.0 / (v + bn.eps).sqrt();
+                }
+            }
+        }
+        let t = &self.params.dense.0;
+        let (gamma, beta) = (&t[Dense::layer(l) + 2], &t[Dense::layer(l) + 3]);
+        let (mean, inv_std) = (&*mean, &*inv_std);
+        z.par_chunks_mut(ROW_BLOCK * n)
+            .zip(out.par_chunks_mut(ROW_BLOCK * n))
+            .for_each(|(z, out)| {
+                for (z, a) in z.chunks_exact_mut(n).zip(out.chunks_exact_mut(n)) {
+                    for o in 0..n {
+                        let xhat = (z[o] - mean[o]) * inv_std[o];
+                        z[o] = xhat;
+                        a[o] = (gamma[o] * xhat + beta[o]).max(0.0);
+                    }
+                }
+            });
+        self.dropout(l, m, mode);
+    }
+
+    /// Inverted dropout on layer `l`'s output (training only), recording the mask.
+    fn dropout(&mut self, l: usize, m: usize, mode: Mode) {
+        let p = self.config.dropout;
+        if mode == Mode::Eval || p == 0.0 {
+            return;
+        }
+        let n = self.spec.hidden[l];
+        let scale = 1.0 / (1.0 - p);
+        // Keep a unit when 16 random bits are at least p · 2¹⁶.
+        let threshold = (p as f64 * 65_536.0).round() as u64;
+        let (seed, step) = (self.config.seed, self.step);
+        let ws = &mut self.ws;
+        ws.acts[l][..m * n]
+            .par_chunks_mut(ROW_BLOCK * n)
+            .zip(ws.masks[l][..m * n].par_chunks_mut(ROW_BLOCK * n))
+            .enumerate()
+            .for_each(|(b, (a, mask))| {
+                let mut rng = stream(seed, step, l, b);
+                for (a4, m4) in a.chunks_mut(4).zip(mask.chunks_mut(4)) {
+                    let bits = rng.bits();
+                    for (j, (a, m)) in a4.iter_mut().zip(m4.iter_mut()).enumerate() {
+                        let keep = (bits >> (16 * j)) & 0xFFFF >= threshold;
+                        *m = if keep { scale } else { 0.0 };
+                        *a *= *m;
+                    }
+                }
+            });
+    }
+}
+
+/// Mean and biased variance of each column of the row-major `z` (`n` columns), two-pass,
+/// rows summed in order.
+pub(crate) fn column_mean_var(z: &[f32], n: usize, mean: &mut [f32], var: &mut [f32]) {
+    let rows = z.len() / n;
+    mean.fill(0.0);
+    var.fill(0.0);
+    for row in z.chunks_exact(n) {
+        for (s, &v) in mean.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    let inv = 1.0 / rows as f32;
+    mean.iter_mut().for_each(|s| *s *= inv);
+    for row in z.chunks_exact(n) {
+        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(mean.iter()) {
+            *s += (v - mu) * (v - mu);
+        }
+    }
+    var.iter_mut().for_each(|s| *s *= inv);
+}

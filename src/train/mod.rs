@@ -1,0 +1,410 @@
+//! Training a DeepFM: exact gradients, Adam (dense) with Adam, lazy Adam or Adagrad for the
+//! embeddings, batch norm, dropout, BCE and MSE, written to the model file the inference core
+//! reads.
+//!
+//! - [`TrainConfig`]: loss, optimizers, regularisation, initialisation, seed, threads.
+//! - [`Trainer`]: the parameters and optimizer state; [`Trainer::step`] trains on one batch,
+//!   [`Trainer::predict`] scores in evaluation mode, [`Trainer::write`] exports (batch norm
+//!   folded into the layer weights).
+//! - [`fit`]: epochs over a data source with validation, early stopping (restoring the best
+//!   weights) and learning-rate decay on plateau.
+//!
+//! ## Determinism
+//! A run is a function of the seed, the configuration and the order of the batches: **the
+//! thread count does not change any result, bit for bit.** Every parallel split is over rows
+//! of a matrix product (each element is computed by the same instructions however rows are
+//! split), every sum over the batch (bias and batch-norm statistics, gradient columns, the
+//! per-row embedding gradients) runs over rows in order on one thread, and dropout masks come
+//! from one random stream per block of 64 rows. What does change results is the instruction
+//! set (`Isa`): AVX2 + FMA and the portable kernels round differently.
+//!
+//! ## Memory
+//! The trainer holds the embedding table and its optimizer state in memory (3 × the table for
+//! Adam and lazy Adam, 2 × for Adagrad); the data are streamed (see [`crate::data`]).
+
+mod backward;
+mod config;
+mod data;
+mod error;
+mod fit;
+mod forward;
+mod optim;
+mod params;
+mod sparse;
+mod workspace;
+
+#[cfg(test)]
+mod gradcheck;
+
+pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig};
+pub use data::InMemory;
+pub use error::TrainError;
+pub use fit::{
+    BatchSink, EpochReport, FitConfig, FitReport, Plateau, TrainData, fit, validation_loss,
+};
+pub use params::{Dense, Params};
+pub use sparse::RowGrads;
+
+use crate::batch::Columns;
+use crate::infer::score::{finish, validate_columns};
+use crate::kernels::Isa;
+use crate::kernels::gemm::PackedMatrix;
+use crate::spec::{ModelSpec, Output};
+use forward::Mode;
+use optim::{AdamStep, DenseAdam, EmbeddingState};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use workspace::Workspace;
+
+/// A model being trained: parameters, optimizer state and reusable buffers.
+///
+/// ```
+/// use deepfm::train::{Loss, TrainConfig, Trainer};
+/// use deepfm::{Batch, Column, Model};
+/// let spec = deepfm::ModelSpec::from_json(
+///     r#"{"fields":[{"name":"user","kind":"categorical","vocab":10},
+///                  {"name":"item","kind":"categorical","vocab":20}],
+///         "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#)?;
+/// let mut trainer = Trainer::new(spec, TrainConfig { threads: 1, ..TrainConfig::default() })?;
+/// let (users, items) = ([1u64, 2, 3], [4u64, 5, 6]);
+/// let columns = [Column::Categorical(&users), Column::Categorical(&items)];
+/// let loss = trainer.step(&Batch::new(&columns), &[1.0, 0.0, 1.0])?;
+/// assert!(loss.is_finite());
+/// # let dir = tempfile::tempdir()?;
+/// let path = trainer.write(dir.path().join("m.dfm"))?;   // what the inference core opens
+/// let model = Model::open(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Trainer {
+    spec: ModelSpec,
+    config: TrainConfig,
+    isa: Isa,
+    pool: Arc<rayon::ThreadPool>,
+    offsets: Vec<u64>,
+    params: Params,
+    grads: Dense,
+    row_grads: RowGrads,
+    adam: DenseAdam,
+    embedding_state: EmbeddingState,
+    /// Hidden layers packed for the forward GEMM, refreshed after every update.
+    packed: Vec<PackedMatrix>,
+    ws: Workspace,
+    /// Steps taken (the Adam step count; also seeds dropout).
+    step: u64,
+    /// Multiplier of both learning rates (learning-rate decay on plateau).
+    lr_scale: f32,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("spec", &self.spec)
+            .field("config", &self.config)
+            .field("isa", &self.isa)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// A trainer with freshly initialised parameters (from `config.seed`), on the best kernels
+    /// this CPU supports (`DEEPFM_ISA` overrides, as for scoring).
+    pub fn new(spec: ModelSpec, config: TrainConfig) -> Result<Trainer, TrainError> {
+        Trainer::with_isa(spec, config, Isa::detect())
+    }
+
+    /// As [`Trainer::new`], on the given kernels.
+    pub fn with_isa(spec: ModelSpec, config: TrainConfig, isa: Isa) -> Result<Trainer, TrainError> {
+        spec.validate()?;
+        config.validate()?;
+        if !isa.is_supported() {
+            return Err(TrainError::Config(format!(
+                "instruction set {} is not supported by this CPU",
+                isa.name()
+            )));
+        }
+        match (config.loss, spec.output) {
+            (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
+            (loss, output) => {
+                return Err(TrainError::Mismatch(format!(
+                    "loss {loss:?} does not go with output {output:?} (BCE needs sigmoid, MSE linear)"
+                )));
+            }
+        }
+        let rows = spec.total_rows()?;
+        let elements = rows.checked_mul(spec.embedding_dim as u64);
+        // Table, two optimizer moments: refuse what cannot be addressed here.
+        if elements.is_none_or(|e| e.saturating_mul(3) > isize::MAX as u64 / 4) {
+            return Err(TrainError::Config(format!(
+                "an embedding table of {rows} rows × {} is too large to train in memory",
+                spec.embedding_dim
+            )));
+        }
+        let rows = rows as usize;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build()
+            .map_err(|e| TrainError::Config(format!("thread pool: {e}")))?;
+        let pool = Arc::new(pool);
+        let params = Params::init(&spec, &config, rows);
+        let grads = Dense(params.dense.0.iter().map(|t| vec![0.0; t.len()]).collect());
+        let adam = DenseAdam::new(&params.dense);
+        let embedding_state =
+            EmbeddingState::new(config.embedding_optimizer, rows, spec.embedding_dim);
+        let ws = Workspace::new(&spec, config.threads, config.dropout > 0.0);
+        let mut trainer = Trainer {
+            offsets: spec.row_offsets(),
+            row_grads: RowGrads::new(spec.embedding_dim),
+            packed: Vec::new(),
+            spec,
+            config,
+            isa,
+            pool,
+            params,
+            grads,
+            adam,
+            embedding_state,
+            ws,
+            step: 0,
+            lr_scale: 1.0,
+        };
+        trainer.repack();
+        Ok(trainer)
+    }
+
+    /// The model's shape.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Replaces the parameters (e.g. the best ones kept by early stopping). Optimizer state is
+    /// kept.
+    ///
+    /// # Panics
+    /// If `params` has another shape than this trainer's.
+    pub fn set_params(&mut self, params: Params) {
+        assert_eq!(params.embedding.len(), self.params.embedding.len());
+        assert!(
+            params
+                .dense
+                .0
+                .iter()
+                .zip(&self.params.dense.0)
+                .all(|(a, b)| a.len() == b.len())
+        );
+        self.params = params;
+        self.repack();
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Multiplies both learning rates by `factor` from now on (learning-rate decay).
+    pub fn scale_learning_rate(&mut self, factor: f32) {
+        self.lr_scale *= factor;
+    }
+
+    /// The dense learning rate in effect.
+    pub fn learning_rate(&self) -> f32 {
+        self.config.learning_rate * self.lr_scale
+    }
+
+    /// One optimisation step on a batch; returns the batch's mean loss (before the update).
+    ///
+    /// The batch is validated like a scoring batch (columns, ids, values), and the labels
+    /// must be finite (and in `[0, 1]` for BCE). On an error, nothing has changed.
+    pub fn step<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        labels: &[f32],
+    ) -> Result<f64, TrainError> {
+        let m = self.check(batch, labels)?;
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.step_validated(batch, labels, m))
+    }
+
+    fn step_validated<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        labels: &[f32],
+        m: usize,
+    ) -> Result<f64, TrainError> {
+        let saved_stats = self.config.batch_norm.map(|_| {
+            (
+                self.params.running_mean.clone(),
+                self.params.running_var.clone(),
+            )
+        });
+        let loss = self.gradients(batch, labels, m);
+        if !loss.is_finite() {
+            if let Some((mean, var)) = saved_stats {
+                self.params.running_mean = mean;
+                self.params.running_var = var;
+            }
+            return Err(TrainError::Diverged {
+                step: self.step + 1,
+            });
+        }
+        self.regularize_and_clip();
+        self.step += 1;
+        let step = AdamStep::new(self.learning_rate(), &self.config, self.step);
+        self.adam.step(&mut self.params.dense, &self.grads, step);
+        let lr = self.config.embedding_lr() * self.lr_scale;
+        let embedding_step = AdamStep::new(lr, &self.config, self.step);
+        self.embedding_state
+            .step(&mut self.params, &self.row_grads, lr, embedding_step);
+        self.repack();
+        Ok(loss)
+    }
+
+    /// Forward (training mode) and backward over a validated batch: fills `self.grads` and
+    /// `self.row_grads`, returns the mean loss. Parameters are not changed (the batch-norm
+    /// running statistics are).
+    pub(crate) fn gradients<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        labels: &[f32],
+        m: usize,
+    ) -> f64 {
+        self.forward(batch, m, Mode::Train);
+        let loss = backward::loss_and_gradient(
+            self.config.loss,
+            &self.ws.logit[..m],
+            labels,
+            &mut self.ws.dlogit[..m],
+        );
+        self.backward(batch, m);
+        loss
+    }
+
+    /// L2 penalties, then clipping of the whole gradient to `clip_norm`.
+    fn regularize_and_clip(&mut self) {
+        let hidden = self.spec.hidden.len();
+        let l2 = self.config.l2_dense;
+        if l2 > 0.0 {
+            for (i, (g, p)) in self
+                .grads
+                .0
+                .iter_mut()
+                .zip(&self.params.dense.0)
+                .enumerate()
+            {
+                if Dense::is_weight(i, hidden) {
+                    g.iter_mut().zip(p).for_each(|(g, &p)| *g += l2 * p);
+                }
+            }
+        }
+        let l2 = self.config.l2_embedding;
+        let d = self.spec.embedding_dim;
+        if l2 > 0.0 {
+            let rg = &mut self.row_grads;
+            for (slot, &row) in rg.rows.iter().enumerate() {
+                let r = row as usize;
+                let p = &self.params.embedding[r * d..(r + 1) * d];
+                for (g, &p) in rg.grad[slot * d..(slot + 1) * d].iter_mut().zip(p) {
+                    *g += l2 * p;
+                }
+                rg.linear[slot] += l2 * self.params.linear[r];
+            }
+        }
+        if let Some(max) = self.config.clip_norm {
+            let squares = |v: &[f32]| v.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>();
+            let norm = (self.grads.0.iter().map(|g| squares(g)).sum::<f64>()
+                + squares(&self.row_grads.grad)
+                + squares(&self.row_grads.linear))
+            .sqrt();
+            if norm > max as f64 {
+                let s = (max as f64 / norm) as f32;
+                self.grads.0.iter_mut().flatten().for_each(|g| *g *= s);
+                self.row_grads.grad.iter_mut().for_each(|g| *g *= s);
+                self.row_grads.linear.iter_mut().for_each(|g| *g *= s);
+            }
+        }
+    }
+
+    /// Scores a batch in evaluation mode (running batch-norm statistics, no dropout), with
+    /// the output transform and clamp of the spec: what the exported model file scores.
+    pub fn predict<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        out: &mut [f32],
+    ) -> Result<(), TrainError> {
+        let m = validate_columns(&self.spec, batch, out.len())?;
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.forward(batch, m, Mode::Eval));
+        let (output, clamp) = (self.spec.output, self.spec.clamp);
+        for (o, &logit) in out.iter_mut().zip(&self.ws.logit[..m]) {
+            *o = finish(output, clamp, logit);
+        }
+        Ok(())
+    }
+
+    /// Mean loss of a batch in evaluation mode (no update).
+    pub fn evaluate_loss<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        labels: &[f32],
+    ) -> Result<f64, TrainError> {
+        let m = self.check(batch, labels)?;
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.forward(batch, m, Mode::Eval));
+        Ok(backward::loss_and_gradient(
+            self.config.loss,
+            &self.ws.logit[..m],
+            labels,
+            &mut self.ws.dlogit[..m],
+        ))
+    }
+
+    /// Writes the model file the inference core reads, batch norm folded into the layers
+    /// (streaming, crash-safe: temp file, fsync, rename).
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<PathBuf, TrainError> {
+        let eps = self.config.batch_norm.map(|bn| bn.eps);
+        Ok(self.params.write(&self.spec, eps, path.as_ref())?)
+    }
+
+    fn check<C: Columns + ?Sized>(&self, batch: &C, labels: &[f32]) -> Result<usize, TrainError> {
+        let m = validate_columns(&self.spec, batch, usize::MAX)?;
+        if labels.len() != m {
+            return Err(TrainError::LabelCount {
+                expected: m,
+                found: labels.len(),
+            });
+        }
+        let ok = |y: f32| match self.config.loss {
+            Loss::Bce => (0.0..=1.0).contains(&y),
+            Loss::Mse => y.is_finite(),
+        };
+        if let Some(row) = labels.iter().position(|&y| !ok(y)) {
+            return Err(TrainError::BadLabel {
+                row,
+                value: labels[row],
+            });
+        }
+        Ok(m)
+    }
+
+    fn repack(&mut self) {
+        let shapes = self.spec.layer_shapes();
+        self.packed.resize_with(self.spec.hidden.len(), || {
+            PackedMatrix::pack(&[], &[], 0, 0)
+        });
+        for (l, packed) in self.packed.iter_mut().enumerate() {
+            let (k, n) = shapes[l];
+            let t = &self.params.dense.0;
+            packed.repack(&t[Dense::layer(l)], &t[Dense::layer(l) + 1], n, k);
+        }
+    }
+}

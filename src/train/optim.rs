@@ -1,0 +1,247 @@
+//! Optimizers: Adam for the dense tensors; Adam, lazy Adam or Adagrad for the embedding rows.
+//!
+//! Formulas are PyTorch's (`torch.optim.Adam` without AMSGrad, `SparseAdam`, `Adagrad` with a
+//! zero initial accumulator), so learning rates carry over.
+
+use super::config::{EmbeddingOptimizer, TrainConfig};
+use super::params::{Dense, Params};
+use super::sparse::RowGrads;
+use rayon::prelude::*;
+
+/// Elements per parallel task in element-wise updates (big enough to amortise the dispatch).
+const CHUNK: usize = 1 << 15;
+
+/// The per-step constants of an Adam update.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdamStep {
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    /// `lr / (1 − β₁ᵗ)`.
+    step_size: f32,
+    /// `1 / √(1 − β₂ᵗ)`.
+    inv_sqrt_bc2: f32,
+}
+
+impl AdamStep {
+    pub(crate) fn new(lr: f32, config: &TrainConfig, t: u64) -> Self {
+        let (b1, b2) = config.betas;
+        let t = t.min(i32::MAX as u64) as i32;
+        let bc1 = 1.0 - (b1 as f64).powi(t);
+        let bc2 = 1.0 - (b2 as f64).powi(t);
+        AdamStep {
+            b1,
+            b2,
+            eps: config.eps,
+            step_size: (lr as f64 / bc1) as f32,
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+        }
+    }
+
+    /// One Adam update of `p` with gradient `g` (`None`: zero) and moments `m`, `v`.
+    #[inline]
+    fn update(&self, p: &mut [f32], g: Option<&[f32]>, m: &mut [f32], v: &mut [f32]) {
+        let (b1, b2) = (self.b1, self.b2);
+        match g {
+            Some(g) => {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= self.step_size * *m / (v.sqrt() * self.inv_sqrt_bc2 + self.eps);
+                }
+            }
+            None => {
+                for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m *= b1;
+                    *v *= b2;
+                    *p -= self.step_size * *m / (v.sqrt() * self.inv_sqrt_bc2 + self.eps);
+                }
+            }
+        }
+    }
+}
+
+/// Adam moments of the dense tensors.
+#[derive(Debug, Clone)]
+pub(crate) struct DenseAdam {
+    m: Dense,
+    v: Dense,
+}
+
+impl DenseAdam {
+    pub(crate) fn new(shape: &Dense) -> Self {
+        let zeros = Dense(shape.0.iter().map(|t| vec![0.0; t.len()]).collect());
+        DenseAdam {
+            m: zeros.clone(),
+            v: zeros,
+        }
+    }
+
+    /// Updates every dense tensor (in parallel chunks; each element's arithmetic is the same
+    /// whatever the split).
+    pub(crate) fn step(&mut self, params: &mut Dense, grads: &Dense, step: AdamStep) {
+        for (((p, g), m), v) in params
+            .0
+            .iter_mut()
+            .zip(&grads.0)
+            .zip(&mut self.m.0)
+            .zip(&mut self.v.0)
+        {
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| step.update(p, Some(g), m, v));
+        }
+    }
+}
+
+/// State of the embedding optimizer: moments (Adam) or accumulators (Adagrad) for the table
+/// and the first-order weights.
+#[derive(Debug, Clone)]
+pub(crate) struct EmbeddingState {
+    kind: EmbeddingOptimizer,
+    dim: usize,
+    /// Adam m / Adagrad accumulator of the table.
+    a: Vec<f32>,
+    /// Adam v of the table (empty for Adagrad).
+    b: Vec<f32>,
+    a_linear: Vec<f32>,
+    b_linear: Vec<f32>,
+    /// Dense Adam only: the batch's gradients scattered to full size (zero elsewhere).
+    dense_grad: Vec<f32>,
+    dense_grad_linear: Vec<f32>,
+}
+
+impl EmbeddingState {
+    pub(crate) fn new(kind: EmbeddingOptimizer, rows: usize, dim: usize) -> Self {
+        let adam = kind != EmbeddingOptimizer::Adagrad;
+        let dense = kind == EmbeddingOptimizer::Adam;
+        let sized = |on: bool, n: usize| if on { vec![0.0; n] } else { Vec::new() };
+        EmbeddingState {
+            kind,
+            dim,
+            a: vec![0.0; rows * dim],
+            b: sized(adam, rows * dim),
+            a_linear: vec![0.0; rows],
+            b_linear: sized(adam, rows),
+            dense_grad: sized(dense, rows * dim),
+            dense_grad_linear: sized(dense, rows),
+        }
+    }
+
+    /// Applies the batch's row gradients.
+    pub(crate) fn step(&mut self, params: &mut Params, grads: &RowGrads, lr: f32, adam: AdamStep) {
+        let d = self.dim;
+        match self.kind {
+            EmbeddingOptimizer::LazyAdam => {
+                for (slot, &row) in grads.rows.iter().enumerate() {
+                    let r = row as usize;
+                    let span = r * d..(r + 1) * d;
+                    adam.update(
+                        &mut params.embedding[span.clone()],
+                        Some(&grads.grad[slot * d..(slot + 1) * d]),
+                        &mut self.a[span.clone()],
+                        &mut self.b[span],
+                    );
+                    adam.update(
+                        &mut params.linear[r..r + 1],
+                        Some(&grads.linear[slot..slot + 1]),
+                        &mut self.a_linear[r..r + 1],
+                        &mut self.b_linear[r..r + 1],
+                    );
+                }
+            }
+            EmbeddingOptimizer::Adagrad => {
+                let eps = adam.eps;
+                let adagrad = |p: &mut [f32], g: &[f32], acc: &mut [f32]| {
+                    for ((p, &g), acc) in p.iter_mut().zip(g).zip(acc.iter_mut()) {
+                        *acc += g * g;
+                        *p -= lr * g / (acc.sqrt() + eps);
+                    }
+                };
+                for (slot, &row) in grads.rows.iter().enumerate() {
+                    let r = row as usize;
+                    let span = r * d..(r + 1) * d;
+                    adagrad(
+                        &mut params.embedding[span.clone()],
+                        &grads.grad[slot * d..(slot + 1) * d],
+                        &mut self.a[span],
+                    );
+                    adagrad(
+                        &mut params.linear[r..r + 1],
+                        &grads.linear[slot..slot + 1],
+                        &mut self.a_linear[r..r + 1],
+                    );
+                }
+            }
+            EmbeddingOptimizer::Adam => {
+                for (slot, &row) in grads.rows.iter().enumerate() {
+                    let r = row as usize;
+                    self.dense_grad[r * d..(r + 1) * d]
+                        .copy_from_slice(&grads.grad[slot * d..(slot + 1) * d]);
+                    self.dense_grad_linear[r] = grads.linear[slot];
+                }
+                let chunk = CHUNK.div_ceil(d) * d;
+                params
+                    .embedding
+                    .par_chunks_mut(chunk)
+                    .zip(self.dense_grad.par_chunks(chunk))
+                    .zip(self.a.par_chunks_mut(chunk))
+                    .zip(self.b.par_chunks_mut(chunk))
+                    .for_each(|(((p, g), m), v)| adam.update(p, Some(g), m, v));
+                params
+                    .linear
+                    .par_chunks_mut(CHUNK)
+                    .zip(self.dense_grad_linear.par_chunks(CHUNK))
+                    .zip(self.a_linear.par_chunks_mut(CHUNK))
+                    .zip(self.b_linear.par_chunks_mut(CHUNK))
+                    .for_each(|(((p, g), m), v)| adam.update(p, Some(g), m, v));
+                for &row in &grads.rows {
+                    let r = row as usize;
+                    self.dense_grad[r * d..(r + 1) * d].fill(0.0);
+                    self.dense_grad_linear[r] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lazy Adam on a row that is in every batch is exactly dense Adam; a row that is in no
+    /// batch is untouched by lazy Adam and drifts by its decaying moment under dense Adam.
+    #[test]
+    fn lazy_and_dense_adam_agree_on_touched_rows() {
+        let spec = crate::random::movielens_like();
+        let config = TrainConfig::default();
+        let rows = 4;
+        let d = spec.embedding_dim;
+        let params0 = Params::init(&spec, &config, rows);
+        let (mut lazy_p, mut dense_p) = (params0.clone(), params0.clone());
+        let mut lazy = EmbeddingState::new(EmbeddingOptimizer::LazyAdam, rows, d);
+        let mut dense = EmbeddingState::new(EmbeddingOptimizer::Adam, rows, d);
+        for t in 1..=5u64 {
+            let mut g = RowGrads::new(d);
+            let grad: Vec<f32> = (0..d).map(|i| (i as f32 - 3.0) * 0.1 * t as f32).collect();
+            g.add(1, 1.0, &grad, 0.3);
+            // Row 2 only in the first batch.
+            if t == 1 {
+                g.add(2, 1.0, &grad, -0.2);
+            }
+            let step = AdamStep::new(0.01, &config, t);
+            lazy.step(&mut lazy_p, &g, 0.01, step);
+            dense.step(&mut dense_p, &g, 0.01, step);
+        }
+        assert_eq!(lazy_p.embedding[d..2 * d], dense_p.embedding[d..2 * d]);
+        assert_eq!(lazy_p.linear[1], dense_p.linear[1]);
+        assert_eq!(lazy_p.embedding[0..d], params0.embedding[0..d]);
+        assert_eq!(dense_p.embedding[0..d], params0.embedding[0..d]);
+        assert_ne!(
+            lazy_p.embedding[2 * d..3 * d],
+            dense_p.embedding[2 * d..3 * d]
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The trainer end to end: export agrees with the trainer's own evaluation, runs are
+//! reproducible bit for bit whatever the thread count, a planted model is recovered, and bad
+//! input is refused.
+
+use deepfm::random::{Rng, mixed_small, planted};
+use deepfm::train::{
+    BatchNorm, EmbeddingInit, EmbeddingOptimizer, FitConfig, InMemory, Loss, TrainConfig,
+    TrainError, Trainer, fit,
+};
+use deepfm::{Batch, Column, Columns, Model, ModelSpec, Output, Scratch, score};
+
+fn config(loss: Loss, threads: usize, seed: u64) -> TrainConfig {
+    TrainConfig {
+        loss,
+        batch_norm: Some(BatchNorm::default()),
+        dropout: 0.2,
+        l2_embedding: 1e-5,
+        l2_dense: 1e-5,
+        clip_norm: Some(10.0),
+        seed,
+        threads,
+        ..TrainConfig::default()
+    }
+}
+
+/// A teacher with large enough weights that its labels carry signal.
+fn teacher(spec: &ModelSpec, seed: u64) -> Trainer {
+    let loss = match spec.output {
+        Output::Sigmoid => Loss::Bce,
+        Output::Linear => Loss::Mse,
+    };
+    let config = TrainConfig {
+        loss,
+        embedding_init: EmbeddingInit::Normal { std: 0.4 },
+        initial_bias: if loss == Loss::Mse { 3.5 } else { -1.0 },
+        seed,
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    Trainer::new(spec.clone(), config).unwrap()
+}
+
+fn train_some(spec: &ModelSpec, config: TrainConfig, rows: usize, epochs: usize) -> Trainer {
+    let mut t = teacher(spec, 99);
+    let data = planted(&mut t, rows, 0.3, 7).unwrap();
+    let mut trainer = Trainer::new(spec.clone(), config).unwrap();
+    let mut source = InMemory::new(spec, data.batch, data.labels, 3, true).unwrap();
+    let fit_config = FitConfig {
+        epochs,
+        batch_size: 64,
+        ..FitConfig::default()
+    };
+    fit(&mut trainer, &mut source, None, &fit_config, &mut |_| {}).unwrap();
+    trainer
+}
+
+#[test]
+fn exported_model_scores_like_the_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    for output in [Output::Sigmoid, Output::Linear] {
+        let mut spec = mixed_small();
+        spec.output = output;
+        spec.clamp = (output == Output::Linear).then_some([1.0, 5.0]);
+        let loss = if output == Output::Sigmoid {
+            Loss::Bce
+        } else {
+            Loss::Mse
+        };
+        let mut trainer = train_some(&spec, config(loss, 2, 1), 2000, 2);
+        assert!(trainer.steps() > 0);
+        let path = trainer.write(dir.path().join("m.dfm")).unwrap();
+        let model = Model::open(&path).unwrap();
+        let mut t = teacher(&spec, 5);
+        let test = planted(&mut t, 1000, 0.3, 11).unwrap();
+        let mut want = vec![0.0; 1000];
+        trainer.predict(&test.batch, &mut want).unwrap();
+        let mut got = vec![0.0; 1000];
+        score(&model, &test.batch, &mut Scratch::new(&model), &mut got).unwrap();
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "{output:?}: worst difference {worst}");
+        // The trained model is not the initial one.
+        let fresh = Trainer::new(spec.clone(), config(loss, 1, 1)).unwrap();
+        assert_ne!(fresh.params(), trainer.params());
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_file_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = mixed_small();
+    let files: Vec<Vec<u8>> = [1, 2, 1, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &threads)| {
+            let trainer = train_some(&spec, config(Loss::Bce, threads, 42), 1500, 2);
+            let path = trainer.write(dir.path().join(format!("m{i}.dfm"))).unwrap();
+            std::fs::read(path).unwrap()
+        })
+        .collect();
+    for f in &files[1..] {
+        assert!(f == &files[0], "model files differ");
+    }
+    let other = train_some(&spec, config(Loss::Bce, 2, 43), 1500, 2);
+    let path = other.write(dir.path().join("other.dfm")).unwrap();
+    assert!(
+        std::fs::read(path).unwrap() != files[0],
+        "the seed has no effect"
+    );
+}
+
+#[test]
+fn every_embedding_optimizer_lowers_the_loss() {
+    let spec = mixed_small();
+    for optimizer in [
+        EmbeddingOptimizer::Adam,
+        EmbeddingOptimizer::LazyAdam,
+        EmbeddingOptimizer::Adagrad,
+    ] {
+        let mut t = teacher(&spec, 4);
+        let data = planted(&mut t, 3000, 0.0, 8).unwrap();
+        let mut trainer = Trainer::new(
+            spec.clone(),
+            TrainConfig {
+                embedding_optimizer: optimizer,
+                embedding_learning_rate: Some(if optimizer == EmbeddingOptimizer::Adagrad {
+                    0.05
+                } else {
+                    0.003
+                }),
+                threads: 1,
+                ..TrainConfig::default()
+            },
+        )
+        .unwrap();
+        let before = trainer.evaluate_loss(&data.batch, &data.labels).unwrap();
+        let mut source =
+            InMemory::new(&spec, data.batch.clone(), data.labels.clone(), 1, true).unwrap();
+        let fit_config = FitConfig {
+            epochs: 3,
+            batch_size: 128,
+            ..FitConfig::default()
+        };
+        fit(&mut trainer, &mut source, None, &fit_config, &mut |_| {}).unwrap();
+        let after = trainer.evaluate_loss(&data.batch, &data.labels).unwrap();
+        assert!(
+            after < before - 0.01,
+            "{optimizer:?}: loss {before} -> {after}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let spec = mixed_small();
+    let mut trainer = Trainer::new(spec.clone(), config(Loss::Bce, 1, 0)).unwrap();
+    let before = trainer.params().clone();
+    let batch = deepfm::random::random_batch(&spec, 4, 1);
+    assert!(matches!(
+        trainer.step(&batch, &[1.0, 0.0, 1.0]),
+        Err(TrainError::LabelCount {
+            expected: 4,
+            found: 3
+        })
+    ));
+    assert!(matches!(
+        trainer.step(&batch, &[1.0, 0.0, 2.0, 0.0]),
+        Err(TrainError::BadLabel { row: 2, .. })
+    ));
+    assert!(matches!(
+        trainer.step(&batch, &[1.0, f32::NAN, 0.0, 0.0]),
+        Err(TrainError::BadLabel { row: 1, .. })
+    ));
+    let ids = [600u64];
+    let columns = [Column::Categorical(&ids)];
+    assert!(matches!(
+        trainer.step(&Batch::new(&columns), &[1.0]),
+        Err(TrainError::Batch(_))
+    ));
+    assert_eq!(trainer.params(), &before);
+    assert_eq!(trainer.steps(), 0);
+    // Loss and output must go together.
+    let mut linear = spec.clone();
+    linear.output = Output::Linear;
+    assert!(matches!(
+        Trainer::new(linear, config(Loss::Bce, 1, 0)),
+        Err(TrainError::Mismatch(_))
+    ));
+    assert!(matches!(
+        Trainer::new(
+            spec,
+            TrainConfig {
+                dropout: 1.0,
+                ..TrainConfig::default()
+            }
+        ),
+        Err(TrainError::Config(_))
+    ));
+}
+
+#[test]
+fn divergence_is_reported_and_leaves_the_weights() {
+    let spec = mixed_small();
+    let mut trainer = Trainer::new(
+        spec.clone(),
+        TrainConfig {
+            loss: Loss::Bce,
+            learning_rate: 1e30,
+            embedding_learning_rate: Some(1e30),
+            threads: 1,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    let batch = deepfm::random::random_batch(&spec, 32, 2);
+    let mut rng = Rng::new(1);
+    let labels: Vec<f32> = (0..batch.rows()).map(|_| rng.below(2) as f32).collect();
+    let mut diverged = None;
+    for _ in 0..20 {
+        let before = trainer.params().clone();
+        match trainer.step(&batch, &labels) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(matches!(e, TrainError::Diverged { .. }), "{e}");
+                assert_eq!(trainer.params(), &before);
+                diverged = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(diverged.is_some(), "a learning rate of 1e30 never diverged");
+}
