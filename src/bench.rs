@@ -96,3 +96,77 @@ pub fn run(
         mode,
     })
 }
+
+/// What one training-throughput measurement found.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBenchResult {
+    /// Samples trained on per second.
+    pub samples_per_sec: f64,
+    /// Rows per step.
+    pub batch: usize,
+    /// Threads of the trainer's pool.
+    pub threads: usize,
+    /// Mean wall time of one step, in milliseconds.
+    pub millis_per_step: f64,
+    /// Steps timed.
+    pub steps: u64,
+    /// Instruction set of the kernels.
+    pub isa: &'static str,
+}
+
+/// Batches the training benchmark cycles through (the PyTorch peer script does the same).
+const TRAIN_BATCHES: usize = 16;
+
+/// Trains on random batches of `batch` rows (uniform ids, numeric values in `[0, 3)`, labels
+/// 1 with probability 1/4 for BCE or uniform in 1–5 for MSE) for about `seconds` after a short
+/// warm-up, and reports the throughput.
+pub fn run_training(
+    spec: &crate::spec::ModelSpec,
+    config: crate::train::TrainConfig,
+    batch: usize,
+    seconds: f64,
+) -> Result<TrainBenchResult, crate::train::TrainError> {
+    use crate::random::Rng;
+    use crate::train::{Loss, Trainer};
+    let batch = batch.max(1);
+    let loss = config.loss;
+    let threads = config.threads;
+    let mut trainer = Trainer::new(spec.clone(), config)?;
+    let mut rng = Rng::new(7);
+    let data: Vec<(BatchBuf, Vec<f32>)> = (0..TRAIN_BATCHES)
+        .map(|i| {
+            let labels = (0..batch)
+                .map(|_| match loss {
+                    Loss::Bce => (rng.uniform() < 0.25) as u8 as f32,
+                    Loss::Mse => 1.0 + 4.0 * rng.uniform(),
+                })
+                .collect();
+            (random_batch(spec, batch, 1000 + i as u64), labels)
+        })
+        .collect();
+    let warmup = Instant::now();
+    for (b, y) in data.iter().cycle() {
+        trainer.step(b, y)?;
+        if warmup.elapsed() > Duration::from_secs_f64((seconds * 0.1).min(1.0)) {
+            break;
+        }
+    }
+    let start = Instant::now();
+    let mut steps = 0u64;
+    for (b, y) in data.iter().cycle() {
+        trainer.step(b, y)?;
+        steps += 1;
+        if start.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(TrainBenchResult {
+        samples_per_sec: steps as f64 * batch as f64 / elapsed,
+        batch,
+        threads,
+        millis_per_step: elapsed * 1e3 / steps as f64,
+        steps,
+        isa: crate::kernels::Isa::detect().name(),
+    })
+}

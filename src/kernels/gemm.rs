@@ -233,12 +233,64 @@ pub fn gemm_bias_act(
     ldc: usize,
     pack: &mut PackBuffer,
 ) {
-    let (k, n) = (w.k, w.n);
-    if m == 0 || n == 0 {
+    if m == 0 || w.n == 0 {
         return;
     }
-    assert!(lda >= k && ldc >= n, "leading dimensions too small");
-    assert!(a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(lda >= w.k, "leading dimension of A too small");
+    assert!(a.len() >= (m - 1) * lda + w.k, "A too short");
+    gemm(isa, Operand::Rows(a, lda), m, w, relu, c, ldc, pack);
+}
+
+/// `C = act(Aᵀ · Wᵀ + b)` where `A` is stored `[k, m]`: element `(i, kk)` of the left operand
+/// is `a[kk * lda + i]`. The trainer's weight gradient `dW = dZᵀ · X` runs on this without
+/// transposing `dZ`: packing reads `MR` consecutive values per `k`, which is cheaper than the
+/// row-major packing.
+///
+/// # Panics
+/// As [`gemm_bias_act`], with `a` holding `k` rows of `lda ≥ m` values.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_at_bias_act(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &PackedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+    pack: &mut PackBuffer,
+) {
+    if m == 0 || w.n == 0 {
+        return;
+    }
+    assert!(lda >= m, "leading dimension of A too small");
+    assert!(
+        w.k == 0 || a.len() >= (w.k - 1) * lda + m,
+        "A too short"
+    );
+    gemm(isa, Operand::Columns(a, lda), m, w, relu, c, ldc, pack);
+}
+
+/// The left operand: row-major (`a[i * lda + kk]`) or transposed (`a[kk * lda + i]`).
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Rows(&'a [f32], usize),
+    Columns(&'a [f32], usize),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    isa: Isa,
+    a: Operand<'_>,
+    m: usize,
+    w: &PackedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+    pack: &mut PackBuffer,
+) {
+    let (k, n) = (w.k, w.n);
+    assert!(ldc >= n, "leading dimension of C too small");
     assert!(c.len() >= (m - 1) * ldc + n, "C too short");
     assert!(isa.is_supported(), "instruction set not supported here");
     let mr = match isa {
@@ -256,7 +308,12 @@ pub fn gemm_bias_act(
         let last_k = k0 + kc == k;
         for i0 in (0..m).step_by(MC) {
             let i1 = (i0 + MC).min(m);
-            pack_a(a, lda, i0..i1, k0..k0 + kc, mr, packed);
+            match a {
+                Operand::Rows(a, lda) => pack_a(a, lda, i0..i1, k0..k0 + kc, mr, packed),
+                Operand::Columns(a, lda) => {
+                    pack_a_transposed(a, lda, i0..i1, k0..k0 + kc, mr, packed)
+                }
+            }
             for j in 0..panels {
                 let col0 = j * NR;
                 let cols = NR.min(n - col0);
@@ -327,6 +384,27 @@ fn pack_panels<const MR: usize>(
     }
 }
 
+/// As [`pack_a`] for a transposed `A` (`a[kk * lda + i]`): each `k` contributes `mr`
+/// consecutive values.
+fn pack_a_transposed(
+    a: &[f32],
+    lda: usize,
+    rows: Range<usize>,
+    ks: Range<usize>,
+    mr: usize,
+    out: &mut [f32],
+) {
+    let kc = ks.len();
+    for (p, i) in rows.clone().step_by(mr).enumerate() {
+        let live = mr.min(rows.end - i);
+        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
+        for (dst, kk) in panel.chunks_exact_mut(mr).zip(ks.clone()) {
+            dst[..live].copy_from_slice(&a[kk * lda + i..kk * lda + i + live]);
+            dst[live..].fill(0.0);
+        }
+    }
+}
+
 fn run_tile(isa: Isa, tile: &mut Tile<'_>) {
     match isa {
         Isa::Portable => super::gemm_portable::micro(tile),
@@ -387,12 +465,24 @@ mod tests {
             let mut buffer = PackBuffer::new();
             let mut want = vec![7.0f32; m * ldc];
             gemm_bias_act_ref(&a, lda, m, &w, &bias, n, k, relu, &mut want, ldc);
+            // The same A stored transposed (`k` rows of `m + lda_pad` values).
+            let ldt = m + lda_pad;
+            let mut at = vec![0.0f32; k * ldt];
+            for i in 0..m {
+                for kk in 0..k {
+                    at[kk * ldt + i] = a[i * lda + kk];
+                }
+            }
             for isa in Isa::available() {
                 let mut got = vec![7.0f32; m * ldc];
                 gemm_bias_act(isa, &a, lda, m, &packed, relu, &mut got, ldc, &mut buffer);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     prop_assert!(close(*g, *w), "{isa:?} element {i}: {g} vs {w}");
                 }
+                let mut got_t = vec![7.0f32; m * ldc];
+                gemm_at_bias_act(isa, &at, ldt, m, &packed, relu, &mut got_t, ldc, &mut buffer);
+                // Same packed values in the same order: bit-identical to the row-major call.
+                prop_assert_eq!(&got_t, &got);
             }
         }
     }

@@ -22,7 +22,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Shape {
     /// 13 numeric + 26 categorical fields, 1M rows, D=16, hidden 400-400-400.
     CriteoLike,
@@ -119,6 +119,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure training throughput (samples/s) on random samples of a benchmark shape.
+    BenchTrain {
+        #[arg(long, value_enum, default_value = "criteo-like")]
+        shape: Shape,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Embedding optimizer.
+        #[arg(long, value_enum, default_value = "lazy-adam")]
+        optim: Optim,
+        /// Batch norm after each hidden layer.
+        #[arg(long)]
+        bn: bool,
+        #[arg(long, default_value_t = 0.0)]
+        dropout: f32,
+        /// End with a JSON line of the results.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Embedding optimizers, as the CLI names them.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Optim {
+    Adam,
+    LazyAdam,
+    Adagrad,
+}
+
+impl Optim {
+    fn get(self) -> deepfm::train::EmbeddingOptimizer {
+        use deepfm::train::EmbeddingOptimizer as E;
+        match self {
+            Optim::Adam => E::Adam,
+            Optim::LazyAdam => E::LazyAdam,
+            Optim::Adagrad => E::Adagrad,
+        }
+    }
 }
 
 fn main() {
@@ -168,6 +209,41 @@ fn run(cli: Cli) -> Result<()> {
             isa,
             json,
         } => bench(model, shape, batch, threads, seconds, isa, json),
+        Command::BenchTrain {
+            shape,
+            batch,
+            threads,
+            seconds,
+            optim,
+            bn,
+            dropout,
+            json,
+        } => {
+            use deepfm::train::{BatchNorm, Loss, TrainConfig};
+            let spec = shape.spec();
+            let loss = match spec.output {
+                deepfm::Output::Sigmoid => Loss::Bce,
+                deepfm::Output::Linear => Loss::Mse,
+            };
+            let config = TrainConfig {
+                loss,
+                embedding_optimizer: optim.get(),
+                batch_norm: bn.then(BatchNorm::default),
+                dropout,
+                threads,
+                ..TrainConfig::default()
+            };
+            let r = deepfm::bench::run_training(&spec, config, batch, seconds)?;
+            println!(
+                "{:?} batch {batch}, {threads} thread(s), {optim:?}, bn {bn}, dropout {dropout}: \
+                 {:.0} samples/s ({:.3} ms/step, {} steps, {})",
+                shape, r.samples_per_sec, r.millis_per_step, r.steps, r.isa
+            );
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            Ok(())
+        }
     }
 }
 
