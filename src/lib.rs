@@ -11,6 +11,7 @@
 //!   each with a scalar reference, chosen once per model by CPU features.
 //! - [`infer`]: [`Model`] (immutable, `Send + Sync`, backed by the map), [`Scratch`] (per thread)
 //!   and the zero-allocation [`score`] / [`score_parallel`] entry points.
+//! - [`metrics`]: AUC, log loss, RMSE and MAE, accumulated in f64, for evaluating predictions.
 //! - [`reference`]: a plain f64 forward pass used to check the optimized path.
 //! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
 //! - [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
@@ -41,6 +42,7 @@ pub mod format;
 pub mod infer;
 pub mod interop;
 pub mod kernels;
+pub mod metrics;
 pub mod random;
 pub mod reference;
 pub mod spec;

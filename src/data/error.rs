@@ -1,0 +1,85 @@
+//! The error of the data-set loaders: where in which file, and what was found there, so a user can
+//! open the file at that line and see the problem.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// How many characters of an offending field an error keeps.
+const SNIPPET_CHARS: usize = 40;
+
+/// Every way loading a data set can fail.
+#[derive(Debug, Error)]
+pub enum DataError {
+    /// The operating system refused to open or read `path`.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned (for an in-memory reader, the name it was given).
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A line that does not have the file's format.
+    #[error("{file}, line {line}, column {column} ({field}): {problem}: {text:?}")]
+    Parse {
+        /// File name (or the name given to an in-memory reader).
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// 1-based column (field) number.
+        column: usize,
+        /// What the column holds, e.g. `rating`.
+        field: String,
+        /// What is wrong.
+        problem: String,
+        /// The offending text, Latin-1 decoded and cut to about 40 characters.
+        text: String,
+    },
+    /// A folder holds none of the file sets a loader knows.
+    #[error("{dir}: no data set found (looked for {looked_for})")]
+    NotFound {
+        /// Folder searched.
+        dir: PathBuf,
+        /// The file names tried, for the message.
+        looked_for: String,
+    },
+}
+
+/// Where a line came from; builds [`DataError::Parse`] for it.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub file: &'a str,
+    pub line: usize,
+}
+
+impl At<'_> {
+    /// A parse error at 1-based `column` showing `text`.
+    pub(crate) fn err(
+        &self,
+        column: usize,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        text: &[u8],
+    ) -> DataError {
+        DataError::Parse {
+            file: self.file.to_string(),
+            line: self.line,
+            column,
+            field: field.into(),
+            problem: problem.into(),
+            text: snippet(text),
+        }
+    }
+}
+
+/// Latin-1 decodes `bytes` (never fails) and keeps the first [`SNIPPET_CHARS`] characters.
+fn snippet(bytes: &[u8]) -> String {
+    let mut s: String = bytes
+        .iter()
+        .take(SNIPPET_CHARS)
+        .map(|&b| char::from(b))
+        .collect();
+    if bytes.len() > SNIPPET_CHARS {
+        s.push('…');
+    }
+    s
+}
