@@ -264,10 +264,7 @@ pub fn gemm_at_bias_act(
         return;
     }
     assert!(lda >= m, "leading dimension of A too small");
-    assert!(
-        w.k == 0 || a.len() >= (w.k - 1) * lda + m,
-        "A too short"
-    );
+    assert!(w.k == 0 || a.len() >= (w.k - 1) * lda + m, "A too short");
     gemm(isa, Operand::Columns(a, lda), m, w, relu, c, ldc, pack);
 }
 
