@@ -71,19 +71,21 @@ impl PackedMatrix {
         assert_eq!(weight.len(), n * k, "weight is not n × k");
         assert_eq!(bias.len(), n, "bias is not n long");
         self.resize(n, k);
-        for (j, panel) in self.panels.chunks_exact_mut(k.max(1)).enumerate() {
+        let fill = |(j, panel): (usize, &mut [Line])| {
             let col0 = j * NR;
             let cols = NR.min(n - col0);
-            for (kk, line) in panel.iter_mut().enumerate() {
-                for (c, v) in line.0.iter_mut().enumerate() {
-                    *v = if c < cols {
-                        weight[(col0 + c) * k + kk]
-                    } else {
-                        0.0
-                    };
+            if cols < NR {
+                panel.iter_mut().for_each(|line| line.0 = [0.0; NR]);
+            }
+            // Row by row: contiguous reads; the writes stay inside the panel (k lines).
+            for c in 0..cols {
+                let row = &weight[(col0 + c) * k..(col0 + c + 1) * k];
+                for (line, &w) in panel.iter_mut().zip(row) {
+                    line.0[c] = w;
                 }
             }
-        }
+        };
+        self.for_each_panel(fill);
         self.set_bias(bias);
     }
 
@@ -97,17 +99,40 @@ impl PackedMatrix {
     pub fn repack_transposed(&mut self, source: &[f32], n: usize, k: usize) {
         assert_eq!(source.len(), k * n, "source is not k × n");
         self.resize(n, k);
-        for (j, panel) in self.panels.chunks_exact_mut(k.max(1)).enumerate() {
+        let fill = |(j, panel): (usize, &mut [Line])| {
             let col0 = j * NR;
             let cols = NR.min(n - col0);
             for (kk, line) in panel.iter_mut().enumerate() {
                 let row = &source[kk * n + col0..kk * n + col0 + cols];
-                line.0[..cols].copy_from_slice(row);
-                line.0[cols..].fill(0.0);
+                match <&[f32; NR]>::try_from(row) {
+                    // A fixed-size copy is two vector moves; a slice copy is a memcpy call.
+                    Ok(full) => line.0 = *full,
+                    Err(_) => {
+                        line.0[..cols].copy_from_slice(row);
+                        line.0[cols..].fill(0.0);
+                    }
+                }
             }
-        }
+        };
+        self.for_each_panel(fill);
         for line in &mut self.bias {
             line.0 = [0.0; NR];
+        }
+    }
+
+    /// Runs `fill` on every `(panel index, panel)`, in parallel (on the current rayon pool)
+    /// when the matrix is large enough to be worth it. Each panel is written by one call, so
+    /// the result does not depend on the split.
+    fn for_each_panel(&mut self, fill: impl Fn((usize, &mut [Line])) + Sync + Send) {
+        use rayon::prelude::*;
+        let k = self.k.max(1);
+        if self.panels.len() >= 1 << 14 {
+            self.panels
+                .par_chunks_exact_mut(k)
+                .enumerate()
+                .for_each(fill);
+        } else {
+            self.panels.chunks_exact_mut(k).enumerate().for_each(fill);
         }
     }
 
@@ -391,13 +416,33 @@ fn pack_a_transposed(
     mr: usize,
     out: &mut [f32],
 ) {
+    match mr {
+        4 => pack_columns::<4>(a, lda, rows, ks, out),
+        6 => pack_columns::<6>(a, lda, rows, ks, out),
+        _ => unreachable!("micro-kernels have 4 or 6 rows"),
+    }
+}
+
+fn pack_columns<const MR: usize>(
+    a: &[f32],
+    lda: usize,
+    rows: Range<usize>,
+    ks: Range<usize>,
+    out: &mut [f32],
+) {
     let kc = ks.len();
-    for (p, i) in rows.clone().step_by(mr).enumerate() {
-        let live = mr.min(rows.end - i);
-        let panel = &mut out[p * mr * kc..(p + 1) * mr * kc];
-        for (dst, kk) in panel.chunks_exact_mut(mr).zip(ks.clone()) {
-            dst[..live].copy_from_slice(&a[kk * lda + i..kk * lda + i + live]);
-            dst[live..].fill(0.0);
+    for (p, i) in rows.clone().step_by(MR).enumerate() {
+        let live = MR.min(rows.end - i);
+        let panel = &mut out[p * MR * kc..(p + 1) * MR * kc];
+        for (dst, kk) in panel.chunks_exact_mut(MR).zip(ks.clone()) {
+            let src = &a[kk * lda + i..kk * lda + i + live];
+            match <&[f32; MR]>::try_from(src) {
+                Ok(full) => dst.copy_from_slice(full),
+                Err(_) => {
+                    dst[..live].copy_from_slice(src);
+                    dst[live..].fill(0.0);
+                }
+            }
         }
     }
 }

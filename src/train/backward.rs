@@ -8,22 +8,25 @@
 //!   blocked GEMM kernel of inference (the backward operands are packed transposed).
 //!
 //! Then each field's embedding gets `dX₀` plus the FM term `dlogit · (Σ_f e_f − e_f)` and the
-//! rows are accumulated per distinct row in sample order. Column sums run over rows in order
-//! and GEMMs split by rows, so gradients do not depend on the thread count.
+//! rows are accumulated per distinct row in sample order. Sums over the batch are taken per
+//! block of 64 rows (in parallel) and the block sums added in block order; GEMMs split by
+//! rows: gradients do not depend on the thread count.
 
 use super::Trainer;
 use super::config::Loss;
-use super::forward::{par_gemm, pool_weight};
+use super::forward::{Operand, ROW_BLOCK, par_gemm, pool_weight};
 use super::params::Dense;
 use crate::batch::{Column, Columns};
 use crate::spec::FieldKind;
+use rayon::prelude::*;
 
-/// `out[o] = Σ_r mat[r][o]`, rows in order.
-fn column_sums(mat: &[f32], n: usize, out: &mut [f32]) {
+/// `out = Σ_b partials[b]` over blocks of `width` values, in block order: with blocks of a
+/// fixed number of rows this sum does not depend on the thread count.
+pub(crate) fn add_blocks(partials: &[f32], width: usize, out: &mut [f32]) {
     out.fill(0.0);
-    for row in mat.chunks_exact(n) {
-        for (s, &v) in out.iter_mut().zip(row) {
-            *s += v;
+    for part in partials.chunks_exact(width) {
+        for (o, &p) in out.iter_mut().zip(part) {
+            *o += p;
         }
     }
 }
@@ -59,7 +62,7 @@ pub(crate) fn loss_and_gradient(
 impl Trainer {
     /// Backward pass over the `m` rows of the last `forward` (in training mode): dense
     /// gradients into `self.grads`, embedding rows into `self.row_grads`.
-    pub(crate) fn backward<C: Columns + ?Sized>(&mut self, batch: &C, m: usize) {
+    pub(crate) fn backward<C: Columns + Sync + ?Sized>(&mut self, batch: &C, m: usize) {
         let hidden = self.spec.hidden.len();
         let width0 = self.spec.mlp_input_width();
         let ws = &mut self.ws;
@@ -67,7 +70,7 @@ impl Trainer {
         let dlogit = &ws.dlogit[..m];
         grads[Dense::BIAS][0] = dlogit.iter().sum();
 
-        // Output unit.
+        // Output unit: dW = Σ_r dlogit_r · a_r (blocked sums), da_r = dlogit_r · w.
         let out = Dense::out(hidden);
         let out_w = &self.params.dense.0[out];
         let last = out_w.len();
@@ -76,20 +79,27 @@ impl Trainer {
         } else {
             &ws.acts[hidden - 1]
         };
-        let g = &mut grads[out];
-        g.fill(0.0);
-        for (&dl, a) in dlogit.iter().zip(input.chunks_exact(last)) {
-            for (g, &a) in g.iter_mut().zip(a) {
-                *g += dl * a;
-            }
-        }
+        let blocks = m.div_ceil(ROW_BLOCK);
+        let partials = &mut ws.partials[..blocks * last];
+        input[..m * last]
+            .par_chunks(ROW_BLOCK * last)
+            .zip(dlogit.par_chunks(ROW_BLOCK))
+            .zip(partials.par_chunks_mut(last))
+            .zip(ws.da[..m * last].par_chunks_mut(ROW_BLOCK * last))
+            .for_each(|(((a, dl), part), da)| {
+                part.fill(0.0);
+                for ((a, &dl), da) in a.chunks_exact(last).zip(dl).zip(da.chunks_exact_mut(last)) {
+                    for (((p, &a), da), &w) in part.iter_mut().zip(a).zip(da.iter_mut()).zip(out_w)
+                    {
+                        *p += dl * a;
+                        *da = dl * w;
+                    }
+                }
+            });
+        add_blocks(partials, last, &mut grads[out]);
         grads[out + 1][0] = dlogit.iter().sum();
-        for (&dl, da) in dlogit.iter().zip(ws.da.chunks_exact_mut(last)) {
-            for (da, &w) in da.iter_mut().zip(out_w) {
-                *da = dl * w;
-            }
-        }
 
+        let bn = self.config.batch_norm.is_some();
         for l in (0..hidden).rev() {
             let n = self.spec.hidden[l];
             let k = if l == 0 {
@@ -98,66 +108,83 @@ impl Trainer {
                 self.spec.hidden[l - 1]
             };
             let t = Dense::layer(l);
-            let (da, dz) = (&ws.da[..m * n], &mut ws.dz[..m * n]);
+            let da = &ws.da[..m * n];
+            let dz = &mut ws.dz[..m * n];
             let acts = &ws.acts[l][..m * n];
-            // Through dropout and ReLU (a unit that was dropped or not positive passes nothing).
-            match ws.masks.get(l) {
-                Some(mask) => {
-                    for (((dz, &da), &a), &mk) in
-                        dz.iter_mut().zip(da).zip(acts).zip(&mask[..m * n])
-                    {
-                        *dz = if a > 0.0 { da * mk } else { 0.0 };
+            let xhat = &ws.xhat[l][..m * n];
+            let mask = ws.masks.get(l).map(|mask| &mask[..m * n]);
+            // Pass 1, by row blocks: through dropout and ReLU (a unit that was dropped or not
+            // positive passes nothing), with the block's column sums of dy (and dy · x̂).
+            let width = if bn { 2 * n } else { n };
+            let partials = &mut ws.partials[..blocks * width];
+            dz.par_chunks_mut(ROW_BLOCK * n)
+                .zip(partials.par_chunks_mut(width))
+                .enumerate()
+                .for_each(|(b, (dz, part))| {
+                    let r0 = b * ROW_BLOCK * n;
+                    let span = r0..r0 + dz.len();
+                    let (da, acts, xhat) =
+                        (&da[span.clone()], &acts[span.clone()], &xhat[span.clone()]);
+                    match mask {
+                        Some(mask) => {
+                            for (((dz, &da), &a), &mk) in
+                                dz.iter_mut().zip(da).zip(acts).zip(&mask[span])
+                            {
+                                *dz = if a > 0.0 { da * mk } else { 0.0 };
+                            }
+                        }
+                        None => {
+                            for ((dz, &da), &a) in dz.iter_mut().zip(da).zip(acts) {
+                                *dz = if a > 0.0 { da } else { 0.0 };
+                            }
+                        }
                     }
-                }
-                None => {
-                    for ((dz, &da), &a) in dz.iter_mut().zip(da).zip(acts) {
-                        *dz = if a > 0.0 { da } else { 0.0 };
+                    part.fill(0.0);
+                    let (sum, sum_x) = part.split_at_mut(n);
+                    for (dy, xh) in dz.chunks_exact(n).zip(xhat.chunks_exact(n)) {
+                        for (s, &dy) in sum.iter_mut().zip(dy) {
+                            *s += dy;
+                        }
+                        if bn {
+                            for ((s, &dy), &xh) in sum_x.iter_mut().zip(dy).zip(xh) {
+                                *s += dy * xh;
+                            }
+                        }
                     }
-                }
-            }
-            if self.config.batch_norm.is_some() {
-                let xhat = &ws.xhat[l][..m * n];
-                let (dbeta, dgamma) = (&mut ws.col_a[..n], &mut ws.col_b[..n]);
-                column_sums(dz, n, dbeta);
-                dgamma.fill(0.0);
-                for (dy, xh) in dz.chunks_exact(n).zip(xhat.chunks_exact(n)) {
-                    for ((s, &dy), &xh) in dgamma.iter_mut().zip(dy).zip(xh) {
-                        *s += dy * xh;
-                    }
-                }
+                });
+            if bn {
+                let sums = &mut ws.col_a[..2 * n];
+                add_blocks(partials, 2 * n, sums);
+                let (dbeta, dgamma) = sums.split_at(n);
                 grads[t + 2].copy_from_slice(dgamma);
                 grads[t + 3].copy_from_slice(dbeta);
-                let gamma = &self.params.dense.0[t + 2];
-                let inv_std = &ws.inv_std[l];
-                let inv_m = 1.0 / m as f32;
-                for (dy, xh) in dz.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
-                    for o in 0..n {
-                        dy[o] = gamma[o]
-                            * inv_std[o]
-                            * (dy[o] - dbeta[o] * inv_m - xh[o] * dgamma[o] * inv_m);
-                    }
-                }
-            }
-            if self.config.batch_norm.is_some() {
                 // Batch norm subtracts the batch mean: a bias before it has no effect on the
                 // loss, and its exact gradient is zero (summing dz would only add rounding).
                 grads[t + 1].fill(0.0);
+                // Pass 2: dz = γ/σ · (dy − dβ/m − x̂ · dγ/m).
+                let gamma = &self.params.dense.0[t + 2];
+                let inv_std = &ws.inv_std[l];
+                let inv_m = 1.0 / m as f32;
+                dz.par_chunks_mut(ROW_BLOCK * n)
+                    .zip(xhat.par_chunks(ROW_BLOCK * n))
+                    .for_each(|(dz, xhat)| {
+                        for (dy, xh) in dz.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
+                            for o in 0..n {
+                                dy[o] = gamma[o]
+                                    * inv_std[o]
+                                    * (dy[o] - dbeta[o] * inv_m - xh[o] * dgamma[o] * inv_m);
+                            }
+                        }
+                    });
             } else {
-                column_sums(dz, n, &mut grads[t + 1]);
+                add_blocks(partials, n, &mut grads[t + 1]);
             }
-            // dW = dzᵀ · X: transpose dz, pack X transposed.
-            let dzt = &mut ws.dzt[..n * m];
-            for (r, row) in dz.chunks_exact(n).enumerate() {
-                for (o, &v) in row.iter().enumerate() {
-                    dzt[o * m + r] = v;
-                }
-            }
+            // dW = dzᵀ · X: dz read as a transposed operand, X packed transposed.
             let input: &[f32] = if l == 0 { &ws.x0 } else { &ws.acts[l - 1] };
             ws.packed_x.repack_transposed(&input[..m * k], k, m);
             par_gemm(
                 self.isa,
-                dzt,
-                m,
+                Operand::Columns(&ws.dz[..m * n], n),
                 n,
                 &ws.packed_x,
                 false,
@@ -170,8 +197,7 @@ impl Trainer {
                 .repack_transposed(&self.params.dense.0[t], k, n);
             par_gemm(
                 self.isa,
-                &ws.dz[..m * n],
-                n,
+                Operand::Rows(&ws.dz[..m * n], n),
                 m,
                 &ws.packed_wt,
                 false,
@@ -184,40 +210,57 @@ impl Trainer {
         self.embedding_gradients(batch, m);
     }
 
-    /// Adds the FM gradient to `dX₀` (now in `ws.da`) and accumulates it per embedding row.
-    fn embedding_gradients<C: Columns + ?Sized>(&mut self, batch: &C, m: usize) {
+    /// Adds the FM gradient to `dX₀` (now in `ws.da`) and accumulates it per embedding row,
+    /// one task per field.
+    fn embedding_gradients<C: Columns + Sync + ?Sized>(&mut self, batch: &C, m: usize) {
         let spec = &self.spec;
         let d = spec.embedding_dim;
         let width = spec.mlp_input_width();
         let ws = &mut self.ws;
-        let rg = &mut self.row_grads;
-        rg.clear();
-        for r in 0..m {
-            let dl = ws.dlogit[r];
-            let dx = &mut ws.da[r * width..(r + 1) * width];
-            let x = &ws.x0[r * width..(r + 1) * width];
-            let s = &ws.sum[r * d..(r + 1) * d];
-            for (dxf, xf) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                for ((g, &e), &s) in dxf.iter_mut().zip(xf).zip(s) {
-                    *g += dl * (s - e);
+        let (x0, sum, dlogit) = (&ws.x0, &ws.sum, &ws.dlogit);
+        ws.da[..m * width]
+            .par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(r, dx)| {
+                let dl = dlogit[r];
+                let x = &x0[r * width..(r + 1) * width];
+                let s = &sum[r * d..(r + 1) * d];
+                for (dxf, xf) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                    for ((g, &e), &s) in dxf.iter_mut().zip(xf).zip(s) {
+                        *g += dl * (s - e);
+                    }
                 }
-            }
-            for (f, field) in spec.fields.iter().enumerate() {
-                let base = self.offsets[f];
-                let g = &dx[f * d..(f + 1) * d];
+            });
+        let dx = &ws.da;
+        self.row_grads
+            .par_iter_mut()
+            .zip(&spec.fields)
+            .enumerate()
+            .for_each(|(f, (rg, field))| {
+                rg.clear();
+                let g = |r: usize| &dx[r * width + f * d..r * width + (f + 1) * d];
                 match (batch.column(f), field.kind) {
-                    (Column::Categorical(ids), _) => rg.add(base + ids[r], 1.0, g, dl),
-                    (Column::Numeric(values), _) => rg.add(base, values[r], g, dl),
+                    (Column::Categorical(ids), _) => {
+                        for (r, &id) in ids[..m].iter().enumerate() {
+                            rg.add(id, 1.0, g(r), dlogit[r]);
+                        }
+                    }
+                    (Column::Numeric(values), _) => {
+                        for (r, &v) in values[..m].iter().enumerate() {
+                            rg.add(0, v, g(r), dlogit[r]);
+                        }
+                    }
                     (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                        let list = &ids[offsets[r]..offsets[r + 1]];
-                        let w = pool_weight(pooling, list.len());
-                        for &id in list {
-                            rg.add(base + id, w, g, dl);
+                        for r in 0..m {
+                            let list = &ids[offsets[r]..offsets[r + 1]];
+                            let w = pool_weight(pooling, list.len());
+                            for &id in list {
+                                rg.add(id, w, g(r), dlogit[r]);
+                            }
                         }
                     }
                     _ => unreachable!("columns were validated against the spec"),
                 }
-            }
-        }
+            });
     }
 }

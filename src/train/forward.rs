@@ -5,14 +5,19 @@
 //! is summed across a split, so results are the same for any thread count.
 
 use super::Trainer;
+use super::backward::add_blocks;
 use super::params::{Dense, Params};
 use crate::batch::{Column, Columns};
 use crate::kernels::Isa;
 use crate::kernels::dot::dot;
-use crate::kernels::gemm::{PackBuffer, PackedMatrix, gemm_bias_act};
+use crate::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
+use crate::kernels::prefetch::{copy_row, prefetch};
 use crate::random::Rng;
 use crate::spec::{FieldKind, ModelSpec, Pooling};
 use rayon::prelude::*;
+
+/// Samples between a prefetch and the gather that uses it.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Rows per parallel task of the element-wise passes, and per dropout random stream.
 pub(crate) const ROW_BLOCK: usize = 64;
@@ -24,13 +29,20 @@ pub(crate) enum Mode {
     Eval,
 }
 
+/// The left operand of a product: row-major `[m, k]` with its leading dimension, or stored
+/// transposed (`[k, m]`, element `(i, kk)` at `a[kk * lda + i]`).
+#[derive(Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    Rows(&'a [f32], usize),
+    Columns(&'a [f32], usize),
+}
+
 /// `C = act(A · Wᵀ + b)` with the rows of `A` split between the pool's threads. Each element
 /// is computed by the same instructions whatever the split.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn par_gemm(
     isa: Isa,
-    a: &[f32],
-    lda: usize,
+    a: Operand<'_>,
     m: usize,
     w: &PackedMatrix,
     relu: bool,
@@ -55,7 +67,14 @@ pub(crate) fn par_gemm(
         .for_each(|(i, (c, pack))| {
             let i0 = i * chunk;
             let rows = c.len() / ldc;
-            gemm_bias_act(isa, &a[i0 * lda..], lda, rows, w, relu, c, ldc, pack);
+            match a {
+                Operand::Rows(a, lda) => {
+                    gemm_bias_act(isa, &a[i0 * lda..], lda, rows, w, relu, c, ldc, pack)
+                }
+                Operand::Columns(a, lda) => {
+                    gemm_at_bias_act(isa, &a[i0..], lda, rows, w, relu, c, ldc, pack)
+                }
+            }
         });
 }
 
@@ -87,6 +106,7 @@ fn gather<C: Columns + ?Sized>(
     let width = spec.mlp_input_width();
     let (table, linear) = (&params.embedding, &params.linear);
     let bias = params.dense.0[Dense::BIAS][0];
+    let fm_len = fm.len();
     for (i, ((x, s), fm)) in x0
         .chunks_exact_mut(width)
         .zip(sum.chunks_exact_mut(d))
@@ -94,6 +114,17 @@ fn gather<C: Columns + ?Sized>(
         .enumerate()
     {
         let r = first + i;
+        // Random table rows miss every cache: ask for the rows of a later sample now.
+        let ahead = r + PREFETCH_AHEAD;
+        if ahead < first + fm_len {
+            for (f, &base) in offsets.iter().enumerate() {
+                if let Column::Categorical(ids) = batch.column(f) {
+                    let row = base as usize + ids[ahead] as usize;
+                    prefetch(table, row * d);
+                    prefetch(linear, row);
+                }
+            }
+        }
         let mut first_order = bias;
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
@@ -101,7 +132,7 @@ fn gather<C: Columns + ?Sized>(
             match (batch.column(f), field.kind) {
                 (Column::Categorical(ids), _) => {
                     let row = base + ids[r] as usize;
-                    e.copy_from_slice(&table[row * d..(row + 1) * d]);
+                    copy_row(e, &table[row * d..(row + 1) * d]);
                     first_order += linear[row];
                 }
                 (Column::Numeric(values), _) => {
@@ -203,8 +234,7 @@ impl Trainer {
         let Some(bn) = bn else {
             par_gemm(
                 self.isa,
-                input,
-                k,
+                Operand::Rows(input, k),
                 m,
                 &self.packed[l],
                 true,
@@ -218,8 +248,7 @@ impl Trainer {
         let z = &mut ws.xhat[l][..m * n];
         par_gemm(
             self.isa,
-            input,
-            k,
+            Operand::Rows(input, k),
             m,
             &self.packed[l],
             false,
@@ -231,7 +260,7 @@ impl Trainer {
         let (mean, var) = (&mut ws.col_a[..n], &mut ws.col_b[..n]);
         match mode {
             Mode::Train => {
-                column_mean_var(z, n, mean, var);
+                column_mean_var(z, n, &mut ws.partials, mean, var);
                 for (s, &v) in inv_std.iter_mut().zip(var.iter()) {
                     *s = 1.0 / (v + bn.eps).sqrt();
                 }
@@ -304,22 +333,41 @@ impl Trainer {
 }
 
 /// Mean and biased variance of each column of the row-major `z` (`n` columns), two-pass,
-/// rows summed in order.
-pub(crate) fn column_mean_var(z: &[f32], n: usize, mean: &mut [f32], var: &mut [f32]) {
+/// each summed per block of [`ROW_BLOCK`] rows in parallel and the blocks added in order.
+pub(crate) fn column_mean_var(
+    z: &[f32],
+    n: usize,
+    partials: &mut [f32],
+    mean: &mut [f32],
+    var: &mut [f32],
+) {
     let rows = z.len() / n;
-    mean.fill(0.0);
-    var.fill(0.0);
-    for row in z.chunks_exact(n) {
-        for (s, &v) in mean.iter_mut().zip(row) {
-            *s += v;
-        }
-    }
+    let blocks = rows.div_ceil(ROW_BLOCK);
+    let partials = &mut partials[..blocks * n];
     let inv = 1.0 / rows as f32;
+    z.par_chunks(ROW_BLOCK * n)
+        .zip(partials.par_chunks_mut(n))
+        .for_each(|(z, part)| {
+            part.fill(0.0);
+            for row in z.chunks_exact(n) {
+                for (s, &v) in part.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+        });
+    add_blocks(partials, n, mean);
     mean.iter_mut().for_each(|s| *s *= inv);
-    for row in z.chunks_exact(n) {
-        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(mean.iter()) {
-            *s += (v - mu) * (v - mu);
-        }
-    }
+    let mean = &*mean;
+    z.par_chunks(ROW_BLOCK * n)
+        .zip(partials.par_chunks_mut(n))
+        .for_each(|(z, part)| {
+            part.fill(0.0);
+            for row in z.chunks_exact(n) {
+                for ((s, &v), &mu) in part.iter_mut().zip(row).zip(mean) {
+                    *s += (v - mu) * (v - mu);
+                }
+            }
+        });
+    add_blocks(partials, n, var);
     var.iter_mut().for_each(|s| *s *= inv);
 }

@@ -270,11 +270,12 @@ proptest! {
         let d = spec.embedding_dim;
         let mut table = vec![0.0f32; flat.embedding.len()];
         let mut linear = vec![0.0f32; flat.linear.len()];
-        let rg = &trainer.row_grads;
-        for (slot, &row) in rg.rows.iter().enumerate() {
-            let r = row as usize;
-            table[r * d..(r + 1) * d].copy_from_slice(&rg.grad[slot * d..(slot + 1) * d]);
-            linear[r] = rg.linear[slot];
+        for (rg, &base) in trainer.row_grads.iter().zip(&trainer.offsets) {
+            for (slot, &row) in rg.rows.iter().enumerate() {
+                let r = (base + row) as usize;
+                table[r * d..(r + 1) * d].copy_from_slice(&rg.grad[slot * d..(slot + 1) * d]);
+                linear[r] = rg.linear[slot];
+            }
         }
         let fd = finite_differences(&flat, &|p: &mut Flat| &mut p.embedding, &f);
         groups.push(("embedding".into(), table, fd));

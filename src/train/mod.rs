@@ -43,7 +43,6 @@ pub use fit::{
     BatchSink, EpochReport, FitConfig, FitReport, Plateau, TrainData, fit, validation_loss,
 };
 pub use params::{Dense, Params};
-pub use sparse::RowGrads;
 
 use crate::batch::Columns;
 use crate::infer::score::{finish, validate_columns};
@@ -52,6 +51,7 @@ use crate::kernels::gemm::PackedMatrix;
 use crate::spec::{ModelSpec, Output};
 use forward::Mode;
 use optim::{AdamStep, DenseAdam, EmbeddingState};
+use sparse::RowGrads;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use workspace::Workspace;
@@ -83,7 +83,8 @@ pub struct Trainer {
     offsets: Vec<u64>,
     params: Params,
     grads: Dense,
-    row_grads: RowGrads,
+    /// Embedding-row gradients of the last batch, one per field.
+    row_grads: Vec<RowGrads>,
     adam: DenseAdam,
     embedding_state: EmbeddingState,
     /// Hidden layers packed for the forward GEMM, refreshed after every update.
@@ -154,7 +155,9 @@ impl Trainer {
         let ws = Workspace::new(&spec, config.threads, config.dropout > 0.0);
         let mut trainer = Trainer {
             offsets: spec.row_offsets(),
-            row_grads: RowGrads::new(spec.embedding_dim),
+            row_grads: (0..spec.fields.len())
+                .map(|_| RowGrads::new(spec.embedding_dim))
+                .collect(),
             packed: Vec::new(),
             spec,
             config,
@@ -263,8 +266,13 @@ impl Trainer {
         self.adam.step(&mut self.params.dense, &self.grads, step);
         let lr = self.config.embedding_lr() * self.lr_scale;
         let embedding_step = AdamStep::new(lr, &self.config, self.step);
-        self.embedding_state
-            .step(&mut self.params, &self.row_grads, lr, embedding_step);
+        self.embedding_state.step(
+            &mut self.params,
+            &self.row_grads,
+            &self.offsets,
+            lr,
+            embedding_step,
+        );
         self.repack();
         Ok(loss)
     }
@@ -309,27 +317,33 @@ impl Trainer {
         let l2 = self.config.l2_embedding;
         let d = self.spec.embedding_dim;
         if l2 > 0.0 {
-            let rg = &mut self.row_grads;
-            for (slot, &row) in rg.rows.iter().enumerate() {
-                let r = row as usize;
-                let p = &self.params.embedding[r * d..(r + 1) * d];
-                for (g, &p) in rg.grad[slot * d..(slot + 1) * d].iter_mut().zip(p) {
-                    *g += l2 * p;
+            for (rg, &base) in self.row_grads.iter_mut().zip(&self.offsets) {
+                for (slot, &row) in rg.rows.iter().enumerate() {
+                    let r = (base + row) as usize;
+                    let p = &self.params.embedding[r * d..(r + 1) * d];
+                    for (g, &p) in rg.grad[slot * d..(slot + 1) * d].iter_mut().zip(p) {
+                        *g += l2 * p;
+                    }
+                    rg.linear[slot] += l2 * self.params.linear[r];
                 }
-                rg.linear[slot] += l2 * self.params.linear[r];
             }
         }
         if let Some(max) = self.config.clip_norm {
             let squares = |v: &[f32]| v.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>();
-            let norm = (self.grads.0.iter().map(|g| squares(g)).sum::<f64>()
-                + squares(&self.row_grads.grad)
-                + squares(&self.row_grads.linear))
-            .sqrt();
+            let dense: f64 = self.grads.0.iter().map(|g| squares(g)).sum();
+            let rows: f64 = self
+                .row_grads
+                .iter()
+                .map(|rg| squares(&rg.grad) + squares(&rg.linear))
+                .sum();
+            let norm = (dense + rows).sqrt();
             if norm > max as f64 {
                 let s = (max as f64 / norm) as f32;
                 self.grads.0.iter_mut().flatten().for_each(|g| *g *= s);
-                self.row_grads.grad.iter_mut().for_each(|g| *g *= s);
-                self.row_grads.linear.iter_mut().for_each(|g| *g *= s);
+                for rg in &mut self.row_grads {
+                    rg.grad.iter_mut().for_each(|g| *g *= s);
+                    rg.linear.iter_mut().for_each(|g| *g *= s);
+                }
             }
         }
     }

@@ -5,8 +5,12 @@
 
 use super::config::{EmbeddingOptimizer, TrainConfig};
 use super::params::{Dense, Params};
-use super::sparse::RowGrads;
+use super::sparse::{RowGrads, split_fields};
+use crate::kernels::prefetch::prefetch;
 use rayon::prelude::*;
+
+/// Slots between a prefetch and the update that uses it.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Elements per parallel task in element-wise updates (big enough to amortise the dispatch).
 const CHUNK: usize = 1 << 15;
@@ -130,57 +134,53 @@ impl EmbeddingState {
         }
     }
 
-    /// Applies the batch's row gradients.
-    pub(crate) fn step(&mut self, params: &mut Params, grads: &RowGrads, lr: f32, adam: AdamStep) {
+    /// Applies the batch's row gradients (one [`RowGrads`] per field, rows of field `f`
+    /// starting at `offsets[f]`). Fields own disjoint rows and are updated in parallel.
+    pub(crate) fn step(
+        &mut self,
+        params: &mut Params,
+        grads: &[RowGrads],
+        offsets: &[u64],
+        lr: f32,
+        adam: AdamStep,
+    ) {
         let d = self.dim;
+        let rows = params.linear.len();
         match self.kind {
-            EmbeddingOptimizer::LazyAdam => {
-                for (slot, &row) in grads.rows.iter().enumerate() {
-                    let r = row as usize;
-                    let span = r * d..(r + 1) * d;
-                    adam.update(
-                        &mut params.embedding[span.clone()],
-                        Some(&grads.grad[slot * d..(slot + 1) * d]),
-                        &mut self.a[span.clone()],
-                        &mut self.b[span],
-                    );
-                    adam.update(
-                        &mut params.linear[r..r + 1],
-                        Some(&grads.linear[slot..slot + 1]),
-                        &mut self.a_linear[r..r + 1],
-                        &mut self.b_linear[r..r + 1],
-                    );
-                }
-            }
-            EmbeddingOptimizer::Adagrad => {
-                let eps = adam.eps;
-                let adagrad = |p: &mut [f32], g: &[f32], acc: &mut [f32]| {
-                    for ((p, &g), acc) in p.iter_mut().zip(g).zip(acc.iter_mut()) {
-                        *acc += g * g;
-                        *p -= lr * g / (acc.sqrt() + eps);
-                    }
-                };
-                for (slot, &row) in grads.rows.iter().enumerate() {
-                    let r = row as usize;
-                    let span = r * d..(r + 1) * d;
-                    adagrad(
-                        &mut params.embedding[span.clone()],
-                        &grads.grad[slot * d..(slot + 1) * d],
-                        &mut self.a[span],
-                    );
-                    adagrad(
-                        &mut params.linear[r..r + 1],
-                        &grads.linear[slot..slot + 1],
-                        &mut self.a_linear[r..r + 1],
-                    );
-                }
+            EmbeddingOptimizer::LazyAdam | EmbeddingOptimizer::Adagrad => {
+                let kind = self.kind;
+                let tables = split_fields(&mut params.embedding, offsets, rows, d)
+                    .into_iter()
+                    .zip(split_fields(&mut self.a, offsets, rows, d))
+                    .zip(split_fields(&mut self.b, offsets, rows, d))
+                    .zip(split_fields(&mut params.linear, offsets, rows, 1))
+                    .zip(split_fields(&mut self.a_linear, offsets, rows, 1))
+                    .zip(split_fields(&mut self.b_linear, offsets, rows, 1));
+                let jobs: Vec<_> = tables.zip(grads).collect();
+                jobs.into_par_iter()
+                    .for_each(|((((((p, a), b), pl), al), bl), g)| {
+                        let tables = FieldTables {
+                            p,
+                            a,
+                            b,
+                            pl,
+                            al,
+                            bl,
+                        };
+                        match kind {
+                            EmbeddingOptimizer::LazyAdam => lazy_adam(tables, g, d, adam),
+                            _ => adagrad(tables, g, d, lr, adam.eps),
+                        }
+                    });
             }
             EmbeddingOptimizer::Adam => {
-                for (slot, &row) in grads.rows.iter().enumerate() {
-                    let r = row as usize;
-                    self.dense_grad[r * d..(r + 1) * d]
-                        .copy_from_slice(&grads.grad[slot * d..(slot + 1) * d]);
-                    self.dense_grad_linear[r] = grads.linear[slot];
+                for (g, &base) in grads.iter().zip(offsets) {
+                    for (slot, &row) in g.rows.iter().enumerate() {
+                        let r = base as usize + row as usize;
+                        self.dense_grad[r * d..(r + 1) * d]
+                            .copy_from_slice(&g.grad[slot * d..(slot + 1) * d]);
+                        self.dense_grad_linear[r] = g.linear[slot];
+                    }
                 }
                 let chunk = CHUNK.div_ceil(d) * d;
                 params
@@ -197,13 +197,85 @@ impl EmbeddingState {
                     .zip(self.a_linear.par_chunks_mut(CHUNK))
                     .zip(self.b_linear.par_chunks_mut(CHUNK))
                     .for_each(|(((p, g), m), v)| adam.update(p, Some(g), m, v));
-                for &row in &grads.rows {
-                    let r = row as usize;
-                    self.dense_grad[r * d..(r + 1) * d].fill(0.0);
-                    self.dense_grad_linear[r] = 0.0;
+                for (g, &base) in grads.iter().zip(offsets) {
+                    for &row in &g.rows {
+                        let r = base as usize + row as usize;
+                        self.dense_grad[r * d..(r + 1) * d].fill(0.0);
+                        self.dense_grad_linear[r] = 0.0;
+                    }
                 }
             }
         }
+    }
+}
+
+/// One field's slices of the table, the optimizer state and the first-order weights.
+struct FieldTables<'a> {
+    p: &'a mut [f32],
+    a: &'a mut [f32],
+    b: &'a mut [f32],
+    pl: &'a mut [f32],
+    al: &'a mut [f32],
+    bl: &'a mut [f32],
+}
+
+impl FieldTables<'_> {
+    /// Rows are scattered over tables far larger than cache: start loading a row, its state
+    /// and its first-order weight a few slots before they are updated.
+    fn prefetch(&self, row: usize, d: usize) {
+        for table in [&*self.p, &*self.a, &*self.b] {
+            prefetch(table, row * d);
+        }
+        for table in [&*self.pl, &*self.al, &*self.bl] {
+            prefetch(table, row);
+        }
+    }
+}
+
+fn lazy_adam(t: FieldTables<'_>, g: &RowGrads, d: usize, adam: AdamStep) {
+    for (slot, &row) in g.rows.iter().enumerate() {
+        if let Some(&next) = g.rows.get(slot + PREFETCH_AHEAD) {
+            t.prefetch(next as usize, d);
+        }
+        let r = row as usize;
+        let span = r * d..(r + 1) * d;
+        adam.update(
+            &mut t.p[span.clone()],
+            Some(&g.grad[slot * d..(slot + 1) * d]),
+            &mut t.a[span.clone()],
+            &mut t.b[span],
+        );
+        adam.update(
+            &mut t.pl[r..r + 1],
+            Some(&g.linear[slot..slot + 1]),
+            &mut t.al[r..r + 1],
+            &mut t.bl[r..r + 1],
+        );
+    }
+}
+
+fn adagrad(t: FieldTables<'_>, g: &RowGrads, d: usize, lr: f32, eps: f32) {
+    let step = |p: &mut [f32], g: &[f32], acc: &mut [f32]| {
+        for ((p, &g), acc) in p.iter_mut().zip(g).zip(acc.iter_mut()) {
+            *acc += g * g;
+            *p -= lr * g / (acc.sqrt() + eps);
+        }
+    };
+    for (slot, &row) in g.rows.iter().enumerate() {
+        if let Some(&next) = g.rows.get(slot + PREFETCH_AHEAD) {
+            t.prefetch(next as usize, d);
+        }
+        let r = row as usize;
+        step(
+            &mut t.p[r * d..(r + 1) * d],
+            &g.grad[slot * d..(slot + 1) * d],
+            &mut t.a[r * d..(r + 1) * d],
+        );
+        step(
+            &mut t.pl[r..r + 1],
+            &g.linear[slot..slot + 1],
+            &mut t.al[r..r + 1],
+        );
     }
 }
 
@@ -232,8 +304,8 @@ mod tests {
                 g.add(2, 1.0, &grad, -0.2);
             }
             let step = AdamStep::new(0.01, &config, t);
-            lazy.step(&mut lazy_p, &g, 0.01, step);
-            dense.step(&mut dense_p, &g, 0.01, step);
+            lazy.step(&mut lazy_p, std::slice::from_ref(&g), &[0], 0.01, step);
+            dense.step(&mut dense_p, std::slice::from_ref(&g), &[0], 0.01, step);
         }
         assert_eq!(lazy_p.embedding[d..2 * d], dense_p.embedding[d..2 * d]);
         assert_eq!(lazy_p.linear[1], dense_p.linear[1]);

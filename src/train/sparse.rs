@@ -3,6 +3,10 @@
 //! A batch of 4,096 Criteo-like samples touches about 160k (row, field) pairs but the table has
 //! millions of rows: gradients are kept per distinct row, in the order rows are first seen, so
 //! that updates (and therefore model files) do not depend on hash order or thread count.
+//!
+//! There is one [`RowGrads`] per field, keyed by the id within the field: fields own disjoint
+//! row ranges, so fields are accumulated and updated in parallel, each by one task, without
+//! any two tasks touching the same row.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,9 +30,10 @@ impl Hasher for RowHasher {
     }
 }
 
-/// Per-row gradient of the embedding vector (`dim` floats) and of the first-order weight.
+/// Per-row gradient of the embedding vector (`dim` floats) and of the first-order weight, for
+/// the rows of one field (keys are ids within the field).
 #[derive(Debug)]
-pub struct RowGrads {
+pub(crate) struct RowGrads {
     dim: usize,
     slot_of: HashMap<u64, u32, BuildHasherDefault<RowHasher>>,
     /// Row of each slot, in order of first appearance.
@@ -75,16 +80,6 @@ impl RowGrads {
         }
         self.linear[slot] += weight * g_linear;
     }
-
-    /// Distinct rows touched.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether no row was touched.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -101,8 +96,30 @@ mod tests {
         assert_eq!(g.grad, vec![2.0, 3.0, 2.0, 2.0]);
         assert_eq!(g.linear, vec![1.0, 2.0]);
         g.clear();
-        assert!(g.is_empty());
+        assert!(g.rows.is_empty());
         g.add(3, 1.0, &[1.0, 1.0], 1.0);
         assert_eq!((g.rows.clone(), g.grad.clone()), (vec![3], vec![1.0, 1.0]));
     }
+}
+
+/// Splits `table` (rows of `dim` values, fields stacked from `offsets[f]`) into one mutable
+/// slice per field. An empty table (state an optimizer does not keep) gives empty slices.
+pub(crate) fn split_fields<'a>(
+    mut table: &'a mut [f32],
+    offsets: &[u64],
+    total_rows: usize,
+    dim: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut parts = Vec::with_capacity(offsets.len());
+    if table.is_empty() {
+        parts.resize_with(offsets.len(), Default::default);
+        return parts;
+    }
+    for (f, &start) in offsets.iter().enumerate() {
+        let end = offsets.get(f + 1).map_or(total_rows, |&e| e as usize);
+        let (part, rest) = table.split_at_mut((end - start as usize) * dim);
+        parts.push(part);
+        table = rest;
+    }
+    parts
 }

@@ -36,7 +36,9 @@ pub(crate) struct Workspace {
     pub dzt: Vec<f32>,
     /// Gradient of a layer's input, `rows × widest`.
     pub dx: Vec<f32>,
-    /// Column statistics scratch, `widest`.
+    /// Per-row-block partial column sums, `blocks × 2 · widest`.
+    pub partials: Vec<f32>,
+    /// Column statistics scratch, `2 · widest`.
     pub col_a: Vec<f32>,
     /// Column statistics scratch, `widest`.
     pub col_b: Vec<f32>,
@@ -74,7 +76,8 @@ impl Workspace {
             dz: Vec::new(),
             dzt: Vec::new(),
             dx: Vec::new(),
-            col_a: vec![0.0; widest],
+            partials: Vec::new(),
+            col_a: vec![0.0; 2 * widest],
             col_b: vec![0.0; widest],
             packed_wt: empty(),
             packed_x: empty(),
@@ -108,6 +111,8 @@ impl Workspace {
         for v in [&mut self.da, &mut self.dz, &mut self.dzt, &mut self.dx] {
             grow(v, self.widest);
         }
+        let blocks = rows.div_ceil(super::forward::ROW_BLOCK);
+        self.partials.resize(blocks * 2 * self.widest, 0.0);
         self.cap = rows;
     }
 }
