@@ -82,26 +82,6 @@ impl RowGrads {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accumulates_per_row_in_first_seen_order() {
-        let mut g = RowGrads::new(2);
-        g.add(7, 1.0, &[1.0, 2.0], 0.5);
-        g.add(3, 2.0, &[1.0, 1.0], 1.0);
-        g.add(7, 0.5, &[2.0, 2.0], 1.0);
-        assert_eq!(g.rows, vec![7, 3]);
-        assert_eq!(g.grad, vec![2.0, 3.0, 2.0, 2.0]);
-        assert_eq!(g.linear, vec![1.0, 2.0]);
-        g.clear();
-        assert!(g.rows.is_empty());
-        g.add(3, 1.0, &[1.0, 1.0], 1.0);
-        assert_eq!((g.rows.clone(), g.grad.clone()), (vec![3], vec![1.0, 1.0]));
-    }
-}
-
 /// Splits `table` (rows of `dim` values, fields stacked from `offsets[f]`) into one mutable
 /// slice per field. An empty table (state an optimizer does not keep) gives empty slices.
 pub(crate) fn split_fields<'a>(
@@ -122,4 +102,24 @@ pub(crate) fn split_fields<'a>(
         table = rest;
     }
     parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accumulates_per_row_in_first_seen_order() {
+        let mut g = RowGrads::new(2);
+        g.add(7, 1.0, &[1.0, 2.0], 0.5);
+        g.add(3, 2.0, &[1.0, 1.0], 1.0);
+        g.add(7, 0.5, &[2.0, 2.0], 1.0);
+        assert_eq!(g.rows, vec![7, 3]);
+        assert_eq!(g.grad, vec![2.0, 3.0, 2.0, 2.0]);
+        assert_eq!(g.linear, vec![1.0, 2.0]);
+        g.clear();
+        assert!(g.rows.is_empty());
+        g.add(3, 1.0, &[1.0, 1.0], 1.0);
+        assert_eq!((g.rows.clone(), g.grad.clone()), (vec![3], vec![1.0, 1.0]));
+    }
 }
