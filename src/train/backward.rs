@@ -162,17 +162,28 @@ impl Trainer {
                 // loss, and its exact gradient is zero (summing dz would only add rounding).
                 grads[t + 1].fill(0.0);
                 // Pass 2: dz = γ/σ · (dy − dβ/m − x̂ · dγ/m).
+                // As `dz = c·dy − c·dβ/m − c·dγ/m · x̂` with `c = γ/σ` per unit, so that the
+                // row loop is three zipped streams the compiler vectorises.
                 let gamma = &self.params.dense.0[t + 2];
                 let inv_std = &ws.inv_std[l];
                 let inv_m = 1.0 / m as f32;
+                let coef = &mut ws.col_b[..3 * n];
+                for o in 0..n {
+                    let c = gamma[o] * inv_std[o];
+                    coef[o] = c;
+                    coef[n + o] = c * dbeta[o] * inv_m;
+                    coef[2 * n + o] = c * dgamma[o] * inv_m;
+                }
+                let (scale, rest) = coef.split_at(n);
+                let (shift, slope) = rest.split_at(n);
                 dz.par_chunks_mut(ROW_BLOCK * n)
                     .zip(xhat.par_chunks(ROW_BLOCK * n))
                     .for_each(|(dz, xhat)| {
                         for (dy, xh) in dz.chunks_exact_mut(n).zip(xhat.chunks_exact(n)) {
-                            for o in 0..n {
-                                dy[o] = gamma[o]
-                                    * inv_std[o]
-                                    * (dy[o] - dbeta[o] * inv_m - xh[o] * dgamma[o] * inv_m);
+                            for ((((dy, &xh), &c), &sh), &sl) in
+                                dy.iter_mut().zip(xh).zip(scale).zip(shift).zip(slope)
+                            {
+                                *dy = c * *dy - sh - sl * xh;
                             }
                         }
                     });
@@ -181,25 +192,24 @@ impl Trainer {
             }
             // dW = dzᵀ · X: dz read as a transposed operand, X packed transposed.
             let input: &[f32] = if l == 0 { &ws.x0 } else { &ws.acts[l - 1] };
-            ws.packed_x.repack_transposed(&input[..m * k], k, m);
+            ws.packed_x[l].repack_transposed(&input[..m * k], k, m);
             par_gemm(
                 self.isa,
                 Operand::Columns(&ws.dz[..m * n], n),
                 n,
-                &ws.packed_x,
+                &ws.packed_x[l],
                 false,
                 &mut grads[t],
                 k,
                 &mut ws.pack,
             );
             // dX = dz · W.
-            ws.packed_wt
-                .repack_transposed(&self.params.dense.0[t], k, n);
+            ws.packed_wt[l].repack_transposed(&self.params.dense.0[t], k, n);
             par_gemm(
                 self.isa,
                 Operand::Rows(&ws.dz[..m * n], n),
                 m,
-                &ws.packed_wt,
+                &ws.packed_wt[l],
                 false,
                 &mut ws.dx[..m * k],
                 k,

@@ -292,10 +292,17 @@ impl Trainer {
             .zip(out.par_chunks_mut(ROW_BLOCK * n))
             .for_each(|(z, out)| {
                 for (z, a) in z.chunks_exact_mut(n).zip(out.chunks_exact_mut(n)) {
-                    for o in 0..n {
-                        let xhat = (z[o] - mean[o]) * inv_std[o];
-                        z[o] = xhat;
-                        a[o] = (gamma[o] * xhat + beta[o]).max(0.0);
+                    for (((((z, a), &mu), &s), &g), &b) in z
+                        .iter_mut()
+                        .zip(a.iter_mut())
+                        .zip(mean)
+                        .zip(inv_std)
+                        .zip(gamma)
+                        .zip(beta)
+                    {
+                        let xhat = (*z - mu) * s;
+                        *z = xhat;
+                        *a = (g * xhat + b).max(0.0);
                     }
                 }
             });

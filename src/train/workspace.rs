@@ -40,12 +40,13 @@ pub(crate) struct Workspace {
     pub partials: Vec<f32>,
     /// Column statistics scratch, `2 · widest`.
     pub col_a: Vec<f32>,
-    /// Column statistics scratch, `widest`.
+    /// Column statistics scratch, `3 · widest`.
     pub col_b: Vec<f32>,
-    /// A layer's weights transposed, packed for `dX = dZ · W`.
-    pub packed_wt: PackedMatrix,
-    /// A layer's input transposed, packed for `dW = dZᵀ · X`.
-    pub packed_x: PackedMatrix,
+    /// Each hidden layer's weights transposed, packed for `dX = dZ · W` (one per layer so that
+    /// re-packing never changes a buffer's size).
+    pub packed_wt: Vec<PackedMatrix>,
+    /// Each hidden layer's input transposed, packed for `dW = dZᵀ · X`.
+    pub packed_x: Vec<PackedMatrix>,
     /// One packing buffer per thread.
     pub pack: Vec<PackBuffer>,
     widths: Vec<usize>,
@@ -78,9 +79,9 @@ impl Workspace {
             dx: Vec::new(),
             partials: Vec::new(),
             col_a: vec![0.0; 2 * widest],
-            col_b: vec![0.0; widest],
-            packed_wt: empty(),
-            packed_x: empty(),
+            col_b: vec![0.0; 3 * widest],
+            packed_wt: (0..hidden).map(|_| empty()).collect(),
+            packed_x: (0..hidden).map(|_| empty()).collect(),
             pack: (0..threads).map(|_| PackBuffer::new()).collect(),
             widths: spec.hidden.clone(),
             input_width,
