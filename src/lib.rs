@@ -5,14 +5,14 @@
 //! The crate is cut along the path data takes:
 //!
 //! - [`spec`]: what a model *is* (fields, embedding dimension, hidden layers, output), as JSON.
-//! - [`format`]: the model file: its layout, a streaming crash-safe [`format::ModelWriter`], and a
+//! - [`format`](mod@format): the model file: its layout, a streaming crash-safe [`format::ModelWriter`], and a
 //!   validating reader that hands out zero-copy views of the map.
 //! - [`kernels`]: the numeric kernels (blocked GEMM with fused bias + ReLU, one-row GEMV, FM),
 //!   each with a scalar reference, chosen once per model by CPU features.
 //! - [`infer`]: [`Model`] (immutable, `Send + Sync`, backed by the map), [`Scratch`] (per thread)
 //!   and the zero-allocation [`score`] / [`score_parallel`] entry points.
 //! - [`metrics`]: AUC, log loss, RMSE and MAE, accumulated in f64, for evaluating predictions.
-//! - [`reference`]: a plain f64 forward pass used to check the optimized path.
+//! - [`reference`](mod@reference): a plain f64 forward pass used to check the optimized path.
 //! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
 //! - [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
 //!   writing the same model file.

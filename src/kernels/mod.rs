@@ -7,7 +7,7 @@
 //! - [`dot`]: the output unit, one dot product per row.
 //! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row.
 //!
-//! Every kernel has a plain scalar twin in [`reference`], and proptests compare them over
+//! Every kernel has a plain scalar twin in [`reference`](mod@reference), and proptests compare them over
 //! random, ragged shapes.
 
 pub mod dot;

@@ -6,6 +6,7 @@
 //! - [`Trainer`]: the parameters and optimizer state; [`Trainer::step`] trains on one batch,
 //!   [`Trainer::predict`] scores in evaluation mode, [`Trainer::write`] exports (batch norm
 //!   folded into the layer weights).
+//! - [`LogisticRegression`]: the first-order part alone, the baseline on click data.
 //! - [`fit`]: epochs over a data source with validation, early stopping (restoring the best
 //!   weights) and learning-rate decay on plateau.
 //!
@@ -28,6 +29,7 @@ mod data;
 mod error;
 mod fit;
 mod forward;
+mod logistic;
 mod optim;
 mod params;
 mod sparse;
@@ -42,6 +44,7 @@ pub use error::TrainError;
 pub use fit::{
     BatchSink, EpochReport, FitConfig, FitReport, Plateau, TrainData, fit, validation_loss,
 };
+pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};
 
 use crate::batch::Columns;
