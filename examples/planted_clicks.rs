@@ -45,7 +45,7 @@ fn spec(embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
     fields.extend((1..=26).map(|i| Field {
         name: format!("C{i}"),
         kind: FieldKind::Categorical {
-            vocab: (10.0 * 1.35f64.powi(i as i32 - 1)).round() as u64,
+            vocab: (10.0 * 1.35f64.powi(i - 1)).round() as u64,
         },
     }));
     ModelSpec {
@@ -73,7 +73,7 @@ fn main() -> Result<()> {
         spec.clone(),
         TrainConfig {
             embedding_init: EmbeddingInit::Normal { std: 0.12 },
-            initial_bias: -1.6,
+            initial_bias: -2.2,
             seed: args.seed,
             threads: args.threads,
             ..TrainConfig::default()
