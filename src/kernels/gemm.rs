@@ -126,7 +126,7 @@ impl PackedMatrix {
     fn for_each_panel(&mut self, fill: impl Fn((usize, &mut [Line])) + Sync + Send) {
         use rayon::prelude::*;
         let k = self.k.max(1);
-        if self.panels.len() >= 1 << 14 {
+        if self.panels.len() >= 1 << 12 {
             self.panels
                 .par_chunks_exact_mut(k)
                 .enumerate()
