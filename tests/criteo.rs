@@ -8,7 +8,7 @@ use deepfm::data::criteo::{
     CategoricalMode, CriteoConfig, CriteoPreprocessor, FIELDS, IntegerMode, MISSING,
 };
 use deepfm::data::stream::{LineParser, Streamed};
-use deepfm::train::TrainData;
+use deepfm::train::{FitConfig, TrainConfig, TrainData, Trainer, fit};
 use deepfm::{BatchBuf, FieldKind, ModelSpec};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -116,6 +116,22 @@ fn kaggle_train_first_1000() {
     };
     // 205 clicks (20.5%); 498 lines carry 37 or 38 columns (trailing empties stripped).
     check_file(&path, 1000, 205, 498);
+    // The batches fit a trainer: one epoch of a small model, streamed.
+    let p = CriteoPreprocessor::fit(&path, CriteoConfig::default()).unwrap();
+    let config = TrainConfig {
+        threads: 1,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(p.spec(4, &[16]), config).unwrap();
+    let mut data = Streamed::new(&path, p, 256, 1).unwrap();
+    let fit_config = FitConfig {
+        epochs: 1,
+        batch_size: 128,
+        ..FitConfig::default()
+    };
+    let report = fit(&mut trainer, &mut data, None, &fit_config, &mut |_| {}).unwrap();
+    assert_eq!(report.epochs[0].samples, 1000);
+    assert!(report.epochs[0].train_loss.is_finite());
 }
 
 #[test]

@@ -287,3 +287,45 @@ fn serde_round_trip_and_mismatch_refused() {
     short["vocabs"].as_array_mut().unwrap().pop();
     assert!(serde_json::from_value::<CriteoPreprocessor>(short).is_err());
 }
+
+/// Lines made of Criteo's own characters (and a few others), so most reach the field parsing.
+fn near_miss_line() -> impl proptest::strategy::Strategy<Value = String> {
+    proptest::string::string_regex(
+        "[01]?[\t,]?([0-9a-f.e+\\-\t,\r]{0,6}[\t,]){0,45}[0-9a-fA-Z\"é\r]{0,4}",
+    )
+    .unwrap()
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_line_parses_or_fails_cleanly(line in near_miss_line(), hash in proptest::bool::ANY) {
+        let p = if hash {
+            CriteoPreprocessor::hashing(CriteoConfig {
+                categoricals: CategoricalMode::Hash,
+                integers: IntegerMode::Log1p,
+                buckets: 7,
+                ..CriteoConfig::default()
+            })
+            .unwrap()
+        } else {
+            fit(TSV, config(1))
+        };
+        let spec = p.spec(2, &[]);
+        let mut batch = p.new_batch();
+        let mut labels = Vec::new();
+        let ok = p.parse_line(&line, 1, &mut batch, &mut labels).is_ok();
+        proptest::prop_assert_eq!((batch.len(), labels.len()), (ok as usize, ok as usize));
+        for (f, field) in spec.fields.iter().enumerate() {
+            match (field.kind, batch.column(f)) {
+                (FieldKind::Categorical { vocab }, Column::Categorical(ids)) => {
+                    proptest::prop_assert!(ids.iter().all(|&id| id < vocab))
+                }
+                (FieldKind::Numeric, Column::Numeric(v)) => {
+                    proptest::prop_assert!(v.iter().all(|x| x.is_finite()))
+                }
+                _ => proptest::prop_assert!(false, "kind mismatch in {}", field.name),
+            }
+        }
+        let _ = CriteoPreprocessor::fit_reader(line.as_bytes(), "fuzz", config(1));
+    }
+}

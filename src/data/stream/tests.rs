@@ -327,3 +327,14 @@ fn sink_errors_stop_the_epoch_and_broken_parsers_are_caught() {
         Err(DataError::Io { .. })
     ));
 }
+
+proptest::proptest! {
+    #[test]
+    fn labelled_tsv_never_panics(line in "[0-9.\t,a-z\r-]{0,40}") {
+        let p = LabelledTsv::new(crate::random::mixed_small());
+        let mut batch = p.new_batch();
+        let mut labels = Vec::new();
+        let ok = p.parse(&line, 1, &mut batch, &mut labels).is_ok();
+        proptest::prop_assert_eq!((batch.len(), labels.len()), (ok as usize, ok as usize));
+    }
+}
