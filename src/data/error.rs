@@ -18,8 +18,10 @@ pub enum DataError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// A line that does not have the file's format.
-    #[error("{file}, line {line}, column {column} ({field}): {problem}: {text:?}")]
+    /// A line that does not have the file's format. `file` is empty when the parser was given
+    /// a line without its file (e.g. [`crate::data::criteo::CriteoPreprocessor::parse_line`]);
+    /// [`DataError::in_file`] fills it in.
+    #[error("{}line {line}, column {column} ({field}): {problem}: {text:?}", file_prefix(.file))]
     Parse {
         /// File name (or the name given to an in-memory reader).
         file: String,
@@ -42,6 +44,61 @@ pub enum DataError {
         /// The file names tried, for the message.
         looked_for: String,
     },
+    /// A setting is out of range, or the settings do not fit together.
+    #[error("data settings: {0}")]
+    Config(String),
+    /// A line longer than the reader's limit: probably not a text file with one sample a line,
+    /// and reading on would hold an unbounded line in memory.
+    #[error("{file}, line {line}: longer than {limit} bytes (not one sample a line?)")]
+    LineTooLong {
+        /// File name.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch given to a parser does not have the columns the parser fills (it was made for
+    /// another spec).
+    #[error("the batch does not have the parser's columns: {0}")]
+    Shape(#[from] crate::batch::RowShapeError),
+    /// A [`crate::data::stream::LineParser`] broke its contract (one row and one label per
+    /// line it accepts, nothing on an error): a bug in that parser, not in the data.
+    #[error(
+        "{file}, line {line}: the parser appended {rows} rows and {labels} labels (one of each expected)"
+    )]
+    Parser {
+        /// File name.
+        file: String,
+        /// 1-based line number.
+        line: usize,
+        /// Rows appended.
+        rows: usize,
+        /// Labels appended.
+        labels: usize,
+    },
+}
+
+impl DataError {
+    /// Names `file` in a [`DataError::Parse`] that was built without one (other errors, and
+    /// errors that already name a file, are returned unchanged).
+    pub fn in_file(mut self, name: &str) -> Self {
+        if let DataError::Parse { file, .. } = &mut self
+            && file.is_empty()
+        {
+            *file = name.to_string();
+        }
+        self
+    }
+}
+
+/// `"<file>, "`, or nothing for an error built without a file name.
+fn file_prefix(file: &str) -> String {
+    if file.is_empty() {
+        String::new()
+    } else {
+        format!("{file}, ")
+    }
 }
 
 /// Where a line came from; builds [`DataError::Parse`] for it.

@@ -2,9 +2,15 @@
 //!
 //! - [`tsv`]: the scoring input of `deepfm score`: one sample a line, one column per field.
 //! - [`movielens`]: the MovieLens 100K / 1M files as GroupLens distributes them.
+//! - [`vocab`]: raw tokens to dense ids: counted vocabularies with a minimum count, or hashing.
+//! - [`criteo`]: the Criteo display-advertising files, preprocessed as the benchmarks do.
+//! - [`stream`]: training from a file larger than memory, shuffled through a bounded buffer.
 
+pub mod criteo;
 mod error;
 pub mod movielens;
+pub mod stream;
 pub mod tsv;
+pub mod vocab;
 
 pub use error::DataError;

@@ -47,4 +47,7 @@ pub enum TrainError {
     /// Reading training data failed.
     #[error("data: {0}")]
     Data(String),
+    /// Reading or parsing a training file failed (the error names file, line and field).
+    #[error(transparent)]
+    Read(#[from] crate::data::DataError),
 }
