@@ -201,3 +201,91 @@ fn export_import_inspect_and_bench() {
     assert_eq!(json["batch"], 16);
     assert_eq!(json["threads"], 1);
 }
+
+/// `train` on a labelled TSV writes a model that `score` reads; a clicked id must score
+/// above an unclicked one; a bad line is an error naming the line.
+#[test]
+fn train_then_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"fields":[{"name":"ad","kind":"categorical","vocab":4},{"name":"x","kind":"numeric"}],
+            "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#,
+    )
+    .unwrap();
+    // Ad 0 is clicked half the time, ad 3 never.
+    let lines: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{}\t{}\t{}\n",
+                (i % 4 == 0) as u8,
+                i % 4 == 0 || i % 4 == 1,
+                i % 7
+            )
+        })
+        .map(|l| l.replace("true", "0").replace("false", "3"))
+        .collect();
+    let data = dir.path().join("train.tsv");
+    std::fs::write(&data, &lines).unwrap();
+    let model = dir.path().join("m.dfm");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let out = deepfm(
+        &[
+            "train",
+            "--data",
+            &s(&data),
+            "--spec",
+            &s(&spec),
+            "--valid",
+            &s(&data),
+            "--out",
+            &s(&model),
+            "--epochs",
+            "3",
+            "--batch",
+            "64",
+            "--lr",
+            "0.01",
+            "--threads",
+            "1",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("valid loss"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = deepfm(
+        &["score", "--model", &s(&model), "--input", "-"],
+        Some("0\t1\n3\t1\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scores: Vec<f32> = text(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(scores[0] > 0.3 && scores[1] < 0.1, "{scores:?}");
+
+    std::fs::write(&data, "1\t0\t1\n1\t9\t1\n").unwrap();
+    let out = deepfm(
+        &[
+            "train",
+            "--data",
+            &s(&data),
+            "--spec",
+            &s(&spec),
+            "--out",
+            &s(&model),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("line 2"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -368,6 +368,24 @@ impl<P: LineParser> Streamed<P> {
     }
 }
 
+/// Reads every sample of `path` in file order into memory (a validation or test set).
+pub fn read_all<P: LineParser>(
+    path: impl AsRef<Path>,
+    parser: P,
+) -> Result<(BatchBuf, Vec<f32>), TrainError> {
+    let mut all = parser.new_batch();
+    let mut labels = Vec::new();
+    let mut source = Streamed::new(path, parser, 0, 0)?;
+    source.for_each_batch(1, 4096, &mut |batch, y| {
+        for r in 0..y.len() {
+            all.push_from(batch, r).map_err(DataError::from)?;
+        }
+        labels.extend_from_slice(y);
+        Ok(())
+    })?;
+    Ok((all, labels))
+}
+
 impl<P: LineParser> TrainData for Streamed<P> {
     fn for_each_batch(
         &mut self,

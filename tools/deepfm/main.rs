@@ -119,6 +119,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a model from a labelled file (streamed, shuffled through a buffer) and write the
+    /// model file.
+    Train(TrainArgs),
     /// Measure training throughput (samples/s) on random samples of a benchmark shape.
     BenchTrain {
         #[arg(long, value_enum, default_value = "criteo-like")]
@@ -141,6 +144,65 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Arguments of `deepfm train`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Training data: `tsv` = label then one column per field (the `score` format), or
+    /// Criteo (`label, I1..I13, C1..C26`, tab- or comma-separated).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "tsv")]
+    format: DataFormat,
+    /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Validation data (same format): early stopping and the reported loss.
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Where to write the model file.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long, value_enum, default_value = "lazy-adam")]
+    optim: Optim,
+    #[arg(long)]
+    bn: bool,
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    #[arg(long, default_value_t = 0.0)]
+    l2_embedding: f32,
+    #[arg(long, default_value_t = 0.0)]
+    l2_dense: f32,
+    /// Stop after this many epochs without a better validation loss (restores the best).
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Samples held by the shuffle buffer (memory is bounded by it, not by the file).
+    #[arg(long, default_value_t = 100_000)]
+    buffer: usize,
+    /// For `criteo`: embedding dimension and hidden layers of the model built.
+    #[arg(long, default_value_t = 16)]
+    dim: usize,
+    #[arg(long, value_delimiter = ',', default_value = "400,400,400")]
+    hidden: Vec<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads (results do not depend on it).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Training file formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DataFormat {
+    Tsv,
+    Criteo,
 }
 
 /// Embedding optimizers, as the CLI names them.
@@ -209,6 +271,7 @@ fn run(cli: Cli) -> Result<()> {
             isa,
             json,
         } => bench(model, shape, batch, threads, seconds, isa, json),
+        Command::Train(args) => train(args),
         Command::BenchTrain {
             shape,
             batch,
@@ -460,5 +523,102 @@ fn bench(
     if json {
         println!("{}", serde_json::to_string(&r)?);
     }
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    use deepfm::data::criteo::{CriteoConfig, CriteoPreprocessor};
+    use deepfm::data::stream::LabelledTsv;
+    match args.format {
+        DataFormat::Tsv => {
+            let Some(spec_path) = &args.spec else {
+                bail!("--format tsv needs --spec");
+            };
+            let json = std::fs::read_to_string(spec_path)
+                .with_context(|| format!("reading {}", spec_path.display()))?;
+            let spec = ModelSpec::from_json(&json)?;
+            train_with(&args, spec.clone(), LabelledTsv::new(spec))
+        }
+        DataFormat::Criteo => {
+            eprintln!("building vocabularies from {}", args.data.display());
+            let pre = CriteoPreprocessor::fit(&args.data, CriteoConfig::default())?;
+            let spec = pre.spec(args.dim, &args.hidden);
+            let vocab_path = args.out.with_extension("criteo.json");
+            std::fs::write(&vocab_path, serde_json::to_string(&pre)?)
+                .with_context(|| format!("writing {}", vocab_path.display()))?;
+            eprintln!("wrote the preprocessing to {}", vocab_path.display());
+            train_with(&args, spec, pre)
+        }
+    }
+}
+
+fn train_with<P: deepfm::data::stream::LineParser + Clone>(
+    args: &TrainArgs,
+    spec: ModelSpec,
+    parser: P,
+) -> Result<()> {
+    use deepfm::data::stream::{Streamed, read_all};
+    use deepfm::train::{BatchNorm, FitConfig, Loss, TrainConfig, Trainer, fit};
+    let loss = match spec.output {
+        deepfm::Output::Sigmoid => Loss::Bce,
+        deepfm::Output::Linear => Loss::Mse,
+    };
+    let config = TrainConfig {
+        loss,
+        learning_rate: args.lr,
+        embedding_optimizer: args.optim.get(),
+        batch_norm: args.bn.then(BatchNorm::default),
+        dropout: args.dropout,
+        l2_embedding: args.l2_embedding,
+        l2_dense: args.l2_dense,
+        seed: args.seed,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(spec, config)?;
+    let valid = match &args.valid {
+        Some(path) => Some(read_all(path, parser.clone())?),
+        None => None,
+    };
+    let mut source = Streamed::new(&args.data, parser, args.buffer, args.seed)?;
+    let fit_config = FitConfig {
+        epochs: args.epochs,
+        batch_size: args.batch,
+        patience: args.patience,
+        plateau: None,
+    };
+    let report = fit(
+        &mut trainer,
+        &mut source,
+        valid.as_ref().map(|(b, y)| (b, y.as_slice())),
+        &fit_config,
+        &mut |e| {
+            eprintln!(
+                "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
+                e.epoch,
+                e.train_loss,
+                e.valid_loss
+                    .map(|v| format!(", valid loss {v:.5}"))
+                    .unwrap_or_default(),
+                e.samples,
+                e.seconds,
+                e.samples as f64 / e.seconds.max(1e-9)
+            )
+        },
+    )?;
+    let path = trainer.write(&args.out)?;
+    println!(
+        "wrote {} (weights of epoch {} of {}{})",
+        path.display(),
+        report.best_epoch,
+        report.epochs.len(),
+        if report.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
