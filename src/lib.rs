@@ -16,6 +16,8 @@
 //! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
 //! - [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
 //!   writing the same model file.
+//! - [`api`]: the recommender API of the DeepFM tutorial (`fit`, `predict`, `batch_predict`,
+//!   `recommend`, `save`, `load`) over raw user and item ids.
 //! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
 //!
 //! ```
@@ -35,6 +37,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod api;
 pub mod batch;
 pub mod bench;
 pub mod data;

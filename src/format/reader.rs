@@ -103,6 +103,12 @@ impl ModelFile {
         self.sections.iter().find(|s| s.shape.id == id)
     }
 
+    /// Every byte of the file, as mapped (validated at open; the table's bytes are read only
+    /// when used).
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.map
+    }
+
     /// Raw bytes of a section (`None` if the spec has no such section).
     pub fn bytes(&self, id: SectionId) -> Option<&[u8]> {
         let s = self.info(id)?;

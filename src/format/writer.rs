@@ -238,3 +238,22 @@ impl Drop for ModelWriter {
         }
     }
 }
+
+/// Writes `bytes` to `target` crash-safely: a temp file beside it, fsync, rename over the
+/// target, fsync of the directory. On an error the temp file is removed and the target is
+/// untouched.
+pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    use std::io::Write;
+    let temp = temp_path(target);
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, target)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(FormatError::io(target)(e));
+    }
+    sync_parent_dir(target)
+}

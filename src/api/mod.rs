@@ -1,0 +1,803 @@
+//! The recommender API, in the words of the DeepFM tutorial people learn from:
+//!
+//! ```
+//! use deepfm::api::DeepFM;
+//! # let users: Vec<u32> = (0..400).map(|i| i % 20).collect();
+//! # let items: Vec<u32> = (0..400).map(|i| (i * 7) % 30).collect();
+//! # let ratings: Vec<f32> = (0..400).map(|i| 1.0 + (i % 5) as f32).collect();
+//! let model = DeepFM::builder()
+//!     .name("DeepFM_Model")
+//!     .embedding_dim(8)        // the tutorial: 32
+//!     .deep_layers(&[16, 8])   // the tutorial: 256, 128, 64
+//!     .epochs(2)
+//!     .fit(&users, &items, &ratings)?;          // any integer or string ids
+//! let score = model.predict(&1, &100);           // unknown item: scored by the OOV row
+//! let top = model.recommend(&1, 10);             // item ids, unseen ones first by score
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("deepfm_model.dfm");
+//! model.save(&path)?;
+//! let loaded = DeepFM::<u32, u32>::load(&path)?;
+//! assert_eq!(loaded.predict(&1, &3), model.predict(&1, &3));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What is better than the tutorial's library: the builder takes `deep_layers` and `use_bn`
+//! and uses them; `task` defaults to `auto`, which trains a rating model with MSE when the
+//! ratings take more than two values (so RMSE means what it says); predictions go through the
+//! inference core (`batch_predict` and `recommend` score in large batches); unknown ids have a
+//! deliberate rule (below); `save` writes the same model file services score from.
+//!
+//! **Unknown ids.** Row 0 of the user and of the item field is an out-of-vocabulary row.
+//! During training, 1% of the samples (re-drawn every epoch) have their user, and
+//! independently their item, replaced by it, so it learns the average user or item.
+//! `predict` scores an unknown id with it; `try_predict` returns an error instead.
+
+mod ids;
+mod pairs;
+
+pub use ids::{Id, IdMap, OOV_ROW};
+pub use pairs::NegativeSampling;
+
+use crate::batch::{Batch, Column};
+use crate::format::FormatError;
+use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
+use crate::spec::{Field, FieldKind, ModelSpec, Output};
+use crate::train::{
+    BatchNorm, EpochReport, FitConfig, Loss, TrainConfig, TrainError, Trainer, fit,
+};
+use pairs::Pairs;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// What the model learns from the third column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// `Rating` when the values take more than two distinct values, `Click` when they are 0
+    /// and 1, `Implicit` when they are all the same (positives only).
+    Auto,
+    /// Explicit ratings: MSE, predictions on the rating scale (clamped to the range seen).
+    Rating,
+    /// Implicit feedback: every pair is a positive; negatives are sampled each epoch; BCE.
+    Implicit,
+    /// Clicks: BCE on 0/1 labels.
+    Click,
+}
+
+/// Ways the API can fail.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// `user_ids`, `item_ids` and `ratings` have different lengths, or are empty.
+    #[error(
+        "{users} user ids, {items} item ids and {ratings} ratings: they must be equally long and not empty"
+    )]
+    Lengths {
+        /// User ids given.
+        users: usize,
+        /// Item ids given.
+        items: usize,
+        /// Ratings given.
+        ratings: usize,
+    },
+    /// A setting is out of range, or a rating is not finite.
+    #[error("{0}")]
+    Invalid(String),
+    /// `try_predict` on a user not seen in training.
+    #[error("unknown user")]
+    UnknownUser,
+    /// `try_predict` on an item not seen in training.
+    #[error("unknown item")]
+    UnknownItem,
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Scoring failed.
+    #[error(transparent)]
+    Score(#[from] ScoreError),
+    /// The model file could not be written or read.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The id maps beside a model file are missing, unreadable, or belong to another file.
+    #[error("{path}: {problem}")]
+    Meta {
+        /// The metadata file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The tutorial's settings, with its names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// A name, kept with the model.
+    pub name: String,
+    /// Embedding dimension (32).
+    pub embedding_dim: usize,
+    /// Hidden layer widths (256, 128, 64).
+    pub deep_layers: Vec<usize>,
+    /// Dropout after each hidden layer (0.3).
+    pub dropout: f32,
+    /// Batch norm after each hidden layer (true).
+    pub use_bn: bool,
+    /// Passes over the data (20).
+    pub epochs: usize,
+    /// Samples per step (256).
+    pub batch_size: usize,
+    /// Adam learning rate (0.001).
+    pub learning_rate: f32,
+    /// Per-epoch progress on stderr (false).
+    pub verbose: bool,
+    /// Seed of everything random (0).
+    pub seed: u64,
+    /// Training threads (all cores).
+    pub threads: usize,
+    /// What to learn (`auto`).
+    pub task: Task,
+    /// L2 penalty on the embeddings of each batch (0).
+    pub l2: f32,
+    /// Early stopping: epochs without a better validation loss (none).
+    pub patience: Option<usize>,
+    /// Share of the data held out for validation when `patience` is set (0.1).
+    pub valid_fraction: f32,
+    /// Implicit feedback: negatives per positive (4).
+    pub negatives: usize,
+    /// Implicit feedback: how negatives are drawn (uniform).
+    pub negative_sampling: NegativeSampling,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: "DeepFM".into(),
+            embedding_dim: 32,
+            deep_layers: vec![256, 128, 64],
+            dropout: 0.3,
+            use_bn: true,
+            epochs: 20,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            verbose: false,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            task: Task::Auto,
+            l2: 0.0,
+            patience: None,
+            valid_fraction: 0.1,
+            negatives: 4,
+            negative_sampling: NegativeSampling::Uniform,
+        }
+    }
+}
+
+/// Builds a [`DeepFM`]: set what differs from the tutorial's defaults, then [`DeepFMBuilder::fit`].
+#[derive(Debug, Clone, Default)]
+pub struct DeepFMBuilder {
+    settings: Settings,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+            self.settings.$name = value;
+            self
+        })*
+    };
+}
+
+impl DeepFMBuilder {
+    setters! {
+        /// Embedding dimension.
+        embedding_dim: usize,
+        /// Dropout after each hidden layer.
+        dropout: f32,
+        /// Batch norm after each hidden layer.
+        use_bn: bool,
+        /// Passes over the data.
+        epochs: usize,
+        /// Samples per step.
+        batch_size: usize,
+        /// Adam learning rate.
+        learning_rate: f32,
+        /// Per-epoch progress on stderr.
+        verbose: bool,
+        /// Seed of everything random.
+        seed: u64,
+        /// Training threads.
+        threads: usize,
+        /// What to learn.
+        task: Task,
+        /// L2 penalty on the embeddings of each batch.
+        l2: f32,
+        /// Early stopping patience (holds out `valid_fraction` of the data).
+        patience: Option<usize>,
+        /// Share held out for validation when `patience` is set.
+        valid_fraction: f32,
+        /// Implicit feedback: negatives per positive.
+        negatives: usize,
+        /// Implicit feedback: how negatives are drawn.
+        negative_sampling: NegativeSampling,
+    }
+
+    /// A name kept with the model.
+    pub fn name(mut self, name: &str) -> Self {
+        self.settings.name = name.to_string();
+        self
+    }
+
+    /// Hidden layer widths.
+    pub fn deep_layers(mut self, widths: &[usize]) -> Self {
+        self.settings.deep_layers = widths.to_vec();
+        self
+    }
+
+    /// The settings so far.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Trains on `(user_ids[k], item_ids[k], ratings[k])` triples and returns the fitted model.
+    pub fn fit<U: Id, I: Id>(
+        self,
+        user_ids: &[U],
+        item_ids: &[I],
+        ratings: &[f32],
+    ) -> Result<DeepFM<U, I>, ApiError> {
+        DeepFM::train(self.settings, user_ids, item_ids, ratings)
+    }
+}
+
+/// What [`DeepFM`] keeps beside the model file (`<model>.meta.json`).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "U: Id, I: Id")]
+struct Meta<U: Id, I: Id> {
+    /// The model file's meta checksum (header bytes 48..56): the pair belongs together.
+    fingerprint: String,
+    settings: Settings,
+    task: Task,
+    users: IdMap<U>,
+    items: IdMap<I>,
+    /// Item rows each user row interacted with in training, sorted.
+    seen: Vec<Vec<u64>>,
+    history: Vec<(usize, f64, Option<f64>)>,
+}
+
+/// A fitted DeepFM recommender over users of type `U` and items of type `I`.
+pub struct DeepFM<U: Id, I: Id> {
+    settings: Settings,
+    task: Task,
+    users: IdMap<U>,
+    items: IdMap<I>,
+    seen: Vec<Vec<u64>>,
+    history: Vec<EpochReport>,
+    model: Model,
+    scratch: ScratchPool,
+}
+
+impl<U: Id, I: Id> std::fmt::Debug for DeepFM<U, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeepFM")
+            .field("name", &self.settings.name)
+            .field("task", &self.task)
+            .field("users", &self.users.len())
+            .field("items", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeepFM<u64, u64> {
+    /// A builder with the tutorial's defaults.
+    pub fn builder() -> DeepFMBuilder {
+        DeepFMBuilder::default()
+    }
+}
+
+/// The task `auto` stands for, given the labels.
+fn resolve_task(task: Task, ratings: &[f32]) -> Task {
+    if task != Task::Auto {
+        return task;
+    }
+    let mut distinct: Vec<f32> = Vec::new();
+    for &r in ratings {
+        if !distinct.contains(&r) {
+            distinct.push(r);
+            if distinct.len() > 2 {
+                return Task::Rating;
+            }
+        }
+    }
+    match distinct.as_slice() {
+        [_] => Task::Implicit,
+        [a, b] if (*a == 0.0 || *a == 1.0) && (*b == 0.0 || *b == 1.0) => Task::Click,
+        _ => Task::Rating,
+    }
+}
+
+impl<U: Id, I: Id> DeepFM<U, I> {
+    fn train(
+        settings: Settings,
+        user_ids: &[U],
+        item_ids: &[I],
+        ratings: &[f32],
+    ) -> Result<Self, ApiError> {
+        let n = ratings.len();
+        if user_ids.len() != n || item_ids.len() != n || n == 0 {
+            return Err(ApiError::Lengths {
+                users: user_ids.len(),
+                items: item_ids.len(),
+                ratings: n,
+            });
+        }
+        if let Some(k) = ratings.iter().position(|r| !r.is_finite()) {
+            return Err(ApiError::Invalid(format!(
+                "rating {k} is {}: ratings must be finite",
+                ratings[k]
+            )));
+        }
+        let task = resolve_task(settings.task, ratings);
+        if settings.verbose {
+            eprintln!(
+                "{}: task {task:?}{}",
+                settings.name,
+                if settings.task == Task::Auto {
+                    " (picked by task = auto from the ratings)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let mut users = IdMap::default();
+        let mut items = IdMap::default();
+        let user_rows: Vec<u64> = user_ids.iter().map(|u| users.insert(u)).collect();
+        let item_rows: Vec<u64> = item_ids.iter().map(|i| items.insert(i)).collect();
+        let mut seen = vec![Vec::new(); users.rows() as usize];
+        for (&u, &i) in user_rows.iter().zip(&item_rows) {
+            seen[u as usize].push(i);
+        }
+        seen.iter_mut().for_each(|s| {
+            s.sort_unstable();
+            s.dedup();
+        });
+        let (lo, hi) = ratings
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+                (lo.min(r), hi.max(r))
+            });
+        let spec = ModelSpec {
+            fields: vec![
+                Field {
+                    name: "user".into(),
+                    kind: FieldKind::Categorical {
+                        vocab: users.rows(),
+                    },
+                },
+                Field {
+                    name: "item".into(),
+                    kind: FieldKind::Categorical {
+                        vocab: items.rows(),
+                    },
+                },
+            ],
+            embedding_dim: settings.embedding_dim,
+            hidden: settings.deep_layers.clone(),
+            output: if task == Task::Rating {
+                Output::Linear
+            } else {
+                Output::Sigmoid
+            },
+            clamp: (task == Task::Rating && lo < hi).then_some([lo, hi]),
+        };
+        let labels: Vec<f32> = match task {
+            Task::Implicit => vec![1.0; n],
+            Task::Click => ratings.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
+            _ => ratings.to_vec(),
+        };
+        let mean = labels.iter().map(|&y| y as f64).sum::<f64>() / n as f64;
+        let config = TrainConfig {
+            loss: if task == Task::Rating {
+                Loss::Mse
+            } else {
+                Loss::Bce
+            },
+            learning_rate: settings.learning_rate,
+            l2_embedding: settings.l2,
+            dropout: settings.dropout,
+            batch_norm: settings.use_bn.then(BatchNorm::default),
+            initial_bias: if task == Task::Rating {
+                mean as f32
+            } else {
+                0.0
+            },
+            seed: settings.seed,
+            threads: settings.threads,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(spec.clone(), config)?;
+        // A validation split only when early stopping asks for one.
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
+        for k in (1..n).rev() {
+            order.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        let held = match settings.patience {
+            Some(_) => ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1),
+            None => 0,
+        };
+        let (valid_idx, train_idx) = order.split_at(held);
+        let mut data = Pairs::new(&spec, settings.seed);
+        for &k in train_idx {
+            data.users.push(user_rows[k]);
+            data.items.push(item_rows[k]);
+            data.labels.push(labels[k]);
+        }
+        data.item_rows = items.rows();
+        data.oov_rate = 0.01;
+        if task == Task::Implicit {
+            data.negatives = settings.negatives;
+            data.seen = seen.clone();
+            if settings.negative_sampling == NegativeSampling::Popularity {
+                data.popularity();
+            }
+        }
+        let valid = (held > 0).then(|| {
+            let mut v = Pairs::new(&spec, settings.seed ^ 1);
+            for &k in valid_idx {
+                v.users.push(user_rows[k]);
+                v.items.push(item_rows[k]);
+                v.labels.push(labels[k]);
+            }
+            let mut batch = crate::batch::BatchBuf::new(&spec);
+            for (&u, &i) in v.users.iter().zip(&v.items) {
+                let _ = batch.push_row(&[crate::batch::Value::Id(u), crate::batch::Value::Id(i)]);
+            }
+            (batch, v.labels)
+        });
+        let fit_config = FitConfig {
+            epochs: settings.epochs,
+            batch_size: settings.batch_size,
+            patience: settings.patience,
+            plateau: None,
+        };
+        let verbose = settings.verbose;
+        let epochs = settings.epochs;
+        let report = fit(
+            &mut trainer,
+            &mut data,
+            valid.as_ref().map(|(b, y)| (b, y.as_slice())),
+            &fit_config,
+            &mut |e| {
+                if verbose {
+                    eprintln!(
+                        "epoch {}/{epochs}: loss {:.4}{} ({} samples, {:.1} s)",
+                        e.epoch,
+                        e.train_loss,
+                        e.valid_loss
+                            .map(|v| format!(", validation {v:.4}"))
+                            .unwrap_or_default(),
+                        e.samples,
+                        e.seconds
+                    );
+                }
+            },
+        )?;
+        let model = open_trained(&trainer)?;
+        let scratch = ScratchPool::new(&model);
+        Ok(DeepFM {
+            settings,
+            task,
+            users,
+            items,
+            seen,
+            history: report.epochs,
+            model,
+            scratch,
+        })
+    }
+
+    /// The task trained (what `auto` resolved to).
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// The settings used.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Per-epoch losses of the fit (empty for a loaded model whose history was not saved).
+    pub fn history(&self) -> &[EpochReport] {
+        &self.history
+    }
+
+    /// The scoring model (the inference core's), e.g. to serve it elsewhere.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Users and items known from training.
+    pub fn users(&self) -> &IdMap<U> {
+        &self.users
+    }
+
+    /// Items known from training.
+    pub fn items(&self) -> &IdMap<I> {
+        &self.items
+    }
+
+    fn rows(&self, user: &U, item: &I) -> (u64, u64) {
+        (
+            self.users.get(user).unwrap_or(OOV_ROW),
+            self.items.get(item).unwrap_or(OOV_ROW),
+        )
+    }
+
+    fn score_rows(&self, users: &[u64], items: &[u64], out: &mut [f32]) -> Result<(), ApiError> {
+        let columns = [Column::Categorical(users), Column::Categorical(items)];
+        let batch = Batch::new(&columns);
+        if users.len() >= 1024 {
+            score_parallel(&self.model, &batch, &self.scratch, out)?;
+        } else {
+            score(&self.model, &batch, &mut self.scratch.get(), out)?;
+        }
+        Ok(())
+    }
+
+    /// The prediction for one pair: a rating on the training scale for rating models, a
+    /// probability otherwise. Unknown ids score through the out-of-vocabulary rows (see the
+    /// module documentation); NaN only if the model itself overflows.
+    pub fn predict(&self, user: &U, item: &I) -> f32 {
+        let (u, i) = self.rows(user, item);
+        let mut out = [0.0];
+        match self.score_rows(&[u], &[i], &mut out) {
+            Ok(()) => out[0],
+            Err(_) => f32::NAN,
+        }
+    }
+
+    /// As [`DeepFM::predict`], but an unknown user or item is an error.
+    pub fn try_predict(&self, user: &U, item: &I) -> Result<f32, ApiError> {
+        let u = self.users.get(user).ok_or(ApiError::UnknownUser)?;
+        let i = self.items.get(item).ok_or(ApiError::UnknownItem)?;
+        let mut out = [0.0];
+        self.score_rows(&[u], &[i], &mut out)?;
+        Ok(out[0])
+    }
+
+    /// Predictions for many pairs, scored as one batch (parallel for large ones).
+    pub fn batch_predict(&self, pairs: &[(U, I)]) -> Result<Vec<f32>, ApiError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (users, items): (Vec<u64>, Vec<u64>) =
+            pairs.iter().map(|(u, i)| self.rows(u, i)).unzip();
+        let mut out = vec![0.0; pairs.len()];
+        self.score_rows(&users, &items, &mut out)?;
+        Ok(out)
+    }
+
+    /// Root mean squared error (and mean absolute error) over triples, predictions clamped as
+    /// [`DeepFM::predict`] returns them.
+    pub fn evaluate(
+        &self,
+        user_ids: &[U],
+        item_ids: &[I],
+        ratings: &[f32],
+    ) -> Result<(f64, f64), ApiError> {
+        if user_ids.len() != ratings.len() || item_ids.len() != ratings.len() || ratings.is_empty()
+        {
+            return Err(ApiError::Lengths {
+                users: user_ids.len(),
+                items: item_ids.len(),
+                ratings: ratings.len(),
+            });
+        }
+        let pairs: Vec<(U, I)> = user_ids
+            .iter()
+            .cloned()
+            .zip(item_ids.iter().cloned())
+            .collect();
+        let p = self.batch_predict(&pairs)?;
+        let rmse =
+            crate::metrics::rmse(&p, ratings).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let mae = crate::metrics::mae(&p, ratings).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        Ok((rmse, mae))
+    }
+
+    /// The `top_k` items for `user` by score, excluding items the user interacted with in
+    /// training; ties go to the item seen first in training.
+    pub fn recommend(&self, user: &U, top_k: usize) -> Vec<I> {
+        self.recommend_with_scores(user, top_k)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// As [`DeepFM::recommend`], with each item's score.
+    pub fn recommend_with_scores(&self, user: &U, top_k: usize) -> Vec<(I, f32)> {
+        self.recommend_with(user, top_k, true, &[])
+            .unwrap_or_default()
+    }
+
+    /// Top `top_k` items for `user`: every known item is scored in batches; items the user
+    /// interacted with in training are left out when `exclude_seen`, and so are the items in
+    /// `exclude`. An unknown user is scored through the out-of-vocabulary row.
+    pub fn recommend_with(
+        &self,
+        user: &U,
+        top_k: usize,
+        exclude_seen: bool,
+        exclude: &[I],
+    ) -> Result<Vec<(I, f32)>, ApiError> {
+        const CHUNK: usize = 4096;
+        let u = self.users.get(user).unwrap_or(OOV_ROW);
+        let n = self.items.len();
+        let mut skip = vec![false; n + 1];
+        skip[OOV_ROW as usize] = true;
+        if exclude_seen {
+            for &i in &self.seen[u as usize] {
+                skip[i as usize] = true;
+            }
+        }
+        for item in exclude {
+            if let Some(i) = self.items.get(item) {
+                skip[i as usize] = true;
+            }
+        }
+        let mut scores = vec![0.0f32; n + 1];
+        let users = vec![u; CHUNK];
+        let rows: Vec<u64> = (0..=n as u64).collect();
+        for (start, out) in (0..=n).step_by(CHUNK).zip(scores.chunks_mut(CHUNK)) {
+            let len = out.len();
+            self.score_rows(&users[..len], &rows[start..start + len], out)?;
+        }
+        let mut ranked: Vec<u64> = (1..=n as u64).filter(|&i| !skip[i as usize]).collect();
+        let by_score = |a: &u64, b: &u64| {
+            scores[*b as usize]
+                .total_cmp(&scores[*a as usize])
+                .then(a.cmp(b))
+        };
+        let k = top_k.min(ranked.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        ranked.select_nth_unstable_by(k - 1, by_score);
+        ranked.truncate(k);
+        ranked.sort_unstable_by(by_score);
+        Ok(ranked
+            .into_iter()
+            .map(|i| {
+                let id = self
+                    .items
+                    .id(i)
+                    .expect("ranked rows are known items")
+                    .clone();
+                (id, scores[i as usize])
+            })
+            .collect())
+    }
+
+    /// [`DeepFM::recommend`] for many users, in parallel.
+    pub fn recommend_many(&self, users: &[U], top_k: usize) -> Vec<Vec<I>> {
+        users.par_iter().map(|u| self.recommend(u, top_k)).collect()
+    }
+
+    /// Writes the model file (what the inference core and `deepfm score` read) to `path`
+    /// and the id maps and settings to `<path>.meta.json`, each crash-safely (temp file,
+    /// fsync, rename). The metadata names the model file's checksum, so `load` refuses a pair
+    /// from two different saves.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ApiError> {
+        let path = path.as_ref();
+        let meta = Meta {
+            fingerprint: fingerprint(&self.model),
+            settings: self.settings.clone(),
+            task: self.task,
+            users: self.users.clone(),
+            items: self.items.clone(),
+            seen: self.seen.clone(),
+            history: self
+                .history
+                .iter()
+                .map(|e| (e.epoch, e.train_loss, e.valid_loss))
+                .collect(),
+        };
+        let json = serde_json::to_vec(&meta).map_err(|e| ApiError::Meta {
+            path: meta_path(path),
+            problem: e.to_string(),
+        })?;
+        crate::format::writer::write_atomically(path, self.model.file().raw())?;
+        crate::format::writer::write_atomically(&meta_path(path), &json)?;
+        Ok(())
+    }
+
+    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped, not read).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ApiError> {
+        let path = path.as_ref();
+        let model = Model::open(path)?;
+        let mpath = meta_path(path);
+        let bad = |problem: String| ApiError::Meta {
+            path: mpath.clone(),
+            problem,
+        };
+        let bytes = std::fs::read(&mpath).map_err(|e| bad(e.to_string()))?;
+        let meta: Meta<U, I> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if meta.fingerprint != fingerprint(&model) {
+            return Err(bad(
+                "belongs to another model file (an interrupted or mixed-up save)".into(),
+            ));
+        }
+        let vocab = |f: usize| match model.spec().fields.get(f).map(|f| f.kind) {
+            Some(FieldKind::Categorical { vocab }) => Some(vocab),
+            _ => None,
+        };
+        let consistent = model.spec().fields.len() == 2
+            && vocab(0) == Some(meta.users.rows())
+            && vocab(1) == Some(meta.items.rows())
+            && meta.users.is_consistent()
+            && meta.items.is_consistent()
+            && meta.seen.len() as u64 == meta.users.rows()
+            && meta
+                .seen
+                .iter()
+                .all(|s| s.iter().all(|&i| i < meta.items.rows()) && s.is_sorted());
+        if !consistent {
+            return Err(bad("id maps do not match the model's fields".into()));
+        }
+        let scratch = ScratchPool::new(&model);
+        Ok(DeepFM {
+            settings: meta.settings,
+            task: meta.task,
+            users: meta.users,
+            items: meta.items,
+            seen: meta.seen,
+            history: meta
+                .history
+                .into_iter()
+                .map(|(epoch, train_loss, valid_loss)| EpochReport {
+                    epoch,
+                    train_loss,
+                    valid_loss,
+                    samples: 0,
+                    seconds: 0.0,
+                    learning_rate: 0.0,
+                })
+                .collect(),
+            model,
+            scratch,
+        })
+    }
+}
+
+/// `<path>.meta.json`.
+fn meta_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".meta.json");
+    PathBuf::from(name)
+}
+
+/// The model file's meta checksum, as hex.
+fn fingerprint(model: &Model) -> String {
+    let raw = model.file().raw();
+    let bytes: [u8; 8] = raw[48..56]
+        .try_into()
+        .expect("a validated header is 64 bytes");
+    format!("{:016x}", u64::from_le_bytes(bytes))
+}
+
+/// Writes the trainer's model to a private temporary file, maps it, and unlinks the file
+/// (the map keeps it alive), so that a fitted model predicts through the inference core,
+/// exactly as the file it saves.
+fn open_trained(trainer: &Trainer) -> Result<Model, ApiError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "deepfm-fit-{}-{}.dfm",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    trainer.write(&path)?;
+    let model = Model::open(&path);
+    let _ = std::fs::remove_file(&path);
+    Ok(model?)
+}

@@ -1,0 +1,194 @@
+//! The recommender API: the tutorial's calls on planted ratings, save/load, unknown ids,
+//! recommendations, and the checks `load` makes.
+
+use deepfm::api::{ApiError, DeepFM, Task};
+use deepfm::random::Rng;
+
+/// Ratings 1–5 from planted user and item factors: user `u` likes items whose factor is close
+/// to its own. String user ids, integer item ids.
+fn planted(n: usize, seed: u64) -> (Vec<String>, Vec<u32>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let user_f: Vec<f32> = (0..60).map(|_| rng.uniform()).collect();
+    let item_f: Vec<f32> = (0..80).map(|_| rng.uniform()).collect();
+    let mut users = Vec::with_capacity(n);
+    let mut items = Vec::with_capacity(n);
+    let mut ratings = Vec::with_capacity(n);
+    for _ in 0..n {
+        let u = rng.below(60) as usize;
+        let i = rng.below(80) as usize;
+        let r = 5.0 - 4.0 * (user_f[u] - item_f[i]).abs() + 0.3 * rng.normal();
+        users.push(format!("user-{u}"));
+        items.push(i as u32);
+        ratings.push(r.round().clamp(1.0, 5.0));
+    }
+    (users, items, ratings)
+}
+
+fn fit(users: &[String], items: &[u32], ratings: &[f32]) -> DeepFM<String, u32> {
+    DeepFM::builder()
+        .name("test")
+        .embedding_dim(8)
+        .deep_layers(&[32, 16])
+        .epochs(15)
+        .batch_size(128)
+        .learning_rate(3e-3)
+        .threads(2)
+        .seed(7)
+        .fit(users, items, ratings)
+        .unwrap()
+}
+
+#[test]
+fn tutorial_flow() {
+    let (users, items, ratings) = planted(12_000, 1);
+    let (train, test) = (10_000, 2_000);
+    let model = fit(&users[..train], &items[..train], &ratings[..train]);
+    assert_eq!(model.task(), Task::Rating);
+
+    // RMSE well below predicting the mean.
+    let (rmse, mae) = model
+        .evaluate(&users[train..], &items[train..], &ratings[train..])
+        .unwrap();
+    let mean = ratings[..train].iter().sum::<f32>() / train as f32;
+    let base = (ratings[train..]
+        .iter()
+        .map(|r| ((r - mean) as f64).powi(2))
+        .sum::<f64>()
+        / test as f64)
+        .sqrt();
+    assert!(
+        rmse < 0.8 * base,
+        "RMSE {rmse} vs mean-only {base} (MAE {mae})"
+    );
+
+    // predict, batch_predict and the rating scale.
+    let pairs: Vec<(String, u32)> = users[train..]
+        .iter()
+        .cloned()
+        .zip(items[train..].iter().copied())
+        .collect();
+    let batch = model.batch_predict(&pairs).unwrap();
+    for (k, (u, i)) in pairs.iter().enumerate().take(200) {
+        assert_eq!(model.predict(u, i), batch[k]);
+        assert!((1.0..=5.0).contains(&batch[k]));
+    }
+
+    // Unknown ids: a finite prediction, or an error from try_predict.
+    let stranger = "nobody".to_string();
+    assert!(model.predict(&stranger, &3).is_finite());
+    assert!(model.predict(&users[0], &9999).is_finite());
+    assert!(matches!(
+        model.try_predict(&stranger, &3),
+        Err(ApiError::UnknownUser)
+    ));
+    assert!(matches!(
+        model.try_predict(&users[0], &9999),
+        Err(ApiError::UnknownItem)
+    ));
+
+    // recommend: sorted, no seen item, the same list with scores, deterministic.
+    let user = &users[0];
+    let recs = model.recommend_with_scores(user, 10);
+    assert_eq!(recs.len(), 10);
+    assert!(recs.windows(2).all(|w| w[0].1 >= w[1].1));
+    let seen: std::collections::HashSet<u32> = users[..train]
+        .iter()
+        .zip(&items[..train])
+        .filter(|(u, _)| *u == user)
+        .map(|(_, &i)| i)
+        .collect();
+    assert!(recs.iter().all(|(i, _)| !seen.contains(i)));
+    for (i, s) in &recs {
+        assert_eq!(model.predict(user, i), *s);
+    }
+    assert_eq!(
+        model.recommend(user, 10),
+        recs.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let with_seen = model.recommend_with(user, 80, false, &[]).unwrap();
+    assert_eq!(with_seen.len(), 80);
+    let excluded = model.recommend_with(user, 5, true, &[recs[0].0]).unwrap();
+    assert!(excluded.iter().all(|(i, _)| *i != recs[0].0));
+    let many = model.recommend_many(&users[..3], 4);
+    assert_eq!(many[0], model.recommend(&users[0], 4));
+
+    // save / load: the loaded model predicts exactly what the saved one did.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deepfm_model.dfm");
+    model.save(&path).unwrap();
+    let loaded = DeepFM::<String, u32>::load(&path).unwrap();
+    assert_eq!(loaded.batch_predict(&pairs).unwrap(), batch);
+    assert_eq!(loaded.recommend(user, 10), model.recommend(user, 10));
+    assert_eq!(loaded.task(), Task::Rating);
+    assert_eq!(loaded.history().len(), model.history().len());
+}
+
+#[test]
+fn auto_task_follows_the_labels() {
+    let users: Vec<u64> = (0..200).map(|k| k % 10).collect();
+    let items: Vec<u64> = (0..200).map(|k| k % 13).collect();
+    let quick = || {
+        DeepFM::builder()
+            .embedding_dim(4)
+            .deep_layers(&[8])
+            .epochs(1)
+            .threads(1)
+    };
+    let clicks: Vec<f32> = (0..200).map(|k| (k % 3 == 0) as u8 as f32).collect();
+    let m = quick().fit(&users, &items, &clicks).unwrap();
+    assert_eq!(m.task(), Task::Click);
+    assert!((0.0..=1.0).contains(&m.predict(&1, &2)));
+    let m = quick().fit(&users, &items, &vec![1.0; 200]).unwrap();
+    assert_eq!(m.task(), Task::Implicit);
+    let m = quick()
+        .fit(
+            &users,
+            &items,
+            &(0..200).map(|k| (k % 5) as f32).collect::<Vec<_>>(),
+        )
+        .unwrap();
+    assert_eq!(m.task(), Task::Rating);
+    // Bad input is an error, not a panic.
+    assert!(matches!(
+        quick().fit(&users, &items[..10], &clicks),
+        Err(ApiError::Lengths { .. })
+    ));
+    assert!(matches!(
+        quick().fit(&users[..1], &items[..1], &[f32::NAN]),
+        Err(ApiError::Invalid(_))
+    ));
+    assert!(quick().dropout(1.5).fit(&users, &items, &clicks).is_err());
+}
+
+#[test]
+fn load_refuses_metadata_of_another_model() {
+    let (users, items, ratings) = planted(2_000, 3);
+    let quick = |seed| {
+        DeepFM::builder()
+            .embedding_dim(4)
+            .deep_layers(&[8])
+            .epochs(1)
+            .threads(1)
+            .seed(seed)
+            .fit(&users, &items, &ratings)
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));
+    quick(1).save(&a).unwrap();
+    quick(2).save(&b).unwrap();
+    std::fs::copy(
+        dir.path().join("b.dfm.meta.json"),
+        dir.path().join("a.dfm.meta.json"),
+    )
+    .unwrap();
+    let err = DeepFM::<String, u32>::load(&a).unwrap_err();
+    assert!(matches!(err, ApiError::Meta { .. }), "{err}");
+    std::fs::remove_file(dir.path().join("b.dfm.meta.json")).unwrap();
+    assert!(matches!(
+        DeepFM::<String, u32>::load(&b).unwrap_err(),
+        ApiError::Meta { .. }
+    ));
+    // Wrong id types are refused too (the ids were strings).
+    assert!(DeepFM::<u64, u32>::load(&a).is_err());
+}
