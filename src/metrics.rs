@@ -1,8 +1,11 @@
-//! Evaluation metrics for click-through (AUC, log loss) and rating (RMSE, MAE) predictions.
+//! Evaluation metrics for click-through (AUC, log loss) and rating (RMSE, MAE) predictions;
+//! top-K ranking metrics (HR, NDCG, precision, recall, MAP) are in [`ranking`].
 //!
 //! Everything is accumulated in f64: a million f32 terms summed in f32 lose digits that papers
 //! report (log loss is compared to the fourth decimal). Inputs come from users, so a length
 //! mismatch, an empty input or a NaN is a [`MetricsError`], never a panic.
+
+pub mod ranking;
 
 use std::cmp::Ordering;
 use thiserror::Error;
