@@ -4,11 +4,13 @@
 //! - [`movielens`]: the MovieLens 100K / 1M files as GroupLens distributes them.
 //! - [`vocab`]: raw tokens to dense ids: counted vocabularies with a minimum count, or hashing.
 //! - [`criteo`]: the Criteo display-advertising files, preprocessed as the benchmarks do.
+//! - [`split`]: random, per-user leave-one-out by time, and time-based train/test splits.
 //! - [`stream`]: training from a file larger than memory, shuffled through a bounded buffer.
 
 pub mod criteo;
 mod error;
 pub mod movielens;
+pub mod split;
 pub mod stream;
 pub mod tsv;
 pub mod vocab;
