@@ -283,7 +283,6 @@ fn student_recovers_a_planted_teacher() {
             patience: 0,
             min_lr: 1e-5,
         }),
-        ..FitConfig::default()
     };
     let report = fit(
         &mut student,
