@@ -182,13 +182,18 @@ fn main() -> Result<()> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
 
+    let best_valid = report.epochs[report.best_epoch - 1]
+        .valid_loss
+        .unwrap_or(f64::NAN);
     let predictions = predict(&mut trainer, &test_batch)?;
     println!(
-        "test RMSE {:.4} MAE {:.4} (predictions clamped to [1, 5]); {} epochs run, best {}, {seconds:.1} s training (incl. validation); {}",
+        "test RMSE {:.4} MAE {:.4} (predictions clamped to [1, 5]); best valid RMSE {:.4} \
+         (unclamped) at epoch {} of {}; {seconds:.1} s training (incl. validation); {}",
         rmse(&predictions, &test_labels)?,
         mae(&predictions, &test_labels)?,
-        report.epochs.len(),
+        best_valid.sqrt(),
         report.best_epoch,
+        report.epochs.len(),
         settings(&args),
     );
     Ok(())
