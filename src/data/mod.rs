@@ -1,7 +1,10 @@
 //! Reading samples from text.
 //!
 //! - [`tsv`]: the scoring input of `deepfm score`: one sample a line, one column per field.
-//! - [`movielens`]: the MovieLens 100K / 1M files as GroupLens distributes them.
+//! - [`movielens`]: the MovieLens 100K / 1M files as GroupLens distributes them, and
+//!   [`movielens::features`] to turn them into samples.
+//! - [`TokenIndex`]: dense indices for raw tokens in order of first appearance (ids, zip
+//!   prefixes, genre names).
 //! - [`vocab`]: raw tokens to dense ids: counted vocabularies with a minimum count, or hashing.
 //! - [`criteo`]: the Criteo display-advertising files, preprocessed as the benchmarks do.
 //! - [`split`]: random, per-user leave-one-out by time, and time-based train/test splits.
@@ -12,7 +15,9 @@ mod error;
 pub mod movielens;
 pub mod split;
 pub mod stream;
+mod token_index;
 pub mod tsv;
 pub mod vocab;
 
 pub use error::DataError;
+pub use token_index::TokenIndex;

@@ -9,6 +9,8 @@
 //! Text is Latin-1 (the files predate UTF-8 at GroupLens): each byte becomes the character with
 //! that code point, so no input is rejected for its encoding.
 
+pub mod features;
+
 use super::error::{At, DataError};
 use std::fs::File;
 use std::io::{BufRead, BufReader};

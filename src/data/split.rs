@@ -20,7 +20,10 @@ pub fn random(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize
 /// Per-user leave-one-out by time (the NCF protocol): each user's latest interaction (the
 /// last in input order on equal timestamps) is the test sample, the rest train. Users with a
 /// single interaction keep it in training. Returns `(train, test)`, each in input order.
-pub fn leave_one_out_by_time<U: Eq + Hash>(users: &[U], timestamps: &[u64]) -> (Vec<usize>, Vec<usize>) {
+pub fn leave_one_out_by_time<U: Eq + Hash>(
+    users: &[U],
+    timestamps: &[u64],
+) -> (Vec<usize>, Vec<usize>) {
     let mut latest: HashMap<&U, (usize, usize)> = HashMap::new();
     for (k, (u, &t)) in users.iter().zip(timestamps).enumerate() {
         let entry = latest.entry(u).or_insert((k, 0));
@@ -49,7 +52,8 @@ pub fn by_time(timestamps: &[u64], test_fraction: f64) -> (Vec<usize>, Vec<usize
     }
     let mut sorted = timestamps.to_vec();
     sorted.sort_unstable();
-    let cut_index = ((n as f64 * (1.0 - test_fraction.clamp(0.0, 1.0))).ceil() as usize).clamp(1, n);
+    let cut_index =
+        ((n as f64 * (1.0 - test_fraction.clamp(0.0, 1.0))).ceil() as usize).clamp(1, n);
     let cut = sorted[cut_index - 1];
     (0..n).partition(|&k| timestamps[k] <= cut)
 }
