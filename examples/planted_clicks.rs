@@ -32,6 +32,12 @@ struct Args {
     threads: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// DeepFM's L2 penalty on the embedding rows of each batch.
+    #[arg(long, default_value_t = 1e-4)]
+    l2: f32,
+    /// DeepFM's dropout after each hidden layer.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
 }
 
 /// 13 numeric fields, then 26 categorical ones with vocabularies from 10 to about 20,000.
@@ -106,7 +112,8 @@ fn main() -> Result<()> {
         TrainConfig {
             loss: Loss::Bce,
             batch_norm: Some(BatchNorm::default()),
-            l2_embedding: 1e-6,
+            l2_embedding: args.l2,
+            dropout: args.dropout,
             seed: args.seed + 10,
             threads: args.threads,
             ..TrainConfig::default()
