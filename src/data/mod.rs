@@ -7,12 +7,14 @@
 //!   prefixes, genre names).
 //! - [`vocab`]: raw tokens to dense ids: counted vocabularies with a minimum count, or hashing.
 //! - [`criteo`]: the Criteo display-advertising files, preprocessed as the benchmarks do.
+//! - [`ratings`]: `user, item[, rating[, timestamp]]` files with string ids, format detected.
 //! - [`split`]: random, per-user leave-one-out by time, and time-based train/test splits.
 //! - [`stream`]: training from a file larger than memory, shuffled through a bounded buffer.
 
 pub mod criteo;
 mod error;
 pub mod movielens;
+pub mod ratings;
 pub mod split;
 pub mod stream;
 mod token_index;

@@ -121,7 +121,36 @@ enum Command {
     },
     /// Train a model from a labelled file (streamed, shuffled through a buffer) and write the
     /// model file.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
+    /// Predict `user,item` pairs (one a line, format detected) with a model from
+    /// `train --ratings`: one prediction a line, in order.
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        pairs: PathBuf,
+    },
+    /// The top-k items for a user of a model from `train --ratings` (items the user rated in
+    /// training are left out).
+    Recommend {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Print JSON (`[{"item": ..., "score": ...}, ...]`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a model from `train --ratings` on held-out interactions: RMSE and MAE for a
+    /// rating model, AUC and logloss for a click model.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        ratings: PathBuf,
+    },
     /// Measure training throughput (samples/s) on random samples of a benchmark shape.
     BenchTrain {
         #[arg(long, value_enum, default_value = "criteo-like")]
@@ -149,10 +178,15 @@ enum Command {
 /// Arguments of `deepfm train`.
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Training data: `tsv` = label then one column per field (the `score` format), or
+    /// Ratings or interactions, `user,item,rating[,timestamp]` (MovieLens `::`, tab, comma;
+    /// header and string ids allowed): trains the recommender (`deepfm::api`) with the
+    /// tutorial's defaults, writes MODEL and MODEL.meta.json (the id maps).
+    #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
+    ratings: Option<PathBuf>,
+    /// Training samples: `tsv` = label then one column per field (the `score` format), or
     /// Criteo (`label, I1..I13, C1..C26`, tab- or comma-separated).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "ratings")]
+    data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "tsv")]
     format: DataFormat,
     /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
@@ -164,18 +198,23 @@ struct TrainArgs {
     /// Where to write the model file.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    #[arg(long, default_value_t = 256)]
-    batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    /// Passes over the data [ratings: 20; data: 5].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Samples per step [256].
+    #[arg(long, alias = "batch-size")]
+    batch: Option<usize>,
+    /// Adam learning rate [0.001].
+    #[arg(long, alias = "learning-rate")]
+    lr: Option<f32>,
     #[arg(long, value_enum, default_value = "lazy-adam")]
     optim: Optim,
+    /// Batch norm after each hidden layer [ratings: true; data: false].
+    #[arg(long, alias = "use-bn", num_args = 0..=1, default_missing_value = "true")]
+    bn: Option<bool>,
+    /// Dropout after each hidden layer [ratings: 0.3; data: 0].
     #[arg(long)]
-    bn: bool,
-    #[arg(long, default_value_t = 0.0)]
-    dropout: f32,
+    dropout: Option<f32>,
     #[arg(long, default_value_t = 0.0)]
     l2_embedding: f32,
     #[arg(long, default_value_t = 0.0)]
@@ -183,19 +222,38 @@ struct TrainArgs {
     /// Stop after this many epochs without a better validation loss (restores the best).
     #[arg(long)]
     patience: Option<usize>,
+    /// Ratings: share held out for validation when --patience is set.
+    #[arg(long, default_value_t = 0.1)]
+    valid_fraction: f32,
+    /// Ratings: what to learn (auto: rating when the ratings take more than two values).
+    #[arg(long, value_enum, default_value = "auto")]
+    task: TaskArg,
     /// Samples held by the shuffle buffer (memory is bounded by it, not by the file).
     #[arg(long, default_value_t = 100_000)]
     buffer: usize,
-    /// For `criteo`: embedding dimension and hidden layers of the model built.
-    #[arg(long, default_value_t = 16)]
-    dim: usize,
-    #[arg(long, value_delimiter = ',', default_value = "400,400,400")]
-    hidden: Vec<usize>,
+    /// Embedding dimension [ratings: 32; criteo: 16].
+    #[arg(long, alias = "embedding-dim")]
+    dim: Option<usize>,
+    /// Hidden layers [ratings: 256,128,64; criteo: 400,400,400].
+    #[arg(long, alias = "deep-layers", value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Threads (results do not depend on it).
     #[arg(long)]
     threads: Option<usize>,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The recommender's task, as the CLI names it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TaskArg {
+    Auto,
+    Rating,
+    Implicit,
+    Click,
 }
 
 /// Training file formats.
@@ -271,7 +329,76 @@ fn run(cli: Cli) -> Result<()> {
             isa,
             json,
         } => bench(model, shape, batch, threads, seconds, isa, json),
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
+        Command::Predict { model, pairs } => {
+            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
+            let data = deepfm::data::ratings::read_interactions(&pairs, true)?;
+            let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
+            let out = model.batch_predict(&pairs)?;
+            let mut w = BufWriter::new(std::io::stdout().lock());
+            for p in out {
+                writeln!(w, "{p}")?;
+            }
+            Ok(())
+        }
+        Command::Recommend {
+            model,
+            user,
+            top_k,
+            json,
+        } => {
+            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
+            if model.users().get(&user).is_none() {
+                eprintln!(
+                    "note: user {user:?} was not in the training data (scored as an unknown user)"
+                );
+            }
+            let recs = model.recommend_with_scores(&user, top_k);
+            if json {
+                let list: Vec<_> = recs
+                    .iter()
+                    .map(|(i, s)| serde_json::json!({"item": i, "score": s}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for (i, s) in recs {
+                    println!("{i}\t{s}");
+                }
+            }
+            Ok(())
+        }
+        Command::Eval { model, ratings } => {
+            use deepfm::api::{DeepFM, Task};
+            let model = DeepFM::<String, String>::load(&model)?;
+            let data = deepfm::data::ratings::read_interactions(&ratings, false)?;
+            match model.task() {
+                Task::Rating => {
+                    let (rmse, mae) = model.evaluate(&data.users, &data.items, &data.ratings)?;
+                    println!(
+                        "RMSE {rmse:.4}  MAE {mae:.4}  ({} ratings)",
+                        data.ratings.len()
+                    );
+                }
+                _ => {
+                    let pairs: Vec<(String, String)> =
+                        data.users.into_iter().zip(data.items).collect();
+                    let p = model.batch_predict(&pairs)?;
+                    let labels: Vec<f32> = data
+                        .ratings
+                        .iter()
+                        .map(|&r| (r > 0.5) as u8 as f32)
+                        .collect();
+                    let auc = deepfm::metrics::auc(&p, &labels)?;
+                    let logloss = deepfm::metrics::logloss(&p, &labels)?;
+                    println!(
+                        "AUC {}  logloss {logloss:.4}  ({} samples)",
+                        auc.map_or("n/a (one class)".into(), |a| format!("{a:.4}")),
+                        labels.len()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::BenchTrain {
             shape,
             batch,
@@ -529,6 +656,13 @@ fn bench(
 fn train(args: TrainArgs) -> Result<()> {
     use deepfm::data::criteo::{CriteoConfig, CriteoPreprocessor};
     use deepfm::data::stream::LabelledTsv;
+    if let Some(ratings) = &args.ratings {
+        return train_ratings(&args, ratings);
+    }
+    let data = args
+        .data
+        .clone()
+        .context("--data or --ratings is required")?;
     match args.format {
         DataFormat::Tsv => {
             let Some(spec_path) = &args.spec else {
@@ -540,9 +674,10 @@ fn train(args: TrainArgs) -> Result<()> {
             train_with(&args, spec.clone(), LabelledTsv::new(spec))
         }
         DataFormat::Criteo => {
-            eprintln!("building vocabularies from {}", args.data.display());
-            let pre = CriteoPreprocessor::fit(&args.data, CriteoConfig::default())?;
-            let spec = pre.spec(args.dim, &args.hidden);
+            eprintln!("building vocabularies from {}", data.display());
+            let pre = CriteoPreprocessor::fit(&data, CriteoConfig::default())?;
+            let hidden = args.hidden.clone().unwrap_or_else(|| vec![400, 400, 400]);
+            let spec = pre.spec(args.dim.unwrap_or(16), &hidden);
             let vocab_path = args.out.with_extension("criteo.json");
             std::fs::write(&vocab_path, serde_json::to_string(&pre)?)
                 .with_context(|| format!("writing {}", vocab_path.display()))?;
@@ -565,10 +700,10 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
     };
     let config = TrainConfig {
         loss,
-        learning_rate: args.lr,
+        learning_rate: args.lr.unwrap_or(1e-3),
         embedding_optimizer: args.optim.get(),
-        batch_norm: args.bn.then(BatchNorm::default),
-        dropout: args.dropout,
+        batch_norm: args.bn.unwrap_or(false).then(BatchNorm::default),
+        dropout: args.dropout.unwrap_or(0.0),
         l2_embedding: args.l2_embedding,
         l2_dense: args.l2_dense,
         seed: args.seed,
@@ -582,10 +717,11 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
         Some(path) => Some(read_all(path, parser.clone())?),
         None => None,
     };
-    let mut source = Streamed::new(&args.data, parser, args.buffer, args.seed)?;
+    let data = args.data.as_ref().context("--data is required")?;
+    let mut source = Streamed::new(data, parser, args.buffer, args.seed)?;
     let fit_config = FitConfig {
-        epochs: args.epochs,
-        batch_size: args.batch,
+        epochs: args.epochs.unwrap_or(5),
+        batch_size: args.batch.unwrap_or(256),
         patience: args.patience,
         plateau: None,
     };
@@ -620,5 +756,78 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
             ""
         }
     );
+    Ok(())
+}
+
+/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
+fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
+    use deepfm::api::{DeepFM, Task};
+    use deepfm::data::ratings::read_interactions;
+    let data = read_interactions(path, false)?;
+    eprintln!("{}: {} interactions", path.display(), data.ratings.len());
+    let task = match args.task {
+        TaskArg::Auto => Task::Auto,
+        TaskArg::Rating => Task::Rating,
+        TaskArg::Implicit => Task::Implicit,
+        TaskArg::Click => Task::Click,
+    };
+    let mut builder = DeepFM::builder()
+        .verbose(true)
+        .task(task)
+        .seed(args.seed)
+        .patience(args.patience)
+        .valid_fraction(args.valid_fraction)
+        .l2(args.l2_embedding);
+    if let Some(v) = args.dim {
+        builder = builder.embedding_dim(v);
+    }
+    if let Some(v) = &args.hidden {
+        builder = builder.deep_layers(v);
+    }
+    if let Some(v) = args.dropout {
+        builder = builder.dropout(v);
+    }
+    if let Some(v) = args.bn {
+        builder = builder.use_bn(v);
+    }
+    if let Some(v) = args.epochs {
+        builder = builder.epochs(v);
+    }
+    if let Some(v) = args.batch {
+        builder = builder.batch_size(v);
+    }
+    if let Some(v) = args.lr {
+        builder = builder.learning_rate(v);
+    }
+    if let Some(v) = args.threads {
+        builder = builder.threads(v);
+    }
+    let started = Instant::now();
+    let model = builder.fit(&data.users, &data.items, &data.ratings)?;
+    let seconds = started.elapsed().as_secs_f64();
+    model.save(&args.out)?;
+    println!(
+        "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
+        args.out.display(),
+        model.task(),
+        model.users().len(),
+        model.items().len()
+    );
+    if args.json {
+        let last = model.history().last();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": args.out,
+                "task": format!("{:?}", model.task()).to_lowercase(),
+                "users": model.users().len(),
+                "items": model.items().len(),
+                "epochs": model.history().len(),
+                "train_loss": last.map(|e| e.train_loss),
+                "valid_loss": last.and_then(|e| e.valid_loss),
+                "seconds": seconds,
+            })
+        );
+    }
     Ok(())
 }
