@@ -242,3 +242,46 @@ pub fn planted(
         truth,
     })
 }
+
+/// Explicit ratings from a planted model, for the tutorial demo and tests: each user and item
+/// has a bias and 8 latent factors; a rating is the global mean + biases + the factors' dot
+/// product + N(0, 0.5²) noise, rounded and clipped to 1–5. Users and items are drawn with
+/// skewed frequencies (some are far more active or popular than others), ids start at 1.
+/// Returns `(users, items, ratings)`.
+pub fn planted_ratings(
+    users: u32,
+    items: u32,
+    ratings: usize,
+    seed: u64,
+) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+    const K: usize = 8;
+    let mut rng = Rng::new(seed);
+    let factors = |n: u32, rng: &mut Rng| -> Vec<(f32, [f32; K])> {
+        (0..n)
+            .map(|_| {
+                (
+                    0.4 * rng.normal(),
+                    std::array::from_fn(|_| 0.35 * rng.normal()),
+                )
+            })
+            .collect()
+    };
+    let (user_f, item_f) = (factors(users, &mut rng), factors(items, &mut rng));
+    let skewed = |n: u32, rng: &mut Rng| ((n as f32 * rng.uniform().powi(2)) as u32).min(n - 1);
+    let (mut us, mut is, mut rs) = (
+        Vec::with_capacity(ratings),
+        Vec::with_capacity(ratings),
+        Vec::with_capacity(ratings),
+    );
+    for _ in 0..ratings {
+        let (u, i) = (skewed(users, &mut rng), skewed(items, &mut rng));
+        let (bu, fu) = &user_f[u as usize];
+        let (bi, fi) = &item_f[i as usize];
+        let dot: f32 = fu.iter().zip(fi).map(|(a, b)| a * b).sum();
+        let r = 3.6 + bu + bi + 2.0 * dot + 0.5 * rng.normal();
+        us.push(u + 1);
+        is.push(i + 1);
+        rs.push(r.round().clamp(1.0, 5.0));
+    }
+    (us, is, rs)
+}

@@ -447,6 +447,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 
 fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
     let dir = temp_dir()?;
+    tutorial(dir.path(), threads)?;
     let spec = random::criteo_like();
     let start = Instant::now();
     let path = random::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
@@ -828,6 +829,84 @@ fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
                 "seconds": seconds,
             })
         );
+    }
+    Ok(())
+}
+
+/// The tutorial on planted ratings: fit, evaluate, predict, recommend, save, load.
+fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
+    use deepfm::api::DeepFM;
+    use deepfm::data::split;
+    let (users, items, ratings) = random::planted_ratings(2_000, 1_500, 200_000, 42);
+    println!(
+        "tutorial data: {} ratings of {} users and {} items, planted (no download)",
+        ratings.len(),
+        2_000,
+        1_500
+    );
+    let (train, test) = split::random(ratings.len(), 0.2, 42);
+    let pick = |idx: &[usize]| -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        (
+            idx.iter().map(|&k| users[k]).collect(),
+            idx.iter().map(|&k| items[k]).collect(),
+            idx.iter().map(|&k| ratings[k]).collect(),
+        )
+    };
+    let (train_u, train_i, train_r) = pick(&train);
+    let (test_u, test_i, test_r) = pick(&test);
+    let started = Instant::now();
+    let mut builder = DeepFM::builder()
+        .name("DeepFM_Model")
+        .embedding_dim(32)
+        .deep_layers(&[256, 128, 64])
+        .dropout(0.3)
+        .use_bn(true)
+        .epochs(5)
+        .batch_size(256)
+        .learning_rate(0.001)
+        .verbose(true);
+    if let Some(t) = threads {
+        builder = builder.threads(t);
+    }
+    let model = builder.fit(&train_u, &train_i, &train_r)?;
+    println!(
+        "fit: {} ratings, 5 epochs in {:.1} s",
+        train_r.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (rmse, mae) = model.evaluate(&test_u, &test_i, &test_r)?;
+    let mean = train_r.iter().sum::<f32>() / train_r.len() as f32;
+    let baseline = (test_r
+        .iter()
+        .map(|&r| ((r - mean) as f64).powi(2))
+        .sum::<f64>()
+        / test_r.len() as f64)
+        .sqrt();
+    println!("test RMSE {rmse:.4}, MAE {mae:.4} (predicting the mean rating: RMSE {baseline:.4})");
+    println!("predict(user 1, item 100) = {:.3}", model.predict(&1, &100));
+    let pairs: Vec<(u32, u32)> = test_u
+        .iter()
+        .copied()
+        .zip(test_i.iter().copied())
+        .take(5)
+        .collect();
+    println!(
+        "batch_predict of 5 test pairs: {:?}",
+        model.batch_predict(&pairs)?
+    );
+    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10));
+    let path = dir.join("deepfm_model.dfm");
+    model.save(&path)?;
+    let loaded = DeepFM::<u32, u32>::load(&path)?;
+    let same = loaded.predict(&1, &100) == model.predict(&1, &100);
+    println!(
+        "saved to and loaded from {}: loaded model's predict(1, 100) = {:.3} ({})",
+        path.display(),
+        loaded.predict(&1, &100),
+        if same { "identical" } else { "DIFFERENT" }
+    );
+    if !same {
+        bail!("the loaded model predicts differently");
     }
     Ok(())
 }
