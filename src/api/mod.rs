@@ -678,6 +678,55 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             .collect())
     }
 
+    /// Leave-one-out ranking quality, the protocol of the NCF paper: each `(user, item)` of
+    /// `held_out` (typically each user's latest interaction, see
+    /// [`crate::data::split::leave_one_out_by_time`]) is ranked among `negatives` items drawn
+    /// uniformly from those the user did not interact with in training (seeded); returns the
+    /// mean HR@`k` and NDCG@`k`. A held-out item scored equal to a negative ranks below it.
+    pub fn hit_ratio_ndcg(
+        &self,
+        held_out: &[(U, I)],
+        negatives: usize,
+        k: usize,
+        seed: u64,
+    ) -> Result<(f64, f64), ApiError> {
+        if held_out.is_empty() {
+            return Err(ApiError::Invalid("no held-out pairs".into()));
+        }
+        let n = self.items.len() as u64;
+        let mut rng = crate::random::Rng::new(seed);
+        let (mut hr, mut ndcg) = (0.0, 0.0);
+        let mut rows = Vec::with_capacity(negatives + 1);
+        let mut scores = vec![0.0f32; negatives + 1];
+        for (user, item) in held_out {
+            let u = self.users.get(user).unwrap_or(OOV_ROW);
+            let target = self.items.get(item).unwrap_or(OOV_ROW);
+            let seen = &self.seen[u as usize];
+            rows.clear();
+            rows.push(target);
+            let mut tries = 0;
+            while rows.len() <= negatives && tries < 100 * (negatives + 1) && n > 0 {
+                tries += 1;
+                let j = 1 + (rng.below(n));
+                if j != target && seen.binary_search(&j).is_err() {
+                    rows.push(j);
+                }
+            }
+            let users = vec![u; rows.len()];
+            self.score_rows(&users, &rows, &mut scores[..rows.len()])?;
+            let rank = scores[1..rows.len()]
+                .iter()
+                .filter(|&&s| s >= scores[0])
+                .count();
+            if rank < k {
+                hr += 1.0;
+                ndcg += 1.0 / ((rank + 2) as f64).log2();
+            }
+        }
+        let count = held_out.len() as f64;
+        Ok((hr / count, ndcg / count))
+    }
+
     /// [`DeepFM::recommend`] for many users, in parallel.
     pub fn recommend_many(&self, users: &[U], top_k: usize) -> Vec<Vec<I>> {
         users.par_iter().map(|u| self.recommend(u, top_k)).collect()
