@@ -29,6 +29,20 @@ impl Rng {
         self.0.random_range(0..n)
     }
 
+    /// The generator of epoch `epoch` of a run seeded with `seed` (data sources reshuffle
+    /// with it, so epochs differ and runs repeat).
+    pub fn for_epoch(seed: u64, epoch: usize) -> Self {
+        Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// 64 uniform random bits.
     pub fn bits(&mut self) -> u64 {
         self.0.random::<u64>()

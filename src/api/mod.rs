@@ -418,9 +418,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         // A validation split only when early stopping asks for one.
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
-        for k in (1..n).rev() {
-            order.swap(k, rng.below(k as u64 + 1) as usize);
-        }
+        rng.shuffle(&mut order);
         let held = match settings.patience {
             Some(_) => ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1),
             None => 0,

@@ -100,7 +100,7 @@ impl TrainData for Pairs {
         batch_size: usize,
         f: &mut BatchSink<'_>,
     ) -> Result<(), TrainError> {
-        let mut rng = Rng::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::for_epoch(self.seed, epoch);
         // (user, item, label) of the epoch: the positives plus fresh negatives.
         let mut epoch_rows: Vec<(u64, u64, f32)> =
             Vec::with_capacity(self.labels.len() * (1 + self.negatives));
@@ -110,10 +110,7 @@ impl TrainData for Pairs {
                 epoch_rows.push((u, self.negative(u, &mut rng), 0.0));
             }
         }
-        for i in (1..epoch_rows.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            epoch_rows.swap(i, j);
-        }
+        rng.shuffle(&mut epoch_rows);
         let mut labels = Vec::with_capacity(batch_size);
         for chunk in epoch_rows.chunks(batch_size) {
             self.batch.clear();

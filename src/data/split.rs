@@ -8,10 +8,7 @@ use std::hash::Hash;
 /// tutorial's random 80/20 split is `random(n, 0.2, seed)`. Returns `(train, test)`.
 pub fn random(n: usize, test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng::new(seed);
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(seed).shuffle(&mut order);
     let test = ((n as f64 * test_fraction.clamp(0.0, 1.0)).round() as usize).min(n);
     let train = order.split_off(test);
     (train, order)

@@ -305,7 +305,7 @@ impl<P: LineParser> Streamed<P> {
             &name,
             self.max_line_bytes,
         );
-        let mut rng = Rng::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::for_epoch(self.seed, epoch);
         let mut buffer = Shuffle::new(&self.parser, self.buffer_rows);
         let (mut one, mut one_label) = (self.parser.new_batch(), Vec::with_capacity(1));
         let mut out = Out {

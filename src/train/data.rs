@@ -64,12 +64,7 @@ impl TrainData for InMemory {
         self.order.clear();
         self.order.extend(0..self.labels.len());
         if self.shuffle {
-            // Fisher–Yates from a per-epoch stream.
-            let mut rng = Rng::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            for i in (1..self.order.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                self.order.swap(i, j);
-            }
+            Rng::for_epoch(self.seed, epoch).shuffle(&mut self.order);
         }
         let mut labels = Vec::with_capacity(batch_size);
         for chunk in self.order.chunks(batch_size) {

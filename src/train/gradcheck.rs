@@ -249,6 +249,10 @@ proptest! {
         let width = spec.mlp_input_width();
         let x0 = &trainer.ws.x0[..m * width];
         prop_assume!(!bn || x0.chunks_exact(width).any(|r| r != &x0[..width]));
+        // Likewise a unit whose batch variance is within a few hundred ε of zero: its x̂ is
+        // (z − mean) of nearly equal f32 values times up to 1/√ε, mostly rounding. Such
+        // batches say nothing about the formulas; the f64 check would only measure f32 noise.
+        prop_assume!(!bn || trainer.ws.inv_std.iter().flatten().all(|&s| s < 30.0));
         let params = &trainer.params;
         let flat = Flat {
             embedding: params.embedding.iter().map(|&v| v as f64).collect(),

@@ -263,11 +263,7 @@ fn side_features(
 pub fn random_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     assert!((0.0..=1.0).contains(&fraction), "fraction {fraction}");
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = Rng::new(seed);
-    for i in (1..n).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        order.swap(i, j);
-    }
+    Rng::new(seed).shuffle(&mut order);
     let take = ((n as f64) * fraction).round() as usize;
     let (mut rest, mut part) = (order[take..].to_vec(), order[..take].to_vec());
     rest.sort_unstable();
