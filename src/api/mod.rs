@@ -43,7 +43,8 @@ use crate::format::FormatError;
 use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, EpochReport, FitConfig, Loss, TrainConfig, TrainError, Trainer, fit,
+    BatchNorm, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError, Trainer,
+    fit_observed,
 };
 use pairs::Pairs;
 use rayon::prelude::*;
@@ -458,28 +459,16 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             patience: settings.patience,
             plateau: None,
         };
-        let verbose = settings.verbose;
-        let epochs = settings.epochs;
-        let report = fit(
+        let mut progress =
+            Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
+        let report = fit_observed(
             &mut trainer,
             &mut data,
             valid.as_ref().map(|(b, y)| (b, y.as_slice())),
             &fit_config,
-            &mut |e| {
-                if verbose {
-                    eprintln!(
-                        "epoch {}/{epochs}: loss {:.4}{} ({} samples, {:.1} s)",
-                        e.epoch,
-                        e.train_loss,
-                        e.valid_loss
-                            .map(|v| format!(", validation {v:.4}"))
-                            .unwrap_or_default(),
-                        e.samples,
-                        e.seconds
-                    );
-                }
-            },
+            &mut progress,
         )?;
+        progress.finish();
         let model = open_trained(&trainer)?;
         let scratch = ScratchPool::new(&model);
         Ok(DeepFM {
@@ -847,4 +836,78 @@ fn open_trained(trainer: &Trainer) -> Result<Model, ApiError> {
     let model = Model::open(&path);
     let _ = std::fs::remove_file(&path);
     Ok(model?)
+}
+
+/// The `verbose` progress: a bar per epoch on stderr with the samples done, the ETA and the
+/// running loss, then a line with the epoch's losses (nothing when not verbose).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    epochs: usize,
+    per_epoch: u64,
+}
+
+impl Progress {
+    fn new(verbose: bool, epochs: usize, per_epoch: usize) -> Self {
+        let bar = verbose.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(per_epoch as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} samples, ETA {eta}, loss {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            epochs,
+            per_epoch: per_epoch as u64,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl FitObserver for Progress {
+    fn on_step(&mut self, epoch: usize, samples: usize, running_loss: f64) {
+        if let Some(bar) = &self.bar {
+            if samples as u64 <= self.per_epoch && bar.position() > samples as u64 {
+                bar.reset();
+            }
+            bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+            bar.set_position(samples as u64);
+            bar.set_message(format!("{running_loss:.4}"));
+        }
+    }
+
+    fn on_epoch(&mut self, e: &EpochReport) {
+        if let Some(bar) = &self.bar {
+            let line = format!(
+                "epoch {}/{}: loss {:.4}{} ({} samples, {:.1} s)",
+                e.epoch,
+                self.epochs,
+                e.train_loss,
+                e.valid_loss
+                    .map(|v| format!(", validation {v:.4}"))
+                    .unwrap_or_default(),
+                e.samples,
+                e.seconds
+            );
+            // A bar is drawn only on a terminal; the epoch lines go to stderr either way.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+            bar.reset();
+        }
+    }
 }

@@ -54,6 +54,11 @@ impl Pairs {
         }
     }
 
+    /// Samples one epoch holds (positives plus their negatives).
+    pub(crate) fn samples_per_epoch(&self) -> usize {
+        self.labels.len() * (1 + self.negatives)
+    }
+
     /// Sets popularity sampling from the positives' item counts.
     pub(crate) fn popularity(&mut self) {
         let mut counts = vec![0.0f64; self.item_rows as usize];

@@ -107,6 +107,26 @@ pub fn validation_loss(
     Ok(total / rows.max(1) as f64)
 }
 
+/// What [`fit_observed`] tells an observer (a progress bar, a logger) as training goes.
+pub trait FitObserver {
+    /// After every step of epoch `epoch`: samples trained on so far in the epoch and their
+    /// mean loss.
+    fn on_step(&mut self, epoch: usize, samples: usize, running_loss: f64) {
+        let _ = (epoch, samples, running_loss);
+    }
+    /// After every epoch (and its validation).
+    fn on_epoch(&mut self, report: &EpochReport) {
+        let _ = report;
+    }
+}
+
+/// An epoch callback is an observer.
+impl<F: FnMut(&EpochReport)> FitObserver for F {
+    fn on_epoch(&mut self, report: &EpochReport) {
+        self(report)
+    }
+}
+
 /// Trains for up to `config.epochs` epochs, calling `on_epoch` after each. With validation
 /// data, early stopping (if `patience` is set) restores the weights of the best epoch.
 pub fn fit(
@@ -115,6 +135,19 @@ pub fn fit(
     valid: Option<(&BatchBuf, &[f32])>,
     config: &FitConfig,
     on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<FitReport, TrainError> {
+    fit_observed(trainer, train, valid, config, &mut |e: &EpochReport| {
+        on_epoch(e)
+    })
+}
+
+/// As [`fit`], reporting every step and epoch to `observer`.
+pub fn fit_observed(
+    trainer: &mut Trainer,
+    train: &mut dyn TrainData,
+    valid: Option<(&BatchBuf, &[f32])>,
+    config: &FitConfig,
+    observer: &mut dyn FitObserver,
 ) -> Result<FitReport, TrainError> {
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config(
@@ -151,6 +184,7 @@ pub fn fit(
             let loss = trainer.step(batch, labels)?;
             loss_sum += loss * labels.len() as f64;
             samples += labels.len();
+            observer.on_step(epoch, samples, loss_sum / samples as f64);
             Ok(())
         })?;
         let seconds = started.elapsed().as_secs_f64();
@@ -166,7 +200,7 @@ pub fn fit(
             seconds,
             learning_rate,
         };
-        on_epoch(&epoch_report);
+        observer.on_epoch(&epoch_report);
         report.epochs.push(epoch_report);
         report.best_epoch = epoch;
         let Some(loss) = valid_loss else { continue };

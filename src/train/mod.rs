@@ -42,7 +42,8 @@ pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig
 pub use data::InMemory;
 pub use error::TrainError;
 pub use fit::{
-    BatchSink, EpochReport, FitConfig, FitReport, Plateau, TrainData, fit, validation_loss,
+    BatchSink, EpochReport, FitConfig, FitObserver, FitReport, Plateau, TrainData, fit,
+    fit_observed, validation_loss,
 };
 pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};
