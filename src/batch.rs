@@ -33,6 +33,24 @@ impl Column<'_> {
         }
     }
 
+    /// Calls `f(id, weight)` for the terms of row `r`: the field's embedding is the weighted sum
+    /// of the rows of those ids (and its first-order term the weighted sum of their first-order
+    /// weights). A categorical id has weight 1, a numeric field's single row (id 0) the value,
+    /// each id of a multi-hot list its pooling weight. The column must already be validated
+    /// against `kind` (scoring and training do that); a mismatched kind yields no terms.
+    pub fn for_each_term(&self, kind: &FieldKind, r: usize, mut f: impl FnMut(u64, f32)) {
+        match (self, kind) {
+            (Column::Categorical(ids), _) => f(ids[r], 1.0),
+            (Column::Numeric(values), _) => f(0, values[r]),
+            (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
+                let list = &ids[offsets[r]..offsets[r + 1]];
+                let w = pooling.weight(list.len());
+                list.iter().for_each(|&id| f(id, w));
+            }
+            (Column::MultiHot { .. }, _) => {}
+        }
+    }
+
     /// The spec name of the kind this column carries.
     pub fn kind_name(&self) -> &'static str {
         match self {

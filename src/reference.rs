@@ -3,10 +3,10 @@
 //! It reads the same file (embedding rows, first-order weights, the unpacked `[out, in]` layer
 //! weights) with straightforward loops. Input must already be valid (see [`crate::score`]).
 
-use crate::batch::{Column, Columns};
+use crate::batch::Columns;
 use crate::format::SectionId;
 use crate::infer::Model;
-use crate::spec::{FieldKind, Output, Pooling};
+use crate::spec::Output;
 
 /// The score of every row of `batch`, in f64.
 pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64> {
@@ -25,19 +25,10 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
             // (row, weight) pairs whose weighted sum is this field's embedding.
-            let terms: Vec<(usize, f64)> = match (batch.column(f), &field.kind) {
-                (Column::Categorical(ids), _) => vec![(base + ids[r] as usize, 1.0)],
-                (Column::Numeric(values), _) => vec![(base, values[r] as f64)],
-                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                    let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = match pooling {
-                        Pooling::Sum => 1.0,
-                        Pooling::Mean => 1.0 / list.len().max(1) as f64,
-                    };
-                    list.iter().map(|&id| (base + id as usize, w)).collect()
-                }
-                _ => panic!("column kind does not match field {}", field.name),
-            };
+            let mut terms: Vec<(usize, f64)> = Vec::new();
+            batch.column(f).for_each_term(&field.kind, r, |id, w| {
+                terms.push((base + id as usize, w as f64))
+            });
             for j in 0..d {
                 x.push(
                     terms

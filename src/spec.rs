@@ -55,6 +55,16 @@ pub enum FieldKind {
     },
 }
 
+impl Pooling {
+    /// The factor each id's row gets in a list of `len` ids (an empty list pools to zero).
+    pub fn weight(self, len: usize) -> f32 {
+        match self {
+            Pooling::Sum => 1.0,
+            Pooling::Mean => 1.0 / len.max(1) as f32,
+        }
+    }
+}
+
 impl FieldKind {
     /// Rows this field owns in the stacked embedding table.
     pub fn rows(&self) -> u64 {

@@ -3,6 +3,8 @@
 //! redistributable and live outside the repository (`../shared/data`, or `$DEEPFM_DATA`);
 //! without them the tests say so and pass.
 
+mod common;
+
 use deepfm::batch::{Column, Columns};
 use deepfm::data::criteo::{
     CategoricalMode, CriteoConfig, CriteoPreprocessor, FIELDS, IntegerMode, MISSING,
@@ -13,19 +15,8 @@ use deepfm::{BatchBuf, FieldKind, ModelSpec};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-/// `$DEEPFM_DATA/criteo-samples/<name>` or `<crate>/../shared/data/criteo-samples/<name>`;
-/// `None` (after saying why) when absent.
 fn data_file(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("DEEPFM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let path = root.join("criteo-samples").join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        println!("skipping: {} is absent", path.display());
-        None
-    }
+    common::shared_data(&format!("criteo-samples/{name}"))
 }
 
 /// Every sample of `path` through `parse_line`, plus the number of lines with fewer than 40

@@ -3,24 +3,15 @@
 //! repository (`../shared/data`, or `$DEEPFM_DATA`); without them the tests say so and pass.
 //! Run in release mode: `cargo test --release --test movielens`.
 
+mod common;
+
 use deepfm::data::movielens::{Movie, load_dir, read_ratings};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `$DEEPFM_DATA/<name>` or `<crate>/../shared/data/<name>`; `None` (after saying why) when
-/// the folder is absent.
 fn data_dir(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("DEEPFM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: {} is absent", dir.display());
-        None
-    }
+    common::shared_data(name)
 }
 
 fn distinct<T: std::hash::Hash + Eq>(items: impl Iterator<Item = T>) -> usize {

@@ -11,6 +11,8 @@
 //! without it the test says so and passes. Run in release mode (about 20 s):
 //! `cargo test --release --test movielens_quality`.
 
+mod common;
+
 use deepfm::data::movielens::features::{Encoder, Features, random_split};
 use deepfm::data::movielens::{Rating, load_dir};
 use deepfm::metrics::{mae, rmse};
@@ -20,19 +22,8 @@ use deepfm::train::{
 use deepfm::{BatchBuf, Columns};
 use std::path::PathBuf;
 
-/// `$DEEPFM_DATA/<name>` or `<crate>/../shared/data/<name>`; `None` (after saying why) when
-/// the folder is absent.
 fn data_dir(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("DEEPFM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("skipping: {} is absent", dir.display());
-        None
-    }
+    common::shared_data(name)
 }
 
 #[test]

@@ -14,7 +14,7 @@
 
 use super::Trainer;
 use super::config::Loss;
-use super::forward::{Operand, ROW_BLOCK, par_gemm, pool_weight};
+use super::forward::{Operand, ROW_BLOCK, par_gemm};
 use super::params::Dense;
 use crate::batch::{Column, Columns};
 use crate::spec::FieldKind;
@@ -263,7 +263,7 @@ impl Trainer {
                     (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
                         for r in 0..m {
                             let list = &ids[offsets[r]..offsets[r + 1]];
-                            let w = pool_weight(pooling, list.len());
+                            let w = pooling.weight(list.len());
                             for &id in list {
                                 rg.add(id, w, g(r), dlogit[r]);
                             }

@@ -13,7 +13,7 @@ use crate::kernels::dot::dot;
 use crate::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
 use crate::kernels::prefetch::{copy_row, prefetch};
 use crate::random::Rng;
-use crate::spec::{FieldKind, ModelSpec, Pooling};
+use crate::spec::{FieldKind, ModelSpec};
 use rayon::prelude::*;
 
 /// Samples between a prefetch and the gather that uses it.
@@ -144,7 +144,7 @@ fn gather<C: Columns + ?Sized>(
                 }
                 (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
                     let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = pool_weight(pooling, list.len());
+                    let w = pooling.weight(list.len());
                     e.fill(0.0);
                     let mut lin = 0.0;
                     for &id in list {
@@ -170,14 +170,6 @@ fn gather<C: Columns + ?Sized>(
         }
         let pairwise = 0.5 * (s.iter().map(|v| v * v).sum::<f32>() - squares);
         *fm = first_order + pairwise;
-    }
-}
-
-/// The factor each id's row gets in a pooled multi-hot field.
-pub(crate) fn pool_weight(pooling: Pooling, len: usize) -> f32 {
-    match pooling {
-        Pooling::Sum => 1.0,
-        Pooling::Mean => 1.0 / len.max(1) as f32,
     }
 }
 
@@ -257,37 +249,22 @@ impl Trainer {
             &mut ws.pack,
         );
         let inv_std = &mut ws.inv_std[l];
-        let (mean, var) = (&mut ws.col_a[..n], &mut ws.col_b[..n]);
-        match mode {
+        // Training normalises with the batch's statistics (kept for the running estimates,
+        // which `update_running_stats` moves once the step is known to be finite).
+        let (mean, var): (&[f32], &[f32]) = match mode {
             Mode::Train => {
+                let (mean, var) = (&mut ws.batch_mean[l], &mut ws.batch_var[l]);
                 column_mean_var(z, n, &mut ws.partials, mean, var);
-                for (s, &v) in inv_std.iter_mut().zip(var.iter()) {
-                    *s = 1.0 / (v + bn.eps).sqrt();
-                }
-                // A one-row batch says nothing about the variance: keep the running estimates.
-                if m > 1 {
-                    let unbias = m as f32 / (m - 1) as f32;
-                    let mom = bn.momentum;
-                    let (rm, rv) = (
-                        &mut self.params.running_mean[l],
-                        &mut self.params.running_var[l],
-                    );
-                    for o in 0..n {
-                        rm[o] = (1.0 - mom) * rm[o] + mom * mean[o];
-                        rv[o] = (1.0 - mom) * rv[o] + mom * var[o] * unbias;
-                    }
-                }
+                (mean, var)
             }
-            Mode::Eval => {
-                mean.copy_from_slice(&self.params.running_mean[l]);
-                for (s, &v) in inv_std.iter_mut().zip(&self.params.running_var[l]) {
-                    *s = 1.0 / (v + bn.eps).sqrt();
-                }
-            }
+            Mode::Eval => (&self.params.running_mean[l], &self.params.running_var[l]),
+        };
+        for (s, &v) in inv_std.iter_mut().zip(var) {
+            *s = 1.0 / (v + bn.eps).sqrt();
         }
         let t = &self.params.dense.0;
         let (gamma, beta) = (&t[Dense::layer(l) + 2], &t[Dense::layer(l) + 3]);
-        let (mean, inv_std) = (&*mean, &*inv_std);
+        let inv_std = &*inv_std;
         z.par_chunks_mut(ROW_BLOCK * n)
             .zip(out.par_chunks_mut(ROW_BLOCK * n))
             .for_each(|(z, out)| {
@@ -307,6 +284,38 @@ impl Trainer {
                 }
             });
         self.dropout(l, m, mode);
+    }
+
+    /// Moves the batch-norm running estimates towards the statistics of the last training
+    /// forward pass over `m` rows (PyTorch: `(1 − momentum) · running + momentum · batch`, the
+    /// variance unbiased). A one-row batch says nothing about the variance: nothing moves.
+    pub(crate) fn update_running_stats(&mut self, m: usize) {
+        let Some(bn) = self.config.batch_norm else {
+            return;
+        };
+        if m < 2 {
+            return;
+        }
+        let unbias = m as f32 / (m - 1) as f32;
+        let mom = bn.momentum;
+        let ws = &self.ws;
+        for (l, (rm, rv)) in self
+            .params
+            .running_mean
+            .iter_mut()
+            .zip(&mut self.params.running_var)
+            .enumerate()
+        {
+            for (((rm, rv), &mean), &var) in rm
+                .iter_mut()
+                .zip(rv.iter_mut())
+                .zip(&ws.batch_mean[l])
+                .zip(&ws.batch_var[l])
+            {
+                *rm = (1.0 - mom) * *rm + mom * mean;
+                *rv = (1.0 - mom) * *rv + mom * var * unbias;
+            }
+        }
     }
 
     /// Inverted dropout on layer `l`'s output (training only), recording the mask.

@@ -5,7 +5,7 @@
 use super::Trainer;
 use super::config::{BatchNorm, Loss, TrainConfig};
 use super::params::Dense;
-use crate::batch::{BatchBuf, Column, Columns, Value};
+use crate::batch::{BatchBuf, Columns, Value};
 use crate::random::Rng;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
 use proptest::prelude::*;
@@ -38,19 +38,10 @@ fn loss_f64(
         let mut fm = p.dense[Dense::BIAS][0];
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
-            let terms: Vec<(usize, f64)> = match (batch.column(f), field.kind) {
-                (Column::Categorical(ids), _) => vec![(base + ids[r] as usize, 1.0)],
-                (Column::Numeric(v), _) => vec![(base, v[r] as f64)],
-                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                    let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = match pooling {
-                        Pooling::Sum => 1.0,
-                        Pooling::Mean => 1.0 / list.len().max(1) as f64,
-                    };
-                    list.iter().map(|&id| (base + id as usize, w)).collect()
-                }
-                _ => unreachable!(),
-            };
+            let mut terms: Vec<(usize, f64)> = Vec::new();
+            batch.column(f).for_each_term(&field.kind, r, |id, w| {
+                terms.push((base + id as usize, w as f64))
+            });
             for j in 0..d {
                 x.push(
                     terms

@@ -5,9 +5,9 @@
 //! multi-hot field). Trained with the same lazy Adam as DeepFM's embeddings and BCE loss.
 
 use super::TrainError;
-use crate::batch::{Column, Columns};
+use crate::batch::Columns;
 use crate::infer::score::validate_columns;
-use crate::spec::{FieldKind, ModelSpec};
+use crate::spec::ModelSpec;
 
 /// A logistic-regression model over a spec's fields (hidden layers and embedding dimension are
 /// ignored).
@@ -62,16 +62,9 @@ impl LogisticRegression {
     fn terms<C: Columns + ?Sized>(&self, batch: &C, r: usize, mut f: impl FnMut(u64, f32)) {
         for (i, field) in self.spec.fields.iter().enumerate() {
             let base = self.offsets[i];
-            match (batch.column(i), field.kind) {
-                (Column::Categorical(ids), _) => f(base + ids[r], 1.0),
-                (Column::Numeric(values), _) => f(base, values[r]),
-                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                    let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = super::forward::pool_weight(pooling, list.len());
-                    list.iter().for_each(|&id| f(base + id, w));
-                }
-                _ => unreachable!("columns were validated against the spec"),
-            }
+            batch
+                .column(i)
+                .for_each_term(&field.kind, r, |id, w| f(base + id, w));
         }
     }
 
@@ -156,6 +149,7 @@ impl LogisticRegression {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Column;
     use crate::random::{Rng, mixed_small, random_batch};
 
     /// On labels that depend on one categorical id, the model learns to rank by it.

@@ -248,22 +248,13 @@ impl Trainer {
         labels: &[f32],
         m: usize,
     ) -> Result<f64, TrainError> {
-        let saved_stats = self.config.batch_norm.map(|_| {
-            (
-                self.params.running_mean.clone(),
-                self.params.running_var.clone(),
-            )
-        });
         let loss = self.gradients(batch, labels, m);
         if !loss.is_finite() {
-            if let Some((mean, var)) = saved_stats {
-                self.params.running_mean = mean;
-                self.params.running_var = var;
-            }
             return Err(TrainError::Diverged {
                 step: self.step + 1,
             });
         }
+        self.update_running_stats(m);
         self.regularize_and_clip();
         self.step += 1;
         let step = AdamStep::new(self.learning_rate(), &self.config, self.step);
@@ -282,8 +273,8 @@ impl Trainer {
     }
 
     /// Forward (training mode) and backward over a validated batch: fills `self.grads` and
-    /// `self.row_grads`, returns the mean loss. Parameters are not changed (the batch-norm
-    /// running statistics are).
+    /// `self.row_grads`, returns the mean loss. Nothing of the model changes (not even the
+    /// batch-norm running statistics: see `update_running_stats`).
     pub(crate) fn gradients<C: Columns + Sync + ?Sized>(
         &mut self,
         batch: &C,
@@ -360,8 +351,7 @@ impl Trainer {
         out: &mut [f32],
     ) -> Result<(), TrainError> {
         let m = validate_columns(&self.spec, batch, out.len())?;
-        let pool = Arc::clone(&self.pool);
-        pool.install(|| self.forward(batch, m, Mode::Eval));
+        self.forward_eval(batch, m);
         let (output, clamp) = (self.spec.output, self.spec.clamp);
         for (o, &logit) in out.iter_mut().zip(&self.ws.logit[..m]) {
             *o = finish(output, clamp, logit);
@@ -376,14 +366,19 @@ impl Trainer {
         labels: &[f32],
     ) -> Result<f64, TrainError> {
         let m = self.check(batch, labels)?;
-        let pool = Arc::clone(&self.pool);
-        pool.install(|| self.forward(batch, m, Mode::Eval));
+        self.forward_eval(batch, m);
         Ok(backward::loss_and_gradient(
             self.config.loss,
             &self.ws.logit[..m],
             labels,
             &mut self.ws.dlogit[..m],
         ))
+    }
+
+    /// The evaluation-mode logits of `m` validated rows into `ws.logit`, on the trainer's pool.
+    fn forward_eval<C: Columns + Sync + ?Sized>(&mut self, batch: &C, m: usize) {
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.forward(batch, m, Mode::Eval));
     }
 
     /// Writes the model file the inference core reads, batch norm folded into the layers

@@ -22,6 +22,10 @@ pub(crate) struct Workspace {
     pub xhat: Vec<Vec<f32>>,
     /// Batch norm: `1 / √(σ² + ε)` per unit of each hidden layer, from the last batch.
     pub inv_std: Vec<Vec<f32>>,
+    /// Batch norm: the last training batch's mean per unit of each hidden layer.
+    pub batch_mean: Vec<Vec<f32>>,
+    /// Batch norm: the last training batch's (biased) variance per unit of each hidden layer.
+    pub batch_var: Vec<Vec<f32>>,
     /// Dropout: `1 / (1 − p)` where a unit was kept, 0 where dropped (empty without dropout).
     pub masks: Vec<Vec<f32>>,
     /// The logit of each row.
@@ -70,6 +74,8 @@ impl Workspace {
             acts: vec![Vec::new(); hidden],
             xhat: vec![Vec::new(); hidden],
             inv_std: spec.hidden.iter().map(|&n| vec![0.0; n]).collect(),
+            batch_mean: spec.hidden.iter().map(|&n| vec![0.0; n]).collect(),
+            batch_var: spec.hidden.iter().map(|&n| vec![0.0; n]).collect(),
             masks: vec![Vec::new(); if dropout { hidden } else { 0 }],
             logit: Vec::new(),
             dlogit: Vec::new(),
