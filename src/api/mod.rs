@@ -633,11 +633,12 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             }
         }
         let mut scores = vec![0.0f32; n + 1];
-        let users = vec![u; CHUNK];
-        let rows: Vec<u64> = (0..=n as u64).collect();
+        let users = vec![u; CHUNK.min(n + 1)];
+        let mut rows = Vec::with_capacity(users.len());
         for (start, out) in (0..=n).step_by(CHUNK).zip(scores.chunks_mut(CHUNK)) {
-            let len = out.len();
-            self.score_rows(&users[..len], &rows[start..start + len], out)?;
+            rows.clear();
+            rows.extend(start as u64..(start + out.len()) as u64);
+            self.score_rows(&users[..out.len()], &rows, out)?;
         }
         let mut ranked: Vec<u64> = (1..=n as u64).filter(|&i| !skip[i as usize]).collect();
         let by_score = |a: &u64, b: &u64| {
@@ -684,6 +685,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let mut rng = crate::random::Rng::new(seed);
         let (mut hr, mut ndcg) = (0.0, 0.0);
         let mut rows = Vec::with_capacity(negatives + 1);
+        let mut users = Vec::with_capacity(negatives + 1);
         let mut scores = vec![0.0f32; negatives + 1];
         for (user, item) in held_out {
             let u = self.users.get(user).unwrap_or(OOV_ROW);
@@ -699,7 +701,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                     rows.push(j);
                 }
             }
-            let users = vec![u; rows.len()];
+            users.clear();
+            users.resize(rows.len(), u);
             self.score_rows(&users, &rows, &mut scores[..rows.len()])?;
             let rank = scores[1..rows.len()]
                 .iter()
