@@ -79,7 +79,7 @@ fn main() -> Result<()> {
         spec.clone(),
         TrainConfig {
             embedding_init: EmbeddingInit::Normal { std: 0.12 },
-            initial_bias: -2.2,
+            initial_bias: -2.6,
             seed: args.seed,
             threads: args.threads,
             ..TrainConfig::default()
