@@ -435,7 +435,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         data.oov_rate = 0.01;
         if task == Task::Implicit {
             data.negatives = settings.negatives;
-            data.seen = seen.clone();
+            // Lent to the sampler for the fit, taken back after it (no copy).
+            data.seen = std::mem::take(&mut seen);
             if settings.negative_sampling == NegativeSampling::Popularity {
                 data.popularity();
             }
@@ -469,6 +470,9 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             &mut progress,
         )?;
         progress.finish();
+        if task == Task::Implicit {
+            seen = std::mem::take(&mut data.seen);
+        }
         let model = open_trained(&trainer)?;
         let scratch = ScratchPool::new(&model);
         Ok(DeepFM {
