@@ -1,0 +1,138 @@
+//! A scoring service: HTTP on tokio + axum, the model behind a hot-reload handle.
+//!
+//! ```sh
+//! cargo run --release --example serve -- --model M.dfm --addr 127.0.0.1:8080
+//! curl -s localhost:8080/score -d '{"samples": [{"C1": 3, "I1": 0.5, "genres": [1, 4]}]}'
+//! curl -s localhost:8080/reload -d '{"path": "/models/next.dfm"}'
+//! ```
+//!
+//! Endpoints: `POST /score` (`{"samples": [...]}` → `{"scores": [...], "model_version": N}`),
+//! `POST /recommend` (`{"user": 7, "k": 10, "exclude": [3]}`, for models saved by
+//! `deepfm::api::DeepFM::save`), `POST /reload` (`{"path": "..."}`, validated before the swap),
+//! `GET /health`, `GET /metrics` (Prometheus text). Bad input gets 400 with
+//! `{"error": ..., "field": ..., "sample": ...}`. The README's "Serving" section has the
+//! deployment pattern and the load test (`tools/load/run.py`).
+
+#[path = "serve/app.rs"]
+mod app;
+#[path = "serve/metrics.rs"]
+mod metrics;
+#[path = "serve/parse.rs"]
+mod parse;
+#[path = "serve/reload.rs"]
+mod reload;
+#[path = "serve/served.rs"]
+mod served;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DispatchArg {
+    /// Small bodies on the async worker, large ones on the blocking pool.
+    Auto,
+    /// Always on the async worker.
+    Inline,
+    /// Always on tokio's blocking pool (`spawn_blocking`).
+    Blocking,
+}
+
+/// Serve a DeepFM model over HTTP.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The model file (with `<model>.meta.json` beside it, `/recommend` works too).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Async worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where scoring runs.
+    #[arg(long, value_enum, default_value = "auto")]
+    dispatch: DispatchArg,
+    /// With `--dispatch auto`: largest body (bytes) scored on the async worker.
+    #[arg(long, default_value_t = 16 << 10)]
+    inline_max_bytes: usize,
+    /// Most samples in one `/score` request.
+    #[arg(long, default_value_t = 65_536)]
+    max_samples: usize,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 64)]
+    max_body_mib: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let handle = reload::Reloadable::<served::Served>::open(&args.model)
+        .with_context(|| format!("opening {}", args.model.display()))?;
+    let dispatch = match args.dispatch {
+        DispatchArg::Auto => app::Dispatch::Auto {
+            inline_max_bytes: args.inline_max_bytes,
+        },
+        DispatchArg::Inline => app::Dispatch::Inline,
+        DispatchArg::Blocking => app::Dispatch::Blocking,
+    };
+    let options = app::Options {
+        dispatch,
+        max_samples: args.max_samples,
+        max_body_bytes: args.max_body_mib << 20,
+    };
+    let state = app::AppState::new(handle, options);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        let served = state.handle.current();
+        eprintln!(
+            "serving {} (version {}, {} fields{}) on http://{}",
+            args.model.display(),
+            served.version(),
+            served.model().spec().fields.len(),
+            if served.recommender().is_some() {
+                ", /recommend on"
+            } else {
+                ""
+            },
+            listener.local_addr()?,
+        );
+        drop(served);
+        app::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving")
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM (what an orchestrator sends before it kills a replica).
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,442 @@
+//! The HTTP service: routes, handlers and the state they share.
+//!
+//! Every request that reads the model takes [`Reloadable::current`] once and keeps that
+//! `Arc<Loaded<Served>>` until its response is built, so the `model_version` it reports is the
+//! version that computed it, and a reload never tears a response. Scoring is CPU work on the
+//! caller's thread with a per-thread [`Scratch`]: inline on the async worker for small bodies
+//! (a batch-1 request scores in tens of microseconds, less than a hand-off to another thread
+//! costs), on tokio's blocking pool for large ones so that they do not stall the reactor.
+
+use super::metrics::Metrics;
+use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};
+use super::reload::{Loaded, Reloadable};
+use super::served::{Recommender, Served};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use deepfm::{Model, ScoreError, Scratch, score};
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where scoring runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// On the async worker that received the request.
+    Inline,
+    /// On tokio's blocking thread pool (`spawn_blocking`).
+    Blocking,
+    /// Inline for bodies up to this many bytes, on the blocking pool above.
+    Auto {
+        /// Largest body scored inline.
+        inline_max_bytes: usize,
+    },
+}
+
+impl Dispatch {
+    /// The default: bodies up to 16 KiB (a Criteo-like request of about 20 samples, well under a
+    /// millisecond of scoring) inline.
+    pub const DEFAULT: Dispatch = Dispatch::Auto {
+        inline_max_bytes: 16 << 10,
+    };
+
+    fn inline(self, body_len: usize) -> bool {
+        match self {
+            Dispatch::Inline => true,
+            Dispatch::Blocking => false,
+            Dispatch::Auto { inline_max_bytes } => body_len <= inline_max_bytes,
+        }
+    }
+}
+
+/// Limits and choices of the service.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where scoring runs.
+    pub dispatch: Dispatch,
+    /// Most samples in one `/score` request.
+    pub max_samples: usize,
+    /// Largest request body, in bytes (larger ones get 413).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dispatch: Dispatch::DEFAULT,
+            max_samples: 65_536,
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The model in service, swapped by `/reload`.
+    pub handle: Reloadable<Served>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Limits and choices.
+    pub options: Options,
+}
+
+impl AppState {
+    /// A service around an opened handle.
+    pub fn new(handle: Reloadable<Served>, options: Options) -> Arc<AppState> {
+        Arc::new(AppState {
+            handle,
+            metrics: Metrics::default(),
+            options,
+        })
+    }
+}
+
+/// The routes: `POST /score`, `POST /recommend`, `POST /reload`, `GET /health`, `GET /metrics`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/score", post(score_handler))
+        .route("/recommend", post(recommend_handler))
+        .route("/reload", post(reload_handler))
+        .route("/health", get(health_handler))
+        .route("/metrics", get(metrics_handler))
+        .fallback(|| async {
+            json(
+                StatusCode::NOT_FOUND,
+                BadRequest::new(
+                    "no such endpoint (POST /score, /recommend, /reload; GET /health, /metrics)",
+                )
+                .to_json(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Responses are small and written whole: do not let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Counts every response by endpoint and status, with its latency.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let endpoint = match request.uri().path() {
+        "/score" => "score",
+        "/recommend" => "recommend",
+        "/reload" => "reload",
+        "/health" => "health",
+        "/metrics" => "metrics",
+        _ => "other",
+    };
+    let start = Instant::now();
+    let in_flight = state.metrics.start();
+    let response = next.run(request).await;
+    drop(in_flight);
+    state
+        .metrics
+        .record(endpoint, response.status().as_u16(), start.elapsed());
+    response
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn bad_request(problem: &BadRequest) -> Response {
+    json(StatusCode::BAD_REQUEST, problem.to_json())
+}
+
+/// A body the extractor refused (too large, unreadable) as a JSON error.
+fn rejected(rejection: BytesRejection) -> Response {
+    json(
+        rejection.status(),
+        BadRequest::new(rejection.body_text()).to_json(),
+    )
+}
+
+thread_local! {
+    /// The scratch of this thread, sized for the last model it scored with.
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch, (re)made if it does not fit `model`.
+fn with_scratch<R>(model: &Model, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_some_and(|s| !s.fits(model)) {
+            *slot = None;
+        }
+        f(slot.get_or_insert_with(|| Scratch::new(model)))
+    })
+}
+
+/// Parses and scores a `/score` body with `served`; the response body on success.
+fn score_body(
+    served: &Loaded<Served>,
+    body: &[u8],
+    max_samples: usize,
+) -> Result<(Vec<u8>, usize), BadRequest> {
+    let model = served.model();
+    let samples = parse_samples(body, model.spec(), max_samples)?;
+    let rows = deepfm::Columns::rows(&samples);
+    let mut scores = vec![0.0f32; rows];
+    with_scratch(model, |scratch| {
+        score(model, &samples, scratch, &mut scores)
+    })
+    .map_err(score_problem)?;
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        scores: &'a [f32],
+        model_version: u64,
+    }
+    let reply = Reply {
+        scores: &scores,
+        model_version: served.version(),
+    };
+    let body = serde_json::to_vec(&reply).expect("finite scores always serialize");
+    Ok((body, rows))
+}
+
+/// A scoring error as a 400 (the parser already checked ids and values; what is left is an
+/// overflow inside the model on extreme numeric values).
+fn score_problem(e: ScoreError) -> BadRequest {
+    match &e {
+        ScoreError::IdOutOfRange { field, row, .. }
+        | ScoreError::NonFinite { field, row, .. }
+        | ScoreError::BadOffsets { field, row } => BadRequest::at(e.to_string(), field, Some(*row)),
+        ScoreError::NonFiniteScore { row } => BadRequest {
+            error: e.to_string(),
+            field: None,
+            sample: Some(*row),
+        },
+        _ => BadRequest::new(e.to_string()),
+    }
+}
+
+async fn score_handler(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return rejected(rejection),
+    };
+    // Taken once: this version computes and is reported, whatever reloads happen meanwhile.
+    let served = state.handle.current();
+    let max_samples = state.options.max_samples;
+    let result = if state.options.dispatch.inline(body.len()) {
+        score_body(&served, &body, max_samples)
+    } else {
+        match tokio::task::spawn_blocking(move || score_body(&served, &body, max_samples)).await {
+            Ok(result) => result,
+            Err(e) => return internal(&e),
+        }
+    };
+    match result {
+        Ok((reply, rows)) => {
+            state.metrics.add_samples(rows);
+            json(StatusCode::OK, reply)
+        }
+        Err(problem) => bad_request(&problem),
+    }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Response {
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        BadRequest::new(format!("internal error: {e}")).to_json(),
+    )
+}
+
+/// The id a request names, in the id type of `model`.
+fn numeric_id(id: &RawId, field: &str) -> Result<u64, BadRequest> {
+    match id {
+        RawId::Number(n) => Ok(*n),
+        RawId::Text(s) => s.parse().map_err(|_| {
+            BadRequest::at(format!("{s:?}: this model's ids are integers"), field, None)
+        }),
+    }
+}
+
+fn text_id(id: &RawId) -> String {
+    match id {
+        RawId::Number(n) => n.to_string(),
+        RawId::Text(s) => s.clone(),
+    }
+}
+
+/// Ranks items for a `/recommend` request; the response body on success.
+fn recommend(served: &Loaded<Served>, request: &RecommendRequest) -> Result<Vec<u8>, Response> {
+    let Some(recommender) = served.recommender() else {
+        return Err(json(
+            StatusCode::NOT_FOUND,
+            BadRequest::new(
+                "the model in service has no id maps: /recommend needs a model saved by \
+                 deepfm::api::DeepFM::save (a <path>.meta.json beside the model file)",
+            )
+            .to_json(),
+        ));
+    };
+    let k = request.k;
+    let items: Vec<(serde_json::Value, f32)> = match recommender {
+        Recommender::Numeric(m) => {
+            let user = numeric_id(&request.user, "user").map_err(|p| bad_request(&p))?;
+            let exclude = request
+                .exclude
+                .iter()
+                .map(|id| numeric_id(id, "exclude"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|p| bad_request(&p))?;
+            m.recommend_with(&user, k, request.exclude_seen, &exclude)
+                .map_err(|e| internal(&e))?
+                .into_iter()
+                .map(|(i, s)| (i.into(), s))
+                .collect()
+        }
+        Recommender::Text(m) => {
+            let user = text_id(&request.user);
+            let exclude: Vec<String> = request.exclude.iter().map(text_id).collect();
+            m.recommend_with(&user, k, request.exclude_seen, &exclude)
+                .map_err(|e| internal(&e))?
+                .into_iter()
+                .map(|(i, s)| (i.into(), s))
+                .collect()
+        }
+    };
+    let known_user = match (recommender, &request.user) {
+        (Recommender::Numeric(m), id) => {
+            numeric_id(id, "user").is_ok_and(|u| m.users().get(&u).is_some())
+        }
+        (Recommender::Text(m), id) => m.users().get(&text_id(id)).is_some(),
+    };
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|(item, score)| serde_json::json!({"item": item, "score": score}))
+        .collect();
+    let reply = serde_json::json!({
+        "items": items,
+        "known_user": known_user,
+        "model_version": served.version(),
+    });
+    Ok(serde_json::to_vec(&reply).expect("a JSON value always serializes"))
+}
+
+async fn recommend_handler(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match body
+        .map_err(rejected)
+        .and_then(|b| parse_recommend(&b).map_err(|p| bad_request(&p)))
+    {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let served = state.handle.current();
+    // Ranking scores every item: always off the reactor.
+    match tokio::task::spawn_blocking(move || recommend(&served, &request)).await {
+        Ok(Ok(reply)) => json(StatusCode::OK, reply),
+        Ok(Err(response)) => response,
+        Err(e) => internal(&e),
+    }
+}
+
+async fn reload_handler(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return rejected(rejection),
+    };
+    let path = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(map)) => match map.get("path") {
+            Some(serde_json::Value::String(p)) if map.len() == 1 => std::path::PathBuf::from(p),
+            _ => {
+                return bad_request(&BadRequest::at(
+                    r#"expected {"path": "/path/to/model.dfm"}"#,
+                    "path",
+                    None,
+                ));
+            }
+        },
+        _ => {
+            return bad_request(&BadRequest::new(
+                r#"expected {"path": "/path/to/model.dfm"}"#,
+            ));
+        }
+    };
+    // Opening reads and checks the header, spec and MLP weights: blocking file I/O.
+    let worker = state.clone();
+    let shown = path.display().to_string();
+    let result = tokio::task::spawn_blocking(move || worker.handle.reload(&path)).await;
+    match result {
+        Ok(Ok(version)) => {
+            state.metrics.reloaded(true);
+            let reply = serde_json::json!({"model_version": version, "path": shown});
+            json(StatusCode::OK, reply.to_string().into_bytes())
+        }
+        Ok(Err(e)) => {
+            state.metrics.reloaded(false);
+            let problem = BadRequest::at(
+                format!("{shown}: {e}; the previous model stays in service"),
+                "path",
+                None,
+            );
+            bad_request(&problem)
+        }
+        Err(e) => internal(&e),
+    }
+}
+
+async fn health_handler(State(state): State<Arc<AppState>>) -> Response {
+    let served = state.handle.current();
+    let spec = served.model().spec();
+    let mut reply = serde_json::json!({
+        "status": "ok",
+        "model_version": served.version(),
+        "path": served.source().map(|p| p.display().to_string()),
+        "fields": spec.fields.len(),
+        "recommend": served.recommender().is_some(),
+    });
+    // A model file rewritten in place under the map is the one failure a reload cannot undo.
+    if let Err(e) = state.handle.check_current() {
+        reply["status"] = "damaged".into();
+        reply["error"] = e.to_string().into();
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reply.to_string().into_bytes(),
+        );
+    }
+    json(StatusCode::OK, reply.to_string().into_bytes())
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    let served = state.handle.current();
+    let rows = served.model().spec().total_rows().unwrap_or(0);
+    let text = state.metrics.render(served.version(), rows);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        Body::from(text),
+    )
+        .into_response()
+}
