@@ -19,8 +19,6 @@ mod app;
 mod metrics;
 #[path = "serve/parse.rs"]
 mod parse;
-#[path = "serve/reload.rs"]
-mod reload;
 #[path = "serve/served.rs"]
 mod served;
 
@@ -67,7 +65,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let handle = reload::Reloadable::<served::Served>::open(&args.model)
+    let handle = deepfm::reload::Reloadable::<served::Served>::open(&args.model)
         .with_context(|| format!("opening {}", args.model.display()))?;
     let dispatch = match args.dispatch {
         DispatchArg::Auto => app::Dispatch::Auto {

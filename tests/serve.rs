@@ -14,9 +14,6 @@ mod metrics;
 #[path = "../examples/serve/parse.rs"]
 mod parse;
 #[allow(dead_code)]
-#[path = "../examples/serve/reload.rs"]
-mod reload;
-#[allow(dead_code)]
 #[path = "../examples/serve/served.rs"]
 mod served;
 
@@ -39,7 +36,7 @@ struct Service {
 
 impl Service {
     fn start(model: &Path, options: app::Options) -> Service {
-        let handle = reload::Reloadable::<served::Served>::open(model).unwrap();
+        let handle = deepfm::reload::Reloadable::<served::Served>::open(model).unwrap();
         let state = app::AppState::new(handle, options);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

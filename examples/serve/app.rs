@@ -9,7 +9,6 @@
 
 use super::metrics::Metrics;
 use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};
-use super::reload::{Loaded, Reloadable};
 use super::served::{Recommender, Served};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -19,6 +18,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use deepfm::reload::{Loaded, Reloadable};
 use deepfm::{Model, ScoreError, Scratch, score};
 use std::cell::RefCell;
 use std::future::Future;

@@ -1,9 +1,9 @@
 //! What the service keeps behind its reload handle: a scoring [`Model`], plus the id maps of a
 //! recommender when the file was saved by [`DeepFM::save`] (it then has `<path>.meta.json`).
 
-use super::reload::Load;
 use deepfm::api::{ApiError, DeepFM};
 use deepfm::format::ModelFile;
+use deepfm::reload::Load;
 use deepfm::{FormatError, Model};
 use std::path::{Path, PathBuf};
 

@@ -918,3 +918,15 @@ impl FitObserver for Progress {
         }
     }
 }
+
+impl<U: Id + 'static, I: Id + 'static> crate::reload::Load for DeepFM<U, I> {
+    type Error = ApiError;
+
+    fn load(path: &Path) -> Result<Self, ApiError> {
+        DeepFM::load(path)
+    }
+
+    fn model_file(&self) -> &crate::format::ModelFile {
+        self.model.file()
+    }
+}
