@@ -283,49 +283,50 @@ fn text_id(id: &RawId) -> String {
     }
 }
 
+/// Why a `/recommend` request was not answered.
+enum Refusal {
+    /// The model in service has no id maps (404).
+    NoIdMaps,
+    /// The request is wrong (400).
+    Bad(BadRequest),
+    /// Scoring failed inside the model (500).
+    Internal(String),
+}
+
+impl From<BadRequest> for Refusal {
+    fn from(problem: BadRequest) -> Self {
+        Refusal::Bad(problem)
+    }
+}
+
 /// Ranks items for a `/recommend` request; the response body on success.
-fn recommend(served: &Loaded<Served>, request: &RecommendRequest) -> Result<Vec<u8>, Response> {
-    let Some(recommender) = served.recommender() else {
-        return Err(json(
-            StatusCode::NOT_FOUND,
-            BadRequest::new(
-                "the model in service has no id maps: /recommend needs a model saved by \
-                 deepfm::api::DeepFM::save (a <path>.meta.json beside the model file)",
-            )
-            .to_json(),
-        ));
-    };
+fn recommend(served: &Loaded<Served>, request: &RecommendRequest) -> Result<Vec<u8>, Refusal> {
+    let recommender = served.recommender().ok_or(Refusal::NoIdMaps)?;
     let k = request.k;
-    let items: Vec<(serde_json::Value, f32)> = match recommender {
+    let internal = |e: deepfm::api::ApiError| Refusal::Internal(e.to_string());
+    let (items, known_user): (Vec<(serde_json::Value, f32)>, bool) = match recommender {
         Recommender::Numeric(m) => {
-            let user = numeric_id(&request.user, "user").map_err(|p| bad_request(&p))?;
+            let user = numeric_id(&request.user, "user")?;
             let exclude = request
                 .exclude
                 .iter()
                 .map(|id| numeric_id(id, "exclude"))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|p| bad_request(&p))?;
-            m.recommend_with(&user, k, request.exclude_seen, &exclude)
-                .map_err(|e| internal(&e))?
-                .into_iter()
-                .map(|(i, s)| (i.into(), s))
-                .collect()
+                .collect::<Result<Vec<_>, _>>()?;
+            let ranked = m
+                .recommend_with(&user, k, request.exclude_seen, &exclude)
+                .map_err(internal)?;
+            let items = ranked.into_iter().map(|(i, s)| (i.into(), s)).collect();
+            (items, m.users().get(&user).is_some())
         }
         Recommender::Text(m) => {
             let user = text_id(&request.user);
             let exclude: Vec<String> = request.exclude.iter().map(text_id).collect();
-            m.recommend_with(&user, k, request.exclude_seen, &exclude)
-                .map_err(|e| internal(&e))?
-                .into_iter()
-                .map(|(i, s)| (i.into(), s))
-                .collect()
+            let ranked = m
+                .recommend_with(&user, k, request.exclude_seen, &exclude)
+                .map_err(internal)?;
+            let items = ranked.into_iter().map(|(i, s)| (i.into(), s)).collect();
+            (items, m.users().get(&user).is_some())
         }
-    };
-    let known_user = match (recommender, &request.user) {
-        (Recommender::Numeric(m), id) => {
-            numeric_id(id, "user").is_ok_and(|u| m.users().get(&u).is_some())
-        }
-        (Recommender::Text(m), id) => m.users().get(&text_id(id)).is_some(),
     };
     let items: Vec<serde_json::Value> = items
         .into_iter()
@@ -343,18 +344,28 @@ async fn recommend_handler(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let request = match body
-        .map_err(rejected)
-        .and_then(|b| parse_recommend(&b).map_err(|p| bad_request(&p)))
-    {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return rejected(rejection),
+    };
+    let request = match parse_recommend(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(problem) => return bad_request(&problem),
     };
     let served = state.handle.current();
     // Ranking scores every item: always off the reactor.
     match tokio::task::spawn_blocking(move || recommend(&served, &request)).await {
         Ok(Ok(reply)) => json(StatusCode::OK, reply),
-        Ok(Err(response)) => response,
+        Ok(Err(Refusal::NoIdMaps)) => json(
+            StatusCode::NOT_FOUND,
+            BadRequest::new(
+                "the model in service has no id maps: /recommend needs a model saved by \
+                 deepfm::api::DeepFM::save (a <path>.meta.json beside the model file)",
+            )
+            .to_json(),
+        ),
+        Ok(Err(Refusal::Bad(problem))) => bad_request(&problem),
+        Ok(Err(Refusal::Internal(e))) => internal(&e),
         Err(e) => internal(&e),
     }
 }
@@ -387,7 +398,9 @@ async fn reload_handler(
     // Opening reads and checks the header, spec and MLP weights: blocking file I/O.
     let worker = state.clone();
     let shown = path.display().to_string();
-    let result = tokio::task::spawn_blocking(move || worker.handle.reload(&path)).await;
+    let result =
+        tokio::task::spawn_blocking(move || worker.handle.reload(&path).map_err(|e| e.to_string()))
+            .await;
     match result {
         Ok(Ok(version)) => {
             state.metrics.reloaded(true);

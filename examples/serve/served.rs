@@ -28,6 +28,8 @@ impl Recommender {
 }
 
 /// One loaded model file.
+// One value per model version, behind an `Arc`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Served {
     /// A model file without id maps: `/score` only.
