@@ -127,6 +127,12 @@ class Server:
                     fields[key] = int(value.split()[0]) / 1024
         return fields.get("VmRSS", 0), fields.get("RssAnon", 0), fields.get("RssFile", 0)
 
+    def cpu_seconds(self):
+        """User + system CPU time of the service so far, from /proc/PID/stat."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -168,6 +174,7 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
         threads.append(threading.Thread(target=sampler))
     for t in threads:
         t.start()
+    cpu_before = server.cpu_seconds()
     try:
         # Bounded twice: oha stops after `requests`, and is killed at 3× the planned time.
         out = subprocess.run(cmd, check=True, capture_output=True, text=True,
@@ -176,6 +183,7 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
         stop.set()
         for t in threads:
             t.join()
+    cpu = server.cpu_seconds() - cpu_before
     report = json.loads(out.stdout)
     codes = {int(k): v for k, v in report.get("statusCodeDistribution", {}).items()}
     errors = sum(report.get("errorDistribution", {}).values())
@@ -189,6 +197,7 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
         "reloads": [(s, json.loads(b).get("model_version"), round(ms, 1))
                     for s, b, ms in reload_log],
         "rss": rss_log,
+        "server_cpu_us_per_request": cpu / max(1, sum(codes.values())) * 1e6,
     }
 
 
@@ -205,11 +214,13 @@ def print_row(name, batch, rate, r):
     reloads_ok = sum(1 for s, _, _ in r["reloads"] if s == 200)
     print(f"| {name} | {batch} | {rate:,} | {r['requests']:,} | {r['rps']:,.0f} | "
           f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p999_ms']:.3f} | "
-          f"{r['non_2xx'] + r['errors']} | {reloads_ok}/{len(r['reloads'])} |", flush=True)
+          f"{r['non_2xx'] + r['errors']} | {reloads_ok}/{len(r['reloads'])} | "
+          f"{r['server_cpu_us_per_request']:.0f} |", flush=True)
 
 
 HEADER = ("| model | batch | target req/s | requests | achieved req/s | p50 ms | p99 ms | "
-          "p99.9 ms | non-2xx + errors | reloads ok |\n|---|---|---|---|---|---|---|---|---|---|")
+          "p99.9 ms | non-2xx + errors | reloads ok | service CPU µs/request |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main():
@@ -218,6 +229,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20, help="planned length of each run")
     ap.add_argument("--rate", type=int, default=5000, help="batch-1 requests per second")
     ap.add_argument("--rate-256", type=int, default=200, help="batch-256 requests per second")
+    ap.add_argument("--batches", default="1,256", help="Criteo-like batch sizes to run (1, 256)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--reloads", type=int, default=4, help="reloads during each run")
     ap.add_argument("--huge", action="store_true", help="also run the 64 GiB sparse-table model")
@@ -243,7 +255,9 @@ def main():
                 subprocess.run([deepfm, "random", "--shape", "criteo-like", "--out", path,
                                 "--seed", str(seed)], check=True, capture_output=True)
             spec = spec_of(deepfm, a)
-            for batch, rate, lines in ((1, args.rate, 20_000), (256, args.rate_256, 100)):
+            wanted = {int(b) for b in args.batches.split(",")}
+            plan = [(1, args.rate, 20_000), (256, args.rate_256, 100)]
+            for batch, rate, lines in (p for p in plan if p[0] in wanted):
                 bodies = os.path.join(work, f"criteo-{batch}.jsonl")
                 write_bodies(spec, batch, lines, bodies, seed=batch)
                 server = Server(serve, a, args.serve_arg)
