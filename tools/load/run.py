@@ -175,6 +175,7 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
     for t in threads:
         t.start()
     cpu_before = server.cpu_seconds()
+    busy_before, oha_before, wall = busy_seconds(), children_cpu_seconds(), time.time()
     try:
         # Bounded twice: oha stops after `requests`, and is killed at 3× the planned time.
         out = subprocess.run(cmd, check=True, capture_output=True, text=True,
@@ -184,6 +185,9 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
         for t in threads:
             t.join()
     cpu = server.cpu_seconds() - cpu_before
+    oha_cpu = children_cpu_seconds() - oha_before
+    # Whatever else ran on the machine meanwhile, in cores: it competes for the same 2 cores.
+    others = (busy_seconds() - busy_before - cpu - oha_cpu) / (time.time() - wall)
     report = json.loads(out.stdout)
     codes = {int(k): v for k, v in report.get("statusCodeDistribution", {}).items()}
     errors = sum(report.get("errorDistribution", {}).values())
@@ -198,7 +202,23 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
                     for s, b, ms in reload_log],
         "rss": rss_log,
         "server_cpu_us_per_request": cpu / max(1, sum(codes.values())) * 1e6,
+        "oha_cores": oha_cpu / (time.time() - wall),
+        "other_cores": max(0.0, others),
     }
+
+
+def busy_seconds():
+    """CPU time all processes spent busy since boot (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def server_non_2xx(server):
@@ -215,12 +235,13 @@ def print_row(name, batch, rate, r):
     print(f"| {name} | {batch} | {rate:,} | {r['requests']:,} | {r['rps']:,.0f} | "
           f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p999_ms']:.3f} | "
           f"{r['non_2xx'] + r['errors']} | {reloads_ok}/{len(r['reloads'])} | "
-          f"{r['server_cpu_us_per_request']:.0f} |", flush=True)
+          f"{r['server_cpu_us_per_request']:.0f} | {r['oha_cores']:.2f} | {r['other_cores']:.2f} |",
+          flush=True)
 
 
 HEADER = ("| model | batch | target req/s | requests | achieved req/s | p50 ms | p99 ms | "
-          "p99.9 ms | non-2xx + errors | reloads ok | service CPU µs/request |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+          "p99.9 ms | non-2xx + errors | reloads ok | service CPU µs/request | oha cores | "
+          "other processes' cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main():
