@@ -249,7 +249,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20, help="planned length of each run")
     ap.add_argument("--rate", type=int, default=5000, help="batch-1 requests per second")
-    ap.add_argument("--rate-256", type=int, default=200, help="batch-256 requests per second")
+    ap.add_argument("--rate-256", type=int, default=100, help="batch-256 requests per second")
     ap.add_argument("--batches", default="1,256", help="Criteo-like batch sizes to run (1, 256)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--reloads", type=int, default=4, help="reloads during each run")
@@ -298,7 +298,7 @@ def main():
             subprocess.run([sparse_model, huge], check=True, capture_output=True)
             spec = spec_of(deepfm, huge)
             bodies = os.path.join(work, "huge-1.jsonl")
-            write_bodies(spec, 1, 50_000, bodies, seed=7)
+            write_bodies(spec, 1, 10_000, bodies, seed=7)
             server = Server(serve, huge, args.serve_arg)
             try:
                 r = run_load(oha, server, bodies, args.rate, int(args.rate * args.seconds),
