@@ -29,12 +29,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DispatchArg {
-    /// Small bodies on the async worker, large ones on the blocking pool.
+    /// Always on tokio's blocking pool (`spawn_blocking`): the best p99 measured here.
+    Blocking,
+    /// Small bodies (`--inline-max-bytes`) on the async worker, larger ones on the blocking pool.
     Auto,
     /// Always on the async worker.
     Inline,
-    /// Always on tokio's blocking pool (`spawn_blocking`).
-    Blocking,
 }
 
 /// Serve a DeepFM model over HTTP.
@@ -50,7 +50,7 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Where scoring runs.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "blocking")]
     dispatch: DispatchArg,
     /// With `--dispatch auto`: largest body (bytes) scored on the async worker.
     #[arg(long, default_value_t = 16 << 10)]

@@ -186,8 +186,7 @@ fn scores_match_the_library_and_bad_input_gets_400_naming_the_field() {
     assert_eq!(health["model_version"], 1);
     assert_eq!(health["status"], "ok");
 
-    // Batch 1 (scored inline) and a batch of 300 (on the blocking pool): bit-identical to
-    // the library.
+    // Batch 1 and a batch of 300: bit-identical to the library.
     for (rows, seed) in [(1, 7), (300, 8)] {
         let batch = random_batch(&spec, rows, seed);
         let (status, reply) = client.post("/score", &body_of(&spec, &batch));
@@ -305,7 +304,14 @@ fn hot_reload_under_load_fails_nothing_and_tears_nothing() {
         Model::open(&paths[0]).unwrap(),
         Model::open(&paths[1]).unwrap(),
     ];
-    let service = Service::start(&paths[0], app::Options::default());
+    // Batch 1 and 5 inline on the async workers, 64 on the blocking pool: both paths.
+    let options = app::Options {
+        dispatch: app::Dispatch::Auto {
+            inline_max_bytes: 4096,
+        },
+        ..app::Options::default()
+    };
+    let service = Service::start(&paths[0], options);
     const CLIENTS: usize = 4;
     const RELOADS: usize = 8;
     // Each client sends its own batch (sizes 1 to 64: inline and blocking-pool dispatch) and

@@ -2,10 +2,13 @@
 //!
 //! Every request that reads the model takes [`Reloadable::current`] once and keeps that
 //! `Arc<Loaded<Served>>` until its response is built, so the `model_version` it reports is the
-//! version that computed it, and a reload never tears a response. Scoring is CPU work on the
-//! caller's thread with a per-thread [`Scratch`]: inline on the async worker for small bodies
-//! (a batch-1 request scores in tens of microseconds, less than a hand-off to another thread
-//! costs), on tokio's blocking pool for large ones so that they do not stall the reactor.
+//! version that computed it, and a reload never tears a response. Scoring is CPU work: by
+//! default it runs on tokio's blocking pool (`spawn_blocking`), so the async workers only move
+//! bytes. Scoring inline on the async worker costs less CPU per request (no hand-off), but on
+//! this 2-core machine shared with other jobs its p99 at batch 1 was 3–20× worse in every
+//! paired run (README, "Load test"): a worker descheduled by the OS in the middle of a score
+//! stalls every connection queued behind it. `Dispatch::Inline` and `Dispatch::Auto` remain for
+//! machines where that does not happen. Either way each thread scores with its own [`Scratch`].
 
 use super::metrics::Metrics;
 use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};
@@ -40,11 +43,8 @@ pub enum Dispatch {
 }
 
 impl Dispatch {
-    /// The default: bodies up to 16 KiB (a Criteo-like request of about 20 samples, well under a
-    /// millisecond of scoring) inline.
-    pub const DEFAULT: Dispatch = Dispatch::Auto {
-        inline_max_bytes: 16 << 10,
-    };
+    /// The default: every request on the blocking pool (see the module documentation).
+    pub const DEFAULT: Dispatch = Dispatch::Blocking;
 
     fn inline(self, body_len: usize) -> bool {
         match self {
