@@ -49,6 +49,10 @@ struct Args {
     /// Async worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Most threads of the blocking pool, which scores with `--dispatch blocking` (default: two
+    /// per core). Each keeps its own scratch space, so this also bounds the service's memory.
+    #[arg(long)]
+    blocking_threads: Option<usize>,
     /// Where scoring runs.
     #[arg(long, value_enum, default_value = "blocking")]
     dispatch: DispatchArg,
@@ -84,6 +88,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    runtime.max_blocking_threads(args.blocking_threads.unwrap_or(2 * cores).max(1));
     let runtime = runtime
         .enable_all()
         .build()
