@@ -5,10 +5,11 @@
 //! version that computed it, and a reload never tears a response. Scoring is CPU work: by
 //! default it runs on tokio's blocking pool (`spawn_blocking`), so the async workers only move
 //! bytes. Scoring inline on the async worker costs less CPU per request (no hand-off), but on
-//! this 2-core machine shared with other jobs its p99 at batch 1 was 3–20× worse in every
-//! paired run (README, "Load test"): a worker descheduled by the OS in the middle of a score
-//! stalls every connection queued behind it. `Dispatch::Inline` and `Dispatch::Auto` remain for
-//! machines where that does not happen. Either way each thread scores with its own [`Scratch`].
+//! this 2-core machine its p99 at batch 1 was worse in every paired run (1.3–1.6× when the
+//! machine was quiet, 3–20× with other jobs running; README, "Load test"): a worker
+//! descheduled by the OS in the middle of a score stalls every connection queued behind it.
+//! `Dispatch::Inline` and `Dispatch::Auto` remain for machines where that does not happen.
+//! Either way each thread scores with its own [`Scratch`].
 
 use super::metrics::Metrics;
 use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};

@@ -11,7 +11,7 @@ than this machine's memory, sampling the server's resident memory over the run.
 Standard library only (no venv). Needs cargo; installs oha with `cargo install oha --locked`
 when it is not on PATH (several minutes of compiling, once).
 
-    python3 tools/load/run.py                 # Criteo-like, batch 1 at 5,000 req/s and batch 256
+    python3 tools/load/run.py                 # Criteo-like, batch 1 at 5,000 req/s, batch 256 at 100
     python3 tools/load/run.py --huge          # also the 64 GiB sparse-table model
     python3 tools/load/run.py --huge-only --seconds 10
 """
