@@ -242,7 +242,7 @@ impl Drop for ModelWriter {
 /// Writes `bytes` to `target` crash-safely: a temp file beside it, fsync, rename over the
 /// target, fsync of the directory. On an error the temp file is removed and the target is
 /// untouched.
-pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
     use std::io::Write;
     let temp = temp_path(target);
     let result = (|| {
