@@ -15,8 +15,8 @@ fn planted(n: usize, seed: u64) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
     for _ in 0..n {
         let u = rng.below(50) as u32;
         let i = rng.below(100) as u32;
-        let base = if i % 2 == 0 { 4.5 } else { 1.5 };
-        let bias = if u % 3 == 0 { -0.5 } else { 0.2 };
+        let base = if i.is_multiple_of(2) { 4.5 } else { 1.5 };
+        let bias = if u.is_multiple_of(3) { -0.5 } else { 0.2 };
         users.push(u);
         items.push(i);
         ratings.push((base + bias + 0.2 * rng.normal()).clamp(1.0, 5.0));
@@ -27,7 +27,7 @@ fn planted(n: usize, seed: u64) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
 fn features() -> (Features<u32>, Features<u32>) {
     let mut users = Features::new().categorical("group").numeric("age");
     for u in 0..50u32 {
-        let group = if u % 3 == 0 { "a" } else { "b" };
+        let group = if u.is_multiple_of(3) { "a" } else { "b" };
         users
             .insert(u, vec![group.into(), (u as f32 / 50.0).into()])
             .unwrap();
@@ -35,7 +35,7 @@ fn features() -> (Features<u32>, Features<u32>) {
     let mut items = Features::new().multi_hot("genres", Pooling::Mean);
     // Items 0..100 are trained on; 1000 and 1001 only have features (cold start).
     for i in (0..100u32).chain([1000, 1001]) {
-        let genres = if i % 2 == 0 {
+        let genres = if i.is_multiple_of(2) {
             vec!["good", "x"]
         } else {
             vec!["bad", "x"]
@@ -97,7 +97,7 @@ fn features_score_cold_start_items_and_survive_save_and_load() {
     assert_eq!(loaded.recommend(&7, 5), model.recommend(&7, 5));
     // With the items already rated included, the top 10 are good (even) items.
     let top = model.recommend_with(&7, 10, false, &[]).unwrap();
-    assert!(top.iter().all(|(i, _)| i % 2 == 0), "{top:?}");
+    assert!(top.iter().all(|(i, _)| i.is_multiple_of(2)), "{top:?}");
 }
 
 #[test]
