@@ -124,6 +124,11 @@ impl<K: Id> Features<K> {
         self.values.len()
     }
 
+    /// The ids with features and their values, in order of first insertion.
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &Vec<Feature>)> {
+        self.order.iter().map(|k| (k, &self.values[k]))
+    }
+
     /// Whether no id has features.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()

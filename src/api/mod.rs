@@ -36,11 +36,13 @@ mod features;
 mod ids;
 mod input;
 mod pairs;
+mod side_files;
 
 pub use features::{Feature, FeatureKind, Features};
 pub use ids::{Id, IdMap, OOV_ROW};
 pub use input::Interactions;
 pub use pairs::NegativeSampling;
+pub use side_files::read_features;
 
 use crate::batch::{Batch, Column};
 use crate::format::FormatError;
@@ -105,6 +107,9 @@ pub enum ApiError {
     /// The model file could not be written or read.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A data file (side features) could not be read; the error names file, line and column.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// The id maps beside a model file are missing, unreadable, or belong to another file.
     #[error("{path}: {problem}")]
     Meta {

@@ -193,6 +193,20 @@ struct TrainArgs {
     /// tutorial's defaults, writes MODEL and MODEL.meta.json (the id maps).
     #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
     ratings: Option<PathBuf>,
+    /// Ratings: user side features, keyed by user id (RecBole `.user`, MovieLens `users.dat`
+    /// or `u.user`).
+    #[arg(long, requires = "ratings")]
+    users: Option<PathBuf>,
+    /// Ratings: item side features, keyed by item id (RecBole `.item`, MovieLens `movies.dat`
+    /// or `u.item`).
+    #[arg(long, requires = "ratings")]
+    items: Option<PathBuf>,
+    /// Only these columns of --users (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "users")]
+    user_columns: Option<Vec<String>>,
+    /// Only these columns of --items (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "items")]
+    item_columns: Option<Vec<String>>,
     /// Training samples: `tsv` = label then one column per field (the `score` format), or
     /// Criteo (`label, I1..I13, C1..C26`, tab- or comma-separated).
     #[arg(long, required_unless_present = "ratings")]
@@ -845,8 +859,28 @@ fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     if let Some(v) = args.threads {
         builder = builder.threads(v);
     }
+    let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
+        let Some(path) = path else { return Ok(None) };
+        let features = deepfm::api::read_features(path, columns.as_deref())?;
+        let names: Vec<&str> = features.fields().iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "{}: {} ids, features {names:?}",
+            path.display(),
+            features.len()
+        );
+        Ok(Some(features))
+    };
+    let user_features = read(&args.users, &args.user_columns)?;
+    let item_features = read(&args.items, &args.item_columns)?;
+    let mut input = deepfm::api::Interactions::new(&data.users, &data.items, &data.ratings);
+    if let Some(f) = &user_features {
+        input = input.user_features(f);
+    }
+    if let Some(f) = &item_features {
+        input = input.item_features(f);
+    }
     let started = Instant::now();
-    let model = builder.fit(&data.users, &data.items, &data.ratings)?;
+    let model = builder.fit_interactions(input)?;
     let seconds = started.elapsed().as_secs_f64();
     model.save(&args.out)?;
     println!(
