@@ -1,5 +1,5 @@
 //! Side-feature files to [`Features`]: RecBole atomic files (`.user`, `.item`: a typed header
-//! such as `user_id:token	age:token	genre:token_seq`, the key in the first column) and the
+//! such as `user_id:token age:token genre:token_seq`, tab-separated, the key in the first column) and the
 //! MovieLens originals (`users.dat`, `movies.dat`, `u.user`, `u.item`), format detected from the
 //! first line.
 //!
