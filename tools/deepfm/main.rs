@@ -155,11 +155,22 @@ enum Command {
     },
     /// Evaluate a model from `train --ratings` on held-out interactions: RMSE and MAE for a
     /// rating model, AUC and logloss for a click model.
+    ///
+    /// For an implicit model: each held-out (user, item) pair is ranked among `--negatives`
+    /// items the user did not interact with in training (the NCF protocol): HR@k and NDCG@k.
     Eval {
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
         ratings: PathBuf,
+        /// Implicit models: sampled negatives per held-out pair.
+        #[arg(long, default_value_t = 100)]
+        negatives: usize,
+        /// Implicit models: the cut-off of HR@k and NDCG@k.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Measure training throughput (samples/s) on random samples of a benchmark shape.
     BenchTrain {
@@ -409,7 +420,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Eval { model, ratings } => {
+        Command::Eval {
+            model,
+            ratings,
+            negatives,
+            k,
+            seed,
+        } => {
             use deepfm::api::{DeepFM, Task};
             let model = DeepFM::<String, String>::load(&model)?;
             let data = deepfm::data::ratings::read_interactions(&ratings, false)?;
@@ -419,6 +436,15 @@ fn run(cli: Cli) -> Result<()> {
                     println!(
                         "RMSE {rmse:.4}  MAE {mae:.4}  ({} ratings)",
                         data.ratings.len()
+                    );
+                }
+                Task::Implicit => {
+                    let pairs: Vec<(String, String)> =
+                        data.users.into_iter().zip(data.items).collect();
+                    let (hr, ndcg) = model.hit_ratio_ndcg(&pairs, negatives, k, seed)?;
+                    println!(
+                        "HR@{k} {hr:.4}  NDCG@{k} {ndcg:.4}  ({} held-out pairs, {negatives} negatives each)",
+                        pairs.len()
                     );
                 }
                 _ => {
