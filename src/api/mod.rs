@@ -100,10 +100,11 @@ pub enum ApiError {
     /// The model file could not be written or read.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The id maps beside a model file are missing, unreadable, or belong to another file.
+    /// The model file has no recommender metadata (id maps and settings), or they do not fit
+    /// its model.
     #[error("{path}: {problem}")]
     Meta {
-        /// The metadata file.
+        /// The model file.
         path: PathBuf,
         /// What is wrong.
         problem: String,
@@ -250,12 +251,10 @@ impl DeepFMBuilder {
     }
 }
 
-/// What [`DeepFM`] keeps beside the model file (`<model>.meta.json`).
+/// What [`DeepFM`] keeps in the model file's metadata section (JSON; see [`crate::format`]).
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "U: Id, I: Id")]
 struct Meta<U: Id, I: Id> {
-    /// The model file's meta checksum (header bytes 48..56): the pair belongs together.
-    fingerprint: String,
     settings: Settings,
     task: Task,
     users: IdMap<U>,
@@ -726,14 +725,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         users.par_iter().map(|u| self.recommend(u, top_k)).collect()
     }
 
-    /// Writes the model file (what the inference core and `deepfm score` read) to `path`
-    /// and the id maps and settings to `<path>.meta.json`, each crash-safely (temp file,
-    /// fsync, rename). The metadata names the model file's checksum, so `load` refuses a pair
-    /// from two different saves.
+    /// Writes the model file (what the inference core and `deepfm score` read) to `path`, with
+    /// the id maps, settings and seen items in its metadata section: one file, replaced
+    /// crash-safely in one rename (temp file, fsync, rename, directory fsync), so an
+    /// interrupted save leaves the previous file whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ApiError> {
         let path = path.as_ref();
         let meta = Meta {
-            fingerprint: fingerprint(&self.model),
             settings: self.settings.clone(),
             task: self.task,
             users: self.users.clone(),
@@ -745,31 +743,26 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .map(|e| (e.epoch, e.train_loss, e.valid_loss))
                 .collect(),
         };
-        let json = serde_json::to_vec(&meta).map_err(|e| ApiError::Meta {
-            path: meta_path(path),
+        let json = serde_json::to_string(&meta).map_err(|e| ApiError::Meta {
+            path: path.to_path_buf(),
             problem: e.to_string(),
         })?;
-        crate::format::writer::write_atomically(path, self.model.file().raw())?;
-        crate::format::writer::write_atomically(&meta_path(path), &json)?;
+        crate::format::writer::copy_with_metadata(self.model.file(), path, json)?;
         Ok(())
     }
 
-    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped, not read).
+    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped; its metadata
+    /// section is read and checked).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ApiError> {
         let path = path.as_ref();
         let model = Model::open(path)?;
-        let mpath = meta_path(path);
         let bad = |problem: String| ApiError::Meta {
-            path: mpath.clone(),
+            path: path.to_path_buf(),
             problem,
         };
-        let bytes = std::fs::read(&mpath).map_err(|e| bad(e.to_string()))?;
-        let meta: Meta<U, I> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if meta.fingerprint != fingerprint(&model) {
-            return Err(bad(
-                "belongs to another model file (an interrupted or mixed-up save)".into(),
-            ));
-        }
+        let meta: Meta<U, I> = model.file().metadata_json()?.ok_or_else(|| {
+            bad("no recommender metadata: not a model saved by DeepFM::save or `deepfm train --ratings`".into())
+        })?;
         let vocab = |f: usize| match model.spec().fields.get(f).map(|f| f.kind) {
             Some(FieldKind::Categorical { vocab }) => Some(vocab),
             _ => None,
@@ -810,22 +803,6 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             scratch,
         })
     }
-}
-
-/// `<path>.meta.json`.
-fn meta_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".meta.json");
-    PathBuf::from(name)
-}
-
-/// The model file's meta checksum, as hex.
-fn fingerprint(model: &Model) -> String {
-    let raw = model.file().raw();
-    let bytes: [u8; 8] = raw[48..56]
-        .try_into()
-        .expect("a validated header is 64 bytes");
-    format!("{:016x}", u64::from_le_bytes(bytes))
 }
 
 /// Writes the trainer's model to a private temporary file, maps it, and unlinks the file
