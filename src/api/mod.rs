@@ -43,8 +43,8 @@ use crate::format::FormatError;
 use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError, Trainer,
-    fit_observed,
+    BatchNorm, Checkpointing, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError,
+    Trainer, fit_checkpointed,
 };
 use pairs::Pairs;
 use rayon::prelude::*;
@@ -178,6 +178,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 pub struct DeepFMBuilder {
     settings: Settings,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
 }
 
 macro_rules! setters {
@@ -240,6 +242,21 @@ impl DeepFMBuilder {
         &self.settings
     }
 
+    /// Writes a training checkpoint to `path` after every epoch, crash-safely (see
+    /// [`crate::train::checkpoint`]).
+    pub fn checkpoint(mut self, path: impl AsRef<Path>) -> Self {
+        self.checkpoint = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// With [`DeepFMBuilder::checkpoint`]: if the checkpoint exists, `fit` goes on from it
+    /// (the same data and settings give the same model as an uninterrupted fit; a checkpoint
+    /// of other settings or data shapes is an error). Without a checkpoint path, no effect.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
     /// Trains on `(user_ids[k], item_ids[k], ratings[k])` triples and returns the fitted model.
     pub fn fit<U: Id, I: Id>(
         self,
@@ -247,7 +264,17 @@ impl DeepFMBuilder {
         item_ids: &[I],
         ratings: &[f32],
     ) -> Result<DeepFM<U, I>, ApiError> {
-        DeepFM::train(self.settings, user_ids, item_ids, ratings)
+        let checkpoint = self.checkpoint.map(|path| Checkpointing {
+            path,
+            resume: self.resume,
+        });
+        DeepFM::train(
+            self.settings,
+            checkpoint.as_ref(),
+            user_ids,
+            item_ids,
+            ratings,
+        )
     }
 }
 
@@ -318,6 +345,7 @@ fn resolve_task(task: Task, ratings: &[f32]) -> Task {
 impl<U: Id, I: Id> DeepFM<U, I> {
     fn train(
         settings: Settings,
+        checkpoint: Option<&Checkpointing>,
         user_ids: &[U],
         item_ids: &[I],
         ratings: &[f32],
@@ -461,11 +489,12 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
-        let report = fit_observed(
+        let report = fit_checkpointed(
             &mut trainer,
             &mut data,
             valid.as_ref().map(|(b, y)| (b, y.as_slice())),
             &fit_config,
+            checkpoint,
             &mut progress,
         )?;
         progress.finish();

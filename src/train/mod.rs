@@ -8,7 +8,8 @@
 //!   folded into the layer weights).
 //! - [`LogisticRegression`]: the first-order part alone, the baseline on click data.
 //! - [`fit`]: epochs over a data source with validation, early stopping (restoring the best
-//!   weights) and learning-rate decay on plateau.
+//!   weights) and learning-rate decay on plateau; [`fit_checkpointed`] also writes a
+//!   [`checkpoint`] after every epoch and resumes from it.
 //!
 //! ## Determinism
 //! A run is a function of the seed, the configuration and the order of the batches: **the
@@ -24,6 +25,7 @@
 //! Adam and lazy Adam, 2 × for Adagrad); the data are streamed (see [`crate::data`]).
 
 mod backward;
+pub mod checkpoint;
 mod config;
 mod data;
 mod error;
@@ -38,12 +40,13 @@ mod workspace;
 #[cfg(test)]
 mod gradcheck;
 
+pub use checkpoint::{CheckpointError, Checkpointing};
 pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig};
 pub use data::InMemory;
 pub use error::TrainError;
 pub use fit::{
     BatchSink, EpochReport, FitConfig, FitObserver, FitReport, Plateau, TrainData, fit,
-    fit_observed, validation_loss,
+    fit_checkpointed, fit_observed, validation_loss,
 };
 pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};

@@ -180,7 +180,7 @@ enum Command {
 struct TrainArgs {
     /// Ratings or interactions, `user,item,rating[,timestamp]` (MovieLens `::`, tab, comma;
     /// header and string ids allowed): trains the recommender (`deepfm::api`) with the
-    /// tutorial's defaults, writes MODEL and MODEL.meta.json (the id maps).
+    /// tutorial's defaults, writes MODEL with the id maps in its metadata section.
     #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
     ratings: Option<PathBuf>,
     /// Training samples: `tsv` = label then one column per field (the `score` format), or
@@ -242,6 +242,13 @@ struct TrainArgs {
     /// Threads (results do not depend on it).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write a training checkpoint to this file after every epoch (crash-safely).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Go on from the --checkpoint file if it exists (same data and settings: the same model
+    /// as an uninterrupted run; --epochs may be raised to train longer).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -552,6 +559,22 @@ fn inspect(path: &Path, verify: bool) -> Result<()> {
             s.checksum
         );
     }
+    if let Some(m) = file.metadata_info() {
+        println!(
+            "{:<16} {:>20} {:>14} {:>14} {:>8}  {:#018x} {}",
+            "metadata",
+            format!("[{}] u8", m.length),
+            m.offset,
+            m.length,
+            1u64 << m.offset.trailing_zeros().min(20),
+            m.checksum,
+            if verify {
+                "see below"
+            } else {
+                "not checked (use --verify)"
+            }
+        );
+    }
     if verify {
         let start = Instant::now();
         file.verify()?;
@@ -694,7 +717,10 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
     parser: P,
 ) -> Result<()> {
     use deepfm::data::stream::{Streamed, read_all};
-    use deepfm::train::{BatchNorm, FitConfig, Loss, TrainConfig, Trainer, fit};
+    use deepfm::train::{
+        BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
+        fit_checkpointed,
+    };
     let loss = match spec.output {
         deepfm::Output::Sigmoid => Loss::Bce,
         deepfm::Output::Linear => Loss::Mse,
@@ -726,12 +752,23 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
         patience: args.patience,
         plateau: None,
     };
-    let report = fit(
+    let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
+        path,
+        resume: args.resume,
+    });
+    if let Some(c) = &checkpoint
+        && c.resume
+        && c.path.exists()
+    {
+        eprintln!("resuming from {}", c.path.display());
+    }
+    let report = fit_checkpointed(
         &mut trainer,
         &mut source,
         valid.as_ref().map(|(b, y)| (b, y.as_slice())),
         &fit_config,
-        &mut |e| {
+        checkpoint.as_ref(),
+        &mut |e: &EpochReport| {
             eprintln!(
                 "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
                 e.epoch,
@@ -802,6 +839,9 @@ fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     }
     if let Some(v) = args.threads {
         builder = builder.threads(v);
+    }
+    if let Some(path) = &args.checkpoint {
+        builder = builder.checkpoint(path).resume(args.resume);
     }
     let started = Instant::now();
     let model = builder.fit(&data.users, &data.items, &data.ratings)?;
