@@ -276,7 +276,8 @@ pub(crate) fn write(
         return Err(FormatError::BigEndianHost.into());
     }
     let list = tensors(trainer, state.best_params.as_ref());
-    let mut offset = 0u64;
+    // Tensors 64-byte aligned; the file ends with the last one (no padding after it).
+    let (mut offset, mut data_len) = (0u64, 0u64);
     let entries: Vec<Entry> = list
         .iter()
         .map(|(name, t)| {
@@ -286,11 +287,12 @@ pub(crate) fn write(
                 offset,
                 checksum: checksum(bytemuck::cast_slice(t)),
             };
-            offset = align64(offset + 4 * t.len() as u64);
+            data_len = offset + 4 * t.len() as u64;
+            offset = align64(data_len);
             entry
         })
         .collect();
-    let data_len = offset;
+    let state_entries: Vec<u64> = entries.iter().map(|e| e.offset).collect();
     let (spec, config, batch_size, patience) = identity(trainer, fit);
     let json = serde_json::to_string(&State {
         spec,
@@ -337,10 +339,8 @@ pub(crate) fn write(
     out.set_len(file_len)?;
     out.write_at(0, &header)?;
     out.write_at(HEADER, json.as_bytes())?;
-    let mut at = data_start;
-    for (_, t) in &list {
-        out.write_at(at, bytemuck::cast_slice(t))?;
-        at = align64(at + 4 * t.len() as u64);
+    for ((_, t), e) in list.iter().zip(&state_entries) {
+        out.write_at(data_start + e, bytemuck::cast_slice(t))?;
     }
     out.commit()?;
     Ok(())
