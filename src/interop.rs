@@ -167,7 +167,9 @@ pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), 
     out.append(&(header.len() as u64).to_le_bytes())?;
     out.append(&header)?;
     for (_, s) in &sections {
-        let data = model.bytes(s.shape.id).expect("every listed section exists");
+        let data = model
+            .bytes(s.shape.id)
+            .expect("every listed section exists");
         for chunk in data.chunks(1 << 20) {
             out.append(chunk)?;
         }

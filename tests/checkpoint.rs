@@ -28,14 +28,17 @@ impl TrainData for Interrupted {
         f: &mut BatchSink<'_>,
     ) -> Result<(), TrainError> {
         let (seen, fail_at) = (&mut self.seen, self.fail_at);
-        self.inner
-            .for_each_batch(epoch, batch_size, &mut |batch: &BatchBuf, labels: &[f32]| {
+        self.inner.for_each_batch(
+            epoch,
+            batch_size,
+            &mut |batch: &BatchBuf, labels: &[f32]| {
                 *seen += 1;
                 if *seen > fail_at {
                     return Err(TrainError::Data("simulated crash".into()));
                 }
                 f(batch, labels)
-            })
+            },
+        )
     }
 }
 
@@ -175,7 +178,10 @@ fn same_reports(a: &FitReport, b: &FitReport) {
     for (x, y) in a.epochs.iter().zip(&b.epochs) {
         assert_eq!(x.epoch, y.epoch);
         assert_eq!(x.train_loss.to_bits(), y.train_loss.to_bits());
-        assert_eq!(x.valid_loss.map(f64::to_bits), y.valid_loss.map(f64::to_bits));
+        assert_eq!(
+            x.valid_loss.map(f64::to_bits),
+            y.valid_loss.map(f64::to_bits)
+        );
         assert_eq!(x.samples, y.samples);
         assert_eq!(x.learning_rate.to_bits(), y.learning_rate.to_bits());
     }
@@ -282,7 +288,15 @@ fn damaged_or_foreign_checkpoints_are_typed_errors() {
     let data_start = (64 + state_len).div_ceil(64) * 64;
 
     // Truncations anywhere, and a grown file.
-    for cut in [0, 10, 63, 64, 64 + state_len / 2, data_start + 5, good.len() - 1] {
+    for cut in [
+        0,
+        10,
+        63,
+        64,
+        64 + state_len / 2,
+        data_start + 5,
+        good.len() - 1,
+    ] {
         let err = resume_with(&good[..cut]);
         assert!(
             matches!(
@@ -304,7 +318,10 @@ fn damaged_or_foreign_checkpoints_are_typed_errors() {
         b[at] ^= 0x20;
         b
     };
-    assert!(matches!(resume_with(&flipped(1)), CheckpointError::BadMagic));
+    assert!(matches!(
+        resume_with(&flipped(1)),
+        CheckpointError::BadMagic
+    ));
     assert!(matches!(
         resume_with(&flipped(8)),
         CheckpointError::UnsupportedVersion(_)

@@ -3,9 +3,8 @@
 
 use super::checksum::checksum;
 use super::{
-    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_METADATA_LEN, MAX_SECTIONS,
-    MAX_SPEC_LEN, METADATA_KIND, MetadataInfo, SectionId, SectionInfo, TensorShape, VERSION,
-    tensor_shapes,
+    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_METADATA_LEN, MAX_SECTIONS, MAX_SPEC_LEN,
+    METADATA_KIND, MetadataInfo, SectionId, SectionInfo, TensorShape, VERSION, tensor_shapes,
 };
 use crate::spec::ModelSpec;
 use memmap2::Mmap;
@@ -396,7 +395,14 @@ fn parse_metadata_entry(
             found: length,
         });
     }
-    check_placement(section, offset, length, super::SECTION_ALIGN, data_start, file_len)?;
+    check_placement(
+        section,
+        offset,
+        length,
+        super::SECTION_ALIGN,
+        data_start,
+        file_len,
+    )?;
     Ok(MetadataInfo {
         offset,
         length,

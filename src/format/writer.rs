@@ -178,7 +178,14 @@ impl ModelWriter {
             for v in [METADATA_KIND, 0, Dtype::U8 as u32, 1] {
                 table.extend_from_slice(&v.to_le_bytes());
             }
-            for v in [info.length, 1, info.offset, info.length, metadata_checksum, 0] {
+            for v in [
+                info.length,
+                1,
+                info.offset,
+                info.length,
+                metadata_checksum,
+                0,
+            ] {
                 table.extend_from_slice(&v.to_le_bytes());
             }
             entries += 1;
@@ -221,9 +228,9 @@ pub fn copy_with_metadata(
     let mut w = ModelWriter::create_with_metadata(target, file.spec(), metadata)?;
     for s in file.sections() {
         let id = s.shape.id;
-        let data = file.f32s(id).ok_or_else(|| FormatError::SizeOverflow {
-            section: id.name(),
-        })?;
+        let data = file
+            .f32s(id)
+            .ok_or_else(|| FormatError::SizeOverflow { section: id.name() })?;
         for chunk in data.chunks(CHUNK) {
             if chunk.iter().all(|v| v.to_bits() == 0) {
                 w.skip(id, chunk.len() as u64)?;
@@ -234,4 +241,3 @@ pub fn copy_with_metadata(
     }
     w.finish()
 }
-

@@ -424,7 +424,11 @@ pub(crate) fn read(
     }
     let lr_scale = f32::from_bits(state.lr_scale);
     let consistent = state.reports.len() == state.epoch
-        && state.reports.iter().enumerate().all(|(i, r)| r.epoch == i + 1)
+        && state
+            .reports
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.epoch == i + 1)
         && lr_scale.is_finite()
         && lr_scale > 0.0
         && state.best_loss.is_some() == state.reports.iter().any(|r| r.valid_loss.is_some())
