@@ -419,7 +419,7 @@ fn check_placement(
     data_start: u64,
     file_len: u64,
 ) -> Result<(), FormatError> {
-    if offset % align != 0 {
+    if !offset.is_multiple_of(align) {
         return Err(FormatError::Misaligned {
             section: section(),
             offset,
