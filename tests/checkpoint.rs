@@ -400,3 +400,63 @@ fn damaged_or_foreign_checkpoints_are_typed_errors() {
     // The intact checkpoint still resumes.
     run(&d, case, 1, &mut source(&d), Some(&checkpointing)).unwrap();
 }
+
+/// A loop of its own: `write_checkpoint`, more steps; a new trainer that reads the checkpoint
+/// and takes the same steps ends with the same parameters. A fit checkpoint is not a trainer
+/// checkpoint.
+#[test]
+fn trainer_checkpoint_round_trip() {
+    let d = data();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.ckpt");
+    let case = &cases()[0];
+    let batches: Vec<(BatchBuf, Vec<f32>)> = {
+        let mut out = Vec::new();
+        source(&d)
+            .for_each_batch(1, 50, &mut |b: &BatchBuf, y: &[f32]| {
+                out.push((b.clone(), y.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    };
+    let new_trainer = |threads| {
+        let config = TrainConfig {
+            threads,
+            ..case.config.clone()
+        };
+        Trainer::new(d.spec.clone(), config).unwrap()
+    };
+    let mut a = new_trainer(1);
+    for (b, y) in &batches[..4] {
+        a.step(b, y).unwrap();
+    }
+    a.scale_learning_rate(0.5);
+    a.write_checkpoint(&path).unwrap();
+    for (b, y) in &batches[4..] {
+        a.step(b, y).unwrap();
+    }
+    let mut b = new_trainer(2);
+    b.read_checkpoint(&path).unwrap();
+    assert_eq!(b.steps(), 4);
+    assert_eq!(b.learning_rate(), a.config().learning_rate * 0.5);
+    for (batch, y) in &batches[4..] {
+        b.step(batch, y).unwrap();
+    }
+    assert!(a.params() == b.params());
+    assert_eq!(
+        model_bytes(&a, &dir.path().join("a.dfm")),
+        model_bytes(&b, &dir.path().join("b.dfm"))
+    );
+
+    let fit_ckpt = Checkpointing {
+        path: dir.path().join("fit.ckpt"),
+        resume: false,
+    };
+    run(&d, case, 1, &mut source(&d), Some(&fit_ckpt)).unwrap();
+    let err = new_trainer(1).read_checkpoint(&fit_ckpt.path).unwrap_err();
+    assert!(matches!(
+        checkpoint_error(err),
+        CheckpointError::Mismatch("the batch size")
+    ));
+}

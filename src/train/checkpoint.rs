@@ -190,6 +190,17 @@ fn identity(trainer: &Trainer, fit: &FitConfig) -> (String, String, usize, Optio
     (trainer.spec.to_json(), config, fit.batch_size, fit.patience)
 }
 
+/// The epoch-loop settings recorded by [`Trainer::write_checkpoint`]: batch size 0, which no
+/// run of `fit` has, so the two kinds of checkpoint are never mixed up.
+pub(crate) fn trainer_only() -> FitConfig {
+    FitConfig {
+        epochs: 0,
+        batch_size: 0,
+        patience: None,
+        plateau: None,
+    }
+}
+
 fn plateau_bits(p: Option<Plateau>) -> Option<(u32, usize, u32)> {
     p.map(|p| (p.factor.to_bits(), p.patience, p.min_lr.to_bits()))
 }

@@ -391,6 +391,25 @@ impl Trainer {
         Ok(self.params.write(&self.spec, eps, path.as_ref())?)
     }
 
+    /// Writes the trainer's whole state — parameters, batch-norm statistics, optimizer state,
+    /// step count, learning-rate scale — to a checkpoint at `path`, crash-safely (see
+    /// [`checkpoint`]). For loops that call [`Trainer::step`] themselves;
+    /// [`fit_checkpointed`] writes its own checkpoints, which also hold the epoch loop's state.
+    pub fn write_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), TrainError> {
+        let state = checkpoint::FitState::default();
+        checkpoint::write(path.as_ref(), self, &checkpoint::trainer_only(), &state)
+    }
+
+    /// Restores a state written by [`Trainer::write_checkpoint`]: the next steps are those the
+    /// writing trainer would have taken. This trainer must have the same spec and
+    /// configuration (any thread count). A damaged checkpoint, one of another run, or one
+    /// written by [`fit_checkpointed`] is a [`CheckpointError`]; if reading a tensor fails, the
+    /// parameters are left partly overwritten.
+    pub fn read_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<(), TrainError> {
+        checkpoint::read(path.as_ref(), self, &checkpoint::trainer_only())?;
+        Ok(())
+    }
+
     fn check<C: Columns + ?Sized>(&self, batch: &C, labels: &[f32]) -> Result<usize, TrainError> {
         let m = validate_columns(&self.spec, batch, usize::MAX)?;
         if labels.len() != m {

@@ -841,6 +841,9 @@ fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         builder = builder.threads(v);
     }
     if let Some(path) = &args.checkpoint {
+        if args.resume && path.exists() {
+            eprintln!("resuming from {}", path.display());
+        }
         builder = builder.checkpoint(path).resume(args.resume);
     }
     let started = Instant::now();
