@@ -18,6 +18,8 @@
 //!   writing the same model file.
 //! - [`api`]: the recommender API of the DeepFM tutorial (`fit`, `predict`, `batch_predict`,
 //!   `recommend`, `save`, `load`) over raw user and item ids.
+//! - [`reload`]: a hot-swappable handle that serves one model to many threads and swaps in a
+//!   new, validated one while they keep scoring.
 //! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
 //!
 //! ```
@@ -48,6 +50,7 @@ pub mod kernels;
 pub mod metrics;
 pub mod random;
 pub mod reference;
+pub mod reload;
 pub mod spec;
 pub mod train;
 

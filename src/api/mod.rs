@@ -32,10 +32,14 @@
 //! independently their item, replaced by it, so it learns the average user or item.
 //! `predict` scores an unknown id with it; `try_predict` returns an error instead.
 
+mod features;
 mod ids;
+mod input;
 mod pairs;
 
+pub use features::{Feature, FeatureKind, Features};
 pub use ids::{Id, IdMap, OOV_ROW};
+pub use input::Interactions;
 pub use pairs::NegativeSampling;
 
 use crate::batch::{Batch, Column};
@@ -46,6 +50,7 @@ use crate::train::{
     BatchNorm, Checkpointing, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError,
     Trainer, fit_checkpointed,
 };
+use features::{FeatureTable, Sides, side_values};
 use pairs::Pairs;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -264,17 +269,20 @@ impl DeepFMBuilder {
         item_ids: &[I],
         ratings: &[f32],
     ) -> Result<DeepFM<U, I>, ApiError> {
+        self.fit_interactions(Interactions::new(user_ids, item_ids, ratings))
+    }
+
+    /// Trains on interactions with optional side features and validation set (see
+    /// [`Interactions`]).
+    pub fn fit_interactions<U: Id, I: Id>(
+        self,
+        data: Interactions<'_, U, I>,
+    ) -> Result<DeepFM<U, I>, ApiError> {
         let checkpoint = self.checkpoint.map(|path| Checkpointing {
             path,
             resume: self.resume,
         });
-        DeepFM::train(
-            self.settings,
-            checkpoint.as_ref(),
-            user_ids,
-            item_ids,
-            ratings,
-        )
+        DeepFM::train(self.settings, checkpoint.as_ref(), data)
     }
 }
 
@@ -289,6 +297,10 @@ struct Meta<U: Id, I: Id> {
     /// Item rows each user row interacted with in training, sorted.
     seen: Vec<Vec<u64>>,
     history: Vec<(usize, f64, Option<f64>)>,
+    #[serde(default)]
+    user_features: Option<FeatureTable<U>>,
+    #[serde(default)]
+    item_features: Option<FeatureTable<I>>,
 }
 
 /// A fitted DeepFM recommender over users of type `U` and items of type `I`.
@@ -301,6 +313,8 @@ pub struct DeepFM<U: Id, I: Id> {
     history: Vec<EpochReport>,
     model: Model,
     scratch: ScratchPool,
+    user_features: Option<FeatureTable<U>>,
+    item_features: Option<FeatureTable<I>>,
 }
 
 impl<U: Id, I: Id> std::fmt::Debug for DeepFM<U, I> {
@@ -346,10 +360,9 @@ impl<U: Id, I: Id> DeepFM<U, I> {
     fn train(
         settings: Settings,
         checkpoint: Option<&Checkpointing>,
-        user_ids: &[U],
-        item_ids: &[I],
-        ratings: &[f32],
+        data: Interactions<'_, U, I>,
     ) -> Result<Self, ApiError> {
+        let (user_ids, item_ids, ratings) = (data.users, data.items, data.ratings);
         let n = ratings.len();
         if user_ids.len() != n || item_ids.len() != n || n == 0 {
             return Err(ApiError::Lengths {
@@ -363,6 +376,20 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 "rating {k} is {}: ratings must be finite",
                 ratings[k]
             )));
+        }
+        if let Some((vu, vi, vr)) = data.valid {
+            if vu.len() != vr.len() || vi.len() != vr.len() || vr.is_empty() {
+                return Err(ApiError::Lengths {
+                    users: vu.len(),
+                    items: vi.len(),
+                    ratings: vr.len(),
+                });
+            }
+            if vr.iter().any(|r| !r.is_finite()) {
+                return Err(ApiError::Invalid(
+                    "validation ratings must be finite".into(),
+                ));
+            }
         }
         let task = resolve_task(settings.task, ratings);
         if settings.verbose {
@@ -393,21 +420,30 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
                 (lo.min(r), hi.max(r))
             });
+        let user_features = data.user_features.map(|f| FeatureTable::fit(f, &users));
+        let item_features = data.item_features.map(|f| FeatureTable::fit(f, &items));
+        let mut fields = vec![
+            Field {
+                name: "user".into(),
+                kind: FieldKind::Categorical {
+                    vocab: users.rows(),
+                },
+            },
+            Field {
+                name: "item".into(),
+                kind: FieldKind::Categorical {
+                    vocab: items.rows(),
+                },
+            },
+        ];
+        if let Some(t) = &user_features {
+            fields.extend(t.spec_fields("user"));
+        }
+        if let Some(t) = &item_features {
+            fields.extend(t.spec_fields("item"));
+        }
         let spec = ModelSpec {
-            fields: vec![
-                Field {
-                    name: "user".into(),
-                    kind: FieldKind::Categorical {
-                        vocab: users.rows(),
-                    },
-                },
-                Field {
-                    name: "item".into(),
-                    kind: FieldKind::Categorical {
-                        vocab: items.rows(),
-                    },
-                },
-            ],
+            fields,
             embedding_dim: settings.embedding_dim,
             hidden: settings.deep_layers.clone(),
             output: if task == Task::Rating {
@@ -447,11 +483,15 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
         rng.shuffle(&mut order);
+        // An explicit validation set replaces the held-out share.
         let held = match settings.patience {
-            Some(_) => ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1),
-            None => 0,
+            Some(_) if data.valid.is_none() => {
+                ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1)
+            }
+            _ => 0,
         };
         let (valid_idx, train_idx) = order.split_at(held);
+        let interactions = data;
         let mut data = Pairs::new(&spec, settings.seed);
         for &k in train_idx {
             data.users.push(user_rows[k]);
@@ -460,6 +500,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         }
         data.item_rows = items.rows();
         data.oov_rate = 0.01;
+        data.user_side = side_values(user_features.as_ref(), users.rows());
+        data.item_side = side_values(item_features.as_ref(), items.rows());
         if task == Task::Implicit {
             data.negatives = settings.negatives;
             // Lent to the sampler for the fit, taken back after it (no copy).
@@ -468,19 +510,32 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 data.popularity();
             }
         }
-        let valid = (held > 0).then(|| {
-            let mut v = Pairs::new(&spec, settings.seed ^ 1);
-            for &k in valid_idx {
-                v.users.push(user_rows[k]);
-                v.items.push(item_rows[k]);
-                v.labels.push(labels[k]);
+        let sides = Sides {
+            users: &users,
+            items: &items,
+            user_features: user_features.as_ref(),
+            item_features: item_features.as_ref(),
+        };
+        let valid = match interactions.valid {
+            Some((vu, vi, vr)) => {
+                let pairs: Vec<(&U, &I)> = vu.iter().zip(vi).collect();
+                let labels = match task {
+                    Task::Implicit => vec![1.0; vr.len()],
+                    Task::Click => vr.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
+                    _ => vr.to_vec(),
+                };
+                Some((sides.batch(&spec, &pairs)?, labels))
             }
-            let mut batch = crate::batch::BatchBuf::new(&spec);
-            for (&u, &i) in v.users.iter().zip(&v.items) {
-                let _ = batch.push_row(&[crate::batch::Value::Id(u), crate::batch::Value::Id(i)]);
+            None if held > 0 => {
+                let pairs: Vec<(&U, &I)> = valid_idx
+                    .iter()
+                    .map(|&k| (&user_ids[k], &item_ids[k]))
+                    .collect();
+                let labels = valid_idx.iter().map(|&k| labels[k]).collect();
+                Some((sides.batch(&spec, &pairs)?, labels))
             }
-            (batch, v.labels)
-        });
+            None => None,
+        };
         let fit_config = FitConfig {
             epochs: settings.epochs,
             batch_size: settings.batch_size,
@@ -512,6 +567,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             history: report.epochs,
             model,
             scratch,
+            user_features,
+            item_features,
         })
     }
 
@@ -545,20 +602,58 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         &self.items
     }
 
-    fn rows(&self, user: &U, item: &I) -> (u64, u64) {
-        (
-            self.users.get(user).unwrap_or(OOV_ROW),
-            self.items.get(item).unwrap_or(OOV_ROW),
-        )
+    fn sides(&self) -> Sides<'_, U, I> {
+        Sides {
+            users: &self.users,
+            items: &self.items,
+            user_features: self.user_features.as_ref(),
+            item_features: self.item_features.as_ref(),
+        }
     }
 
-    fn score_rows(&self, users: &[u64], items: &[u64], out: &mut [f32]) -> Result<(), ApiError> {
-        let columns = [Column::Categorical(users), Column::Categorical(items)];
-        let batch = Batch::new(&columns);
-        if users.len() >= 1024 {
-            score_parallel(&self.model, &batch, &self.scratch, out)?;
+    /// Embedding rows of the pair, and feature rows (which differ from the embedding rows only
+    /// for ids unknown to training that have features).
+    fn rows(&self, user: &U, item: &I) -> ((u64, u64), (u64, u64)) {
+        let sides = self.sides();
+        (sides.user(user), sides.item(item))
+    }
+
+    /// Scores users[k] with items[k]; `features` gives the feature rows when they differ from
+    /// the embedding rows.
+    fn score_rows(
+        &self,
+        users: &[u64],
+        items: &[u64],
+        features: Option<(&[u64], &[u64])>,
+        out: &mut [f32],
+    ) -> Result<(), ApiError> {
+        let sides = self.sides();
+        if !sides.has_features() {
+            let columns = [Column::Categorical(users), Column::Categorical(items)];
+            return self.score_batch(&Batch::new(&columns), out);
+        }
+        let (user_features, item_features) = features.unwrap_or((users, items));
+        let mut batch = crate::batch::BatchBuf::new(self.model.spec());
+        let mut row = Vec::new();
+        for k in 0..users.len() {
+            let user = (users[k], user_features[k]);
+            sides.push_row(user, (items[k], item_features[k]), &mut row);
+            batch
+                .push_row(&row)
+                .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        }
+        self.score_batch(&batch, out)
+    }
+
+    fn score_batch<C: crate::batch::Columns + Sync>(
+        &self,
+        batch: &C,
+        out: &mut [f32],
+    ) -> Result<(), ApiError> {
+        if out.len() >= 1024 {
+            score_parallel(&self.model, batch, &self.scratch, out)?;
         } else {
-            score(&self.model, &batch, &mut self.scratch.get(), out)?;
+            score(&self.model, batch, &mut self.scratch.get(), out)?;
         }
         Ok(())
     }
@@ -569,7 +664,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
     pub fn predict(&self, user: &U, item: &I) -> f32 {
         let (u, i) = self.rows(user, item);
         let mut out = [0.0];
-        match self.score_rows(&[u], &[i], &mut out) {
+        match self.score_rows(&[u.0], &[i.0], Some((&[u.1], &[i.1])), &mut out) {
             Ok(()) => out[0],
             Err(_) => f32::NAN,
         }
@@ -580,7 +675,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let u = self.users.get(user).ok_or(ApiError::UnknownUser)?;
         let i = self.items.get(item).ok_or(ApiError::UnknownItem)?;
         let mut out = [0.0];
-        self.score_rows(&[u], &[i], &mut out)?;
+        self.score_rows(&[u], &[i], None, &mut out)?;
         Ok(out[0])
     }
 
@@ -589,10 +684,19 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let (users, items): (Vec<u64>, Vec<u64>) =
-            pairs.iter().map(|(u, i)| self.rows(u, i)).unzip();
+        let n = pairs.len();
+        let (mut user_emb, mut user_feat) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut item_emb, mut item_feat) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (u, i) in pairs {
+            let ((ue, uf), (ie, if_)) = self.rows(u, i);
+            user_emb.push(ue);
+            user_feat.push(uf);
+            item_emb.push(ie);
+            item_feat.push(if_);
+        }
         let mut out = vec![0.0; pairs.len()];
-        self.score_rows(&users, &items, &mut out)?;
+        let features = Some((&user_feat[..], &item_feat[..]));
+        self.score_rows(&user_emb, &item_emb, features, &mut out)?;
         Ok(out)
     }
 
@@ -650,7 +754,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         exclude: &[I],
     ) -> Result<Vec<(I, f32)>, ApiError> {
         const CHUNK: usize = 4096;
-        let u = self.users.get(user).unwrap_or(OOV_ROW);
+        let (u, u_feat) = self.sides().user(user);
         let n = self.items.len();
         let mut skip = vec![false; n + 1];
         skip[OOV_ROW as usize] = true;
@@ -666,11 +770,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         }
         let mut scores = vec![0.0f32; n + 1];
         let users = vec![u; CHUNK.min(n + 1)];
+        let user_features = vec![u_feat; users.len()];
         let mut rows = Vec::with_capacity(users.len());
         for (start, out) in (0..=n).step_by(CHUNK).zip(scores.chunks_mut(CHUNK)) {
             rows.clear();
             rows.extend(start as u64..(start + out.len()) as u64);
-            self.score_rows(&users[..out.len()], &rows, out)?;
+            let features = Some((&user_features[..out.len()], &rows[..]));
+            self.score_rows(&users[..out.len()], &rows, features, out)?;
         }
         let mut ranked: Vec<u64> = (1..=n as u64).filter(|&i| !skip[i as usize]).collect();
         let by_score = |a: &u64, b: &u64| {
@@ -718,10 +824,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let (mut hr, mut ndcg) = (0.0, 0.0);
         let mut rows = Vec::with_capacity(negatives + 1);
         let mut users = Vec::with_capacity(negatives + 1);
+        let mut user_features = Vec::with_capacity(negatives + 1);
+        let mut item_features = Vec::with_capacity(negatives + 1);
         let mut scores = vec![0.0f32; negatives + 1];
+        let sides = self.sides();
         for (user, item) in held_out {
-            let u = self.users.get(user).unwrap_or(OOV_ROW);
-            let target = self.items.get(item).unwrap_or(OOV_ROW);
+            let (u, u_feat) = sides.user(user);
+            let (target, target_feat) = sides.item(item);
             let seen = &self.seen[u as usize];
             rows.clear();
             rows.push(target);
@@ -735,7 +844,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             }
             users.clear();
             users.resize(rows.len(), u);
-            self.score_rows(&users, &rows, &mut scores[..rows.len()])?;
+            user_features.clear();
+            user_features.resize(rows.len(), u_feat);
+            item_features.clear();
+            item_features.extend_from_slice(&rows);
+            item_features[0] = target_feat;
+            let features = Some((&user_features[..], &item_features[..]));
+            self.score_rows(&users, &rows, features, &mut scores[..rows.len()])?;
             let rank = scores[1..rows.len()]
                 .iter()
                 .filter(|&&s| s >= scores[0])
@@ -771,6 +886,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .iter()
                 .map(|e| (e.epoch, e.train_loss, e.valid_loss))
                 .collect(),
+            user_features: self.user_features.clone(),
+            item_features: self.item_features.clone(),
         };
         let json = serde_json::to_string(&meta).map_err(|e| ApiError::Meta {
             path: path.to_path_buf(),
@@ -796,7 +913,17 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             Some(FieldKind::Categorical { vocab }) => Some(vocab),
             _ => None,
         };
-        let consistent = model.spec().fields.len() == 2
+        let mut feature_fields = Vec::new();
+        if let Some(t) = &meta.user_features {
+            feature_fields.extend(t.spec_fields("user"));
+        }
+        if let Some(t) = &meta.item_features {
+            feature_fields.extend(t.spec_fields("item"));
+        }
+        let consistent = model.spec().fields.len() == 2 + feature_fields.len()
+            && model.spec().fields[2..] == feature_fields[..]
+            && (meta.user_features.as_ref()).is_none_or(|t| t.is_consistent(&meta.users))
+            && (meta.item_features.as_ref()).is_none_or(|t| t.is_consistent(&meta.items))
             && vocab(0) == Some(meta.users.rows())
             && vocab(1) == Some(meta.items.rows())
             && meta.users.is_consistent()
@@ -830,6 +957,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .collect(),
             model,
             scratch,
+            user_features: meta.user_features,
+            item_features: meta.item_features,
         })
     }
 }
@@ -922,5 +1051,17 @@ impl FitObserver for Progress {
             }
             bar.reset();
         }
+    }
+}
+
+impl<U: Id + 'static, I: Id + 'static> crate::reload::Load for DeepFM<U, I> {
+    type Error = ApiError;
+
+    fn load(path: &Path) -> Result<Self, ApiError> {
+        DeepFM::load(path)
+    }
+
+    fn model_file(&self) -> &crate::format::ModelFile {
+        self.model.file()
     }
 }

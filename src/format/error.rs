@@ -14,6 +14,20 @@ pub enum FormatError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// The file under an open map was truncated, grown or rewritten in place since it was opened
+    /// (see [`super::ModelFile::check_unchanged`]): replace model files by renaming a new file
+    /// into place instead.
+    #[error(
+        "{path} changed under its map ({mapped_len} bytes when opened, {now_len} now): it was rewritten in place; write a new file and rename it into place instead"
+    )]
+    ChangedUnderMap {
+        /// File concerned.
+        path: PathBuf,
+        /// Length when it was mapped.
+        mapped_len: u64,
+        /// Length now.
+        now_len: u64,
+    },
     /// This build runs on a big-endian CPU; model files are little-endian and read zero-copy.
     #[error("model files are little-endian and this CPU is not")]
     BigEndianHost,

@@ -85,7 +85,7 @@ pub mod reader;
 pub mod writer;
 
 pub use error::FormatError;
-pub use reader::ModelFile;
+pub use reader::{FileStamp, ModelFile};
 pub use writer::ModelWriter;
 
 use crate::spec::ModelSpec;

@@ -20,6 +20,47 @@ pub struct ModelFile {
     sections: Vec<SectionInfo>,
     metadata: Option<MetadataInfo>,
     path: PathBuf,
+    /// The open file behind the map, kept so that [`ModelFile::check_unchanged`] can ask the
+    /// operating system about *this* inode, whatever the path now names.
+    file: File,
+    /// What the file looked like when it was mapped.
+    stamp: FileStamp,
+}
+
+/// Identity and state of a file at one moment: which inode it is, its length and when it was
+/// last modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Device and inode number (0, 0 where the platform has none).
+    pub inode: (u64, u64),
+    /// Length in bytes.
+    pub len: u64,
+    /// Last modification time, if the platform reports one.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    /// Stamps an open file.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let inode = (0, 0);
+        FileStamp {
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+
+    /// Stamps the file at `path` now (following symlinks).
+    pub fn of_path(path: &Path) -> Result<FileStamp, FormatError> {
+        let meta = std::fs::metadata(path).map_err(FormatError::io(path))?;
+        Ok(FileStamp::of(&meta))
+    }
 }
 
 /// What validating a file finds: the spec, the tensor sections and the metadata section.
@@ -48,7 +89,8 @@ impl ModelFile {
         }
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(FormatError::io(&path))?;
-        let actual_len = file.metadata().map_err(FormatError::io(&path))?.len();
+        let stamp = FileStamp::of(&file.metadata().map_err(FormatError::io(&path))?);
+        let actual_len = stamp.len;
         if actual_len < HEADER_LEN {
             return Err(FormatError::TooSmall(actual_len));
         }
@@ -71,6 +113,8 @@ impl ModelFile {
             sections,
             metadata,
             path,
+            file,
+            stamp,
         };
         model.advise_random_access();
         Ok(model)
@@ -147,6 +191,30 @@ impl ModelFile {
     /// Length of the mapped file in bytes.
     pub fn file_len(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    /// The mapped file's identity, length and modification time when it was opened.
+    pub fn stamp(&self) -> FileStamp {
+        self.stamp
+    }
+
+    /// Checks that the file under the map was not rewritten in place since it was opened: same
+    /// length and modification time. Replacing the *path* by renaming a new file over it is the
+    /// supported way to roll out a model and does not count (the map keeps the old inode).
+    ///
+    /// A file truncated under a map makes reads of the lost pages fault (SIGBUS) and an in-place
+    /// rewrite changes scores silently; neither can be prevented by a reader, only detected.
+    /// Services call this periodically or before a reload (see [`crate::reload`]).
+    pub fn check_unchanged(&self) -> Result<(), FormatError> {
+        let now = FileStamp::of(&self.file.metadata().map_err(FormatError::io(&self.path))?);
+        if now.len != self.stamp.len || now.modified != self.stamp.modified {
+            return Err(FormatError::ChangedUnderMap {
+                path: self.path.clone(),
+                mapped_len: self.stamp.len,
+                now_len: now.len,
+            });
+        }
+        Ok(())
     }
 
     fn info(&self, id: SectionId) -> Option<&SectionInfo> {

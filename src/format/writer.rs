@@ -241,3 +241,10 @@ pub fn copy_with_metadata(
     }
     w.finish()
 }
+
+/// Writes `bytes` to `target` crash-safely: a temp file beside it, fsync, rename over the
+/// target, fsync of the directory (see [`super::atomic`]). On an error before the rename the
+/// temp file is removed and the target is untouched.
+pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    super::atomic::write_atomically(target, bytes).map(drop)
+}

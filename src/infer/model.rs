@@ -118,6 +118,12 @@ impl Model {
         &self.file
     }
 
+    /// Checks that the file under the map was not rewritten in place since it was opened (see
+    /// [`ModelFile::check_unchanged`]).
+    pub fn check_unchanged(&self) -> Result<(), FormatError> {
+        self.file.check_unchanged()
+    }
+
     /// The instruction set the kernels run on.
     pub fn isa(&self) -> Isa {
         self.isa

@@ -11,6 +11,8 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod tabular;
+
 #[derive(Parser)]
 #[command(
     name = "deepfm",
@@ -124,11 +126,19 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Predict `user,item` pairs (one a line, format detected) with a model from
     /// `train --ratings`: one prediction a line, in order.
+    ///
+    /// With `--data`: raw samples for a click model from `train --data --schema` or `--format
+    /// criteo` (a label column, if present, is ignored): one probability a line.
     Predict {
         #[arg(long)]
         model: PathBuf,
+        #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+        pairs: Option<PathBuf>,
         #[arg(long)]
-        pairs: PathBuf,
+        data: Option<PathBuf>,
+        /// Threads for `--data` (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// The top-k items for a user of a model from `train --ratings` (items the user rated in
     /// training are left out).
@@ -189,6 +199,15 @@ struct TrainArgs {
     data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "tsv")]
     format: DataFormat,
+    /// A JSON schema for `--data` as CSV/TSV with a header: the label column and each field's
+    /// kind (`categorical`, `numeric`, `multi_hot`), with optional `hash_buckets`, `min_count`,
+    /// `sep`, `pooling`, `transform` (see `deepfm::data::schema`).
+    #[arg(long, conflicts_with_all = ["spec", "format"])]
+    schema: Option<PathBuf>,
+    /// Skip lines that do not parse, count them and print the count, instead of stopping at
+    /// the first (which is named with file, line and column either way).
+    #[arg(long)]
+    skip_bad_lines: bool,
     /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -337,7 +356,16 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => bench(model, shape, batch, threads, seconds, isa, json),
         Command::Train(args) => train(*args),
-        Command::Predict { model, pairs } => {
+        Command::Predict {
+            model,
+            pairs,
+            data,
+            threads,
+        } => {
+            if let Some(data) = data {
+                return tabular::predict_data(&model, &data, threads);
+            }
+            let pairs = pairs.context("--pairs or --data is required")?;
             let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
             let data = deepfm::data::ratings::read_interactions(&pairs, true)?;
             let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
@@ -687,6 +715,9 @@ fn train(args: TrainArgs) -> Result<()> {
         .data
         .clone()
         .context("--data or --ratings is required")?;
+    if let Some(schema) = &args.schema {
+        return tabular::train_schema(&args, &data, schema);
+    }
     match args.format {
         DataFormat::Tsv => {
             let Some(spec_path) = &args.spec else {
@@ -695,26 +726,27 @@ fn train(args: TrainArgs) -> Result<()> {
             let json = std::fs::read_to_string(spec_path)
                 .with_context(|| format!("reading {}", spec_path.display()))?;
             let spec = ModelSpec::from_json(&json)?;
-            train_with(&args, spec.clone(), LabelledTsv::new(spec))
+            let parser = LabelledTsv::new(spec.clone());
+            train_with(&args, spec, &|_| Ok(parser.clone()))
         }
         DataFormat::Criteo => {
             eprintln!("building vocabularies from {}", data.display());
             let pre = CriteoPreprocessor::fit(&data, CriteoConfig::default())?;
             let hidden = args.hidden.clone().unwrap_or_else(|| vec![400, 400, 400]);
             let spec = pre.spec(args.dim.unwrap_or(16), &hidden);
-            let vocab_path = args.out.with_extension("criteo.json");
-            std::fs::write(&vocab_path, serde_json::to_string(&pre)?)
-                .with_context(|| format!("writing {}", vocab_path.display()))?;
-            eprintln!("wrote the preprocessing to {}", vocab_path.display());
-            train_with(&args, spec, pre)
+            let prep = deepfm::data::prep::Preprocessing::Criteo(pre.clone());
+            train_with(&args, spec, &|_| Ok(pre.clone()))?;
+            tabular::save_preprocessing(&args.out, &prep)
         }
     }
 }
 
-fn train_with<P: deepfm::data::stream::LineParser + Clone>(
+/// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
+/// validation files may lay out their columns differently).
+fn train_with<P: deepfm::data::stream::LineParser>(
     args: &TrainArgs,
     spec: ModelSpec,
-    parser: P,
+    parser_for: &dyn Fn(&Path) -> Result<P>,
 ) -> Result<()> {
     use deepfm::data::stream::{Streamed, read_all};
     use deepfm::train::{
@@ -741,11 +773,12 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
     };
     let mut trainer = Trainer::new(spec, config)?;
     let valid = match &args.valid {
-        Some(path) => Some(read_all(path, parser.clone())?),
+        Some(path) => Some(read_all(path, parser_for(path)?)?),
         None => None,
     };
     let data = args.data.as_ref().context("--data is required")?;
-    let mut source = Streamed::new(data, parser, args.buffer, args.seed)?;
+    let mut source = Streamed::new(data, parser_for(data)?, args.buffer, args.seed)?
+        .skip_bad_lines(args.skip_bad_lines);
     let fit_config = FitConfig {
         epochs: args.epochs.unwrap_or(5),
         batch_size: args.batch.unwrap_or(256),
@@ -782,6 +815,15 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
             )
         },
     )?;
+    let stats = source.stats();
+    if stats.bad_lines > 0 {
+        eprintln!(
+            "skipped {} of {} lines that did not parse (each epoch); the first: {}",
+            stats.bad_lines,
+            stats.lines,
+            stats.first_bad.as_deref().unwrap_or("?")
+        );
+    }
     let path = trainer.write(&args.out)?;
     println!(
         "wrote {} (weights of epoch {} of {}{})",
