@@ -49,8 +49,8 @@ use crate::format::FormatError;
 use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError, Trainer,
-    fit_observed,
+    BatchNorm, Checkpointing, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError,
+    Trainer, fit_checkpointed,
 };
 use features::{FeatureTable, Sides, side_values};
 use pairs::Pairs;
@@ -110,10 +110,11 @@ pub enum ApiError {
     /// A data file (side features) could not be read; the error names file, line and column.
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
-    /// The id maps beside a model file are missing, unreadable, or belong to another file.
+    /// The model file has no recommender metadata (id maps and settings), or they do not fit
+    /// its model.
     #[error("{path}: {problem}")]
     Meta {
-        /// The metadata file.
+        /// The model file.
         path: PathBuf,
         /// What is wrong.
         problem: String,
@@ -187,6 +188,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 pub struct DeepFMBuilder {
     settings: Settings,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
 }
 
 macro_rules! setters {
@@ -249,6 +252,21 @@ impl DeepFMBuilder {
         &self.settings
     }
 
+    /// Writes a training checkpoint to `path` after every epoch, crash-safely (see
+    /// [`crate::train::checkpoint`]).
+    pub fn checkpoint(mut self, path: impl AsRef<Path>) -> Self {
+        self.checkpoint = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// With [`DeepFMBuilder::checkpoint`]: if the checkpoint exists, `fit` goes on from it
+    /// (the same data and settings give the same model as an uninterrupted fit; a checkpoint
+    /// of other settings or data shapes is an error). Without a checkpoint path, no effect.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
     /// Trains on `(user_ids[k], item_ids[k], ratings[k])` triples and returns the fitted model.
     pub fn fit<U: Id, I: Id>(
         self,
@@ -265,16 +283,18 @@ impl DeepFMBuilder {
         self,
         data: Interactions<'_, U, I>,
     ) -> Result<DeepFM<U, I>, ApiError> {
-        DeepFM::train(self.settings, data)
+        let checkpoint = self.checkpoint.map(|path| Checkpointing {
+            path,
+            resume: self.resume,
+        });
+        DeepFM::train(self.settings, checkpoint.as_ref(), data)
     }
 }
 
-/// What [`DeepFM`] keeps beside the model file (`<model>.meta.json`).
+/// What [`DeepFM`] keeps in the model file's metadata section (JSON; see [`crate::format`]).
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "U: Id, I: Id")]
 struct Meta<U: Id, I: Id> {
-    /// The model file's meta checksum (header bytes 48..56): the pair belongs together.
-    fingerprint: String,
     settings: Settings,
     task: Task,
     users: IdMap<U>,
@@ -342,7 +362,11 @@ fn resolve_task(task: Task, ratings: &[f32]) -> Task {
 }
 
 impl<U: Id, I: Id> DeepFM<U, I> {
-    fn train(settings: Settings, data: Interactions<'_, U, I>) -> Result<Self, ApiError> {
+    fn train(
+        settings: Settings,
+        checkpoint: Option<&Checkpointing>,
+        data: Interactions<'_, U, I>,
+    ) -> Result<Self, ApiError> {
         let (user_ids, item_ids, ratings) = (data.users, data.items, data.ratings);
         let n = ratings.len();
         if user_ids.len() != n || item_ids.len() != n || n == 0 {
@@ -525,11 +549,12 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
-        let report = fit_observed(
+        let report = fit_checkpointed(
             &mut trainer,
             &mut data,
             valid.as_ref().map(|(b, y)| (b, y.as_slice())),
             &fit_config,
+            checkpoint,
             &mut progress,
         )?;
         progress.finish();
@@ -849,14 +874,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         users.par_iter().map(|u| self.recommend(u, top_k)).collect()
     }
 
-    /// Writes the model file (what the inference core and `deepfm score` read) to `path`
-    /// and the id maps and settings to `<path>.meta.json`, each crash-safely (temp file,
-    /// fsync, rename). The metadata names the model file's checksum, so `load` refuses a pair
-    /// from two different saves.
+    /// Writes the model file (what the inference core and `deepfm score` read) to `path`, with
+    /// the id maps, settings and seen items in its metadata section: one file, replaced
+    /// crash-safely in one rename (temp file, fsync, rename, directory fsync), so an
+    /// interrupted save leaves the previous file whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ApiError> {
         let path = path.as_ref();
         let meta = Meta {
-            fingerprint: fingerprint(&self.model),
             settings: self.settings.clone(),
             task: self.task,
             users: self.users.clone(),
@@ -870,31 +894,26 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             user_features: self.user_features.clone(),
             item_features: self.item_features.clone(),
         };
-        let json = serde_json::to_vec(&meta).map_err(|e| ApiError::Meta {
-            path: meta_path(path),
+        let json = serde_json::to_string(&meta).map_err(|e| ApiError::Meta {
+            path: path.to_path_buf(),
             problem: e.to_string(),
         })?;
-        crate::format::writer::write_atomically(path, self.model.file().raw())?;
-        crate::format::writer::write_atomically(&meta_path(path), &json)?;
+        crate::format::writer::copy_with_metadata(self.model.file(), path, json)?;
         Ok(())
     }
 
-    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped, not read).
+    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped; its metadata
+    /// section is read and checked).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ApiError> {
         let path = path.as_ref();
         let model = Model::open(path)?;
-        let mpath = meta_path(path);
         let bad = |problem: String| ApiError::Meta {
-            path: mpath.clone(),
+            path: path.to_path_buf(),
             problem,
         };
-        let bytes = std::fs::read(&mpath).map_err(|e| bad(e.to_string()))?;
-        let meta: Meta<U, I> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if meta.fingerprint != fingerprint(&model) {
-            return Err(bad(
-                "belongs to another model file (an interrupted or mixed-up save)".into(),
-            ));
-        }
+        let meta: Meta<U, I> = model.file().metadata_json()?.ok_or_else(|| {
+            bad("no recommender metadata: not a model saved by DeepFM::save or `deepfm train --ratings`".into())
+        })?;
         let vocab = |f: usize| match model.spec().fields.get(f).map(|f| f.kind) {
             Some(FieldKind::Categorical { vocab }) => Some(vocab),
             _ => None,
@@ -947,22 +966,6 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             item_features: meta.item_features,
         })
     }
-}
-
-/// `<path>.meta.json`.
-fn meta_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".meta.json");
-    PathBuf::from(name)
-}
-
-/// The model file's meta checksum, as hex.
-fn fingerprint(model: &Model) -> String {
-    let raw = model.file().raw();
-    let bytes: [u8; 8] = raw[48..56]
-        .try_into()
-        .expect("a validated header is 64 bytes");
-    format!("{:016x}", u64::from_le_bytes(bytes))
 }
 
 /// Writes the trainer's model to a private temporary file, maps it, and unlinks the file

@@ -201,7 +201,7 @@ enum Command {
 struct TrainArgs {
     /// Ratings or interactions, `user,item,rating[,timestamp]` (MovieLens `::`, tab, comma;
     /// header and string ids allowed): trains the recommender (`deepfm::api`) with the
-    /// tutorial's defaults, writes MODEL and MODEL.meta.json (the id maps).
+    /// tutorial's defaults, writes MODEL with the id maps in its metadata section.
     #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
     ratings: Option<PathBuf>,
     /// Ratings: user side features, keyed by user id (RecBole `.user`, MovieLens `users.dat`
@@ -286,6 +286,13 @@ struct TrainArgs {
     /// Threads (results do not depend on it).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write a training checkpoint to this file after every epoch (crash-safely).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Go on from the --checkpoint file if it exists (same data and settings: the same model
+    /// as an uninterrupted run; --epochs may be raised to train longer).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -620,6 +627,22 @@ fn inspect(path: &Path, verify: bool) -> Result<()> {
             s.checksum
         );
     }
+    if let Some(m) = file.metadata_info() {
+        println!(
+            "{:<16} {:>20} {:>14} {:>14} {:>8}  {:#018x} {}",
+            "metadata",
+            format!("[{}] u8", m.length),
+            m.offset,
+            m.length,
+            1u64 << m.offset.trailing_zeros().min(20),
+            m.checksum,
+            if verify {
+                "see below"
+            } else {
+                "not checked (use --verify)"
+            }
+        );
+    }
     if verify {
         let start = Instant::now();
         file.verify()?;
@@ -744,7 +767,7 @@ fn train(args: TrainArgs) -> Result<()> {
                 .with_context(|| format!("reading {}", spec_path.display()))?;
             let spec = ModelSpec::from_json(&json)?;
             let parser = LabelledTsv::new(spec.clone());
-            train_with(&args, spec, &|_| Ok(parser.clone()))
+            train_with(&args, spec, &|_| Ok(parser.clone()), None)
         }
         DataFormat::Criteo => {
             eprintln!("building vocabularies from {}", data.display());
@@ -752,21 +775,25 @@ fn train(args: TrainArgs) -> Result<()> {
             let hidden = args.hidden.clone().unwrap_or_else(|| vec![400, 400, 400]);
             let spec = pre.spec(args.dim.unwrap_or(16), &hidden);
             let prep = deepfm::data::prep::Preprocessing::Criteo(pre.clone());
-            train_with(&args, spec, &|_| Ok(pre.clone()))?;
-            tabular::save_preprocessing(&args.out, &prep)
+            train_with(&args, spec, &|_| Ok(pre.clone()), Some(&prep))
         }
     }
 }
 
 /// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
 /// validation files may lay out their columns differently).
+/// `prep`, when given, is saved in the model file's metadata section.
 fn train_with<P: deepfm::data::stream::LineParser>(
     args: &TrainArgs,
     spec: ModelSpec,
     parser_for: &dyn Fn(&Path) -> Result<P>,
+    prep: Option<&deepfm::data::prep::Preprocessing>,
 ) -> Result<()> {
     use deepfm::data::stream::{Streamed, read_all};
-    use deepfm::train::{BatchNorm, FitConfig, Loss, TrainConfig, Trainer, fit};
+    use deepfm::train::{
+        BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
+        fit_checkpointed,
+    };
     let loss = match spec.output {
         deepfm::Output::Sigmoid => Loss::Bce,
         deepfm::Output::Linear => Loss::Mse,
@@ -799,12 +826,23 @@ fn train_with<P: deepfm::data::stream::LineParser>(
         patience: args.patience,
         plateau: None,
     };
-    let report = fit(
+    let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
+        path,
+        resume: args.resume,
+    });
+    if let Some(c) = &checkpoint
+        && c.resume
+        && c.path.exists()
+    {
+        eprintln!("resuming from {}", c.path.display());
+    }
+    let report = fit_checkpointed(
         &mut trainer,
         &mut source,
         valid.as_ref().map(|(b, y)| (b, y.as_slice())),
         &fit_config,
-        &mut |e| {
+        checkpoint.as_ref(),
+        &mut |e: &EpochReport| {
             eprintln!(
                 "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
                 e.epoch,
@@ -827,7 +865,10 @@ fn train_with<P: deepfm::data::stream::LineParser>(
             stats.first_bad.as_deref().unwrap_or("?")
         );
     }
-    let path = trainer.write(&args.out)?;
+    let path = match prep {
+        Some(prep) => trainer.write_with_metadata(&args.out, tabular::metadata_json(prep)?)?,
+        None => trainer.write(&args.out)?,
+    };
     println!(
         "wrote {} (weights of epoch {} of {}{})",
         path.display(),
@@ -884,6 +925,12 @@ fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     }
     if let Some(v) = args.threads {
         builder = builder.threads(v);
+    }
+    if let Some(path) = &args.checkpoint {
+        if args.resume && path.exists() {
+            eprintln!("resuming from {}", path.display());
+        }
+        builder = builder.checkpoint(path).resume(args.resume);
     }
     let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
         let Some(path) = path else { return Ok(None) };

@@ -9,37 +9,35 @@ use deepfm::data::stream::Streamed;
 use deepfm::train::{TrainData, TrainError};
 use deepfm::{Model, ScratchPool, score_parallel};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Rows scored per call when predicting a file.
 const PREDICT_BATCH: usize = 4096;
 
-/// Where the preprocessing of the model at `model` is kept.
-pub fn preprocessing_path(model: &Path) -> PathBuf {
-    let mut name = model.as_os_str().to_owned();
-    name.push(".prep.json");
-    PathBuf::from(name)
+/// The metadata section of a click model trained from raw data: `{"preprocessing": ...}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClickMetadata {
+    preprocessing: Preprocessing,
 }
 
-/// Writes `prep` beside the model at `model`, crash-safely.
-pub fn save_preprocessing(model: &Path, prep: &Preprocessing) -> Result<()> {
-    let path = preprocessing_path(model);
-    let json = serde_json::to_vec(prep)?;
-    deepfm::format::writer::write_atomically(&path, &json)?;
-    eprintln!("wrote the preprocessing to {}", path.display());
-    Ok(())
+/// `prep` as the model file's metadata.
+pub fn metadata_json(prep: &Preprocessing) -> Result<String> {
+    let meta = ClickMetadata {
+        preprocessing: prep.clone(),
+    };
+    Ok(serde_json::to_string(&meta)?)
 }
 
-/// Reads the preprocessing saved beside the model at `model`.
-pub fn load_preprocessing(model: &Path) -> Result<Preprocessing> {
-    let path = preprocessing_path(model);
-    let bytes = std::fs::read(&path).with_context(|| {
+/// The preprocessing saved in the model file's metadata section.
+fn load_preprocessing(model: &Model, path: &Path) -> Result<Preprocessing> {
+    let meta: Option<ClickMetadata> = model.file().metadata_json()?;
+    let meta = meta.with_context(|| {
         format!(
-            "reading {} (written by `deepfm train --data --schema` or `--format criteo`)",
+            "{} holds no preprocessing (train it with `deepfm train --data --schema` or `--format criteo`)",
             path.display()
         )
     })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    Ok(meta.preprocessing)
 }
 
 /// `deepfm train --data FILE --schema S.json`.
@@ -58,15 +56,20 @@ pub fn train_schema(args: &TrainArgs, data: &Path, schema_path: &Path) -> Result
     for f in &spec.fields {
         eprintln!("  {:<16} {:?}", f.name, f.kind);
     }
-    train_with(args, spec, &|path| Ok(encoder.parser(path, true)?))?;
-    save_preprocessing(&args.out, &Preprocessing::Schema(encoder.clone()))
+    let prep = Preprocessing::Schema(encoder.clone());
+    train_with(
+        args,
+        spec,
+        &|path| Ok(encoder.parser(path, true)?),
+        Some(&prep),
+    )
 }
 
 /// `deepfm predict --model M --data FILE`: one probability a line, in file order, streamed in
 /// batches (memory does not grow with the file).
 pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> Result<()> {
     let model = Model::open(model_path)?;
-    let prep = load_preprocessing(model_path)?;
+    let prep = load_preprocessing(&model, model_path)?;
     let fields = prep.fields();
     let spec_fields: Vec<_> = model
         .spec()
@@ -77,8 +80,7 @@ pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> R
     let prep_fields: Vec<_> = fields.iter().map(|f| (&f.name, f.kind)).collect();
     anyhow::ensure!(
         spec_fields == prep_fields,
-        "{} does not belong to {} (its fields differ)",
-        preprocessing_path(model_path).display(),
+        "the preprocessing in {} does not fit its fields",
         model_path.display()
     );
     let pool = crate::thread_pool(threads)?;
