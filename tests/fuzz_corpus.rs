@@ -15,8 +15,7 @@
 //!   fed the parsed ids): each input goes through `deepfm_fuzz::check_<target>`, the same code as
 //!   the target.
 //!
-//! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions` and
-//! `data_regressions`.
+//! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions`.
 
 use deepfm::data::tsv::push_line;
 use deepfm::format::tensor_shapes;
@@ -232,31 +231,6 @@ fn labelled_tsv_seeds() {
     let (valid, seeds) = replay_seeds("labelled_tsv", |_, data| check_labelled_tsv(data) > 0);
     eprintln!("labelled_tsv: {valid} of {seeds} seeds stream samples");
     assert!(valid > 0, "no seed streams a sample");
-}
-
-/// Crash inputs of the data-parser targets (`fuzz/regressions/<target>/`, see
-/// `fuzz/README.md`), each replayed through its target's check.
-#[test]
-fn data_regressions() {
-    let checks: [(&str, fn(&[u8])); 4] = [
-        ("movielens", |d| {
-            check_movielens(d);
-        }),
-        ("criteo", |d| {
-            check_criteo(d);
-        }),
-        ("ratings", |d| {
-            check_ratings(d);
-        }),
-        ("labelled_tsv", |d| {
-            check_labelled_tsv(d);
-        }),
-    ];
-    for (target, check) in checks {
-        for (_name, data) in files("regressions", target) {
-            check(&data);
-        }
-    }
 }
 
 /// Minimised inputs of past crashes (see `fuzz/README.md`).
