@@ -11,6 +11,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod recommender;
 mod tabular;
 
 #[derive(Parser)]
@@ -386,94 +387,25 @@ fn run(cli: Cli) -> Result<()> {
             pairs,
             data,
             threads,
-        } => {
-            if let Some(data) = data {
-                return tabular::predict_data(&model, &data, threads);
+        } => match data {
+            Some(data) => tabular::predict_data(&model, &data, threads),
+            None => {
+                recommender::predict_pairs(&model, &pairs.context("--pairs or --data is required")?)
             }
-            let pairs = pairs.context("--pairs or --data is required")?;
-            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
-            let data = deepfm::data::ratings::read_interactions(&pairs, true)?;
-            let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
-            let out = model.batch_predict(&pairs)?;
-            let mut w = BufWriter::new(std::io::stdout().lock());
-            for p in out {
-                writeln!(w, "{p}")?;
-            }
-            Ok(())
-        }
+        },
         Command::Recommend {
             model,
             user,
             top_k,
             json,
-        } => {
-            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
-            if model.users().get(&user).is_none() {
-                eprintln!(
-                    "note: user {user:?} was not in the training data (scored as an unknown user)"
-                );
-            }
-            let recs = model.recommend_with_scores(&user, top_k);
-            if json {
-                let list: Vec<_> = recs
-                    .iter()
-                    .map(|(i, s)| serde_json::json!({"item": i, "score": s}))
-                    .collect();
-                println!("{}", serde_json::Value::Array(list));
-            } else {
-                for (i, s) in recs {
-                    println!("{i}\t{s}");
-                }
-            }
-            Ok(())
-        }
+        } => recommender::recommend(&model, &user, top_k, json),
         Command::Eval {
             model,
             ratings,
             negatives,
             k,
             seed,
-        } => {
-            use deepfm::api::{DeepFM, Task};
-            let model = DeepFM::<String, String>::load(&model)?;
-            let data = deepfm::data::ratings::read_interactions(&ratings, false)?;
-            match model.task() {
-                Task::Rating => {
-                    let (rmse, mae) = model.evaluate(&data.users, &data.items, &data.ratings)?;
-                    println!(
-                        "RMSE {rmse:.4}  MAE {mae:.4}  ({} ratings)",
-                        data.ratings.len()
-                    );
-                }
-                Task::Implicit => {
-                    let pairs: Vec<(String, String)> =
-                        data.users.into_iter().zip(data.items).collect();
-                    let (hr, ndcg) = model.hit_ratio_ndcg(&pairs, negatives, k, seed)?;
-                    println!(
-                        "HR@{k} {hr:.4}  NDCG@{k} {ndcg:.4}  ({} held-out pairs, {negatives} negatives each)",
-                        pairs.len()
-                    );
-                }
-                _ => {
-                    let pairs: Vec<(String, String)> =
-                        data.users.into_iter().zip(data.items).collect();
-                    let p = model.batch_predict(&pairs)?;
-                    let labels: Vec<f32> = data
-                        .ratings
-                        .iter()
-                        .map(|&r| (r > 0.5) as u8 as f32)
-                        .collect();
-                    let auc = deepfm::metrics::auc(&p, &labels)?;
-                    let logloss = deepfm::metrics::logloss(&p, &labels)?;
-                    println!(
-                        "AUC {}  logloss {logloss:.4}  ({} samples)",
-                        auc.map_or("n/a (one class)".into(), |a| format!("{a:.4}")),
-                        labels.len()
-                    );
-                }
-            }
-            Ok(())
-        }
+        } => recommender::eval(&model, &ratings, negatives, k, seed),
         Command::BenchTrain {
             shape,
             batch,
@@ -522,7 +454,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 
 fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
     let dir = temp_dir()?;
-    tutorial(dir.path(), threads)?;
+    recommender::tutorial(dir.path(), threads)?;
     let spec = random::criteo_like();
     let start = Instant::now();
     let path = random::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
@@ -749,7 +681,7 @@ fn train(args: TrainArgs) -> Result<()> {
     use deepfm::data::criteo::{CriteoConfig, CriteoPreprocessor};
     use deepfm::data::stream::LabelledTsv;
     if let Some(ratings) = &args.ratings {
-        return train_ratings(&args, ratings);
+        return recommender::train_ratings(&args, ratings);
     }
     let data = args
         .data
@@ -880,182 +812,5 @@ fn train_with<P: deepfm::data::stream::LineParser>(
             ""
         }
     );
-    Ok(())
-}
-
-/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
-fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
-    use deepfm::api::{DeepFM, Task};
-    use deepfm::data::ratings::read_interactions;
-    let data = read_interactions(path, false)?;
-    eprintln!("{}: {} interactions", path.display(), data.ratings.len());
-    let task = match args.task {
-        TaskArg::Auto => Task::Auto,
-        TaskArg::Rating => Task::Rating,
-        TaskArg::Implicit => Task::Implicit,
-        TaskArg::Click => Task::Click,
-    };
-    let mut builder = DeepFM::builder()
-        .verbose(true)
-        .task(task)
-        .seed(args.seed)
-        .patience(args.patience)
-        .valid_fraction(args.valid_fraction)
-        .l2(args.l2_embedding);
-    if let Some(v) = args.dim {
-        builder = builder.embedding_dim(v);
-    }
-    if let Some(v) = &args.hidden {
-        builder = builder.deep_layers(v);
-    }
-    if let Some(v) = args.dropout {
-        builder = builder.dropout(v);
-    }
-    if let Some(v) = args.bn {
-        builder = builder.use_bn(v);
-    }
-    if let Some(v) = args.epochs {
-        builder = builder.epochs(v);
-    }
-    if let Some(v) = args.batch {
-        builder = builder.batch_size(v);
-    }
-    if let Some(v) = args.lr {
-        builder = builder.learning_rate(v);
-    }
-    if let Some(v) = args.threads {
-        builder = builder.threads(v);
-    }
-    if let Some(path) = &args.checkpoint {
-        if args.resume && path.exists() {
-            eprintln!("resuming from {}", path.display());
-        }
-        builder = builder.checkpoint(path).resume(args.resume);
-    }
-    let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
-        let Some(path) = path else { return Ok(None) };
-        let features = deepfm::api::read_features(path, columns.as_deref())?;
-        let names: Vec<&str> = features.fields().iter().map(|(n, _)| n.as_str()).collect();
-        eprintln!(
-            "{}: {} ids, features {names:?}",
-            path.display(),
-            features.len()
-        );
-        Ok(Some(features))
-    };
-    let user_features = read(&args.users, &args.user_columns)?;
-    let item_features = read(&args.items, &args.item_columns)?;
-    let mut input = deepfm::api::Interactions::new(&data.users, &data.items, &data.ratings);
-    if let Some(f) = &user_features {
-        input = input.user_features(f);
-    }
-    if let Some(f) = &item_features {
-        input = input.item_features(f);
-    }
-    let started = Instant::now();
-    let model = builder.fit_interactions(input)?;
-    let seconds = started.elapsed().as_secs_f64();
-    model.save(&args.out)?;
-    println!(
-        "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
-        args.out.display(),
-        model.task(),
-        model.users().len(),
-        model.items().len()
-    );
-    if args.json {
-        let last = model.history().last();
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": args.out,
-                "task": format!("{:?}", model.task()).to_lowercase(),
-                "users": model.users().len(),
-                "items": model.items().len(),
-                "epochs": model.history().len(),
-                "train_loss": last.map(|e| e.train_loss),
-                "valid_loss": last.and_then(|e| e.valid_loss),
-                "seconds": seconds,
-            })
-        );
-    }
-    Ok(())
-}
-
-/// The tutorial on planted ratings: fit, evaluate, predict, recommend, save, load.
-fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
-    use deepfm::api::DeepFM;
-    use deepfm::data::split;
-    let (users, items, ratings) = random::planted_ratings(2_000, 1_500, 200_000, 42);
-    println!(
-        "tutorial data: {} ratings of {} users and {} items, planted (no download)",
-        ratings.len(),
-        2_000,
-        1_500
-    );
-    let (train, test) = split::random(ratings.len(), 0.2, 42);
-    let pick = |idx: &[usize]| -> (Vec<u32>, Vec<u32>, Vec<f32>) {
-        (
-            idx.iter().map(|&k| users[k]).collect(),
-            idx.iter().map(|&k| items[k]).collect(),
-            idx.iter().map(|&k| ratings[k]).collect(),
-        )
-    };
-    let (train_u, train_i, train_r) = pick(&train);
-    let (test_u, test_i, test_r) = pick(&test);
-    let started = Instant::now();
-    let mut builder = DeepFM::builder()
-        .name("DeepFM_Model")
-        .embedding_dim(32)
-        .deep_layers(&[256, 128, 64])
-        .dropout(0.3)
-        .use_bn(true)
-        .epochs(5)
-        .batch_size(256)
-        .learning_rate(0.001)
-        .verbose(true);
-    if let Some(t) = threads {
-        builder = builder.threads(t);
-    }
-    let model = builder.fit(&train_u, &train_i, &train_r)?;
-    println!(
-        "fit: {} ratings, 5 epochs in {:.1} s",
-        train_r.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let (rmse, mae) = model.evaluate(&test_u, &test_i, &test_r)?;
-    let mean = train_r.iter().sum::<f32>() / train_r.len() as f32;
-    let baseline = (test_r
-        .iter()
-        .map(|&r| ((r - mean) as f64).powi(2))
-        .sum::<f64>()
-        / test_r.len() as f64)
-        .sqrt();
-    println!("test RMSE {rmse:.4}, MAE {mae:.4} (predicting the mean rating: RMSE {baseline:.4})");
-    println!("predict(user 1, item 100) = {:.3}", model.predict(&1, &100));
-    let pairs: Vec<(u32, u32)> = test_u
-        .iter()
-        .copied()
-        .zip(test_i.iter().copied())
-        .take(5)
-        .collect();
-    println!(
-        "batch_predict of 5 test pairs: {:?}",
-        model.batch_predict(&pairs)?
-    );
-    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10));
-    let path = dir.join("deepfm_model.dfm");
-    model.save(&path)?;
-    let loaded = DeepFM::<u32, u32>::load(&path)?;
-    let same = loaded.predict(&1, &100) == model.predict(&1, &100);
-    println!(
-        "saved to and loaded from {}: loaded model's predict(1, 100) = {:.3} ({})",
-        path.display(),
-        loaded.predict(&1, &100),
-        if same { "identical" } else { "DIFFERENT" }
-    );
-    if !same {
-        bail!("the loaded model predicts differently");
-    }
     Ok(())
 }
