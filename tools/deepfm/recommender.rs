@@ -89,8 +89,14 @@ pub fn eval(model: &Path, ratings: &Path, negatives: usize, k: usize, seed: u64)
 /// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
 pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     use deepfm::api::{DeepFM, Task};
-    use deepfm::data::ratings::read_interactions;
-    let data = read_interactions(path, false)?;
+    let data = deepfm::data::ratings::read_interactions_with(path, false, args.skip_bad_lines)?;
+    if data.skipped > 0 {
+        eprintln!(
+            "skipped {} lines that did not parse; the first: {}",
+            data.skipped,
+            data.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
     eprintln!("{}: {} interactions", path.display(), data.ratings.len());
     let task = match args.task {
         TaskArg::Auto => Task::Auto,
