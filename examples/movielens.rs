@@ -1,249 +1,155 @@
-//! DeepFM rating prediction on MovieLens 100K or 1M: random 80/20 split, 10% of the training
-//! part held out for early stopping, test RMSE and MAE on predictions clamped to [1, 5].
+//! The DeepFM tutorial, step by step, in Rust: load MovieLens ratings, split 80/20 at random,
+//! fit, predict one pair, predict a batch, recommend, compute the test RMSE, save, load, and
+//! check the loaded model predicts the same.
 //!
 //! ```text
-//! cargo run --release --example movielens -- --data ../shared/data/ml-100k
-//! cargo run --release --example movielens -- --data ../shared/data/ml-1m --side-features
+//! cargo run --release --example movielens -- ../shared/data/ml-1m/ratings.dat
+//! cargo run --release --example movielens -- ../shared/data/ml-100k/u.data --epochs 5
+//! cargo run --release --example movielens -- ../shared/data/ml-100k-atomic/ml-100k.inter \
+//!     --users ../shared/data/ml-100k-atomic/ml-100k.user
 //! ```
 //!
-//! The defaults are the tutorial's settings (D = 32, hidden 256-128-64, dropout 0.3, batch
-//! norm, batch 256, Adam 1e-3, MSE); every one can be changed from the command line.
-//!
-//! Measured (seed 42, 2 threads; RMSE on clamped test predictions; tuning on validation only):
-//!
-//! | data    | features | extra flags                                                        | test RMSE | MAE    |
-//! |---------|----------|--------------------------------------------------------------------|-----------|--------|
-//! | ML-100k | ids      | (tutorial)                                                         | 0.9308    | 0.7309 |
-//! | ML-100k | ids      | `--plateau-factor 0.3 --l2-embedding 0.3 --l2-dense 1e-3`          | 0.9277    | 0.7286 |
-//! | ML-100k | side     | (tutorial)                                                         | 0.9159    | 0.7149 |
-//! | ML-100k | side     | `--plateau-factor 0.3 --l2-embedding 0.1 --l2-dense 1e-3`          | 0.9117    | 0.7125 |
-//! | ML-1M   | ids      | `--epochs 20` (tutorial)                                           | 0.8711    | 0.6823 |
-//! | ML-1M   | side     | `--epochs 14` (tutorial)                                           | 0.8541    | 0.6673 |
+//! Any `user, item, rating[, timestamp]` file works (MovieLens `::`, tab, comma; a header is
+//! skipped). The settings are the tutorial's: embedding_dim 32, deep_layers [256, 128, 64],
+//! dropout 0.3, use_bn, 20 epochs, batch 256, learning rate 0.001.
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
-use deepfm::data::movielens::features::{Encoder, Features, random_split};
-use deepfm::data::movielens::load_dir;
-use deepfm::metrics::{mae, rmse};
-use deepfm::train::{
-    BatchNorm, EmbeddingInit, EmbeddingOptimizer, FitConfig, InMemory, Loss, Plateau, TrainConfig,
-    Trainer, fit,
-};
-use deepfm::{BatchBuf, Columns};
+use clap::Parser;
+use deepfm::api::{DeepFM, Interactions, read_features};
+use deepfm::data::ratings::read_interactions;
+use deepfm::data::split;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum EmbeddingOpt {
-    Adam,
-    LazyAdam,
-    Adagrad,
-}
-
-#[derive(Parser, Debug)]
-#[command(about = "Train and evaluate DeepFM on MovieLens (100K or 1M, detected from the files)")]
+#[derive(Parser)]
+#[command(about = "The DeepFM tutorial on a MovieLens ratings file")]
 struct Args {
-    /// Folder with u.data/u.user/u.item (ML-100k) or ratings.dat/users.dat/movies.dat (ML-1M).
+    /// Ratings file: ratings.dat, u.data, a RecBole .inter file, or user,item,rating CSV.
+    ratings: PathBuf,
+    /// Optional user side features (users.dat, u.user, a RecBole .user file).
     #[arg(long)]
-    data: PathBuf,
-    /// Add age, gender, occupation, zip prefix, release year and genres to the ids.
+    users: Option<PathBuf>,
+    /// Optional item side features (movies.dat, u.item, a RecBole .item file).
     #[arg(long)]
-    side_features: bool,
-    /// Zip-code characters kept as the zip feature.
-    #[arg(long, default_value_t = 1)]
-    zip_prefix: usize,
-    /// Seed of the split, the initialisation, the shuffling and dropout.
+    items: Option<PathBuf>,
+    /// Passes over the data (the tutorial's 20).
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Fraction of the ratings held out for test.
-    #[arg(long, default_value_t = 0.2)]
-    test_fraction: f64,
-    /// Fraction of the training part held out for validation (early stopping).
-    #[arg(long, default_value_t = 0.1)]
-    valid_fraction: f64,
-    /// Most epochs.
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
-    /// Stop after this many epochs without a better validation loss (best weights restored).
-    #[arg(long, default_value_t = 3)]
-    patience: usize,
-    /// Multiply the learning rates by this after `--plateau-patience` epochs without
-    /// improvement (off when absent).
+    /// Where to save the model (default: a temporary folder).
     #[arg(long)]
-    plateau_factor: Option<f32>,
-    /// Epochs without improvement before a plateau decay.
-    #[arg(long, default_value_t = 0)]
-    plateau_patience: usize,
-    #[arg(long, default_value_t = 256)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 32)]
-    embedding_dim: usize,
-    /// Hidden layer widths, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "256,128,64")]
-    hidden: Vec<usize>,
-    #[arg(long, default_value_t = 0.3)]
-    dropout: f32,
-    /// Turn batch norm off.
-    #[arg(long)]
-    no_batch_norm: bool,
-    /// Adam learning rate of the dense weights.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// Learning rate of the embeddings (default: --lr).
-    #[arg(long)]
-    embedding_lr: Option<f32>,
-    #[arg(long, value_enum, default_value = "adam")]
-    embedding_optimizer: EmbeddingOpt,
-    #[arg(long, default_value_t = 0.0)]
-    l2_embedding: f32,
-    #[arg(long, default_value_t = 0.0)]
-    l2_dense: f32,
-    /// Standard deviation of the initial embedding rows.
-    #[arg(long, default_value_t = 0.01)]
-    init_std: f32,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
+    save: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let ml = load_dir(&args.data).with_context(|| format!("loading {}", args.data.display()))?;
-    let features = Features {
-        side: args.side_features,
-        zip_prefix: args.zip_prefix,
-    };
-    let encoder = Encoder::new(&ml, &features);
-    let spec = encoder.spec(args.embedding_dim, args.hidden.clone());
 
-    // The test split comes first, so it does not depend on the validation fraction.
-    let (train_all, test) = random_split(ml.ratings.len(), args.test_fraction, args.seed);
-    let (train, valid) = random_split(train_all.len(), args.valid_fraction, args.seed ^ 1);
-    let pick = |idx: &mut dyn Iterator<Item = usize>| {
-        let ratings: Vec<_> = idx.map(|i| ml.ratings[i]).collect();
-        encoder.encode(&spec, &ratings)
-    };
-    let (train_batch, train_labels) = pick(&mut train.iter().map(|&i| train_all[i]))?;
-    let (valid_batch, valid_labels) = pick(&mut valid.iter().map(|&i| train_all[i]))?;
-    let (test_batch, test_labels) = pick(&mut test.iter().copied())?;
-    let mean = train_labels.iter().map(|&y| y as f64).sum::<f64>() / train_labels.len() as f64;
+    // 1. Load the ratings and split them 80/20 at random.
+    let data = read_interactions(&args.ratings, false)
+        .with_context(|| format!("reading {}", args.ratings.display()))?;
+    let distinct = |v: &[String]| v.iter().collect::<std::collections::HashSet<_>>().len();
     println!(
-        "{}: {} ratings, {} users, {} movies; train {} valid {} test {}; fields {}; mean rating {mean:.4}",
-        args.data.display(),
-        ml.ratings.len(),
-        ml.users.len(),
-        ml.movies.len(),
-        train_labels.len(),
-        valid_labels.len(),
-        test_labels.len(),
-        spec.fields
-            .iter()
-            .map(|f| format!("{}:{}", f.name, f.kind.rows()))
-            .collect::<Vec<_>>()
-            .join(" "),
+        "{} ratings, {} users, {} movies",
+        data.ratings.len(),
+        distinct(&data.users),
+        distinct(&data.items)
+    );
+    let (train, test) = split::random(data.ratings.len(), 0.2, args.seed);
+    let pick = |idx: &[usize]| {
+        let users: Vec<String> = idx.iter().map(|&k| data.users[k].clone()).collect();
+        let items: Vec<String> = idx.iter().map(|&k| data.items[k].clone()).collect();
+        let ratings: Vec<f32> = idx.iter().map(|&k| data.ratings[k]).collect();
+        (users, items, ratings)
+    };
+    let (train_users, train_items, train_ratings) = pick(&train);
+    let (test_users, test_items, test_ratings) = pick(&test);
+    println!(
+        "train {} / test {}",
+        train_ratings.len(),
+        test_ratings.len()
     );
 
-    let config = TrainConfig {
-        loss: Loss::Mse,
-        learning_rate: args.lr,
-        embedding_learning_rate: args.embedding_lr,
-        embedding_optimizer: match args.embedding_optimizer {
-            EmbeddingOpt::Adam => EmbeddingOptimizer::Adam,
-            EmbeddingOpt::LazyAdam => EmbeddingOptimizer::LazyAdam,
-            EmbeddingOpt::Adagrad => EmbeddingOptimizer::Adagrad,
-        },
-        l2_embedding: args.l2_embedding,
-        l2_dense: args.l2_dense,
-        dropout: args.dropout,
-        batch_norm: (!args.no_batch_norm).then(BatchNorm::default),
-        embedding_init: EmbeddingInit::Normal { std: args.init_std },
-        initial_bias: mean as f32,
-        seed: args.seed,
-        threads: args.threads,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(spec.clone(), config)?;
-    let mut source = InMemory::new(&spec, train_batch, train_labels, args.seed, true)?;
-    let fit_config = FitConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        patience: Some(args.patience),
-        plateau: args.plateau_factor.map(|factor| Plateau {
-            factor,
-            patience: args.plateau_patience,
-            min_lr: 1e-6,
-        }),
-    };
+    // 2. model = DeepFM(name="DeepFM_Model", embedding_dim=32, deep_layers=[256, 128, 64],
+    //                   dropout=0.3, use_bn=True, epochs=20, batch_size=256,
+    //                   learning_rate=0.001, verbose=True)
+    //    model.fit(user_ids=train_users, item_ids=train_items, ratings=train_ratings)
+    let builder = DeepFM::builder()
+        .name("DeepFM_Model")
+        .embedding_dim(32)
+        .deep_layers(&[256, 128, 64])
+        .dropout(0.3)
+        .use_bn(true)
+        .epochs(args.epochs)
+        .batch_size(256)
+        .learning_rate(0.001)
+        .verbose(true)
+        .seed(args.seed);
+    let user_features = args
+        .users
+        .as_deref()
+        .map(|p| read_features(p, None))
+        .transpose()?;
+    let item_features = args
+        .items
+        .as_deref()
+        .map(|p| read_features(p, None))
+        .transpose()?;
+    let mut input = Interactions::new(&train_users, &train_items, &train_ratings);
+    if let Some(f) = &user_features {
+        input = input.user_features(f);
+    }
+    if let Some(f) = &item_features {
+        input = input.item_features(f);
+    }
     let started = Instant::now();
-    let report = fit(
-        &mut trainer,
-        &mut source,
-        Some((&valid_batch, &valid_labels)),
-        &fit_config,
-        &mut |e| {
-            let valid = e.valid_loss.unwrap_or(f64::NAN);
-            println!(
-                "epoch {:3}  train MSE {:.4}  valid MSE {valid:.4} (RMSE {:.4})  {:.1} s  lr {:.2e}",
-                e.epoch,
-                e.train_loss,
-                valid.sqrt(),
-                e.seconds,
-                e.learning_rate
-            );
-        },
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-
-    let best_valid = report.epochs[report.best_epoch - 1]
-        .valid_loss
-        .unwrap_or(f64::NAN);
-    let predictions = predict(&mut trainer, &test_batch)?;
+    let model = builder.fit_interactions(input)?;
     println!(
-        "test RMSE {:.4} MAE {:.4} (predictions clamped to [1, 5]); best valid RMSE {:.4} \
-         (unclamped) at epoch {} of {}; {seconds:.1} s training (incl. validation); {}",
-        rmse(&predictions, &test_labels)?,
-        mae(&predictions, &test_labels)?,
-        best_valid.sqrt(),
-        report.best_epoch,
-        report.epochs.len(),
-        settings(&args),
+        "trained in {:.1} s ({:?})",
+        started.elapsed().as_secs_f64(),
+        model.task()
+    );
+
+    // 3. score = model.predict(user_id=1, item_id=100)
+    let (u, i) = (train_users[0].clone(), train_items[0].clone());
+    println!("predict(user {u}, item {i}) = {:.3}", model.predict(&u, &i));
+
+    // 4. preds = model.batch_predict(list(zip(test_users[:100], test_items[:100])))
+    let pairs: Vec<(String, String)> = (test_users.iter().cloned())
+        .zip(test_items.iter().cloned())
+        .take(100)
+        .collect();
+    let preds = model.batch_predict(&pairs)?;
+    let shown: Vec<String> = preds.iter().take(5).map(|p| format!("{p:.3}")).collect();
+    println!(
+        "batch_predict of {} test pairs: [{}, ...]",
+        preds.len(),
+        shown.join(", ")
+    );
+
+    // 5. recs = model.recommend(user_id=1, top_k=10)
+    let recs = model.recommend(&u, 10);
+    println!("top 10 for user {u} (unrated in training): {recs:?}");
+
+    // 6. rmse = sqrt(mean((test_ratings - predictions) ** 2))
+    let (rmse, mae) = model.evaluate(&test_users, &test_items, &test_ratings)?;
+    println!("test RMSE {rmse:.4}, MAE {mae:.4}");
+
+    // 7. model.save("deepfm_model.pkl"); loaded = DeepFM.load("deepfm_model.pkl")
+    let dir = tempfile::tempdir()?;
+    let path = args
+        .save
+        .unwrap_or_else(|| dir.path().join("deepfm_model.dfm"));
+    model.save(&path)?;
+    let loaded = DeepFM::<String, String>::load(&path)?;
+    let again = loaded.predict(&u, &i);
+    println!(
+        "loaded from {}: predict(user {u}, item {i}) = {again:.3}",
+        path.display()
+    );
+    anyhow::ensure!(
+        again == model.predict(&u, &i),
+        "the loaded model predicts differently"
     );
     Ok(())
-}
-
-/// Predictions (clamped to the spec's range) for every row, in chunks of 4,096.
-fn predict(trainer: &mut Trainer, batch: &BatchBuf) -> Result<Vec<f32>> {
-    let mut out = vec![0.0; batch.rows()];
-    let mut chunk = BatchBuf::new(trainer.spec());
-    for (c, dst) in out.chunks_mut(4096).enumerate() {
-        chunk.clear();
-        for r in c * 4096..c * 4096 + dst.len() {
-            chunk.push_from(batch, r)?;
-        }
-        trainer.predict(&chunk, dst)?;
-    }
-    Ok(out)
-}
-
-fn settings(a: &Args) -> String {
-    format!(
-        "features {} seed {} D {} hidden {:?} dropout {} bn {} batch {} lr {} emb_lr {:?} emb_opt {:?} \
-         l2_emb {} l2_dense {} init_std {} patience {} plateau {:?}/{} zip_prefix {}",
-        if a.side_features { "side" } else { "ids" },
-        a.seed,
-        a.embedding_dim,
-        a.hidden,
-        a.dropout,
-        !a.no_batch_norm,
-        a.batch_size,
-        a.lr,
-        a.embedding_lr,
-        a.embedding_optimizer,
-        a.l2_embedding,
-        a.l2_dense,
-        a.init_std,
-        a.patience,
-        a.plateau_factor,
-        a.plateau_patience,
-        a.zip_prefix,
-    )
 }

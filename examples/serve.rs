@@ -8,7 +8,7 @@
 //!
 //! Endpoints: `POST /score` (`{"samples": [...]}` → `{"scores": [...], "model_version": N}`),
 //! `POST /recommend` (`{"user": 7, "k": 10, "exclude": [3]}`, for models saved by
-//! `deepfm::api::DeepFM::save`), `POST /reload` (`{"path": "..."}`, validated before the swap),
+//! `deepfm::api::DeepFM::save` or `deepfm train --ratings`), `POST /reload` (`{"path": "..."}`, validated before the swap),
 //! `GET /health`, `GET /metrics` (Prometheus text). Bad input gets 400 with
 //! `{"error": ..., "field": ..., "sample": ...}`. The README's "Serving" section has the
 //! deployment pattern and the load test (`tools/load/run.py`).
@@ -40,7 +40,7 @@ enum DispatchArg {
 /// Serve a DeepFM model over HTTP.
 #[derive(Debug, Parser)]
 struct Args {
-    /// The model file (with `<model>.meta.json` beside it, `/recommend` works too).
+    /// The model file (if it was saved by `deepfm::api::DeepFM::save`, `/recommend` works too).
     #[arg(long)]
     model: PathBuf,
     /// Address to listen on.
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             args.model.display(),
             served.version(),
             served.model().spec().fields.len(),
-            if served.recommender().is_some() {
+            if served.recommender().is_ok() {
                 ", /recommend on"
             } else {
                 ""

@@ -5,11 +5,12 @@
 //! `embedding [R, D]`, `linear [R]`, `bias [1]`, `mlp.{i}.weight [out, in]`, `mlp.{i}.bias [out]`,
 //! `out.weight [1, last]`, `out.bias [1]`, all f32.
 
-use crate::format::writer::{sync_parent_dir, temp_path};
+use crate::format::atomic::{AtomicFile, write_atomically};
 use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
 use crate::spec::{ModelSpec, SpecError};
 use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::{Dtype, SafeTensors};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -132,53 +133,74 @@ fn torch_shape(rank: u32, dims: [u64; 2]) -> Vec<usize> {
 /// into memory) and its spec to `spec_out` (pretty JSON). Both are written to a temporary file,
 /// synced, and renamed into place.
 pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), InteropError> {
-    let views = model
+    // safetensors' own layout: tensors sorted by name (all are f32), contiguous, after an
+    // 8-byte header length and the JSON header padded with spaces to a multiple of 8. The data
+    // are streamed from the map rather than collected in memory.
+    let mut sections: Vec<_> = model
         .sections()
         .iter()
-        .map(|s| {
-            let data = model
-                .bytes(s.shape.id)
-                .expect("every listed section exists");
-            let shape = torch_shape(s.shape.rank, s.shape.dims);
-            TensorView::new(Dtype::F32, shape, data)
-                .map(|v| (s.shape.id.name(), v))
-                .map_err(st_error)
+        .map(|s| (s.shape.id.name(), s))
+        .collect();
+    sections.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut offset = 0usize;
+    let infos = sections
+        .iter()
+        .map(|(name, s)| {
+            let start = offset;
+            offset += s.length as usize;
+            let info = TensorInfo {
+                dtype: Dtype::F32,
+                shape: torch_shape(s.shape.rank, s.shape.dims),
+                data_offsets: (start, offset),
+            };
+            (name.clone(), info)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
+    let header = Metadata::new(None, infos).map_err(st_error)?;
+    let mut header = serde_json::to_string(&header)
+        .map_err(|e| InteropError::Safetensors(e.to_string()))?
+        .into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
     let json = serde_json::to_string_pretty(model.spec()).expect("a spec always serializes");
-    write_then_rename(weights, |temp| {
-        safetensors::serialize_to_file(views, None, temp).map_err(st_error)
-    })?;
-    write_then_rename(spec_out, |temp| {
-        std::fs::write(temp, json + "\n").map_err(io(temp))
-    })
-}
 
-/// Writes `target` through a unique temporary file beside it, synced before the rename, so that
-/// a crash leaves the old file or the new one, never a partial one.
-fn write_then_rename(
-    target: &Path,
-    write: impl FnOnce(&Path) -> Result<(), InteropError>,
-) -> Result<(), InteropError> {
-    let temp = temp_path(target);
-    let result = write(&temp)
-        .and_then(|()| {
-            File::open(&temp)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&temp))
-        })
-        .and_then(|()| std::fs::rename(&temp, target).map_err(io(target)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    let mut out = AtomicFile::create(weights)?;
+    out.append(&(header.len() as u64).to_le_bytes())?;
+    out.append(&header)?;
+    for (_, s) in &sections {
+        let data = model
+            .bytes(s.shape.id)
+            .expect("every listed section exists");
+        for chunk in data.chunks(1 << 20) {
+            out.append(chunk)?;
+        }
     }
-    result?;
-    Ok(sync_parent_dir(target)?)
+    out.commit()?;
+    write_atomically(spec_out, (json + "\n").as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::random::{mixed_small, write_random_model};
+    use safetensors::tensor::TensorView;
+
+    /// The streamed export is byte for byte what safetensors itself serializes.
+    #[test]
+    fn export_matches_safetensors_serialize() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = write_random_model(dir.path().join("a.dfm"), &mixed_small(), 5).unwrap();
+        let model = ModelFile::open(&original).unwrap();
+        let (weights, spec) = (dir.path().join("w.safetensors"), dir.path().join("s.json"));
+        export(&model, &weights, &spec).unwrap();
+        let views = model.sections().iter().map(|s| {
+            let shape = torch_shape(s.shape.rank, s.shape.dims);
+            let view = TensorView::new(Dtype::F32, shape, model.bytes(s.shape.id).unwrap());
+            (s.shape.id.name(), view.unwrap())
+        });
+        let expected = safetensors::serialize(views, None).unwrap();
+        assert_eq!(std::fs::read(&weights).unwrap(), expected);
+    }
 
     #[test]
     fn export_then_import_is_byte_identical() {

@@ -160,10 +160,14 @@ fn auto_task_follows_the_labels() {
     assert!(quick().dropout(1.5).fit(&users, &items, &clicks).is_err());
 }
 
+/// `save` writes one file (the id maps in its metadata section); `load` refuses a model file
+/// without them, metadata whose id maps do not fit the model, damaged metadata, and other id
+/// types.
 #[test]
-fn load_refuses_metadata_of_another_model() {
-    let (users, items, ratings) = planted(2_000, 3);
-    let quick = |seed| {
+fn load_checks_the_metadata_section() {
+    use deepfm::format::{FormatError, ModelFile, writer::copy_with_metadata};
+    let quick = |n, seed| {
+        let (users, items, ratings) = planted(n, 3);
         DeepFM::builder()
             .embedding_dim(4)
             .deep_layers(&[8])
@@ -174,22 +178,57 @@ fn load_refuses_metadata_of_another_model() {
             .unwrap()
     };
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));
-    quick(1).save(&a).unwrap();
-    quick(2).save(&b).unwrap();
-    std::fs::copy(
-        dir.path().join("b.dfm.meta.json"),
-        dir.path().join("a.dfm.meta.json"),
-    )
-    .unwrap();
-    let err = DeepFM::<String, u32>::load(&a).unwrap_err();
+    let (a, b, c) = (
+        dir.path().join("a.dfm"),
+        dir.path().join("b.dfm"),
+        dir.path().join("c.dfm"),
+    );
+    let model_a = quick(2_000, 1);
+    model_a.save(&a).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["a.dfm"], "save writes exactly one file");
+    let loaded = DeepFM::<String, u32>::load(&a).unwrap();
+    assert_eq!(loaded.users().len(), model_a.users().len());
+
+    // A model file without metadata (as `deepfm train --data` writes).
+    let plain = ModelFile::open(&a).unwrap();
+    let spec = plain.spec().clone();
+    let mut w = deepfm::ModelWriter::create(&c, &spec).unwrap();
+    for s in plain.sections() {
+        w.write(s.shape.id, plain.f32s(s.shape.id).unwrap())
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let err = DeepFM::<String, u32>::load(&c).unwrap_err();
     assert!(matches!(err, ApiError::Meta { .. }), "{err}");
-    std::fs::remove_file(dir.path().join("b.dfm.meta.json")).unwrap();
-    assert!(matches!(
-        DeepFM::<String, u32>::load(&b).unwrap_err(),
-        ApiError::Meta { .. }
-    ));
-    // Wrong id types are refused too (the ids were strings).
+
+    // Metadata of a model with other id maps (fewer users and items seen).
+    let small = quick(100, 2);
+    small.save(&b).unwrap();
+    let other_meta = ModelFile::open(&b)
+        .unwrap()
+        .metadata()
+        .unwrap()
+        .unwrap()
+        .to_string();
+    copy_with_metadata(&plain, &c, other_meta).unwrap();
+    let err = DeepFM::<String, u32>::load(&c).unwrap_err();
+    assert!(matches!(err, ApiError::Meta { .. }), "{err}");
+
+    // Damaged metadata.
+    let mut bytes = std::fs::read(&a).unwrap();
+    let info = plain.metadata_info().unwrap();
+    bytes[info.offset as usize + 10] ^= 0x04;
+    std::fs::write(&c, &bytes).unwrap();
+    let err = DeepFM::<String, u32>::load(&c).unwrap_err();
+    assert!(
+        matches!(err, ApiError::Format(FormatError::SectionChecksum { .. })),
+        "{err}"
+    );
+    // Wrong id types are refused too (the users were strings).
     assert!(DeepFM::<u64, u32>::load(&a).is_err());
 }
 

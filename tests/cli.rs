@@ -341,7 +341,10 @@ fn recommender_commands() {
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(summary["task"], "rating");
     assert_eq!(summary["users"], 30);
-    assert!(dir.path().join("m.dfm.meta.json").exists());
+    // One file: the id maps are in its metadata section.
+    assert!(!dir.path().join("m.dfm.meta.json").exists());
+    let file = deepfm::format::ModelFile::open(&model).unwrap();
+    assert!(file.metadata().unwrap().is_some());
 
     let out = deepfm(
         &["eval", "--model", &s(&model), "--ratings", &s(&ratings)],
@@ -397,4 +400,103 @@ fn recommender_commands() {
         let i: u32 = r["item"].as_str().unwrap()[5..].parse().unwrap();
         assert!((3 * i) % 5 >= 3, "recommended a seen item {i}");
     }
+}
+
+/// `train --checkpoint C`, then `--resume` with more epochs: the same model file as one
+/// uninterrupted run, for `--data` and for `--ratings`. A damaged checkpoint stops the command
+/// with a message; `--resume` needs `--checkpoint`.
+#[test]
+fn train_checkpoint_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"fields":[{"name":"ad","kind":"categorical","vocab":4},{"name":"x","kind":"numeric"}],
+            "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#,
+    )
+    .unwrap();
+    let lines: String = (0..600)
+        .map(|i| format!("{}\t{}\t{}\n", (i % 3 == 0) as u8, i % 4, i % 7))
+        .collect();
+    let data = dir.path().join("train.tsv");
+    std::fs::write(&data, &lines).unwrap();
+    let mut csv = String::new();
+    for u in 0..12 {
+        for i in 0..15 {
+            if (u + i) % 3 != 0 {
+                csv.push_str(&format!("u{u},i{i},{}\n", 1 + (u * i) % 5));
+            }
+        }
+    }
+    let ratings = dir.path().join("ratings.csv");
+    std::fs::write(&ratings, &csv).unwrap();
+    let ckpt = dir.path().join("c.ckpt");
+    let (data, spec, ratings) = (s(&data), s(&spec), s(&ratings));
+    let inputs: [&[&str]; 2] = [
+        &[
+            "--data",
+            &data,
+            "--spec",
+            &spec,
+            "--valid",
+            &data,
+            "--patience",
+            "5",
+        ],
+        &[
+            "--ratings",
+            &ratings,
+            "--dim",
+            "4",
+            "--hidden",
+            "8",
+            "--patience",
+            "5",
+        ],
+    ];
+    for input in inputs {
+        let train = |out: &Path, epochs: &str, extra: &[&str]| {
+            let mut args = vec!["train", "--out"];
+            let out = s(out);
+            args.push(&out);
+            args.extend_from_slice(input);
+            args.extend_from_slice(&["--epochs", epochs, "--batch", "32", "--threads", "1"]);
+            args.extend_from_slice(extra);
+            deepfm(&args, None)
+        };
+        let _ = std::fs::remove_file(&ckpt);
+        let (whole, resumed) = (dir.path().join("whole.dfm"), dir.path().join("resumed.dfm"));
+        let out = train(&whole, "3", &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let c = s(&ckpt);
+        let out = train(&resumed, "1", &["--checkpoint", &c]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(ckpt.exists());
+        let out = train(&resumed, "3", &["--checkpoint", &c, "--resume"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            std::fs::read(&whole).unwrap() == std::fs::read(&resumed).unwrap(),
+            "{input:?}: the resumed run differs"
+        );
+
+        let mut bytes = std::fs::read(&ckpt).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x10;
+        std::fs::write(&ckpt, &bytes).unwrap();
+        let out = train(&resumed, "4", &["--checkpoint", &c, "--resume"]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("checkpoint tensor"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = deepfm(
+        &[
+            "train", "--data", &data, "--spec", &spec, "--out", "x.dfm", "--resume",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
 }

@@ -641,7 +641,8 @@ fn unknown_kind() {
 // Dtype 2 (f16, reserved for later versions) and an unknown dtype.
 #[test]
 fn unsupported_dtype() {
-    for dtype in [0u32, 2, 4, u32::MAX] {
+    // 5 (u8) is the metadata section's dtype, not a tensor's.
+    for dtype in [0u32, 2, 4, 5, u32::MAX] {
         let mut b = valid_model_bytes();
         patch_u32(&mut b, entry_offset(BIAS) + DTYPE, dtype);
         fix_meta(&mut b);
@@ -1171,4 +1172,177 @@ fn writer_skipped_rows_verify() {
     file.verify().unwrap();
     let emb = file.f32s(SectionId::Embedding).unwrap();
     assert!(emb[..7000].iter().all(|&v| v == 0.0) && emb[7000..].iter().all(|&v| v == 0.125));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optional metadata section (table position 9, after the tensors)
+// ---------------------------------------------------------------------------------------------
+
+const METADATA: usize = SECTIONS;
+const METADATA_JSON: &str = r#"{"users":["a","b"],"note":"metadata section"}"#;
+
+/// The valid model with `json` as its metadata section (written by `copy_with_metadata`).
+fn model_with_metadata(json: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, with) = (dir.path().join("plain.dfm"), dir.path().join("with.dfm"));
+    std::fs::write(&plain, valid_model_bytes()).unwrap();
+    let file = ModelFile::open(&plain).unwrap();
+    deepfm::format::writer::copy_with_metadata(&file, &with, json.to_string()).unwrap();
+    std::fs::read(&with).unwrap()
+}
+
+/// The metadata of `bytes`, which must open (metadata is not read at open).
+fn metadata_err(bytes: &[u8]) -> FormatError {
+    let file = open_bytes(bytes).unwrap();
+    let err = file.metadata_json::<serde_json::Value>().unwrap_err();
+    let verify = file.verify().unwrap_err();
+    assert_eq!(format!("{err:?}"), format!("{verify:?}"), "verify differs");
+    err
+}
+
+// A file without metadata has none; one with it holds the same tensors, scores the same, and
+// gives its metadata back.
+#[test]
+fn metadata_round_trip_and_files_without_it() {
+    let plain = open_bytes(&valid_model_bytes()).unwrap();
+    assert!(plain.metadata_info().is_none());
+    assert!(plain.metadata().unwrap().is_none());
+    let b = model_with_metadata(METADATA_JSON);
+    assert_eq!(u32_at(&b, H_COUNT) as usize, SECTIONS + 1);
+    let with = open_bytes(&b).unwrap();
+    with.verify().unwrap();
+    assert_eq!(with.metadata().unwrap(), Some(METADATA_JSON));
+    let value: serde_json::Value = with.metadata_json().unwrap().unwrap();
+    assert_eq!(value["note"], "metadata section");
+    assert_eq!(with.spec(), plain.spec());
+    for s in plain.sections() {
+        assert_eq!(
+            with.bytes(s.shape.id),
+            plain.bytes(s.shape.id),
+            "{:?}",
+            s.shape.id
+        );
+    }
+    let info = with.metadata_info().unwrap();
+    assert_eq!(info.length, METADATA_JSON.len() as u64);
+    assert_eq!(
+        info.checksum,
+        section_checksum(&b[section_range(&b, METADATA)])
+    );
+    // Copying again replaces the metadata.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("again.dfm");
+    deepfm::format::writer::copy_with_metadata(&with, &path, "[1, 2]".into()).unwrap();
+    assert_eq!(
+        ModelFile::open(&path).unwrap().metadata().unwrap(),
+        Some("[1, 2]")
+    );
+}
+
+// The writer refuses metadata that is not JSON (it could not be read back), leaving no file.
+#[test]
+fn writer_refuses_metadata_that_is_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.dfm");
+    let err = ModelWriter::create_with_metadata(&path, &mixed_small(), "{not json".into())
+        .err()
+        .unwrap();
+    assert!(matches!(err, FormatError::MetadataJson(_)), "{err:?}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+// Damaged metadata bytes: the file opens (the metadata is read on demand), and reading the
+// metadata or `verify` names the problem.
+#[test]
+fn metadata_checksum_utf8_and_json_errors() {
+    let good = model_with_metadata(METADATA_JSON);
+    let r = section_range(&good, METADATA);
+
+    let mut b = good.clone();
+    b[r.start + 3] ^= 1;
+    let e = metadata_err(&b);
+    assert!(
+        matches!(&e, FormatError::SectionChecksum { section, .. } if section == "metadata"),
+        "{e:?}"
+    );
+
+    let mut b = good.clone();
+    b[r.start + 3] = 0xFF;
+    fix_section(&mut b, METADATA);
+    fix_meta(&mut b);
+    assert!(matches!(metadata_err(&b), FormatError::MetadataUtf8));
+
+    let mut b = good.clone();
+    b[r.end - 1] = b'x';
+    fix_section(&mut b, METADATA);
+    fix_meta(&mut b);
+    assert!(matches!(metadata_err(&b), FormatError::MetadataJson(_)));
+}
+
+// Every field of the metadata entry is checked at open.
+#[test]
+fn metadata_entry_errors() {
+    let good = model_with_metadata(METADATA_JSON);
+    let e = entry_offset(METADATA);
+    let len = METADATA_JSON.len() as u64;
+    let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        f(&mut b);
+        fix_meta(&mut b);
+        open_err(&b)
+    };
+    let err = edit(&|b| patch_u32(b, e + KIND, 9));
+    assert!(
+        matches!(&err, FormatError::UnexpectedSection { position, kind: 9, expected, .. } if *position == METADATA && expected == "metadata"),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u32(b, e + INDEX, 1));
+    assert!(
+        matches!(err, FormatError::UnexpectedSection { index: 1, .. }),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u32(b, e + DTYPE, 1));
+    assert!(
+        matches!(&err, FormatError::UnsupportedDtype { section, dtype: 1 } if section == "metadata"),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u32(b, e + RANK, 2));
+    assert!(
+        matches!(err, FormatError::ShapeMismatch { rank: 2, .. }),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u64(b, e + DIM1, 2));
+    assert!(matches!(err, FormatError::ShapeMismatch { .. }), "{err:?}");
+    let err = edit(&|b| patch_u64(b, e + ENTRY_RESERVED, 1));
+    assert!(matches!(err, FormatError::Reserved(_)), "{err:?}");
+    let huge = deepfm::format::MAX_METADATA_LEN + 1;
+    let err = edit(&|b| {
+        patch_u64(b, e + DIM0, huge);
+        patch_u64(b, e + LENGTH, huge);
+    });
+    assert!(
+        matches!(err, FormatError::MetadataLength(n) if n == huge),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u64(b, e + LENGTH, len + 1));
+    assert!(
+        matches!(&err, FormatError::SectionLength { section, .. } if section == "metadata"),
+        "{err:?}"
+    );
+    let offset = u64_at(&good, e + OFFSET);
+    let err = edit(&|b| patch_u64(b, e + OFFSET, offset + 8));
+    assert!(
+        matches!(&err, FormatError::Misaligned { section, .. } if section == "metadata"),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u64(b, e + OFFSET, 64));
+    assert!(matches!(err, FormatError::OverlapsHeader { .. }), "{err:?}");
+    let bias = u64_at(&good, entry_offset(BIAS) + OFFSET);
+    let err = edit(&|b| patch_u64(b, e + OFFSET, bias));
+    assert!(
+        matches!(&err, FormatError::Overlap { first, second } if first == "bias" && second == "metadata" || second == "bias" && first == "metadata"),
+        "{err:?}"
+    );
+    let err = edit(&|b| patch_u64(b, e + OFFSET, (good.len() as u64).next_multiple_of(64)));
+    assert!(matches!(err, FormatError::OutOfBounds { .. }), "{err:?}");
 }

@@ -11,6 +11,10 @@
 //!   returns Ok or, when the model overflows (huge numeric values), `NonFiniteScore`; every
 //!   other score is a probability, and moderate rows match the f64 reference.
 //!
+//! - `movielens`, `criteo`, `ratings`, `labelled_tsv` (the data parsers, and the recommender API
+//!   fed the parsed ids): each input goes through `deepfm_fuzz::check_<target>`, the same code as
+//!   the target.
+//!
 //! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions`.
 
 use deepfm::data::tsv::push_line;
@@ -27,7 +31,8 @@ mod deepfm_fuzz;
 
 use deepfm_fuzz::{
     MODERATE, assert_matches_reference, assert_probabilities, assert_probabilities_where,
-    base_model_bytes, check_model_bytes, open_bytes,
+    base_model_bytes, check_criteo, check_labelled_tsv, check_model_bytes, check_movielens,
+    check_ratings, open_bytes,
 };
 
 fn fuzz_dir() -> PathBuf {
@@ -198,6 +203,34 @@ fn score_tsv_seeds() {
         .sum();
     eprintln!("score_tsv: {rows} rows scored from {} seeds", seeds.len());
     assert!(rows > 0, "no seed line was accepted");
+}
+
+#[test]
+fn movielens_seeds() {
+    let (valid, seeds) = replay_seeds("movielens", |_, data| check_movielens(data));
+    eprintln!("movielens: {valid} of {seeds} seeds parse");
+    assert!(valid > 0, "no seed parses");
+}
+
+#[test]
+fn criteo_seeds() {
+    let (valid, seeds) = replay_seeds("criteo", |_, data| check_criteo(data) > 0);
+    eprintln!("criteo: {valid} of {seeds} seeds give rows");
+    assert!(valid > 0, "no seed gives a row");
+}
+
+#[test]
+fn ratings_seeds() {
+    let (valid, seeds) = replay_seeds("ratings", |_, data| check_ratings(data) > 0);
+    eprintln!("ratings: {valid} of {seeds} seeds give pairs that score");
+    assert!(valid > 0, "no seed gives a pair");
+}
+
+#[test]
+fn labelled_tsv_seeds() {
+    let (valid, seeds) = replay_seeds("labelled_tsv", |_, data| check_labelled_tsv(data) > 0);
+    eprintln!("labelled_tsv: {valid} of {seeds} seeds stream samples");
+    assert!(valid > 0, "no seed streams a sample");
 }
 
 /// Minimised inputs of past crashes (see `fuzz/README.md`).

@@ -4,7 +4,7 @@
 //! clamped to [1, 5] must be at most 0.93 (Surprise's SVD: 0.934).
 //!
 //! The tutorial settings alone give 0.9308 on this split (seed 42), just above the floor; the
-//! test adds what the validation split chose (`examples/movielens`, not the test split): L2 0.3
+//! test adds what the validation split chose (`examples/movielens_quality`, not the test split): L2 0.3
 //! on the embedding rows in each batch, 1e-3 on the layer weights, and learning-rate decay ×0.3
 //! after each epoch without a better validation loss. That gives 0.9277. The data set is not
 //! redistributable and lives outside the repository (`../shared/data`, or `$DEEPFM_DATA`);

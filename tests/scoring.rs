@@ -4,10 +4,11 @@
 use deepfm::random::{Rng, mixed_small, random_batch, write_random_model};
 use deepfm::reference::{max_relative_error, score_reference};
 use deepfm::{
-    Batch, Column, Field, FieldKind, Isa, Model, ModelSpec, OpenOptions, Output, Pooling,
-    ScoreError, Scratch, ScratchPool, score, score_parallel,
+    Batch, Column, Field, FieldKind, Isa, Model, ModelSpec, OpenOptions, Output, PairedScorer,
+    Pooling, ScoreError, Scratch, ScratchPool, score, score_parallel,
 };
 use proptest::prelude::*;
+use std::sync::Arc;
 
 fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> ModelSpec {
     let fields = (0..fields)
@@ -250,4 +251,260 @@ fn batch_larger_than_a_block_scores_like_single_rows() {
         score(&model, &one, &mut scratch, &mut out).unwrap();
         assert_eq!(out[r], all[r], "row {r}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scoring boundary: one test per case, each expecting its typed error (naming field and
+// row), the same from `score`, `score_parallel` and `PairedScorer`, nothing written on error.
+// ---------------------------------------------------------------------------------------------
+
+/// The error of `columns` from all three entry points, which must agree (compared by `Debug`
+/// text: a NaN value makes the errors unequal under `==`) and leave the output untouched.
+fn error_everywhere(model: &Model, columns: &[Column<'_>], out_len: usize) -> ScoreError {
+    let batch = Batch::new(columns);
+    let e = score_columns(model, columns, out_len).expect_err("a bad batch scored");
+    let mut out = vec![-1.0f32; out_len];
+    let pool = ScratchPool::with_threads(model, 2);
+    let same = |other: ScoreError| assert_eq!(format!("{other:?}"), format!("{e:?}"));
+    same(score_parallel(model, &batch, &pool, &mut out).expect_err("score_parallel"));
+    assert!(
+        out.iter().all(|&v| v == -1.0),
+        "score_parallel wrote on error"
+    );
+    let shared =
+        Arc::new(Model::open(model.file().path()).expect("reopen the model for a PairedScorer"));
+    let mut paired = PairedScorer::new(shared).unwrap();
+    same(paired.score(&batch, &mut out).expect_err("PairedScorer"));
+    assert!(
+        out.iter().all(|&v| v == -1.0),
+        "PairedScorer wrote on error"
+    );
+    e
+}
+
+/// A valid `mixed_small` batch of 3 rows, with column `i` replaced by `c`.
+fn three_rows_with(i: usize, c: Column<'static>) -> Vec<Column<'static>> {
+    let mut v: Vec<Column<'static>> = vec![
+        Column::Categorical(&[1, 2, 3]),
+        Column::Numeric(&[0.5, 1.0, 2.0]),
+        Column::MultiHot {
+            ids: &[1, 2, 3],
+            offsets: &[0, 1, 2, 3],
+        },
+        Column::MultiHot {
+            ids: &[1, 2, 3],
+            offsets: &[0, 1, 2, 3],
+        },
+    ];
+    v[i] = c;
+    v
+}
+
+#[test]
+fn empty_batch_no_columns() {
+    let (_dir, model) = small_model();
+    assert_eq!(
+        error_everywhere(&model, &[], 1),
+        ScoreError::ColumnCount {
+            expected: 4,
+            found: 0
+        }
+    );
+}
+
+#[test]
+fn empty_batch_every_column_without_rows() {
+    let (_dir, model) = small_model();
+    let empty = Column::MultiHot {
+        ids: &[],
+        offsets: &[0],
+    };
+    let columns = [Column::Categorical(&[]), Column::Numeric(&[]), empty, empty];
+    assert_eq!(
+        error_everywhere(&model, &columns, 0),
+        ScoreError::EmptyBatch
+    );
+}
+
+#[test]
+fn too_many_columns() {
+    let (_dir, model) = small_model();
+    let mut columns = three_rows_with(0, Column::Categorical(&[1, 2, 3]));
+    columns.push(Column::Numeric(&[1.0, 2.0, 3.0]));
+    assert_eq!(
+        error_everywhere(&model, &columns, 3),
+        ScoreError::ColumnCount {
+            expected: 4,
+            found: 5
+        }
+    );
+}
+
+#[test]
+fn multi_hot_offsets_empty() {
+    let (_dir, model) = small_model();
+    let columns = three_rows_with(
+        2,
+        Column::MultiHot {
+            ids: &[],
+            offsets: &[],
+        },
+    );
+    assert_eq!(
+        error_everywhere(&model, &columns, 3),
+        ScoreError::RowCount {
+            field: "genres".into(),
+            expected: 3,
+            found: 0
+        }
+    );
+}
+
+#[test]
+fn id_u64_max_in_a_multi_hot_list() {
+    let (_dir, model) = small_model();
+    let columns = three_rows_with(
+        3,
+        Column::MultiHot {
+            ids: &[1, 2, u64::MAX],
+            offsets: &[0, 0, 2, 3],
+        },
+    );
+    assert_eq!(
+        error_everywhere(&model, &columns, 3),
+        ScoreError::IdOutOfRange {
+            field: "tags".into(),
+            row: 2,
+            id: u64::MAX,
+            vocab: 40
+        }
+    );
+}
+
+#[test]
+fn negative_infinity() {
+    let (_dir, model) = small_model();
+    let columns = three_rows_with(1, Column::Numeric(&[0.5, 1.0, f32::NEG_INFINITY]));
+    assert!(matches!(
+        error_everywhere(&model, &columns, 3),
+        ScoreError::NonFinite { ref field, row: 2, value } if field == "age" && value == f32::NEG_INFINITY
+    ));
+}
+
+#[test]
+fn offsets_past_the_id_list() {
+    let (_dir, model) = small_model();
+    let columns = three_rows_with(
+        2,
+        Column::MultiHot {
+            ids: &[1, 2],
+            offsets: &[0, 1, 2, usize::MAX],
+        },
+    );
+    assert!(matches!(
+        error_everywhere(&model, &columns, 3),
+        ScoreError::BadOffsets { ref field, .. } if field == "genres"
+    ));
+}
+
+// Errors in rows far beyond the first block (the scratch holds 144 rows) name the right row,
+// and nothing is written even though earlier blocks are valid.
+#[test]
+fn bad_rows_beyond_the_scratch_are_named() {
+    let (_dir, model) = small_model();
+    let rows = 1000;
+    let batch = random_batch(model.spec(), rows, 21);
+    let owned: Vec<Column<'_>> = (0..4).map(|i| deepfm::Columns::column(&batch, i)).collect();
+    let mut users: Vec<u64> = match owned[0] {
+        Column::Categorical(ids) => ids.to_vec(),
+        _ => unreachable!(),
+    };
+    users[777] = 500;
+    let mut ages: Vec<f32> = match owned[1] {
+        Column::Numeric(v) => v.to_vec(),
+        _ => unreachable!(),
+    };
+    ages[999] = f32::NAN;
+    let mut columns = owned.clone();
+    columns[0] = Column::Categorical(&users);
+    assert_eq!(
+        error_everywhere(&model, &columns, rows),
+        ScoreError::IdOutOfRange {
+            field: "user".into(),
+            row: 777,
+            id: 500,
+            vocab: 500
+        }
+    );
+    let mut columns = owned.clone();
+    columns[1] = Column::Numeric(&ages);
+    assert!(matches!(
+        error_everywhere(&model, &columns, rows),
+        ScoreError::NonFinite { ref field, row: 999, .. } if field == "age"
+    ));
+}
+
+// A batch hundreds of times larger than the scratch (100,000 rows, 695 blocks of 144) scores
+// through it block by block: every row equals its score in a batch of its own block, and
+// `score_parallel` gives the same bits.
+#[test]
+fn batch_far_larger_than_the_scratch() {
+    let (_dir, model) = small_model();
+    let rows = 100_000;
+    let batch = random_batch(model.spec(), rows, 33);
+    let mut scratch = Scratch::new(&model);
+    let mut all = vec![0.0f32; rows];
+    score(&model, &batch, &mut scratch, &mut all).unwrap();
+    let pool = ScratchPool::with_threads(&model, 2);
+    let mut par = vec![0.0f32; rows];
+    score_parallel(&model, &batch, &pool, &mut par).unwrap();
+    assert!(
+        all.iter()
+            .zip(&par)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let want = score_reference(&model, &batch);
+    assert!(max_relative_error(&all, &want) <= 1e-5);
+}
+
+// One multi-hot row listing far more ids than the scratch has room for rows (100,000 ids,
+// pooled into one embedding): scored exactly like the reference.
+#[test]
+fn one_row_with_a_huge_id_list() {
+    let (_dir, model) = small_model();
+    let mut rng = Rng::new(5);
+    let genres: Vec<u64> = (0..100_000).map(|_| rng.below(18)).collect();
+    let tags: Vec<u64> = (0..100_000).map(|_| rng.below(40)).collect();
+    let columns = [
+        Column::Categorical(&[7]),
+        Column::Numeric(&[0.25]),
+        Column::MultiHot {
+            ids: &genres,
+            offsets: &[0, 100_000],
+        },
+        Column::MultiHot {
+            ids: &tags,
+            offsets: &[0, 100_000],
+        },
+    ];
+    let batch = Batch::new(&columns);
+    let mut out = [0.0f32];
+    score(&model, &batch, &mut Scratch::new(&model), &mut out).unwrap();
+    let want = score_reference(&model, &batch);
+    // `tags` sums 100,000 rows: compare relative to the logit's scale, loosely.
+    assert!(
+        max_relative_error(&out, &want) <= 1e-4,
+        "{out:?} vs {want:?}"
+    );
+}
+
+// An output longer than the batch: only the batch's rows are written.
+#[test]
+fn output_longer_than_the_batch() {
+    let (_dir, model) = small_model();
+    let batch = random_batch(model.spec(), 5, 2);
+    let mut out = vec![-1.0f32; 300];
+    score(&model, &batch, &mut Scratch::new(&model), &mut out).unwrap();
+    assert!(out[..5].iter().all(|p| (0.0..=1.0).contains(p)));
+    assert!(out[5..].iter().all(|&v| v == -1.0));
 }

@@ -286,8 +286,8 @@ fn text_id(id: &RawId) -> String {
 
 /// Why a `/recommend` request was not answered.
 enum Refusal {
-    /// The model in service has no id maps (404).
-    NoIdMaps,
+    /// The model in service has no id maps (404), and why.
+    NoIdMaps(String),
     /// The request is wrong (400).
     Bad(BadRequest),
     /// Scoring failed inside the model (500).
@@ -302,7 +302,9 @@ impl From<BadRequest> for Refusal {
 
 /// Ranks items for a `/recommend` request; the response body on success.
 fn recommend(served: &Loaded<Served>, request: &RecommendRequest) -> Result<Vec<u8>, Refusal> {
-    let recommender = served.recommender().ok_or(Refusal::NoIdMaps)?;
+    let recommender = served
+        .recommender()
+        .map_err(|why| Refusal::NoIdMaps(why.to_string()))?;
     let k = request.k;
     let internal = |e: deepfm::api::ApiError| Refusal::Internal(e.to_string());
     let (items, known_user): (Vec<(serde_json::Value, f32)>, bool) = match recommender {
@@ -357,14 +359,9 @@ async fn recommend_handler(
     // Ranking scores every item: always off the reactor.
     match tokio::task::spawn_blocking(move || recommend(&served, &request)).await {
         Ok(Ok(reply)) => json(StatusCode::OK, reply),
-        Ok(Err(Refusal::NoIdMaps)) => json(
-            StatusCode::NOT_FOUND,
-            BadRequest::new(
-                "the model in service has no id maps: /recommend needs a model saved by \
-                 deepfm::api::DeepFM::save (a <path>.meta.json beside the model file)",
-            )
-            .to_json(),
-        ),
+        Ok(Err(Refusal::NoIdMaps(why))) => {
+            json(StatusCode::NOT_FOUND, BadRequest::new(why).to_json())
+        }
         Ok(Err(Refusal::Bad(problem))) => bad_request(&problem),
         Ok(Err(Refusal::Internal(e))) => internal(&e),
         Err(e) => internal(&e),
@@ -429,7 +426,7 @@ async fn health_handler(State(state): State<Arc<AppState>>) -> Response {
         "model_version": served.version(),
         "path": served.source().map(|p| p.display().to_string()),
         "fields": spec.fields.len(),
-        "recommend": served.recommender().is_some(),
+        "recommend": served.recommender().is_ok(),
     });
     // A model file rewritten in place under the map is the one failure a reload cannot undo.
     if let Err(e) = state.handle.check_current() {

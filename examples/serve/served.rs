@@ -1,11 +1,11 @@
 //! What the service keeps behind its reload handle: a scoring [`Model`], plus the id maps of a
-//! recommender when the file was saved by [`DeepFM::save`] (it then has `<path>.meta.json`).
+//! recommender when the file was saved by [`DeepFM::save`] (they are in its metadata section).
 
 use deepfm::api::{ApiError, DeepFM};
 use deepfm::format::ModelFile;
 use deepfm::reload::Load;
 use deepfm::{FormatError, Model};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A recommender over the raw ids the model was trained on: numbers (the Rust API with integer
 /// ids) or strings (`deepfm train` on rating files).
@@ -32,9 +32,15 @@ impl Recommender {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Served {
-    /// A model file without id maps: `/score` only.
-    Plain(Model),
-    /// A model saved by [`DeepFM::save`]: `/score` and `/recommend`.
+    /// A model file without a recommender's metadata: `/score` only.
+    Plain {
+        /// The scoring model.
+        model: Model,
+        /// Why `/recommend` is not available, for its 404.
+        no_recommender: String,
+    },
+    /// A model saved by [`DeepFM::save`] (id maps in its metadata section): `/score` and
+    /// `/recommend`.
     Recommender(Recommender),
 }
 
@@ -42,67 +48,51 @@ impl Served {
     /// The scoring model.
     pub fn model(&self) -> &Model {
         match self {
-            Served::Plain(m) => m,
+            Served::Plain { model, .. } => model,
             Served::Recommender(r) => r.model(),
         }
     }
 
-    /// The recommender, if the file came with id maps.
-    pub fn recommender(&self) -> Option<&Recommender> {
+    /// The recommender, or why there is none.
+    pub fn recommender(&self) -> Result<&Recommender, &str> {
         match self {
-            Served::Plain(_) => None,
-            Served::Recommender(r) => Some(r),
+            Served::Plain { no_recommender, .. } => Err(no_recommender),
+            Served::Recommender(r) => Ok(r),
         }
     }
 }
 
-/// Why a model file could not be put in service.
-#[derive(Debug, thiserror::Error)]
-pub enum ServedError {
-    /// The model file itself is missing or invalid.
-    #[error(transparent)]
-    Model(#[from] FormatError),
-    /// `<path>.meta.json` exists but does not load with integer ids (first error) nor with
-    /// string ids (second).
-    #[error("{meta}: not a recommender's id maps (integer ids: {numeric}; string ids: {text})")]
-    Meta {
-        /// The metadata file.
-        meta: PathBuf,
-        /// The error loading it with integer ids.
-        numeric: ApiError,
-        /// The error loading it with string ids.
-        text: ApiError,
-    },
-}
-
-/// The metadata file [`DeepFM::save`] writes beside `path`.
-pub fn meta_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(".meta.json");
-    PathBuf::from(name)
-}
-
 impl Load for Served {
-    type Error = ServedError;
+    type Error = FormatError;
 
-    /// Opens and validates the model file; when `<path>.meta.json` exists, it must load too (a
-    /// recommender whose id maps are broken is refused rather than served without them).
-    fn load(path: &Path) -> Result<Served, ServedError> {
-        let meta = meta_path(path);
-        if !meta.exists() {
-            return Ok(Served::Plain(Model::open(path)?));
+    /// Opens and validates the model file. When its metadata section holds a recommender's id
+    /// maps (integer or string ids), `/recommend` is served too; any other metadata (a click
+    /// model's preprocessing, say) leaves a plain scoring model.
+    fn load(path: &Path) -> Result<Served, FormatError> {
+        let model = Model::open(path)?;
+        if model.file().metadata_info().is_none() {
+            return Ok(Served::Plain {
+                model,
+                no_recommender: "the model in service has no recommender metadata: /recommend \
+                                 needs a model saved by deepfm::api::DeepFM::save or \
+                                 `deepfm train --ratings`"
+                    .into(),
+            });
         }
         let numeric = match DeepFM::<u64, u64>::load(path) {
             Ok(m) => return Ok(Served::Recommender(Recommender::Numeric(m))),
-            Err(ApiError::Format(e)) => return Err(ServedError::Model(e)),
+            Err(ApiError::Format(e)) => return Err(e),
             Err(e) => e,
         };
         match DeepFM::<String, String>::load(path) {
             Ok(m) => Ok(Served::Recommender(Recommender::Text(m))),
-            Err(text) => Err(ServedError::Meta {
-                meta,
-                numeric,
-                text,
+            Err(ApiError::Format(e)) => Err(e),
+            Err(text) => Ok(Served::Plain {
+                model,
+                no_recommender: format!(
+                    "the metadata of the model in service is not a recommender's \
+                     (integer ids: {numeric}; string ids: {text})"
+                ),
             }),
         }
     }

@@ -15,7 +15,7 @@ use deepfm::data::tsv::push_line;
 use deepfm::random::mixed_small;
 use deepfm::{BatchBuf, Column, Columns, ModelSpec, ScoreError, Scratch, score};
 use deepfm_fuzz::{
-    MODERATE, assert_matches_reference, assert_probabilities_where, base_model, HUGE,
+    HUGE, MODERATE, assert_matches_reference, assert_probabilities_where, base_model,
 };
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

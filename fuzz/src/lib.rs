@@ -1,16 +1,33 @@
 //! Helpers shared by the fuzz targets (and by `tests/fuzz_corpus.rs`, which replays the seeds
 //! on stable Rust): the base `mixed_small()` model (as bytes and opened), checksum fixers for
-//! mutated files, the whole `model_bytes` check, and the output invariants. Only `deepfm`, `std`
-//! and `xxhash_rust` are used here, so the integration test can include this file as a module.
+//! mutated files, the whole `model_bytes` check, the output invariants, and the whole check of
+//! each data-parser target (`check_movielens`, `check_criteo`, `check_ratings`,
+//! `check_labelled_tsv`). Only `deepfm`, `std` and `xxhash_rust` are used here, so the
+//! integration test can include this file as a module.
 //!
 //! Everything heavy is built once per process and kept in a `OnceLock`. Temporary model files
 //! are written to `/dev/shm` when it exists (else the system temp dir) and unlinked right after
 //! they are opened: the map stays valid, and nothing is left behind.
 
+use deepfm::api::DeepFM;
+use deepfm::data::DataError;
+use deepfm::data::criteo::{
+    CategoricalMode, CriteoConfig, CriteoPreprocessor, Delimiter, IntegerMode,
+};
+use deepfm::data::movielens::{
+    ML100K_GENRES, parse_genres, parse_movies, parse_ratings, parse_users,
+};
+use deepfm::data::ratings::parse_interactions;
+use deepfm::data::stream::{LabelledTsv, LineParser, Streamed};
 use deepfm::format::reader::validate_bytes;
 use deepfm::format::tensor_shapes;
 use deepfm::random::{mixed_small, random_batch, write_random_model};
-use deepfm::{Batch, Column, FormatError, Isa, Model, OpenOptions, ScoreError, Scratch, score};
+use deepfm::train::TrainData;
+use deepfm::{
+    Batch, BatchBuf, Column, Columns, FieldKind, FormatError, Isa, Model, ModelSpec, OpenOptions,
+    ScoreError, Scratch, score,
+};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -316,4 +333,561 @@ pub fn assert_probabilities_where(
             "row {row}: score {p} is not a probability; input: {context:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data parsers (targets `movielens`, `criteo`, `ratings`, `labelled_tsv`)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a reader-based parser on `text` twice: as one slice, and through a 7-byte
+/// `BufReader` (so lines, `\r\n` pairs and `::` separators straddle buffer refills). Both must
+/// give the same result (values compared with `==`, errors by their `Debug` text); returns the
+/// first.
+fn twice<T: PartialEq>(
+    text: &[u8],
+    parse: impl Fn(&mut dyn BufRead) -> Result<T, DataError>,
+) -> Result<T, DataError> {
+    let whole = parse(&mut &text[..]);
+    let pieces = parse(&mut BufReader::with_capacity(7, text));
+    let same = match (&whole, &pieces) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => format!("{a:?}") == format!("{b:?}"),
+        _ => false,
+    };
+    assert!(
+        same,
+        "the result depends on how the input is buffered ({:?} vs {:?}); input: {:?}",
+        whole.as_ref().err(),
+        pieces.as_ref().err(),
+        String::from_utf8_lossy(text)
+    );
+    whole
+}
+
+/// Lines of `text` as the crate's readers count them: split at `\n`, a final `\n` ends the last
+/// line rather than starting an empty one.
+fn line_count(text: &[u8]) -> usize {
+    let n = text.split(|&b| b == b'\n').count();
+    if text.is_empty() || text.ends_with(b"\n") {
+        n - 1
+    } else {
+        n
+    }
+}
+
+/// A data error names a line that exists and a column from 1, shows at most ~40 characters of
+/// the offending text, and formats without panicking.
+fn check_data_error(e: &DataError, lines: usize, context: &dyn std::fmt::Debug) {
+    let _ = e.to_string();
+    if let DataError::Parse {
+        line, column, text, ..
+    } = e
+    {
+        assert!(
+            (1..=lines.max(1)).contains(line),
+            "error on line {line} of {lines}: {e}; input: {context:?}"
+        );
+        assert!(*column >= 1, "column 0: {e}; input: {context:?}");
+        assert!(
+            text.chars().count() <= 41,
+            "snippet of {} characters; input: {context:?}",
+            text.chars().count()
+        );
+    }
+}
+
+/// One `movielens` input: the first byte picks the parser (`% 4`: ratings, users, movies with
+/// ML-100k's genre names, `u.genre`), the rest is the file. Checks: no panic; the same result
+/// with any read buffering; errors name an existing line; at most one record per line; ratings in
+/// `0.5..=5`; ratings written back with the detected separator parse to the same ratings.
+/// Returns whether the file parsed.
+pub fn check_movielens(data: &[u8]) -> bool {
+    let Some((&which, text)) = data.split_first() else {
+        return false;
+    };
+    let lines = line_count(text);
+    let context = String::from_utf8_lossy(text);
+    let ok = |n: usize| assert!(n <= lines, "{n} records from {lines} lines: {context:?}");
+    let result: Result<usize, DataError> = match which % 4 {
+        0 => twice(text, |r| parse_ratings(r, "ratings")).map(|ratings| {
+            ok(ratings.len());
+            for r in &ratings {
+                assert!(
+                    (0.5..=5.0).contains(&r.rating),
+                    "rating {} accepted: {context:?}",
+                    r.rating
+                );
+            }
+            // The separator is chosen on the first non-empty line: `::` if it has one.
+            let first = text
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .find(|l| !l.is_empty())
+                .unwrap_or_default();
+            let sep = if first.windows(2).any(|w| w == b"::") {
+                "::"
+            } else {
+                "\t"
+            };
+            let again: String = ratings
+                .iter()
+                .map(|r| {
+                    let (u, i, s, t) = (r.user, r.item, r.rating, r.timestamp);
+                    format!("{u}{sep}{i}{sep}{s}{sep}{t}\n")
+                })
+                .collect();
+            let reparsed = parse_ratings(again.as_bytes(), "again")
+                .unwrap_or_else(|e| panic!("written-back ratings do not parse: {e}: {again:?}"));
+            assert_eq!(reparsed, ratings, "round trip changed ratings: {context:?}");
+            ratings.len()
+        }),
+        1 => twice(text, |r| parse_users(r, "users")).map(|users| {
+            ok(users.len());
+            users.len()
+        }),
+        2 => twice(text, |r| parse_movies(r, "movies", &ML100K_GENRES)).map(|movies| {
+            ok(movies.len());
+            for m in &movies {
+                assert!(
+                    m.genres.iter().all(|g| !g.contains('|')),
+                    "a genre name holds the separator: {context:?}"
+                );
+            }
+            movies.len()
+        }),
+        _ => twice(text, |r| parse_genres(r, "genres")).map(|genres| {
+            ok(genres.len());
+            genres.len()
+        }),
+    };
+    match result {
+        Ok(_) => true,
+        Err(e) => {
+            check_data_error(&e, lines, &context);
+            false
+        }
+    }
+}
+
+/// Hash buckets per field of the `criteo` target's hashing mode (and its two scoring models).
+pub const CRITEO_BUCKETS: u64 = 61;
+
+/// A random model for the Criteo fields of `integers` (hashing into [`CRITEO_BUCKETS`], D = 4,
+/// one hidden layer of 8), written once per mode.
+fn criteo_model(integers: IntegerMode) -> &'static Model {
+    static MODELS: [OnceLock<Model>; 2] = [OnceLock::new(), OnceLock::new()];
+    let cell = &MODELS[(integers == IntegerMode::Log1p) as usize];
+    cell.get_or_init(|| {
+        let pre = CriteoPreprocessor::hashing(criteo_config(integers, Delimiter::Auto))
+            .expect("hashing config");
+        let path = temp_path("criteo");
+        write_random_model(&path, &pre.spec(4, &[8]), BASE_SEED).expect("write a criteo model");
+        let model = Model::open(&path).expect("open the criteo model");
+        let _ = std::fs::remove_file(&path);
+        model
+    })
+}
+
+fn criteo_config(integers: IntegerMode, delimiter: Delimiter) -> CriteoConfig {
+    CriteoConfig {
+        integers,
+        categoricals: CategoricalMode::Hash,
+        min_count: 1,
+        buckets: CRITEO_BUCKETS,
+        delimiter,
+    }
+}
+
+/// Every id of `batch` below its field's vocabulary and every numeric value finite: what
+/// scoring validates.
+fn assert_batch_fits(spec: &ModelSpec, batch: &BatchBuf, context: &dyn std::fmt::Debug) {
+    for (i, field) in spec.fields.iter().enumerate() {
+        let vocab = field.kind.rows();
+        match (batch.column(i), field.kind) {
+            (Column::Categorical(ids), FieldKind::Categorical { .. }) => assert!(
+                ids.iter().all(|&id| id < vocab),
+                "field {}: id out of range; input: {context:?}",
+                field.name
+            ),
+            (Column::Numeric(values), FieldKind::Numeric) => assert!(
+                values.iter().all(|v| v.is_finite()),
+                "field {}: non-finite value; input: {context:?}",
+                field.name
+            ),
+            (Column::MultiHot { ids, .. }, FieldKind::MultiHot { .. }) => assert!(
+                ids.iter().all(|&id| id < vocab),
+                "field {}: id out of range; input: {context:?}",
+                field.name
+            ),
+            (c, _) => panic!("field {}: a {} column", field.name, c.kind_name()),
+        }
+    }
+}
+
+/// Row `r` of every column, for comparing two batches.
+fn row_debug(batch: &BatchBuf, r: usize) -> String {
+    let mut s = String::new();
+    for i in 0..batch.num_columns() {
+        let cell = match batch.column(i) {
+            Column::Categorical(ids) => format!("{}", ids[r]),
+            Column::Numeric(v) => format!("{:?}", v[r].to_bits()),
+            Column::MultiHot { ids, offsets } => format!("{:?}", &ids[offsets[r]..offsets[r + 1]]),
+        };
+        s.push_str(&cell);
+        s.push('\t');
+    }
+    s
+}
+
+/// Writes `bytes` to a fresh temporary file (removed by the caller).
+fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
+    let path = temp_path(tag);
+    std::fs::write(&path, bytes).expect("write a temporary data file");
+    path
+}
+
+/// One `criteo` input: the first byte is the setup (bit 0: `Log1p` integers, else log buckets;
+/// bits 1–2: delimiter auto/tab/comma/auto; bit 3: vocabulary mode fitted on the input itself
+/// with `min_count = flags >> 4`, else hashing into [`CRITEO_BUCKETS`]), the rest is the file.
+///
+/// Checks: no panic; fitting gives the same result with any read buffering; every line the
+/// preprocessor accepts either adds exactly one row and one label in `[0, 1]` or nothing and an
+/// error naming that line; the rows fit the preprocessor's spec (ids in range, values finite);
+/// in hashing mode they score **Ok** on a random model of that spec, every score a probability;
+/// and `stream::read_all` over the same file agrees: Ok with the same rows and labels exactly
+/// when every line parsed (valid UTF-8 text), an error otherwise. Returns the rows parsed.
+pub fn check_criteo(data: &[u8]) -> usize {
+    let Some((&flags, bytes)) = data.split_first() else {
+        return 0;
+    };
+    let integers = if flags & 1 != 0 {
+        IntegerMode::Log1p
+    } else {
+        IntegerMode::LogBucket
+    };
+    let delimiter = [
+        Delimiter::Auto,
+        Delimiter::Tab,
+        Delimiter::Comma,
+        Delimiter::Auto,
+    ][(flags >> 1 & 3) as usize];
+    let hashing = flags & 8 == 0;
+    let text = String::from_utf8_lossy(bytes);
+    let pre = if hashing {
+        CriteoPreprocessor::hashing(criteo_config(integers, delimiter)).expect("hashing config")
+    } else {
+        let config = CriteoConfig {
+            categoricals: CategoricalMode::Vocab,
+            min_count: (flags >> 4) as u64,
+            ..criteo_config(integers, delimiter)
+        };
+        match twice(bytes, |r| CriteoPreprocessor::fit_reader(r, "fit", config)) {
+            Ok(pre) => pre,
+            Err(e) => {
+                check_data_error(&e, line_count(bytes), &text);
+                return 0;
+            }
+        }
+    };
+    let spec = pre.spec(4, &[8]);
+    spec.validate()
+        .unwrap_or_else(|e| panic!("the preprocessor's spec is invalid: {e}; input: {text:?}"));
+    let mut batch = pre.new_batch();
+    let mut labels = Vec::new();
+    let mut all_parsed = true;
+    for (i, line) in text.split('\n').enumerate() {
+        let line_no = i + 1;
+        if !pre.accepts(line, line_no) {
+            continue;
+        }
+        let before = batch.len();
+        match pre.parse_line(line, line_no, &mut batch, &mut labels) {
+            Ok(()) => {
+                assert_eq!(batch.len(), before + 1, "input: {text:?}");
+                assert_eq!(labels.len(), batch.len(), "input: {text:?}");
+                let y = labels[before];
+                assert!((0.0..=1.0).contains(&y), "label {y}; input: {text:?}");
+            }
+            Err(e) => {
+                all_parsed = false;
+                assert_eq!(batch.len(), before, "a refused line added a row: {text:?}");
+                assert_eq!(
+                    labels.len(),
+                    before,
+                    "a refused line added a label: {text:?}"
+                );
+                let _ = e.to_string();
+                if let DataError::Parse { line, .. } = e {
+                    assert_eq!(line, line_no, "input: {text:?}");
+                }
+            }
+        }
+    }
+    assert_batch_fits(&spec, &batch, &text);
+    if hashing && !batch.is_empty() {
+        let model = criteo_model(integers);
+        let mut out = vec![0.0f32; batch.len()];
+        score(model, &batch, &mut Scratch::new(model), &mut out).unwrap_or_else(|e| {
+            panic!("parse_line accepted every row but score refused the batch: {e}; {text:?}")
+        });
+        assert_probabilities(&out, &text);
+    }
+
+    let path = temp_file("criteo", bytes);
+    let streamed = deepfm::data::stream::read_all(&path, pre);
+    let _ = std::fs::remove_file(&path);
+    let utf8 = std::str::from_utf8(bytes).is_ok();
+    match streamed {
+        Ok((all, all_labels)) => {
+            assert!(all_parsed && utf8, "read_all accepted a bad file: {text:?}");
+            assert_eq!(all_labels, labels, "read_all labels differ: {text:?}");
+            assert_eq!(all.len(), batch.len(), "read_all rows differ: {text:?}");
+            for r in 0..all.len() {
+                assert_eq!(
+                    row_debug(&all, r),
+                    row_debug(&batch, r),
+                    "row {r}: {text:?}"
+                );
+            }
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            assert!(
+                !(all_parsed && utf8),
+                "read_all refused a file whose every line parses ({e}): {text:?}"
+            );
+        }
+    }
+    batch.len()
+}
+
+/// The fitted recommender the `ratings` target scores with: string ids, ratings 1–5 (so the
+/// predictions are clamped to `[1, 5]`), trained once per process on a fixed small set.
+pub fn ratings_model() -> &'static DeepFM<String, String> {
+    static MODEL: OnceLock<DeepFM<String, String>> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let mut users = Vec::new();
+        let mut items = Vec::new();
+        let mut ratings = Vec::new();
+        for u in 0..12u32 {
+            for i in 0..9u32 {
+                if (u + i) % 3 != 0 {
+                    users.push(format!("u{u}"));
+                    items.push(format!("i{i}"));
+                    ratings.push(1.0 + ((u * 7 + i * 3) % 5) as f32);
+                }
+            }
+        }
+        DeepFM::builder()
+            .embedding_dim(4)
+            .deep_layers(&[8])
+            .epochs(2)
+            .batch_size(16)
+            .threads(1)
+            .seed(1)
+            .fit(&users, &items, &ratings)
+            .expect("fit the ratings model")
+    })
+}
+
+/// One `ratings` input: the first byte's bit 0 asks for pairs (`predict --pairs`: the rating
+/// column optional), the rest is the file. Checks: no panic; the same result with any read
+/// buffering; errors name an existing line; parallel columns of equal length, ids non-empty,
+/// ratings finite, at most one record per line. Parsed ids then go through the recommender API
+/// ([`ratings_model`]; unknown ids use the out-of-vocabulary rows): `batch_predict` gives one
+/// score per pair, each in the clamp range `[1, 5]`, equal to `predict` on the same pair;
+/// `evaluate` is Ok with finite, non-negative errors; `recommend` gives at most `k` distinct
+/// known items. Returns the pairs parsed.
+pub fn check_ratings(data: &[u8]) -> usize {
+    let Some((&flags, bytes)) = data.split_first() else {
+        return 0;
+    };
+    let pairs_only = flags & 1 != 0;
+    let lines = line_count(bytes);
+    let context = String::from_utf8_lossy(bytes);
+    let parsed = match twice(bytes, |r| parse_interactions(r, "ratings", pairs_only)) {
+        Ok(p) => p,
+        Err(e) => {
+            check_data_error(&e, lines, &context);
+            return 0;
+        }
+    };
+    let n = parsed.users.len();
+    assert!(n <= lines, "{n} records from {lines} lines: {context:?}");
+    assert_eq!(parsed.items.len(), n);
+    assert_eq!(parsed.ratings.len(), n);
+    assert_eq!(parsed.timestamps.len(), n);
+    assert!(
+        parsed
+            .users
+            .iter()
+            .chain(&parsed.items)
+            .all(|id| !id.is_empty())
+    );
+    assert!(parsed.ratings.iter().all(|r| r.is_finite()), "{context:?}");
+    if n == 0 {
+        return 0;
+    }
+
+    let model = ratings_model();
+    let pairs: Vec<(String, String)> = parsed
+        .users
+        .iter()
+        .cloned()
+        .zip(parsed.items.iter().cloned())
+        .collect();
+    let scores = model
+        .batch_predict(&pairs)
+        .unwrap_or_else(|e| panic!("batch_predict failed: {e}; input: {context:?}"));
+    assert_eq!(scores.len(), n);
+    for ((u, i), &s) in pairs.iter().zip(&scores).take(64) {
+        assert!(
+            (1.0..=5.0).contains(&s),
+            "score {s} outside [1, 5]: {context:?}"
+        );
+        let one = model.predict(u, i);
+        assert_eq!(
+            one.to_bits(),
+            s.to_bits(),
+            "predict vs batch_predict: {context:?}"
+        );
+    }
+    let (rmse, mae) = model
+        .evaluate(&parsed.users, &parsed.items, &parsed.ratings)
+        .unwrap_or_else(|e| panic!("evaluate failed: {e}; input: {context:?}"));
+    assert!(rmse.is_finite() && mae.is_finite() && rmse >= 0.0 && mae >= 0.0);
+    let k = (flags >> 1) as usize % 12;
+    let recs = model.recommend(&parsed.users[0], k);
+    assert!(
+        recs.len() <= k,
+        "{} recommendations for k = {k}",
+        recs.len()
+    );
+    for (j, item) in recs.iter().enumerate() {
+        assert!(
+            model.items().get(item).is_some(),
+            "unknown item recommended"
+        );
+        assert!(!recs[..j].contains(item), "item recommended twice");
+    }
+    n
+}
+
+/// Splits `bytes` into lines as `LineReader` does (at `\n`; a final `\n` ends the last line).
+fn lines_of(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        lines.pop();
+    }
+    lines
+}
+
+/// One `labelled_tsv` input: bytes 0 and 1 are the setup, the rest is a file of labelled
+/// `mixed_small()` samples (`label\tuser\tage\tgenres\ttags`) streamed by `Streamed` with
+/// `LabelledTsv`: byte 0 bit 0 skips bad lines, bits 1–3 give the batch size (1–8), bits 4–7
+/// the shuffle buffer (0–15 rows); byte 1 the longest line (`4 × b + 1` bytes, or the 1 MiB
+/// default for 255).
+///
+/// Checks against an independent model of the stream (each line too long or not UTF-8 is bad;
+/// blank lines are skipped; the rest go through `LabelledTsv::parse`): with `skip`, the epoch is
+/// Ok and emits exactly the parsed samples (as a multiset, and in file order without a buffer),
+/// counting the bad lines; without it, Ok exactly when no line is bad. Batches hold at most the
+/// batch size and score Ok on the `mixed_small` model, or `NonFiniteScore` on rows with |age|
+/// above [`HUGE`]. Returns the samples emitted.
+pub fn check_labelled_tsv(data: &[u8]) -> usize {
+    let [flags, limit, bytes @ ..] = data else {
+        return 0;
+    };
+    let skip = flags & 1 != 0;
+    let batch_size = 1 + (flags >> 1 & 7) as usize;
+    let buffer_rows = (flags >> 4) as usize;
+    let max_line = if *limit == 255 {
+        deepfm::data::stream::DEFAULT_MAX_LINE_BYTES
+    } else {
+        4 * *limit as usize + 1
+    };
+    let context = String::from_utf8_lossy(bytes);
+    let parser = LabelledTsv::new(mixed_small());
+
+    // The independent model of the stream.
+    let mut want = parser.new_batch();
+    let mut want_labels = Vec::new();
+    let mut bad = 0;
+    for (i, line) in lines_of(bytes).into_iter().enumerate() {
+        let Some(text) = (line.len() <= max_line)
+            .then(|| std::str::from_utf8(line).ok())
+            .flatten()
+        else {
+            bad += 1;
+            continue;
+        };
+        if !parser.accepts(text, i + 1) {
+            continue;
+        }
+        if parser
+            .parse(text, i + 1, &mut want, &mut want_labels)
+            .is_err()
+        {
+            bad += 1;
+        }
+        assert_eq!(want.len(), want_labels.len(), "{context:?}");
+    }
+
+    let path = temp_file("labelled", bytes);
+    let mut source = Streamed::new(&path, parser, buffer_rows, 7)
+        .expect("open the temporary file")
+        .skip_bad_lines(skip)
+        .max_line_bytes(max_line);
+    let model = base_model(false);
+    let mut scratch = Scratch::new(model);
+    let mut got: Vec<(String, u32)> = Vec::new();
+    let result = source.for_each_batch(0, batch_size, &mut |batch, labels| {
+        assert!(
+            !labels.is_empty() && labels.len() <= batch_size && batch.len() == labels.len(),
+            "a batch of {} rows and {} labels (size {batch_size}): {context:?}",
+            batch.len(),
+            labels.len()
+        );
+        for (r, y) in labels.iter().enumerate() {
+            got.push((row_debug(batch, r), y.to_bits()));
+        }
+        let mut out = vec![0.0f32; batch.len()];
+        match score(model, batch, &mut scratch, &mut out) {
+            Ok(()) => assert_probabilities(&out, &context),
+            Err(ScoreError::NonFiniteScore { row }) => match batch.column(1) {
+                Column::Numeric(ages) => assert!(ages[row].abs() > HUGE, "{context:?}"),
+                other => panic!("column 1 is {}", other.kind_name()),
+            },
+            Err(e) => panic!("a streamed batch did not score: {e}; input: {context:?}"),
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&path);
+    let stats = source.stats().clone();
+    match result {
+        Ok(()) => {
+            assert!(
+                skip || bad == 0,
+                "{bad} bad lines but the epoch is Ok: {context:?}"
+            );
+            assert_eq!(stats.bad_lines, bad, "bad lines counted: {context:?}");
+            let mut expected: Vec<(String, u32)> = (0..want.len())
+                .map(|r| (row_debug(&want, r), want_labels[r].to_bits()))
+                .collect();
+            assert_eq!(stats.samples, expected.len(), "{context:?}");
+            if buffer_rows > 0 {
+                expected.sort();
+                got.sort();
+            }
+            assert_eq!(got, expected, "streamed samples differ: {context:?}");
+        }
+        Err(e) => {
+            let _ = e.to_string();
+            assert!(
+                !skip && bad > 0,
+                "the epoch failed ({e}) with {bad} bad lines: {context:?}"
+            );
+        }
+    }
+    got.len()
 }

@@ -32,21 +32,25 @@
 //! independently their item, replaced by it, so it learns the average user or item.
 //! `predict` scores an unknown id with it; `try_predict` returns an error instead.
 
+mod features;
+mod fit;
 mod ids;
+mod input;
 mod pairs;
+mod side_files;
 
+pub use features::{Feature, FeatureKind, Features};
 pub use ids::{Id, IdMap, OOV_ROW};
+pub use input::Interactions;
 pub use pairs::NegativeSampling;
+pub use side_files::read_features;
 
 use crate::batch::{Batch, Column};
 use crate::format::FormatError;
 use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
-use crate::train::{
-    BatchNorm, EpochReport, FitConfig, FitObserver, Loss, TrainConfig, TrainError, Trainer,
-    fit_observed,
-};
-use pairs::Pairs;
+use crate::train::{Checkpointing, EpochReport, TrainError};
+use features::{FeatureTable, Sides};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -100,10 +104,14 @@ pub enum ApiError {
     /// The model file could not be written or read.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The id maps beside a model file are missing, unreadable, or belong to another file.
+    /// A data file (side features) could not be read; the error names file, line and column.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// The model file has no recommender metadata (id maps and settings), or they do not fit
+    /// its model.
     #[error("{path}: {problem}")]
     Meta {
-        /// The metadata file.
+        /// The model file.
         path: PathBuf,
         /// What is wrong.
         problem: String,
@@ -177,6 +185,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 pub struct DeepFMBuilder {
     settings: Settings,
+    checkpoint: Option<PathBuf>,
+    resume: bool,
 }
 
 macro_rules! setters {
@@ -239,6 +249,21 @@ impl DeepFMBuilder {
         &self.settings
     }
 
+    /// Writes a training checkpoint to `path` after every epoch, crash-safely (see
+    /// [`crate::train::checkpoint`]).
+    pub fn checkpoint(mut self, path: impl AsRef<Path>) -> Self {
+        self.checkpoint = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// With [`DeepFMBuilder::checkpoint`]: if the checkpoint exists, `fit` goes on from it
+    /// (the same data and settings give the same model as an uninterrupted fit; a checkpoint
+    /// of other settings or data shapes is an error). Without a checkpoint path, no effect.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
     /// Trains on `(user_ids[k], item_ids[k], ratings[k])` triples and returns the fitted model.
     pub fn fit<U: Id, I: Id>(
         self,
@@ -246,16 +271,27 @@ impl DeepFMBuilder {
         item_ids: &[I],
         ratings: &[f32],
     ) -> Result<DeepFM<U, I>, ApiError> {
-        DeepFM::train(self.settings, user_ids, item_ids, ratings)
+        self.fit_interactions(Interactions::new(user_ids, item_ids, ratings))
+    }
+
+    /// Trains on interactions with optional side features and validation set (see
+    /// [`Interactions`]).
+    pub fn fit_interactions<U: Id, I: Id>(
+        self,
+        data: Interactions<'_, U, I>,
+    ) -> Result<DeepFM<U, I>, ApiError> {
+        let checkpoint = self.checkpoint.map(|path| Checkpointing {
+            path,
+            resume: self.resume,
+        });
+        DeepFM::train(self.settings, checkpoint.as_ref(), data)
     }
 }
 
-/// What [`DeepFM`] keeps beside the model file (`<model>.meta.json`).
+/// What [`DeepFM`] keeps in the model file's metadata section (JSON; see [`crate::format`]).
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "U: Id, I: Id")]
 struct Meta<U: Id, I: Id> {
-    /// The model file's meta checksum (header bytes 48..56): the pair belongs together.
-    fingerprint: String,
     settings: Settings,
     task: Task,
     users: IdMap<U>,
@@ -263,6 +299,10 @@ struct Meta<U: Id, I: Id> {
     /// Item rows each user row interacted with in training, sorted.
     seen: Vec<Vec<u64>>,
     history: Vec<(usize, f64, Option<f64>)>,
+    #[serde(default)]
+    user_features: Option<FeatureTable<U>>,
+    #[serde(default)]
+    item_features: Option<FeatureTable<I>>,
 }
 
 /// A fitted DeepFM recommender over users of type `U` and items of type `I`.
@@ -275,6 +315,8 @@ pub struct DeepFM<U: Id, I: Id> {
     history: Vec<EpochReport>,
     model: Model,
     scratch: ScratchPool,
+    user_features: Option<FeatureTable<U>>,
+    item_features: Option<FeatureTable<I>>,
 }
 
 impl<U: Id, I: Id> std::fmt::Debug for DeepFM<U, I> {
@@ -295,198 +337,7 @@ impl DeepFM<u64, u64> {
     }
 }
 
-/// The task `auto` stands for, given the labels.
-fn resolve_task(task: Task, ratings: &[f32]) -> Task {
-    if task != Task::Auto {
-        return task;
-    }
-    let mut distinct: Vec<f32> = Vec::new();
-    for &r in ratings {
-        if !distinct.contains(&r) {
-            distinct.push(r);
-            if distinct.len() > 2 {
-                return Task::Rating;
-            }
-        }
-    }
-    match distinct.as_slice() {
-        [_] => Task::Implicit,
-        [a, b] if (*a == 0.0 || *a == 1.0) && (*b == 0.0 || *b == 1.0) => Task::Click,
-        _ => Task::Rating,
-    }
-}
-
 impl<U: Id, I: Id> DeepFM<U, I> {
-    fn train(
-        settings: Settings,
-        user_ids: &[U],
-        item_ids: &[I],
-        ratings: &[f32],
-    ) -> Result<Self, ApiError> {
-        let n = ratings.len();
-        if user_ids.len() != n || item_ids.len() != n || n == 0 {
-            return Err(ApiError::Lengths {
-                users: user_ids.len(),
-                items: item_ids.len(),
-                ratings: n,
-            });
-        }
-        if let Some(k) = ratings.iter().position(|r| !r.is_finite()) {
-            return Err(ApiError::Invalid(format!(
-                "rating {k} is {}: ratings must be finite",
-                ratings[k]
-            )));
-        }
-        let task = resolve_task(settings.task, ratings);
-        if settings.verbose {
-            eprintln!(
-                "{}: task {task:?}{}",
-                settings.name,
-                if settings.task == Task::Auto {
-                    " (picked by task = auto from the ratings)"
-                } else {
-                    ""
-                }
-            );
-        }
-        let mut users = IdMap::default();
-        let mut items = IdMap::default();
-        let user_rows: Vec<u64> = user_ids.iter().map(|u| users.insert(u)).collect();
-        let item_rows: Vec<u64> = item_ids.iter().map(|i| items.insert(i)).collect();
-        let mut seen = vec![Vec::new(); users.rows() as usize];
-        for (&u, &i) in user_rows.iter().zip(&item_rows) {
-            seen[u as usize].push(i);
-        }
-        seen.iter_mut().for_each(|s| {
-            s.sort_unstable();
-            s.dedup();
-        });
-        let (lo, hi) = ratings
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
-                (lo.min(r), hi.max(r))
-            });
-        let spec = ModelSpec {
-            fields: vec![
-                Field {
-                    name: "user".into(),
-                    kind: FieldKind::Categorical {
-                        vocab: users.rows(),
-                    },
-                },
-                Field {
-                    name: "item".into(),
-                    kind: FieldKind::Categorical {
-                        vocab: items.rows(),
-                    },
-                },
-            ],
-            embedding_dim: settings.embedding_dim,
-            hidden: settings.deep_layers.clone(),
-            output: if task == Task::Rating {
-                Output::Linear
-            } else {
-                Output::Sigmoid
-            },
-            clamp: (task == Task::Rating && lo < hi).then_some([lo, hi]),
-        };
-        let labels: Vec<f32> = match task {
-            Task::Implicit => vec![1.0; n],
-            Task::Click => ratings.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
-            _ => ratings.to_vec(),
-        };
-        let mean = labels.iter().map(|&y| y as f64).sum::<f64>() / n as f64;
-        let config = TrainConfig {
-            loss: if task == Task::Rating {
-                Loss::Mse
-            } else {
-                Loss::Bce
-            },
-            learning_rate: settings.learning_rate,
-            l2_embedding: settings.l2,
-            dropout: settings.dropout,
-            batch_norm: settings.use_bn.then(BatchNorm::default),
-            initial_bias: if task == Task::Rating {
-                mean as f32
-            } else {
-                0.0
-            },
-            seed: settings.seed,
-            threads: settings.threads,
-            ..TrainConfig::default()
-        };
-        let mut trainer = Trainer::new(spec.clone(), config)?;
-        // A validation split only when early stopping asks for one.
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
-        rng.shuffle(&mut order);
-        let held = match settings.patience {
-            Some(_) => ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1),
-            None => 0,
-        };
-        let (valid_idx, train_idx) = order.split_at(held);
-        let mut data = Pairs::new(&spec, settings.seed);
-        for &k in train_idx {
-            data.users.push(user_rows[k]);
-            data.items.push(item_rows[k]);
-            data.labels.push(labels[k]);
-        }
-        data.item_rows = items.rows();
-        data.oov_rate = 0.01;
-        if task == Task::Implicit {
-            data.negatives = settings.negatives;
-            // Lent to the sampler for the fit, taken back after it (no copy).
-            data.seen = std::mem::take(&mut seen);
-            if settings.negative_sampling == NegativeSampling::Popularity {
-                data.popularity();
-            }
-        }
-        let valid = (held > 0).then(|| {
-            let mut v = Pairs::new(&spec, settings.seed ^ 1);
-            for &k in valid_idx {
-                v.users.push(user_rows[k]);
-                v.items.push(item_rows[k]);
-                v.labels.push(labels[k]);
-            }
-            let mut batch = crate::batch::BatchBuf::new(&spec);
-            for (&u, &i) in v.users.iter().zip(&v.items) {
-                let _ = batch.push_row(&[crate::batch::Value::Id(u), crate::batch::Value::Id(i)]);
-            }
-            (batch, v.labels)
-        });
-        let fit_config = FitConfig {
-            epochs: settings.epochs,
-            batch_size: settings.batch_size,
-            patience: settings.patience,
-            plateau: None,
-        };
-        let mut progress =
-            Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
-        let report = fit_observed(
-            &mut trainer,
-            &mut data,
-            valid.as_ref().map(|(b, y)| (b, y.as_slice())),
-            &fit_config,
-            &mut progress,
-        )?;
-        progress.finish();
-        if task == Task::Implicit {
-            seen = std::mem::take(&mut data.seen);
-        }
-        let model = open_trained(&trainer)?;
-        let scratch = ScratchPool::new(&model);
-        Ok(DeepFM {
-            settings,
-            task,
-            users,
-            items,
-            seen,
-            history: report.epochs,
-            model,
-            scratch,
-        })
-    }
-
     /// The task trained (what `auto` resolved to).
     pub fn task(&self) -> Task {
         self.task
@@ -517,20 +368,58 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         &self.items
     }
 
-    fn rows(&self, user: &U, item: &I) -> (u64, u64) {
-        (
-            self.users.get(user).unwrap_or(OOV_ROW),
-            self.items.get(item).unwrap_or(OOV_ROW),
-        )
+    fn sides(&self) -> Sides<'_, U, I> {
+        Sides {
+            users: &self.users,
+            items: &self.items,
+            user_features: self.user_features.as_ref(),
+            item_features: self.item_features.as_ref(),
+        }
     }
 
-    fn score_rows(&self, users: &[u64], items: &[u64], out: &mut [f32]) -> Result<(), ApiError> {
-        let columns = [Column::Categorical(users), Column::Categorical(items)];
-        let batch = Batch::new(&columns);
-        if users.len() >= 1024 {
-            score_parallel(&self.model, &batch, &self.scratch, out)?;
+    /// Embedding rows of the pair, and feature rows (which differ from the embedding rows only
+    /// for ids unknown to training that have features).
+    fn rows(&self, user: &U, item: &I) -> ((u64, u64), (u64, u64)) {
+        let sides = self.sides();
+        (sides.user(user), sides.item(item))
+    }
+
+    /// Scores users[k] with items[k]; `features` gives the feature rows when they differ from
+    /// the embedding rows.
+    fn score_rows(
+        &self,
+        users: &[u64],
+        items: &[u64],
+        features: Option<(&[u64], &[u64])>,
+        out: &mut [f32],
+    ) -> Result<(), ApiError> {
+        let sides = self.sides();
+        if !sides.has_features() {
+            let columns = [Column::Categorical(users), Column::Categorical(items)];
+            return self.score_batch(&Batch::new(&columns), out);
+        }
+        let (user_features, item_features) = features.unwrap_or((users, items));
+        let mut batch = crate::batch::BatchBuf::new(self.model.spec());
+        let mut row = Vec::new();
+        for k in 0..users.len() {
+            let user = (users[k], user_features[k]);
+            sides.push_row(user, (items[k], item_features[k]), &mut row);
+            batch
+                .push_row(&row)
+                .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        }
+        self.score_batch(&batch, out)
+    }
+
+    fn score_batch<C: crate::batch::Columns + Sync>(
+        &self,
+        batch: &C,
+        out: &mut [f32],
+    ) -> Result<(), ApiError> {
+        if out.len() >= 1024 {
+            score_parallel(&self.model, batch, &self.scratch, out)?;
         } else {
-            score(&self.model, &batch, &mut self.scratch.get(), out)?;
+            score(&self.model, batch, &mut self.scratch.get(), out)?;
         }
         Ok(())
     }
@@ -541,7 +430,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
     pub fn predict(&self, user: &U, item: &I) -> f32 {
         let (u, i) = self.rows(user, item);
         let mut out = [0.0];
-        match self.score_rows(&[u], &[i], &mut out) {
+        match self.score_rows(&[u.0], &[i.0], Some((&[u.1], &[i.1])), &mut out) {
             Ok(()) => out[0],
             Err(_) => f32::NAN,
         }
@@ -552,7 +441,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let u = self.users.get(user).ok_or(ApiError::UnknownUser)?;
         let i = self.items.get(item).ok_or(ApiError::UnknownItem)?;
         let mut out = [0.0];
-        self.score_rows(&[u], &[i], &mut out)?;
+        self.score_rows(&[u], &[i], None, &mut out)?;
         Ok(out[0])
     }
 
@@ -561,10 +450,19 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let (users, items): (Vec<u64>, Vec<u64>) =
-            pairs.iter().map(|(u, i)| self.rows(u, i)).unzip();
+        let n = pairs.len();
+        let (mut user_emb, mut user_feat) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut item_emb, mut item_feat) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (u, i) in pairs {
+            let ((ue, uf), (ie, if_)) = self.rows(u, i);
+            user_emb.push(ue);
+            user_feat.push(uf);
+            item_emb.push(ie);
+            item_feat.push(if_);
+        }
         let mut out = vec![0.0; pairs.len()];
-        self.score_rows(&users, &items, &mut out)?;
+        let features = Some((&user_feat[..], &item_feat[..]));
+        self.score_rows(&user_emb, &item_emb, features, &mut out)?;
         Ok(out)
     }
 
@@ -622,7 +520,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         exclude: &[I],
     ) -> Result<Vec<(I, f32)>, ApiError> {
         const CHUNK: usize = 4096;
-        let u = self.users.get(user).unwrap_or(OOV_ROW);
+        let (u, u_feat) = self.sides().user(user);
         let n = self.items.len();
         let mut skip = vec![false; n + 1];
         skip[OOV_ROW as usize] = true;
@@ -638,11 +536,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         }
         let mut scores = vec![0.0f32; n + 1];
         let users = vec![u; CHUNK.min(n + 1)];
+        let user_features = vec![u_feat; users.len()];
         let mut rows = Vec::with_capacity(users.len());
         for (start, out) in (0..=n).step_by(CHUNK).zip(scores.chunks_mut(CHUNK)) {
             rows.clear();
             rows.extend(start as u64..(start + out.len()) as u64);
-            self.score_rows(&users[..out.len()], &rows, out)?;
+            let features = Some((&user_features[..out.len()], &rows[..]));
+            self.score_rows(&users[..out.len()], &rows, features, out)?;
         }
         let mut ranked: Vec<u64> = (1..=n as u64).filter(|&i| !skip[i as usize]).collect();
         let by_score = |a: &u64, b: &u64| {
@@ -690,10 +590,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let (mut hr, mut ndcg) = (0.0, 0.0);
         let mut rows = Vec::with_capacity(negatives + 1);
         let mut users = Vec::with_capacity(negatives + 1);
+        let mut user_features = Vec::with_capacity(negatives + 1);
+        let mut item_features = Vec::with_capacity(negatives + 1);
         let mut scores = vec![0.0f32; negatives + 1];
+        let sides = self.sides();
         for (user, item) in held_out {
-            let u = self.users.get(user).unwrap_or(OOV_ROW);
-            let target = self.items.get(item).unwrap_or(OOV_ROW);
+            let (u, u_feat) = sides.user(user);
+            let (target, target_feat) = sides.item(item);
             let seen = &self.seen[u as usize];
             rows.clear();
             rows.push(target);
@@ -707,7 +610,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             }
             users.clear();
             users.resize(rows.len(), u);
-            self.score_rows(&users, &rows, &mut scores[..rows.len()])?;
+            user_features.clear();
+            user_features.resize(rows.len(), u_feat);
+            item_features.clear();
+            item_features.extend_from_slice(&rows);
+            item_features[0] = target_feat;
+            let features = Some((&user_features[..], &item_features[..]));
+            self.score_rows(&users, &rows, features, &mut scores[..rows.len()])?;
             let rank = scores[1..rows.len()]
                 .iter()
                 .filter(|&&s| s >= scores[0])
@@ -726,14 +635,13 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         users.par_iter().map(|u| self.recommend(u, top_k)).collect()
     }
 
-    /// Writes the model file (what the inference core and `deepfm score` read) to `path`
-    /// and the id maps and settings to `<path>.meta.json`, each crash-safely (temp file,
-    /// fsync, rename). The metadata names the model file's checksum, so `load` refuses a pair
-    /// from two different saves.
+    /// Writes the model file (what the inference core and `deepfm score` read) to `path`, with
+    /// the id maps, settings and seen items in its metadata section: one file, replaced
+    /// crash-safely in one rename (temp file, fsync, rename, directory fsync), so an
+    /// interrupted save leaves the previous file whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ApiError> {
         let path = path.as_ref();
         let meta = Meta {
-            fingerprint: fingerprint(&self.model),
             settings: self.settings.clone(),
             task: self.task,
             users: self.users.clone(),
@@ -744,37 +652,44 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .iter()
                 .map(|e| (e.epoch, e.train_loss, e.valid_loss))
                 .collect(),
+            user_features: self.user_features.clone(),
+            item_features: self.item_features.clone(),
         };
-        let json = serde_json::to_vec(&meta).map_err(|e| ApiError::Meta {
-            path: meta_path(path),
+        let json = serde_json::to_string(&meta).map_err(|e| ApiError::Meta {
+            path: path.to_path_buf(),
             problem: e.to_string(),
         })?;
-        crate::format::writer::write_atomically(path, self.model.file().raw())?;
-        crate::format::writer::write_atomically(&meta_path(path), &json)?;
+        crate::format::writer::copy_with_metadata(self.model.file(), path, json)?;
         Ok(())
     }
 
-    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped, not read).
+    /// Opens a model saved by [`DeepFM::save`] (the model file is memory-mapped; its metadata
+    /// section is read and checked).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ApiError> {
         let path = path.as_ref();
         let model = Model::open(path)?;
-        let mpath = meta_path(path);
         let bad = |problem: String| ApiError::Meta {
-            path: mpath.clone(),
+            path: path.to_path_buf(),
             problem,
         };
-        let bytes = std::fs::read(&mpath).map_err(|e| bad(e.to_string()))?;
-        let meta: Meta<U, I> = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if meta.fingerprint != fingerprint(&model) {
-            return Err(bad(
-                "belongs to another model file (an interrupted or mixed-up save)".into(),
-            ));
-        }
+        let meta: Meta<U, I> = model.file().metadata_json()?.ok_or_else(|| {
+            bad("no recommender metadata: not a model saved by DeepFM::save or `deepfm train --ratings`".into())
+        })?;
         let vocab = |f: usize| match model.spec().fields.get(f).map(|f| f.kind) {
             Some(FieldKind::Categorical { vocab }) => Some(vocab),
             _ => None,
         };
-        let consistent = model.spec().fields.len() == 2
+        let mut feature_fields = Vec::new();
+        if let Some(t) = &meta.user_features {
+            feature_fields.extend(t.spec_fields("user"));
+        }
+        if let Some(t) = &meta.item_features {
+            feature_fields.extend(t.spec_fields("item"));
+        }
+        let consistent = model.spec().fields.len() == 2 + feature_fields.len()
+            && model.spec().fields[2..] == feature_fields[..]
+            && (meta.user_features.as_ref()).is_none_or(|t| t.is_consistent(&meta.users))
+            && (meta.item_features.as_ref()).is_none_or(|t| t.is_consistent(&meta.items))
             && vocab(0) == Some(meta.users.rows())
             && vocab(1) == Some(meta.items.rows())
             && meta.users.is_consistent()
@@ -808,114 +723,9 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .collect(),
             model,
             scratch,
+            user_features: meta.user_features,
+            item_features: meta.item_features,
         })
-    }
-}
-
-/// `<path>.meta.json`.
-fn meta_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".meta.json");
-    PathBuf::from(name)
-}
-
-/// The model file's meta checksum, as hex.
-fn fingerprint(model: &Model) -> String {
-    let raw = model.file().raw();
-    let bytes: [u8; 8] = raw[48..56]
-        .try_into()
-        .expect("a validated header is 64 bytes");
-    format!("{:016x}", u64::from_le_bytes(bytes))
-}
-
-/// Writes the trainer's model to a private temporary file, maps it, and unlinks the file
-/// (the map keeps it alive), so that a fitted model predicts through the inference core,
-/// exactly as the file it saves.
-fn open_trained(trainer: &Trainer) -> Result<Model, ApiError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "deepfm-fit-{}-{}.dfm",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    trainer.write(&path)?;
-    let model = Model::open(&path);
-    let _ = std::fs::remove_file(&path);
-    Ok(model?)
-}
-
-/// The `verbose` progress: a bar per epoch on stderr with the samples done, the ETA and the
-/// running loss, then a line with the epoch's losses (nothing when not verbose).
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    epochs: usize,
-    per_epoch: u64,
-}
-
-impl Progress {
-    fn new(verbose: bool, epochs: usize, per_epoch: usize) -> Self {
-        let bar = verbose.then(|| {
-            let bar = indicatif::ProgressBar::with_draw_target(
-                Some(per_epoch as u64),
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} samples, ETA {eta}, loss {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Progress {
-            bar,
-            epochs,
-            per_epoch: per_epoch as u64,
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl FitObserver for Progress {
-    fn on_step(&mut self, epoch: usize, samples: usize, running_loss: f64) {
-        if let Some(bar) = &self.bar {
-            if samples as u64 <= self.per_epoch && bar.position() > samples as u64 {
-                bar.reset();
-            }
-            bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
-            bar.set_position(samples as u64);
-            bar.set_message(format!("{running_loss:.4}"));
-        }
-    }
-
-    fn on_epoch(&mut self, e: &EpochReport) {
-        if let Some(bar) = &self.bar {
-            let line = format!(
-                "epoch {}/{}: loss {:.4}{} ({} samples, {:.1} s)",
-                e.epoch,
-                self.epochs,
-                e.train_loss,
-                e.valid_loss
-                    .map(|v| format!(", validation {v:.4}"))
-                    .unwrap_or_default(),
-                e.samples,
-                e.seconds
-            );
-            // A bar is drawn only on a terminal; the epoch lines go to stderr either way.
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-            bar.reset();
-        }
     }
 }
 

@@ -36,6 +36,11 @@ pub(crate) struct Pairs {
     pub oov_rate: f32,
     pub seed: u64,
     pub batch: BatchBuf,
+    /// Side-feature values of each user row and item row (empty without features). A sample
+    /// whose id becomes the OOV row keeps its features: the OOV row learns "an unknown id
+    /// with these features", which is how cold-start ids are scored.
+    pub user_side: Vec<Vec<Value>>,
+    pub item_side: Vec<Vec<Value>>,
 }
 
 impl Pairs {
@@ -51,6 +56,8 @@ impl Pairs {
             oov_rate: 0.0,
             seed,
             batch: BatchBuf::new(spec),
+            user_side: Vec::new(),
+            item_side: Vec::new(),
         }
     }
 
@@ -117,22 +124,31 @@ impl TrainData for Pairs {
         }
         rng.shuffle(&mut epoch_rows);
         let mut labels = Vec::with_capacity(batch_size);
+        let mut row = Vec::new();
         for chunk in epoch_rows.chunks(batch_size) {
             self.batch.clear();
             labels.clear();
             for &(u, i, y) in chunk {
-                let u = if rng.uniform() < self.oov_rate {
+                let user = if rng.uniform() < self.oov_rate {
                     OOV_ROW
                 } else {
                     u
                 };
-                let i = if rng.uniform() < self.oov_rate {
+                let item = if rng.uniform() < self.oov_rate {
                     OOV_ROW
                 } else {
                     i
                 };
+                row.clear();
+                row.extend([Value::Id(user), Value::Id(item)]);
+                if let Some(values) = self.user_side.get(u as usize) {
+                    row.extend_from_slice(values);
+                }
+                if let Some(values) = self.item_side.get(i as usize) {
+                    row.extend_from_slice(values);
+                }
                 self.batch
-                    .push_row(&[Value::Id(u), Value::Id(i)])
+                    .push_row(&row)
                     .map_err(|e| TrainError::Data(e.to_string()))?;
                 labels.push(y);
             }

@@ -7,6 +7,9 @@
 //!   prefixes, genre names).
 //! - [`vocab`]: raw tokens to dense ids: counted vocabularies with a minimum count, or hashing.
 //! - [`criteo`]: the Criteo display-advertising files, preprocessed as the benchmarks do.
+//! - [`schema`]: generic CSV/TSV click data described by a JSON schema (label column, field
+//!   kinds, hashing or counted vocabularies per field).
+//! - [`prep`]: the fitted preprocessing (schema or Criteo) saved with a click model.
 //! - [`ratings`]: `user, item[, rating[, timestamp]]` files with string ids, format detected.
 //! - [`split`]: random, per-user leave-one-out by time, and time-based train/test splits.
 //! - [`stream`]: training from a file larger than memory, shuffled through a bounded buffer.
@@ -14,7 +17,9 @@
 pub mod criteo;
 mod error;
 pub mod movielens;
+pub mod prep;
 pub mod ratings;
+pub mod schema;
 pub mod split;
 pub mod stream;
 mod token_index;

@@ -208,6 +208,15 @@ pub enum FormatError {
         /// Capacity.
         elements: u64,
     },
+    /// The metadata section is longer than [`super::MAX_METADATA_LEN`].
+    #[error("metadata of {0} bytes is longer than the 1 GiB allowed")]
+    MetadataLength(u64),
+    /// The metadata section is not UTF-8.
+    #[error("metadata is not UTF-8")]
+    MetadataUtf8,
+    /// The metadata section is not JSON, or not the JSON its reader expects.
+    #[error("metadata: {0}")]
+    MetadataJson(String),
     /// Writer: `finish` before every section was fully written.
     #[error("section {section}: {written} of {elements} elements written")]
     IncompleteSection {

@@ -21,7 +21,7 @@
 //! | 16..24 | u64     | file length: the file must be exactly this long |
 //! | 24..32 | u64     | spec offset: `64 + 64 × section count` |
 //! | 32..40 | u64     | spec length, at most 1 MiB |
-//! | 40..44 | u32     | section count, `2 × hidden layers + 5`, at most 256 |
+//! | 40..44 | u32     | section count, `2 × hidden layers + 5`, plus 1 with a metadata section; at most 256 |
 //! | 44..48 | u32     | flags, `0` |
 //! | 48..56 | u64     | meta checksum: XXH3-64 (seed 0) of the concatenation of header bytes 0..48, the section table and the spec |
 //! | 56..64 | u64     | reserved, `0` |
@@ -30,9 +30,9 @@
 //!
 //! | bytes  | type | meaning |
 //! |--------|------|---------|
-//! | 0..4   | u32  | kind: 1 embedding, 2 linear, 3 bias, 4 hidden weight, 5 hidden bias, 6 output weight, 7 output bias |
+//! | 0..4   | u32  | kind: 1 embedding, 2 linear, 3 bias, 4 hidden weight, 5 hidden bias, 6 output weight, 7 output bias, 8 metadata |
 //! | 4..8   | u32  | layer index for kinds 4 and 5, else 0 |
-//! | 8..12  | u32  | dtype: 1 f32 (reserved for later versions: 2 f16, 3 bf16, 4 row-wise int8) |
+//! | 8..12  | u32  | dtype: 1 f32, 5 u8 (metadata only) (reserved for later versions: 2 f16, 3 bf16, 4 row-wise int8) |
 //! | 12..16 | u32  | rank, 1 or 2 |
 //! | 16..24 | u64  | dim 0 |
 //! | 24..32 | u64  | dim 1 (1 when rank is 1) |
@@ -46,6 +46,13 @@
 //! `embedding [R, D]`, `linear [R]`, `bias [1]`, then for each hidden layer `i`:
 //! `mlp.i.weight [out, in]`, `mlp.i.bias [out]`; then `out.weight [1, last]`, `out.bias [1]`
 //! (`in` of layer 0 and `last` with no hidden layer are `F × D`).
+//! An optional last entry, kind 8 `metadata`, dtype 5 (u8), rank 1, dims `[length, 1]`, holds
+//! the application's metadata (the recommender API keeps its id maps and settings there, so that
+//! a model and what it needs to be used are one file, replaced by one rename): UTF-8 JSON, at
+//! most [`MAX_METADATA_LEN`] bytes, 64-byte aligned, placed and checksummed like a tensor
+//! section. Its checksum, UTF-8 and JSON are checked when it is read
+//! ([`reader::ModelFile::metadata`]) and by `verify`, not at open (its size grows with the
+//! data). Files without it are complete models.
 //! Field `f`'s rows start at the sum of the rows of the fields before it (a numeric field has one
 //! row, the others `vocab`).
 //!
@@ -71,7 +78,8 @@
 //! and `linear`, which grow with the vocabulary and are checked only by
 //! [`reader::ModelFile::verify`].
 
-mod checksum;
+pub mod atomic;
+pub(crate) mod checksum;
 mod error;
 pub mod reader;
 pub mod writer;
@@ -102,22 +110,46 @@ pub const SECTION_ALIGN: u64 = 64;
 pub const TABLE_ALIGN: u64 = 65_536;
 /// Chunk size of the section checksum.
 pub const CHECKSUM_CHUNK: usize = 1 << 20;
+/// Largest metadata section accepted (1 GiB).
+pub const MAX_METADATA_LEN: u64 = 1 << 30;
+/// Kind code of the metadata section in the section table.
+pub const METADATA_KIND: u32 = 8;
 
 /// Element type of a section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
-    /// IEEE 754 binary32, little-endian.
+    /// IEEE 754 binary32, little-endian (every tensor section).
     F32 = 1,
+    /// Bytes (the metadata section).
+    U8 = 5,
 }
 
 impl Dtype {
     /// Bytes per element.
     pub fn size(self) -> u64 {
-        4
+        match self {
+            Dtype::F32 => 4,
+            Dtype::U8 => 1,
+        }
     }
     fn from_code(code: u32) -> Option<Dtype> {
-        (code == 1).then_some(Dtype::F32)
+        match code {
+            1 => Some(Dtype::F32),
+            5 => Some(Dtype::U8),
+            _ => None,
+        }
     }
+}
+
+/// Where the metadata section lives in the file and its checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataInfo {
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Byte length.
+    pub length: u64,
+    /// Section checksum (see the module docs).
+    pub checksum: u64,
 }
 
 /// Which tensor a section holds.
@@ -256,6 +288,8 @@ pub struct SectionInfo {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     pub sections: Vec<SectionInfo>,
+    /// The metadata section's place (checksum 0 until written), if any.
+    pub metadata: Option<MetadataInfo>,
     pub spec_json: String,
     pub spec_offset: u64,
     pub file_len: u64,
@@ -266,16 +300,23 @@ fn align_up(x: u64, align: u64) -> Option<u64> {
 }
 
 impl Layout {
-    /// Dense sections first (right after the spec, read at open), then `linear`, then the
-    /// embedding table at a table-aligned offset, last so that it can grow into holes.
-    pub fn for_spec(spec: &ModelSpec) -> Result<Layout, FormatError> {
+    /// Dense sections first (right after the spec, read at open), then the metadata of
+    /// `metadata_len` bytes if any, then `linear`, then the embedding table at a table-aligned
+    /// offset, last so that it can grow into holes.
+    pub fn for_spec(spec: &ModelSpec, metadata_len: Option<u64>) -> Result<Layout, FormatError> {
+        if let Some(len) = metadata_len
+            && len > MAX_METADATA_LEN
+        {
+            return Err(FormatError::MetadataLength(len));
+        }
         spec.validate()?;
         let spec_json = spec.to_json();
         if spec_json.len() as u64 > MAX_SPEC_LEN {
             return Err(FormatError::SpecLength(spec_json.len() as u64));
         }
         let shapes = tensor_shapes(spec);
-        let spec_offset = HEADER_LEN + ENTRY_LEN * shapes.len() as u64;
+        let entries = shapes.len() as u64 + metadata_len.is_some() as u64;
+        let spec_offset = HEADER_LEN + ENTRY_LEN * entries;
         let mut cursor = spec_offset + spec_json.len() as u64;
         let mut sections: Vec<SectionInfo> = shapes
             .iter()
@@ -287,10 +328,10 @@ impl Layout {
                 checksum: 0,
             })
             .collect();
-        let mut place = |s: &mut SectionInfo, align: u64| -> Option<()> {
+        let place = |s: &mut SectionInfo, align: u64, cursor: &mut u64| -> Option<()> {
             s.length = s.shape.elements()?.checked_mul(s.dtype.size())?;
-            s.offset = align_up(cursor, align)?;
-            cursor = s.offset.checked_add(s.length)?;
+            s.offset = align_up(*cursor, align)?;
+            *cursor = s.offset.checked_add(s.length)?;
             Some(())
         };
         let overflow = || FormatError::SizeOverflow {
@@ -299,15 +340,28 @@ impl Layout {
         let (row_indexed, dense): (Vec<usize>, Vec<usize>) =
             (0..sections.len()).partition(|&i| sections[i].shape.id.is_row_indexed());
         for i in dense {
-            place(&mut sections[i], SECTION_ALIGN).ok_or_else(overflow)?;
+            place(&mut sections[i], SECTION_ALIGN, &mut cursor).ok_or_else(overflow)?;
         }
+        let metadata = match metadata_len {
+            Some(length) => {
+                let offset = align_up(cursor, SECTION_ALIGN).ok_or_else(overflow)?;
+                cursor = offset.checked_add(length).ok_or_else(overflow)?;
+                Some(MetadataInfo {
+                    offset,
+                    length,
+                    checksum: 0,
+                })
+            }
+            None => None,
+        };
         // `linear` then `embedding`.
         for i in row_indexed.into_iter().rev() {
             let align = sections[i].shape.id.align();
-            place(&mut sections[i], align).ok_or_else(overflow)?;
+            place(&mut sections[i], align, &mut cursor).ok_or_else(overflow)?;
         }
         Ok(Layout {
             sections,
+            metadata,
             spec_json,
             spec_offset,
             file_len: cursor,

@@ -3,8 +3,8 @@
 
 use super::checksum::checksum;
 use super::{
-    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_SECTIONS, MAX_SPEC_LEN, SectionId,
-    SectionInfo, TensorShape, VERSION, tensor_shapes,
+    Dtype, ENTRY_LEN, FormatError, HEADER_LEN, MAGIC, MAX_METADATA_LEN, MAX_SECTIONS, MAX_SPEC_LEN,
+    METADATA_KIND, MetadataInfo, SectionId, SectionInfo, TensorShape, VERSION, tensor_shapes,
 };
 use crate::spec::ModelSpec;
 use memmap2::Mmap;
@@ -18,6 +18,7 @@ pub struct ModelFile {
     map: Mmap,
     spec: ModelSpec,
     sections: Vec<SectionInfo>,
+    metadata: Option<MetadataInfo>,
     path: PathBuf,
     /// The open file behind the map, kept so that [`ModelFile::check_unchanged`] can ask the
     /// operating system about *this* inode, whatever the path now names.
@@ -62,6 +63,13 @@ impl FileStamp {
     }
 }
 
+/// What validating a file finds: the spec, the tensor sections and the metadata section.
+struct Validated {
+    spec: ModelSpec,
+    sections: Vec<SectionInfo>,
+    metadata: Option<MetadataInfo>,
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
@@ -94,11 +102,16 @@ impl ModelFile {
         // in-place rewrite could only change score values; a truncation raises SIGBUS, which no
         // reader of a map can prevent.
         let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(&path))?;
-        let (spec, sections) = validate(&map)?;
+        let Validated {
+            spec,
+            sections,
+            metadata,
+        } = validate(&map)?;
         let model = ModelFile {
             map,
             spec,
             sections,
+            metadata,
             path,
             file,
             stamp,
@@ -128,9 +141,46 @@ impl ModelFile {
         &self.spec
     }
 
-    /// Placement and checksums of every section, in table order.
+    /// Placement and checksums of every tensor section, in table order (the metadata section,
+    /// if any, is [`ModelFile::metadata_info`]).
     pub fn sections(&self) -> &[SectionInfo] {
         &self.sections
+    }
+
+    /// Placement and checksum of the metadata section, if the file has one.
+    pub fn metadata_info(&self) -> Option<MetadataInfo> {
+        self.metadata
+    }
+
+    /// The metadata section as text, after checking its checksum and UTF-8 (`None` if the file
+    /// has none). Reads the whole section.
+    pub fn metadata(&self) -> Result<Option<&str>, FormatError> {
+        let Some(m) = self.metadata else {
+            return Ok(None);
+        };
+        let bytes = &self.map[m.offset as usize..(m.offset + m.length) as usize];
+        let computed = checksum(bytes);
+        if computed != m.checksum {
+            return Err(FormatError::SectionChecksum {
+                section: "metadata".into(),
+                stored: m.checksum,
+                computed,
+            });
+        }
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| FormatError::MetadataUtf8)
+    }
+
+    /// The metadata section parsed as JSON into `T` (`None` if the file has none); a parse
+    /// failure is [`FormatError::MetadataJson`].
+    pub fn metadata_json<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, FormatError> {
+        match self.metadata()? {
+            Some(text) => serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| FormatError::MetadataJson(e.to_string())),
+            None => Ok(None),
+        }
     }
 
     /// The path the file was opened from.
@@ -171,12 +221,6 @@ impl ModelFile {
         self.sections.iter().find(|s| s.shape.id == id)
     }
 
-    /// Every byte of the file, as mapped (validated at open; the table's bytes are read only
-    /// when used).
-    pub(crate) fn raw(&self) -> &[u8] {
-        &self.map
-    }
-
     /// Raw bytes of a section (`None` if the spec has no such section).
     pub fn bytes(&self, id: SectionId) -> Option<&[u8]> {
         let s = self.info(id)?;
@@ -191,8 +235,10 @@ impl ModelFile {
     }
 
     /// Checks the checksum of every section, including the embedding table and the first-order
-    /// weights, and that every value is finite (reads the whole file, in parallel chunks).
+    /// weights, and that every value is finite; and the metadata's checksum, UTF-8 and JSON
+    /// (reads the whole file, in parallel chunks).
     pub fn verify(&self) -> Result<(), FormatError> {
+        self.metadata_json::<serde::de::IgnoredAny>()?;
         for s in &self.sections {
             check_section(&self.map, s)?;
             let bytes = &self.map[s.offset as usize..(s.offset + s.length) as usize];
@@ -245,10 +291,10 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), For
     if (bytes.len() as u64) < HEADER_LEN {
         return Err(FormatError::TooSmall(bytes.len() as u64));
     }
-    validate(bytes)
+    validate(bytes).map(|v| (v.spec, v.sections))
 }
 
-fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
+fn validate(map: &[u8]) -> Result<Validated, FormatError> {
     let file_len = map.len() as u64;
     let h = &map[..HEADER_LEN as usize];
     if h[..8] != MAGIC {
@@ -309,7 +355,9 @@ fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
     let spec_text = std::str::from_utf8(spec_bytes).map_err(|_| FormatError::SpecUtf8)?;
     let spec = ModelSpec::from_json(spec_text)?;
     let expected = tensor_shapes(&spec);
-    if expected.len() != count as usize {
+    // One more entry than the tensors: the metadata section, last.
+    let has_metadata = count as usize == expected.len() + 1;
+    if expected.len() != count as usize && !has_metadata {
         return Err(FormatError::SectionCount {
             expected: expected.len(),
             found: count as usize,
@@ -323,15 +371,31 @@ fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
             parse_entry(entry, position, want, spec_end as u64, file_len)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let metadata = if has_metadata {
+        let position = expected.len();
+        let entry = &table[position * ENTRY_LEN as usize..(position + 1) * ENTRY_LEN as usize];
+        Some(parse_metadata_entry(
+            entry,
+            position,
+            spec_end as u64,
+            file_len,
+        )?)
+    } else {
+        None
+    };
 
-    let mut by_offset: Vec<&SectionInfo> = sections.iter().collect();
-    by_offset.sort_by_key(|s| s.offset);
+    let mut by_offset: Vec<(u64, u64, String)> = sections
+        .iter()
+        .map(|s| (s.offset, s.length, s.shape.id.name()))
+        .chain(metadata.map(|m| (m.offset, m.length, "metadata".to_string())))
+        .collect();
+    by_offset.sort_by_key(|s| s.0);
     for pair in by_offset.windows(2) {
         // Ends were checked not to overflow in `parse_entry`.
-        if pair[0].offset + pair[0].length > pair[1].offset {
+        if pair[0].0 + pair[0].1 > pair[1].0 {
             return Err(FormatError::Overlap {
-                first: pair[0].shape.id.name(),
-                second: pair[1].shape.id.name(),
+                first: pair[0].2.clone(),
+                second: pair[1].2.clone(),
             });
         }
     }
@@ -345,7 +409,109 @@ fn validate(map: &[u8]) -> Result<(ModelSpec, Vec<SectionInfo>), FormatError> {
             });
         }
     }
-    Ok((spec, sections))
+    Ok(Validated {
+        spec,
+        sections,
+        metadata,
+    })
+}
+
+/// The metadata entry: kind 8, dtype u8, rank 1, `[length, 1]`, placed like a section.
+fn parse_metadata_entry(
+    e: &[u8],
+    position: usize,
+    data_start: u64,
+    file_len: u64,
+) -> Result<MetadataInfo, FormatError> {
+    let section = || "metadata".to_string();
+    let (kind, index) = (u32_at(e, 0), u32_at(e, 4));
+    if (kind, index) != (METADATA_KIND, 0) {
+        return Err(FormatError::UnexpectedSection {
+            position,
+            kind,
+            index,
+            expected: section(),
+        });
+    }
+    let dtype = u32_at(e, 8);
+    if dtype != Dtype::U8 as u32 {
+        return Err(FormatError::UnsupportedDtype {
+            section: section(),
+            dtype,
+        });
+    }
+    let (rank, dims) = (u32_at(e, 12), [u64_at(e, 16), u64_at(e, 24)]);
+    let (offset, length, stored_checksum) = (u64_at(e, 32), u64_at(e, 40), u64_at(e, 48));
+    if rank != 1 || dims[1] != 1 {
+        return Err(FormatError::ShapeMismatch {
+            section: section(),
+            rank,
+            found: dims,
+            expected: [length, 1],
+        });
+    }
+    if u64_at(e, 56) != 0 {
+        return Err(FormatError::Reserved("section entry bytes 56..64"));
+    }
+    if dims[0] > MAX_METADATA_LEN {
+        return Err(FormatError::MetadataLength(dims[0]));
+    }
+    if length != dims[0] {
+        return Err(FormatError::SectionLength {
+            section: section(),
+            expected: dims[0],
+            found: length,
+        });
+    }
+    check_placement(
+        section,
+        offset,
+        length,
+        super::SECTION_ALIGN,
+        data_start,
+        file_len,
+    )?;
+    Ok(MetadataInfo {
+        offset,
+        length,
+        checksum: stored_checksum,
+    })
+}
+
+/// Alignment, start after the spec, and end inside the file.
+fn check_placement(
+    section: impl Fn() -> String,
+    offset: u64,
+    length: u64,
+    align: u64,
+    data_start: u64,
+    file_len: u64,
+) -> Result<(), FormatError> {
+    if !offset.is_multiple_of(align) {
+        return Err(FormatError::Misaligned {
+            section: section(),
+            offset,
+            align,
+        });
+    }
+    if offset < data_start {
+        return Err(FormatError::OverlapsHeader {
+            section: section(),
+            offset,
+        });
+    }
+    let end = offset
+        .checked_add(length)
+        .ok_or_else(|| FormatError::SizeOverflow { section: section() })?;
+    if end > file_len {
+        return Err(FormatError::OutOfBounds {
+            section: section(),
+            offset,
+            end,
+            file_len,
+        });
+    }
+    Ok(())
 }
 
 fn parse_entry(
@@ -366,10 +532,12 @@ fn parse_entry(
         });
     }
     let dtype_code = u32_at(e, 8);
-    let dtype = Dtype::from_code(dtype_code).ok_or_else(|| FormatError::UnsupportedDtype {
-        section: section(),
-        dtype: dtype_code,
-    })?;
+    let dtype = Dtype::from_code(dtype_code)
+        .filter(|&d| d == Dtype::F32)
+        .ok_or_else(|| FormatError::UnsupportedDtype {
+            section: section(),
+            dtype: dtype_code,
+        })?;
     let rank = u32_at(e, 12);
     let dims = [u64_at(e, 16), u64_at(e, 24)];
     if rank != want.rank || dims != want.dims {
@@ -395,31 +563,14 @@ fn parse_entry(
             found: length,
         });
     }
-    let align = want.id.align();
-    if offset % align != 0 {
-        return Err(FormatError::Misaligned {
-            section: section(),
-            offset,
-            align,
-        });
-    }
-    if offset < data_start {
-        return Err(FormatError::OverlapsHeader {
-            section: section(),
-            offset,
-        });
-    }
-    let end = offset
-        .checked_add(length)
-        .ok_or_else(|| FormatError::SizeOverflow { section: section() })?;
-    if end > file_len {
-        return Err(FormatError::OutOfBounds {
-            section: section(),
-            offset,
-            end,
-            file_len,
-        });
-    }
+    check_placement(
+        section,
+        offset,
+        length,
+        want.id.align(),
+        data_start,
+        file_len,
+    )?;
     Ok(SectionInfo {
         shape: *want,
         dtype,

@@ -1,17 +1,20 @@
 //! Streaming, crash-safe model file writer.
 //!
 //! The file is written to a temporary file beside the target, synced, then renamed into place
-//! (and the directory synced), so a reader sees either the old file or the complete new one.
-//! Sections are written in pieces, each section front to back, so a table of any size passes
-//! through a small buffer; [`ModelWriter::skip`] leaves zero rows as file holes.
+//! (and the directory synced), so a reader sees either the old file or the complete new one
+//! (see [`super::atomic`]). Sections are written in pieces, each section front to back, so a
+//! table of any size passes through a small buffer; [`ModelWriter::skip`] leaves zero rows as
+//! file holes.
 
-use super::checksum::StreamingChecksum;
-use super::{BYTE_ORDER_MARK, FormatError, HEADER_LEN, Layout, MAGIC, SectionId, VERSION};
+use super::atomic::AtomicFile;
+use super::checksum::{StreamingChecksum, checksum};
+use super::reader::ModelFile;
+use super::{
+    BYTE_ORDER_MARK, Dtype, FormatError, HEADER_LEN, Layout, MAGIC, METADATA_KIND, SectionId,
+    VERSION,
+};
 use crate::spec::ModelSpec;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use xxhash_rust::xxh3::Xxh3;
 
 struct Progress {
@@ -25,36 +28,38 @@ struct Progress {
 pub struct ModelWriter {
     layout: Layout,
     progress: Vec<Progress>,
-    out: BufWriter<File>,
-    position: u64,
-    temp: PathBuf,
-    target: PathBuf,
-    finished: bool,
-}
-
-pub(crate) fn temp_path(target: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    target.with_file_name(format!(".{name}.tmp.{}.{unique}", std::process::id()))
+    out: AtomicFile,
+    metadata: Option<String>,
 }
 
 impl ModelWriter {
     /// Starts a file for `spec` at `path` (through a temporary file in the same directory).
     pub fn create(path: impl AsRef<Path>, spec: &ModelSpec) -> Result<Self, FormatError> {
-        let layout = Layout::for_spec(spec)?;
-        let target = path.as_ref().to_path_buf();
-        let temp = temp_path(&target);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(FormatError::io(&temp))?;
+        Self::start(path.as_ref(), spec, None)
+    }
+
+    /// As [`ModelWriter::create`], with a metadata section holding `metadata` (JSON, at most
+    /// [`super::MAX_METADATA_LEN`] bytes; see the format documentation).
+    pub fn create_with_metadata(
+        path: impl AsRef<Path>,
+        spec: &ModelSpec,
+        metadata: String,
+    ) -> Result<Self, FormatError> {
+        // What is written must read back: refuse what is not JSON now, not when it is loaded.
+        serde_json::from_str::<serde::de::IgnoredAny>(&metadata)
+            .map_err(|e| FormatError::MetadataJson(e.to_string()))?;
+        Self::start(path.as_ref(), spec, Some(metadata))
+    }
+
+    fn start(
+        target: &Path,
+        spec: &ModelSpec,
+        metadata: Option<String>,
+    ) -> Result<Self, FormatError> {
+        let layout = Layout::for_spec(spec, metadata.as_ref().map(|m| m.len() as u64))?;
+        let mut out = AtomicFile::create(target)?;
         // Sets the length up front: everything not written stays a hole and reads as zeros.
-        let sized = file.set_len(layout.file_len);
+        out.set_len(layout.file_len)?;
         let progress = layout
             .sections
             .iter()
@@ -63,17 +68,12 @@ impl ModelWriter {
                 hash: StreamingChecksum::new(),
             })
             .collect();
-        let writer = ModelWriter {
+        Ok(ModelWriter {
             layout,
             progress,
-            out: BufWriter::with_capacity(1 << 20, file),
-            position: 0,
-            temp,
-            target,
-            finished: false,
-        };
-        sized.map_err(FormatError::io(&writer.temp))?;
-        Ok(writer)
+            out,
+            metadata,
+        })
     }
 
     fn index_of(&self, id: SectionId) -> usize {
@@ -135,20 +135,11 @@ impl ModelWriter {
     }
 
     fn write_at(&mut self, at: u64, bytes: &[u8]) -> Result<(), FormatError> {
-        if at != self.position {
-            self.out
-                .seek(SeekFrom::Start(at))
-                .map_err(FormatError::io(&self.temp))?;
-        }
-        self.out
-            .write_all(bytes)
-            .map_err(FormatError::io(&self.temp))?;
-        self.position = at + bytes.len() as u64;
-        Ok(())
+        self.out.write_at(at, bytes)
     }
 
-    /// Checks every section is complete, writes header, table and spec, syncs, and renames the
-    /// file into place. Returns the target path.
+    /// Checks every section is complete, writes the metadata, header, table and spec, syncs,
+    /// and renames the file into place. Returns the target path.
     pub fn finish(mut self) -> Result<PathBuf, FormatError> {
         let mut sections = self.layout.sections.clone();
         for (s, p) in sections.iter_mut().zip(&mut self.progress) {
@@ -180,6 +171,25 @@ impl ModelWriter {
                 table.extend_from_slice(&v.to_le_bytes());
             }
         }
+        let mut entries = sections.len();
+        if let (Some(info), Some(metadata)) = (self.layout.metadata, self.metadata.take()) {
+            let metadata_checksum = checksum(metadata.as_bytes());
+            self.write_at(info.offset, metadata.as_bytes())?;
+            for v in [METADATA_KIND, 0, Dtype::U8 as u32, 1] {
+                table.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [
+                info.length,
+                1,
+                info.offset,
+                info.length,
+                metadata_checksum,
+                0,
+            ] {
+                table.extend_from_slice(&v.to_le_bytes());
+            }
+            entries += 1;
+        }
         let spec = self.layout.spec_json.as_bytes();
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(&MAGIC);
@@ -188,7 +198,7 @@ impl ModelWriter {
         header.extend_from_slice(&self.layout.file_len.to_le_bytes());
         header.extend_from_slice(&self.layout.spec_offset.to_le_bytes());
         header.extend_from_slice(&(spec.len() as u64).to_le_bytes());
-        header.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+        header.extend_from_slice(&(entries as u32).to_le_bytes());
         header.extend_from_slice(&0u32.to_le_bytes());
         let mut meta = Xxh3::new();
         meta.update(&header);
@@ -201,59 +211,40 @@ impl ModelWriter {
         prefix.extend_from_slice(&table);
         prefix.extend_from_slice(spec);
         self.write_at(0, &prefix)?;
-        self.out.flush().map_err(FormatError::io(&self.temp))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(FormatError::io(&self.temp))?;
-        std::fs::rename(&self.temp, &self.target).map_err(FormatError::io(&self.target))?;
-        self.finished = true;
-        sync_parent_dir(&self.target)?;
-        Ok(self.target.clone())
+        self.out.commit()
     }
 }
 
-/// Makes the rename itself durable (on Unix a directory entry is only durable once its directory
-/// is synced).
-pub(crate) fn sync_parent_dir(path: &Path) -> Result<(), FormatError> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(FormatError::io(dir))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-impl Drop for ModelWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            let _ = std::fs::remove_file(&self.temp);
+/// Writes the model of `file` to `target` with `metadata` as its metadata section (replacing any
+/// metadata `file` has), crash-safely. Section contents are copied as they are (all-zero runs
+/// stay file holes); `file` may be the target itself, as it stays mapped while the new file
+/// replaces it.
+pub fn copy_with_metadata(
+    file: &ModelFile,
+    target: &Path,
+    metadata: String,
+) -> Result<PathBuf, FormatError> {
+    const CHUNK: usize = 1 << 16;
+    let mut w = ModelWriter::create_with_metadata(target, file.spec(), metadata)?;
+    for s in file.sections() {
+        let id = s.shape.id;
+        let data = file
+            .f32s(id)
+            .ok_or_else(|| FormatError::SizeOverflow { section: id.name() })?;
+        for chunk in data.chunks(CHUNK) {
+            if chunk.iter().all(|v| v.to_bits() == 0) {
+                w.skip(id, chunk.len() as u64)?;
+            } else {
+                w.write(id, chunk)?;
+            }
         }
     }
+    w.finish()
 }
 
 /// Writes `bytes` to `target` crash-safely: a temp file beside it, fsync, rename over the
-/// target, fsync of the directory. On an error the temp file is removed and the target is
-/// untouched.
-pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
-    use std::io::Write;
-    let temp = temp_path(target);
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, target)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(FormatError::io(target)(e));
-    }
-    sync_parent_dir(target)
+/// target, fsync of the directory (see [`super::atomic`]). On an error before the rename the
+/// temp file is removed and the target is untouched.
+pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    super::atomic::write_atomically(target, bytes).map(drop)
 }

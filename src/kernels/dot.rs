@@ -50,6 +50,8 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     reduce(sum.to_array(), a, b, full)
 }
 
+/// # Safety
+/// The CPU must support AVX2 and FMA, and `a.len() == b.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {

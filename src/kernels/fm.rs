@@ -53,6 +53,8 @@ fn fm_portable(x: &[f32], fields: usize, d: usize) -> f32 {
     0.5 * (total.reduce_add() + tail(x, fields, d, full))
 }
 
+/// # Safety
+/// The CPU must support AVX2 and FMA, and `x.len() == fields * d`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fm_avx2(x: &[f32], fields: usize, d: usize) -> f32 {

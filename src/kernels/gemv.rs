@@ -147,6 +147,9 @@ fn portable(
     }
 }
 
+/// # Safety
+/// The CPU must support AVX2 and FMA, every `index` must be below `w.k()`, and panels
+/// `p..p + group` must exist in `w`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2(

@@ -99,3 +99,27 @@ pub(crate) fn store16(out: &mut [f32; 16], v: &[wide::f32x8; 2]) {
     out[..8].copy_from_slice(&v[0].to_array());
     out[8..].copy_from_slice(&v[1].to_array());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Isa;
+
+    /// Instruction sets the kernel tests are expected to run on, comma-separated
+    /// (`portable,avx2`): set by CI when it runs the kernel tests under valgrind, whose
+    /// emulated CPU may not report every feature of the real one; unset, nothing is expected.
+    const EXPECT_ENV: &str = "DEEPFM_EXPECT_ISAS";
+
+    // The kernel tests cover every instruction set in `Isa::available()`; this names them in
+    // the test output and, when CI says which it expects, fails if one is missing (so a
+    // valgrind run that silently fell back to the portable kernels does not pass for AVX2).
+    #[test]
+    fn available_instruction_sets_are_the_expected_ones() {
+        let available: Vec<&str> = Isa::available().iter().map(|i| i.name()).collect();
+        eprintln!("kernel tests run on: {}", available.join(", "));
+        assert_eq!(available[0], "portable", "the fallback is always available");
+        if let Ok(expected) = std::env::var(EXPECT_ENV) {
+            let expected: Vec<&str> = expected.split(',').map(str::trim).collect();
+            assert_eq!(available, expected, "{EXPECT_ENV} says otherwise");
+        }
+    }
+}

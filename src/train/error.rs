@@ -44,6 +44,9 @@ pub enum TrainError {
     /// Writing the model file failed.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A checkpoint could not be loaded (damaged, or of another run).
+    #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
     /// Reading training data failed.
     #[error("data: {0}")]
     Data(String),

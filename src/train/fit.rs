@@ -1,7 +1,8 @@
 //! The epoch loop: batches from a [`TrainData`], validation after each epoch, early stopping
-//! that restores the best weights, and learning-rate decay on plateau.
+//! that restores the best weights, learning-rate decay on plateau, and checkpoints.
 
-use super::{Params, TrainError, Trainer};
+use super::checkpoint::{self, Checkpointing, FitState};
+use super::{TrainError, Trainer};
 use crate::batch::{BatchBuf, Columns};
 use std::time::Instant;
 
@@ -149,6 +150,25 @@ pub fn fit_observed(
     config: &FitConfig,
     observer: &mut dyn FitObserver,
 ) -> Result<FitReport, TrainError> {
+    fit_checkpointed(trainer, train, valid, config, None, observer)
+}
+
+/// As [`fit_observed`], with a checkpoint (see [`super::checkpoint`]) written crash-safely to
+/// `checkpoint.path` after every epoch. With `checkpoint.resume` and an existing file, the run
+/// first loads it and goes on after its last epoch: given the same data, it ends with the same
+/// model as a run that was never interrupted. The trainer must have been created with the same
+/// spec and configuration (any thread count), and `config` must have the same batch size,
+/// patience and plateau (`epochs` may be larger, to train longer); a checkpoint of another run
+/// is [`super::CheckpointError::Mismatch`]. A run that already ended (all epochs, or early
+/// stopping) resumes to its end state without training.
+pub fn fit_checkpointed(
+    trainer: &mut Trainer,
+    train: &mut dyn TrainData,
+    valid: Option<(&BatchBuf, &[f32])>,
+    config: &FitConfig,
+    checkpoint: Option<&Checkpointing>,
+    observer: &mut dyn FitObserver,
+) -> Result<FitReport, TrainError> {
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config(
             "epochs and batch_size must be at least 1".into(),
@@ -167,16 +187,12 @@ pub fn fit_observed(
             "early stopping and plateau decay need validation data".into(),
         ));
     }
-    let mut report = FitReport {
-        epochs: Vec::new(),
-        best_epoch: 0,
-        stopped_early: false,
+    let mut state = match checkpoint {
+        Some(c) if c.resume && c.path.exists() => checkpoint::read(&c.path, trainer, config)?,
+        _ => FitState::default(),
     };
-    let mut best_loss: Option<f64> = None;
-    let mut best_params: Option<Params> = None;
-    let mut since_best = 0;
-    let mut since_decay = 0;
-    for epoch in 1..=config.epochs {
+    while !state.stopped && state.epoch < config.epochs {
+        let epoch = state.epoch + 1;
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0, 0usize);
         let learning_rate = trainer.learning_rate();
@@ -201,35 +217,21 @@ pub fn fit_observed(
             learning_rate,
         };
         observer.on_epoch(&epoch_report);
-        report.epochs.push(epoch_report);
-        report.best_epoch = epoch;
-        let Some(loss) = valid_loss else { continue };
-        if best_loss.is_none_or(|b| loss < b) {
-            best_loss = Some(loss);
-            since_best = 0;
-            since_decay = 0;
-            if config.patience.is_some() {
-                best_params = Some(trainer.params().clone());
-            }
-        } else {
-            since_best += 1;
-            since_decay += 1;
+        state.reports.push(epoch_report);
+        state.epoch = epoch;
+        if let Some(loss) = valid_loss {
+            end_of_epoch(trainer, config, &mut state, loss);
         }
-        if let Some(p) = config.plateau
-            && since_decay > p.patience
-            && trainer.learning_rate() * p.factor >= p.min_lr
-        {
-            trainer.scale_learning_rate(p.factor);
-            since_decay = 0;
-        }
-        if let Some(patience) = config.patience
-            && since_best >= patience
-        {
-            report.stopped_early = epoch < config.epochs;
-            break;
+        if let Some(c) = checkpoint {
+            checkpoint::write(&c.path, trainer, config, &state)?;
         }
     }
-    if let Some(params) = best_params {
+    let mut report = FitReport {
+        best_epoch: state.epoch,
+        stopped_early: state.stopped && state.epoch < config.epochs,
+        epochs: state.reports,
+    };
+    if let Some(params) = state.best_params {
         let best_epoch = best_epoch(&report);
         if best_epoch != report.epochs.len() {
             trainer.set_params(params);
@@ -237,6 +239,33 @@ pub fn fit_observed(
         report.best_epoch = best_epoch;
     }
     Ok(report)
+}
+
+/// Early stopping and plateau decay after an epoch with validation loss `loss`.
+fn end_of_epoch(trainer: &mut Trainer, config: &FitConfig, state: &mut FitState, loss: f64) {
+    if state.best_loss.is_none_or(|b| loss < b) {
+        state.best_loss = Some(loss);
+        state.since_best = 0;
+        state.since_decay = 0;
+        if config.patience.is_some() {
+            state.best_params = Some(trainer.params().clone());
+        }
+    } else {
+        state.since_best += 1;
+        state.since_decay += 1;
+    }
+    if let Some(p) = config.plateau
+        && state.since_decay > p.patience
+        && trainer.learning_rate() * p.factor >= p.min_lr
+    {
+        trainer.scale_learning_rate(p.factor);
+        state.since_decay = 0;
+    }
+    if let Some(patience) = config.patience
+        && state.since_best >= patience
+    {
+        state.stopped = true;
+    }
 }
 
 /// The 1-based epoch with the lowest validation loss (the first, on ties).

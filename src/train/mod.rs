@@ -8,7 +8,8 @@
 //!   folded into the layer weights).
 //! - [`LogisticRegression`]: the first-order part alone, the baseline on click data.
 //! - [`fit`]: epochs over a data source with validation, early stopping (restoring the best
-//!   weights) and learning-rate decay on plateau.
+//!   weights) and learning-rate decay on plateau; [`fit_checkpointed`] also writes a
+//!   [`checkpoint`] after every epoch and resumes from it.
 //!
 //! ## Determinism
 //! A run is a function of the seed, the configuration and the order of the batches: **the
@@ -24,6 +25,7 @@
 //! Adam and lazy Adam, 2 × for Adagrad); the data are streamed (see [`crate::data`]).
 
 mod backward;
+pub mod checkpoint;
 mod config;
 mod data;
 mod error;
@@ -38,12 +40,13 @@ mod workspace;
 #[cfg(test)]
 mod gradcheck;
 
+pub use checkpoint::{CheckpointError, Checkpointing};
 pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig};
 pub use data::InMemory;
 pub use error::TrainError;
 pub use fit::{
     BatchSink, EpochReport, FitConfig, FitObserver, FitReport, Plateau, TrainData, fit,
-    fit_observed, validation_loss,
+    fit_checkpointed, fit_observed, validation_loss,
 };
 pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};
@@ -385,7 +388,40 @@ impl Trainer {
     /// (streaming, crash-safe: temp file, fsync, rename).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<PathBuf, TrainError> {
         let eps = self.config.batch_norm.map(|bn| bn.eps);
-        Ok(self.params.write(&self.spec, eps, path.as_ref())?)
+        Ok(self.params.write(&self.spec, eps, path.as_ref(), None)?)
+    }
+
+    /// As [`Trainer::write`], with `metadata` (JSON: e.g. the preprocessing that turns raw data
+    /// into this model's samples) in the file's metadata section, so model and metadata are
+    /// replaced together by one rename.
+    pub fn write_with_metadata(
+        &self,
+        path: impl AsRef<Path>,
+        metadata: String,
+    ) -> Result<PathBuf, TrainError> {
+        let eps = self.config.batch_norm.map(|bn| bn.eps);
+        Ok(self
+            .params
+            .write(&self.spec, eps, path.as_ref(), Some(metadata))?)
+    }
+
+    /// Writes the trainer's whole state — parameters, batch-norm statistics, optimizer state,
+    /// step count, learning-rate scale — to a checkpoint at `path`, crash-safely (see
+    /// [`checkpoint`]). For loops that call [`Trainer::step`] themselves;
+    /// [`fit_checkpointed`] writes its own checkpoints, which also hold the epoch loop's state.
+    pub fn write_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), TrainError> {
+        let state = checkpoint::FitState::default();
+        checkpoint::write(path.as_ref(), self, &checkpoint::trainer_only(), &state)
+    }
+
+    /// Restores a state written by [`Trainer::write_checkpoint`]: the next steps are those the
+    /// writing trainer would have taken. This trainer must have the same spec and
+    /// configuration (any thread count). A damaged checkpoint, one of another run, or one
+    /// written by [`fit_checkpointed`] is a [`CheckpointError`]; if reading a tensor fails, the
+    /// parameters are left partly overwritten.
+    pub fn read_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<(), TrainError> {
+        checkpoint::read(path.as_ref(), self, &checkpoint::trainer_only())?;
+        Ok(())
     }
 
     fn check<C: Columns + ?Sized>(&self, batch: &C, labels: &[f32]) -> Result<usize, TrainError> {

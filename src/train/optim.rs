@@ -68,8 +68,8 @@ impl AdamStep {
 /// Adam moments of the dense tensors.
 #[derive(Debug, Clone)]
 pub(crate) struct DenseAdam {
-    m: Dense,
-    v: Dense,
+    pub(super) m: Dense,
+    pub(super) v: Dense,
 }
 
 impl DenseAdam {
@@ -118,6 +118,26 @@ pub(crate) struct EmbeddingState {
 }
 
 impl EmbeddingState {
+    /// The state a checkpoint keeps (the scattered gradients are zero between steps), by name.
+    pub(super) fn tensors(&self) -> [(&'static str, &[f32]); 4] {
+        [
+            ("a", &self.a),
+            ("b", &self.b),
+            ("a_linear", &self.a_linear),
+            ("b_linear", &self.b_linear),
+        ]
+    }
+
+    /// As [`EmbeddingState::tensors`], to be overwritten.
+    pub(super) fn tensors_mut(&mut self) -> [(&'static str, &mut [f32]); 4] {
+        [
+            ("a", &mut self.a),
+            ("b", &mut self.b),
+            ("a_linear", &mut self.a_linear),
+            ("b_linear", &mut self.b_linear),
+        ]
+    }
+
     pub(crate) fn new(kind: EmbeddingOptimizer, rows: usize, dim: usize) -> Self {
         let adam = kind != EmbeddingOptimizer::Adagrad;
         let dense = kind == EmbeddingOptimizer::Adam;

@@ -139,14 +139,18 @@ impl Params {
     }
 
     /// Writes the model file the inference core reads (streaming, crash-safe: see
-    /// [`ModelWriter`]).
+    /// [`ModelWriter`]), with `metadata` (JSON) as its metadata section if given.
     pub fn write(
         &self,
         spec: &ModelSpec,
         bn_eps: Option<f32>,
         path: &Path,
+        metadata: Option<String>,
     ) -> Result<PathBuf, FormatError> {
-        let mut w = ModelWriter::create(path, spec)?;
+        let mut w = match metadata {
+            Some(json) => ModelWriter::create_with_metadata(path, spec, json)?,
+            None => ModelWriter::create(path, spec)?,
+        };
         for chunk in self.embedding.chunks(1 << 20) {
             w.write(SectionId::Embedding, chunk)?;
         }

@@ -11,6 +11,9 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod recommender;
+mod tabular;
+
 #[derive(Parser)]
 #[command(
     name = "deepfm",
@@ -124,11 +127,19 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Predict `user,item` pairs (one a line, format detected) with a model from
     /// `train --ratings`: one prediction a line, in order.
+    ///
+    /// With `--data`: raw samples for a click model from `train --data --schema` or `--format
+    /// criteo` (a label column, if present, is ignored): one probability a line.
     Predict {
         #[arg(long)]
         model: PathBuf,
+        #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+        pairs: Option<PathBuf>,
         #[arg(long)]
-        pairs: PathBuf,
+        data: Option<PathBuf>,
+        /// Threads for `--data` (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// The top-k items for a user of a model from `train --ratings` (items the user rated in
     /// training are left out).
@@ -145,11 +156,22 @@ enum Command {
     },
     /// Evaluate a model from `train --ratings` on held-out interactions: RMSE and MAE for a
     /// rating model, AUC and logloss for a click model.
+    ///
+    /// For an implicit model: each held-out (user, item) pair is ranked among `--negatives`
+    /// items the user did not interact with in training (the NCF protocol): HR@k and NDCG@k.
     Eval {
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
         ratings: PathBuf,
+        /// Implicit models: sampled negatives per held-out pair.
+        #[arg(long, default_value_t = 100)]
+        negatives: usize,
+        /// Implicit models: the cut-off of HR@k and NDCG@k.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Measure training throughput (samples/s) on random samples of a benchmark shape.
     BenchTrain {
@@ -180,15 +202,38 @@ enum Command {
 struct TrainArgs {
     /// Ratings or interactions, `user,item,rating[,timestamp]` (MovieLens `::`, tab, comma;
     /// header and string ids allowed): trains the recommender (`deepfm::api`) with the
-    /// tutorial's defaults, writes MODEL and MODEL.meta.json (the id maps).
+    /// tutorial's defaults, writes MODEL with the id maps in its metadata section.
     #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
     ratings: Option<PathBuf>,
+    /// Ratings: user side features, keyed by user id (RecBole `.user`, MovieLens `users.dat`
+    /// or `u.user`).
+    #[arg(long, requires = "ratings")]
+    users: Option<PathBuf>,
+    /// Ratings: item side features, keyed by item id (RecBole `.item`, MovieLens `movies.dat`
+    /// or `u.item`).
+    #[arg(long, requires = "ratings")]
+    items: Option<PathBuf>,
+    /// Only these columns of --users (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "users")]
+    user_columns: Option<Vec<String>>,
+    /// Only these columns of --items (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "items")]
+    item_columns: Option<Vec<String>>,
     /// Training samples: `tsv` = label then one column per field (the `score` format), or
     /// Criteo (`label, I1..I13, C1..C26`, tab- or comma-separated).
     #[arg(long, required_unless_present = "ratings")]
     data: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "tsv")]
     format: DataFormat,
+    /// A JSON schema for `--data` as CSV/TSV with a header: the label column and each field's
+    /// kind (`categorical`, `numeric`, `multi_hot`), with optional `hash_buckets`, `min_count`,
+    /// `sep`, `pooling`, `transform` (see `deepfm::data::schema`).
+    #[arg(long, conflicts_with_all = ["spec", "format"])]
+    schema: Option<PathBuf>,
+    /// Skip lines that do not parse, count them and print the count, instead of stopping at
+    /// the first (which is named with file, line and column either way).
+    #[arg(long)]
+    skip_bad_lines: bool,
     /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -242,6 +287,13 @@ struct TrainArgs {
     /// Threads (results do not depend on it).
     #[arg(long)]
     threads: Option<usize>,
+    /// Write a training checkpoint to this file after every epoch (crash-safely).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Go on from the --checkpoint file if it exists (same data and settings: the same model
+    /// as an uninterrupted run; --epochs may be raised to train longer).
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -330,75 +382,30 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => bench(model, shape, batch, threads, seconds, isa, json),
         Command::Train(args) => train(*args),
-        Command::Predict { model, pairs } => {
-            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
-            let data = deepfm::data::ratings::read_interactions(&pairs, true)?;
-            let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
-            let out = model.batch_predict(&pairs)?;
-            let mut w = BufWriter::new(std::io::stdout().lock());
-            for p in out {
-                writeln!(w, "{p}")?;
+        Command::Predict {
+            model,
+            pairs,
+            data,
+            threads,
+        } => match data {
+            Some(data) => tabular::predict_data(&model, &data, threads),
+            None => {
+                recommender::predict_pairs(&model, &pairs.context("--pairs or --data is required")?)
             }
-            Ok(())
-        }
+        },
         Command::Recommend {
             model,
             user,
             top_k,
             json,
-        } => {
-            let model = deepfm::api::DeepFM::<String, String>::load(&model)?;
-            if model.users().get(&user).is_none() {
-                eprintln!(
-                    "note: user {user:?} was not in the training data (scored as an unknown user)"
-                );
-            }
-            let recs = model.recommend_with_scores(&user, top_k);
-            if json {
-                let list: Vec<_> = recs
-                    .iter()
-                    .map(|(i, s)| serde_json::json!({"item": i, "score": s}))
-                    .collect();
-                println!("{}", serde_json::Value::Array(list));
-            } else {
-                for (i, s) in recs {
-                    println!("{i}\t{s}");
-                }
-            }
-            Ok(())
-        }
-        Command::Eval { model, ratings } => {
-            use deepfm::api::{DeepFM, Task};
-            let model = DeepFM::<String, String>::load(&model)?;
-            let data = deepfm::data::ratings::read_interactions(&ratings, false)?;
-            match model.task() {
-                Task::Rating => {
-                    let (rmse, mae) = model.evaluate(&data.users, &data.items, &data.ratings)?;
-                    println!(
-                        "RMSE {rmse:.4}  MAE {mae:.4}  ({} ratings)",
-                        data.ratings.len()
-                    );
-                }
-                _ => {
-                    let pairs: Vec<(String, String)> =
-                        data.users.into_iter().zip(data.items).collect();
-                    let p = model.batch_predict(&pairs)?;
-                    let labels: Vec<f32> = data
-                        .ratings
-                        .iter()
-                        .map(|&r| (r > 0.5) as u8 as f32)
-                        .collect();
-                    let auc = deepfm::metrics::auc(&p, &labels)?;
-                    let logloss = deepfm::metrics::logloss(&p, &labels)?;
-                    println!(
-                        "AUC {}  logloss {logloss:.4}  ({} samples)",
-                        auc.map_or("n/a (one class)".into(), |a| format!("{a:.4}")),
-                        labels.len()
-                    );
-                }
-            }
-            Ok(())
-        }
+        } => recommender::recommend(&model, &user, top_k, json),
+        Command::Eval {
+            model,
+            ratings,
+            negatives,
+            k,
+            seed,
+        } => recommender::eval(&model, &ratings, negatives, k, seed),
         Command::BenchTrain {
             shape,
             batch,
@@ -447,7 +454,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 
 fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
     let dir = temp_dir()?;
-    tutorial(dir.path(), threads)?;
+    recommender::tutorial(dir.path(), threads)?;
     let spec = random::criteo_like();
     let start = Instant::now();
     let path = random::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
@@ -550,6 +557,22 @@ fn inspect(path: &Path, verify: bool) -> Result<()> {
             s.length,
             align,
             s.checksum
+        );
+    }
+    if let Some(m) = file.metadata_info() {
+        println!(
+            "{:<16} {:>20} {:>14} {:>14} {:>8}  {:#018x} {}",
+            "metadata",
+            format!("[{}] u8", m.length),
+            m.offset,
+            m.length,
+            1u64 << m.offset.trailing_zeros().min(20),
+            m.checksum,
+            if verify {
+                "see below"
+            } else {
+                "not checked (use --verify)"
+            }
         );
     }
     if verify {
@@ -658,12 +681,15 @@ fn train(args: TrainArgs) -> Result<()> {
     use deepfm::data::criteo::{CriteoConfig, CriteoPreprocessor};
     use deepfm::data::stream::LabelledTsv;
     if let Some(ratings) = &args.ratings {
-        return train_ratings(&args, ratings);
+        return recommender::train_ratings(&args, ratings);
     }
     let data = args
         .data
         .clone()
         .context("--data or --ratings is required")?;
+    if let Some(schema) = &args.schema {
+        return tabular::train_schema(&args, &data, schema);
+    }
     match args.format {
         DataFormat::Tsv => {
             let Some(spec_path) = &args.spec else {
@@ -672,29 +698,34 @@ fn train(args: TrainArgs) -> Result<()> {
             let json = std::fs::read_to_string(spec_path)
                 .with_context(|| format!("reading {}", spec_path.display()))?;
             let spec = ModelSpec::from_json(&json)?;
-            train_with(&args, spec.clone(), LabelledTsv::new(spec))
+            let parser = LabelledTsv::new(spec.clone());
+            train_with(&args, spec, &|_| Ok(parser.clone()), None)
         }
         DataFormat::Criteo => {
             eprintln!("building vocabularies from {}", data.display());
             let pre = CriteoPreprocessor::fit(&data, CriteoConfig::default())?;
             let hidden = args.hidden.clone().unwrap_or_else(|| vec![400, 400, 400]);
             let spec = pre.spec(args.dim.unwrap_or(16), &hidden);
-            let vocab_path = args.out.with_extension("criteo.json");
-            std::fs::write(&vocab_path, serde_json::to_string(&pre)?)
-                .with_context(|| format!("writing {}", vocab_path.display()))?;
-            eprintln!("wrote the preprocessing to {}", vocab_path.display());
-            train_with(&args, spec, pre)
+            let prep = deepfm::data::prep::Preprocessing::Criteo(pre.clone());
+            train_with(&args, spec, &|_| Ok(pre.clone()), Some(&prep))
         }
     }
 }
 
-fn train_with<P: deepfm::data::stream::LineParser + Clone>(
+/// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
+/// validation files may lay out their columns differently).
+/// `prep`, when given, is saved in the model file's metadata section.
+fn train_with<P: deepfm::data::stream::LineParser>(
     args: &TrainArgs,
     spec: ModelSpec,
-    parser: P,
+    parser_for: &dyn Fn(&Path) -> Result<P>,
+    prep: Option<&deepfm::data::prep::Preprocessing>,
 ) -> Result<()> {
     use deepfm::data::stream::{Streamed, read_all};
-    use deepfm::train::{BatchNorm, FitConfig, Loss, TrainConfig, Trainer, fit};
+    use deepfm::train::{
+        BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
+        fit_checkpointed,
+    };
     let loss = match spec.output {
         deepfm::Output::Sigmoid => Loss::Bce,
         deepfm::Output::Linear => Loss::Mse,
@@ -715,23 +746,35 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
     };
     let mut trainer = Trainer::new(spec, config)?;
     let valid = match &args.valid {
-        Some(path) => Some(read_all(path, parser.clone())?),
+        Some(path) => Some(read_all(path, parser_for(path)?)?),
         None => None,
     };
     let data = args.data.as_ref().context("--data is required")?;
-    let mut source = Streamed::new(data, parser, args.buffer, args.seed)?;
+    let mut source = Streamed::new(data, parser_for(data)?, args.buffer, args.seed)?
+        .skip_bad_lines(args.skip_bad_lines);
     let fit_config = FitConfig {
         epochs: args.epochs.unwrap_or(5),
         batch_size: args.batch.unwrap_or(256),
         patience: args.patience,
         plateau: None,
     };
-    let report = fit(
+    let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
+        path,
+        resume: args.resume,
+    });
+    if let Some(c) = &checkpoint
+        && c.resume
+        && c.path.exists()
+    {
+        eprintln!("resuming from {}", c.path.display());
+    }
+    let report = fit_checkpointed(
         &mut trainer,
         &mut source,
         valid.as_ref().map(|(b, y)| (b, y.as_slice())),
         &fit_config,
-        &mut |e| {
+        checkpoint.as_ref(),
+        &mut |e: &EpochReport| {
             eprintln!(
                 "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
                 e.epoch,
@@ -745,7 +788,19 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
             )
         },
     )?;
-    let path = trainer.write(&args.out)?;
+    let stats = source.stats();
+    if stats.bad_lines > 0 {
+        eprintln!(
+            "skipped {} of {} lines that did not parse (each epoch); the first: {}",
+            stats.bad_lines,
+            stats.lines,
+            stats.first_bad.as_deref().unwrap_or("?")
+        );
+    }
+    let path = match prep {
+        Some(prep) => trainer.write_with_metadata(&args.out, tabular::metadata_json(prep)?)?,
+        None => trainer.write(&args.out)?,
+    };
     println!(
         "wrote {} (weights of epoch {} of {}{})",
         path.display(),
@@ -757,156 +812,5 @@ fn train_with<P: deepfm::data::stream::LineParser + Clone>(
             ""
         }
     );
-    Ok(())
-}
-
-/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
-fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
-    use deepfm::api::{DeepFM, Task};
-    use deepfm::data::ratings::read_interactions;
-    let data = read_interactions(path, false)?;
-    eprintln!("{}: {} interactions", path.display(), data.ratings.len());
-    let task = match args.task {
-        TaskArg::Auto => Task::Auto,
-        TaskArg::Rating => Task::Rating,
-        TaskArg::Implicit => Task::Implicit,
-        TaskArg::Click => Task::Click,
-    };
-    let mut builder = DeepFM::builder()
-        .verbose(true)
-        .task(task)
-        .seed(args.seed)
-        .patience(args.patience)
-        .valid_fraction(args.valid_fraction)
-        .l2(args.l2_embedding);
-    if let Some(v) = args.dim {
-        builder = builder.embedding_dim(v);
-    }
-    if let Some(v) = &args.hidden {
-        builder = builder.deep_layers(v);
-    }
-    if let Some(v) = args.dropout {
-        builder = builder.dropout(v);
-    }
-    if let Some(v) = args.bn {
-        builder = builder.use_bn(v);
-    }
-    if let Some(v) = args.epochs {
-        builder = builder.epochs(v);
-    }
-    if let Some(v) = args.batch {
-        builder = builder.batch_size(v);
-    }
-    if let Some(v) = args.lr {
-        builder = builder.learning_rate(v);
-    }
-    if let Some(v) = args.threads {
-        builder = builder.threads(v);
-    }
-    let started = Instant::now();
-    let model = builder.fit(&data.users, &data.items, &data.ratings)?;
-    let seconds = started.elapsed().as_secs_f64();
-    model.save(&args.out)?;
-    println!(
-        "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
-        args.out.display(),
-        model.task(),
-        model.users().len(),
-        model.items().len()
-    );
-    if args.json {
-        let last = model.history().last();
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": args.out,
-                "task": format!("{:?}", model.task()).to_lowercase(),
-                "users": model.users().len(),
-                "items": model.items().len(),
-                "epochs": model.history().len(),
-                "train_loss": last.map(|e| e.train_loss),
-                "valid_loss": last.and_then(|e| e.valid_loss),
-                "seconds": seconds,
-            })
-        );
-    }
-    Ok(())
-}
-
-/// The tutorial on planted ratings: fit, evaluate, predict, recommend, save, load.
-fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
-    use deepfm::api::DeepFM;
-    use deepfm::data::split;
-    let (users, items, ratings) = random::planted_ratings(2_000, 1_500, 200_000, 42);
-    println!(
-        "tutorial data: {} ratings of {} users and {} items, planted (no download)",
-        ratings.len(),
-        2_000,
-        1_500
-    );
-    let (train, test) = split::random(ratings.len(), 0.2, 42);
-    let pick = |idx: &[usize]| -> (Vec<u32>, Vec<u32>, Vec<f32>) {
-        (
-            idx.iter().map(|&k| users[k]).collect(),
-            idx.iter().map(|&k| items[k]).collect(),
-            idx.iter().map(|&k| ratings[k]).collect(),
-        )
-    };
-    let (train_u, train_i, train_r) = pick(&train);
-    let (test_u, test_i, test_r) = pick(&test);
-    let started = Instant::now();
-    let mut builder = DeepFM::builder()
-        .name("DeepFM_Model")
-        .embedding_dim(32)
-        .deep_layers(&[256, 128, 64])
-        .dropout(0.3)
-        .use_bn(true)
-        .epochs(5)
-        .batch_size(256)
-        .learning_rate(0.001)
-        .verbose(true);
-    if let Some(t) = threads {
-        builder = builder.threads(t);
-    }
-    let model = builder.fit(&train_u, &train_i, &train_r)?;
-    println!(
-        "fit: {} ratings, 5 epochs in {:.1} s",
-        train_r.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let (rmse, mae) = model.evaluate(&test_u, &test_i, &test_r)?;
-    let mean = train_r.iter().sum::<f32>() / train_r.len() as f32;
-    let baseline = (test_r
-        .iter()
-        .map(|&r| ((r - mean) as f64).powi(2))
-        .sum::<f64>()
-        / test_r.len() as f64)
-        .sqrt();
-    println!("test RMSE {rmse:.4}, MAE {mae:.4} (predicting the mean rating: RMSE {baseline:.4})");
-    println!("predict(user 1, item 100) = {:.3}", model.predict(&1, &100));
-    let pairs: Vec<(u32, u32)> = test_u
-        .iter()
-        .copied()
-        .zip(test_i.iter().copied())
-        .take(5)
-        .collect();
-    println!(
-        "batch_predict of 5 test pairs: {:?}",
-        model.batch_predict(&pairs)?
-    );
-    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10));
-    let path = dir.join("deepfm_model.dfm");
-    model.save(&path)?;
-    let loaded = DeepFM::<u32, u32>::load(&path)?;
-    let same = loaded.predict(&1, &100) == model.predict(&1, &100);
-    println!(
-        "saved to and loaded from {}: loaded model's predict(1, 100) = {:.3} ({})",
-        path.display(),
-        loaded.predict(&1, &100),
-        if same { "identical" } else { "DIFFERENT" }
-    );
-    if !same {
-        bail!("the loaded model predicts differently");
-    }
     Ok(())
 }

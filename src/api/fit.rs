@@ -1,0 +1,339 @@
+//! Fitting: ids to rows, the model spec, the training data (negatives, OOV replacement, side
+//! features), the validation set, and the progress bar.
+
+use super::features::side_values;
+use super::input::Interactions;
+use super::pairs::Pairs;
+use super::*;
+use crate::train::{
+    BatchNorm, FitConfig, FitObserver, Loss, TrainConfig, Trainer, fit_checkpointed,
+};
+
+/// The task `auto` stands for, given the labels.
+fn resolve_task(task: Task, ratings: &[f32]) -> Task {
+    if task != Task::Auto {
+        return task;
+    }
+    let mut distinct: Vec<f32> = Vec::new();
+    for &r in ratings {
+        if !distinct.contains(&r) {
+            distinct.push(r);
+            if distinct.len() > 2 {
+                return Task::Rating;
+            }
+        }
+    }
+    match distinct.as_slice() {
+        [_] => Task::Implicit,
+        [a, b] if (*a == 0.0 || *a == 1.0) && (*b == 0.0 || *b == 1.0) => Task::Click,
+        _ => Task::Rating,
+    }
+}
+
+impl<U: Id, I: Id> DeepFM<U, I> {
+    pub(super) fn train(
+        settings: Settings,
+        checkpoint: Option<&Checkpointing>,
+        data: Interactions<'_, U, I>,
+    ) -> Result<Self, ApiError> {
+        let (user_ids, item_ids, ratings) = (data.users, data.items, data.ratings);
+        let n = ratings.len();
+        if user_ids.len() != n || item_ids.len() != n || n == 0 {
+            return Err(ApiError::Lengths {
+                users: user_ids.len(),
+                items: item_ids.len(),
+                ratings: n,
+            });
+        }
+        if let Some(k) = ratings.iter().position(|r| !r.is_finite()) {
+            return Err(ApiError::Invalid(format!(
+                "rating {k} is {}: ratings must be finite",
+                ratings[k]
+            )));
+        }
+        if let Some((vu, vi, vr)) = data.valid {
+            if vu.len() != vr.len() || vi.len() != vr.len() || vr.is_empty() {
+                return Err(ApiError::Lengths {
+                    users: vu.len(),
+                    items: vi.len(),
+                    ratings: vr.len(),
+                });
+            }
+            if vr.iter().any(|r| !r.is_finite()) {
+                return Err(ApiError::Invalid(
+                    "validation ratings must be finite".into(),
+                ));
+            }
+        }
+        let task = resolve_task(settings.task, ratings);
+        if settings.verbose {
+            eprintln!(
+                "{}: task {task:?}{}",
+                settings.name,
+                if settings.task == Task::Auto {
+                    " (picked by task = auto from the ratings)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let mut users = IdMap::default();
+        let mut items = IdMap::default();
+        let user_rows: Vec<u64> = user_ids.iter().map(|u| users.insert(u)).collect();
+        let item_rows: Vec<u64> = item_ids.iter().map(|i| items.insert(i)).collect();
+        let mut seen = vec![Vec::new(); users.rows() as usize];
+        for (&u, &i) in user_rows.iter().zip(&item_rows) {
+            seen[u as usize].push(i);
+        }
+        seen.iter_mut().for_each(|s| {
+            s.sort_unstable();
+            s.dedup();
+        });
+        let (lo, hi) = ratings
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+                (lo.min(r), hi.max(r))
+            });
+        let user_features = data.user_features.map(|f| FeatureTable::fit(f, &users));
+        let item_features = data.item_features.map(|f| FeatureTable::fit(f, &items));
+        let mut fields = vec![
+            Field {
+                name: "user".into(),
+                kind: FieldKind::Categorical {
+                    vocab: users.rows(),
+                },
+            },
+            Field {
+                name: "item".into(),
+                kind: FieldKind::Categorical {
+                    vocab: items.rows(),
+                },
+            },
+        ];
+        if let Some(t) = &user_features {
+            fields.extend(t.spec_fields("user"));
+        }
+        if let Some(t) = &item_features {
+            fields.extend(t.spec_fields("item"));
+        }
+        let spec = ModelSpec {
+            fields,
+            embedding_dim: settings.embedding_dim,
+            hidden: settings.deep_layers.clone(),
+            output: if task == Task::Rating {
+                Output::Linear
+            } else {
+                Output::Sigmoid
+            },
+            clamp: (task == Task::Rating && lo < hi).then_some([lo, hi]),
+        };
+        let labels: Vec<f32> = match task {
+            Task::Implicit => vec![1.0; n],
+            Task::Click => ratings.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
+            _ => ratings.to_vec(),
+        };
+        let mean = labels.iter().map(|&y| y as f64).sum::<f64>() / n as f64;
+        let config = TrainConfig {
+            loss: if task == Task::Rating {
+                Loss::Mse
+            } else {
+                Loss::Bce
+            },
+            learning_rate: settings.learning_rate,
+            l2_embedding: settings.l2,
+            dropout: settings.dropout,
+            batch_norm: settings.use_bn.then(BatchNorm::default),
+            initial_bias: if task == Task::Rating {
+                mean as f32
+            } else {
+                0.0
+            },
+            seed: settings.seed,
+            threads: settings.threads,
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(spec.clone(), config)?;
+        // A validation split only when early stopping asks for one.
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
+        rng.shuffle(&mut order);
+        // An explicit validation set replaces the held-out share.
+        let held = match settings.patience {
+            Some(_) if data.valid.is_none() => {
+                ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1)
+            }
+            _ => 0,
+        };
+        let (valid_idx, train_idx) = order.split_at(held);
+        let interactions = data;
+        let mut data = Pairs::new(&spec, settings.seed);
+        for &k in train_idx {
+            data.users.push(user_rows[k]);
+            data.items.push(item_rows[k]);
+            data.labels.push(labels[k]);
+        }
+        data.item_rows = items.rows();
+        data.oov_rate = 0.01;
+        data.user_side = side_values(user_features.as_ref(), users.rows());
+        data.item_side = side_values(item_features.as_ref(), items.rows());
+        if task == Task::Implicit {
+            data.negatives = settings.negatives;
+            // Lent to the sampler for the fit, taken back after it (no copy).
+            data.seen = std::mem::take(&mut seen);
+            if settings.negative_sampling == NegativeSampling::Popularity {
+                data.popularity();
+            }
+        }
+        let sides = Sides {
+            users: &users,
+            items: &items,
+            user_features: user_features.as_ref(),
+            item_features: item_features.as_ref(),
+        };
+        let valid = match interactions.valid {
+            Some((vu, vi, vr)) => {
+                let pairs: Vec<(&U, &I)> = vu.iter().zip(vi).collect();
+                let labels = match task {
+                    Task::Implicit => vec![1.0; vr.len()],
+                    Task::Click => vr.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
+                    _ => vr.to_vec(),
+                };
+                Some((sides.batch(&spec, &pairs)?, labels))
+            }
+            None if held > 0 => {
+                let pairs: Vec<(&U, &I)> = valid_idx
+                    .iter()
+                    .map(|&k| (&user_ids[k], &item_ids[k]))
+                    .collect();
+                let labels = valid_idx.iter().map(|&k| labels[k]).collect();
+                Some((sides.batch(&spec, &pairs)?, labels))
+            }
+            None => None,
+        };
+        let fit_config = FitConfig {
+            epochs: settings.epochs,
+            batch_size: settings.batch_size,
+            patience: settings.patience,
+            plateau: None,
+        };
+        let mut progress =
+            Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
+        let report = fit_checkpointed(
+            &mut trainer,
+            &mut data,
+            valid.as_ref().map(|(b, y)| (b, y.as_slice())),
+            &fit_config,
+            checkpoint,
+            &mut progress,
+        )?;
+        progress.finish();
+        if task == Task::Implicit {
+            seen = std::mem::take(&mut data.seen);
+        }
+        let model = open_trained(&trainer)?;
+        let scratch = ScratchPool::new(&model);
+        Ok(DeepFM {
+            settings,
+            task,
+            users,
+            items,
+            seen,
+            history: report.epochs,
+            model,
+            scratch,
+            user_features,
+            item_features,
+        })
+    }
+}
+
+/// Writes the trainer's model to a private temporary file, maps it, and unlinks the file
+/// (the map keeps it alive), so that a fitted model predicts through the inference core,
+/// exactly as the file it saves.
+fn open_trained(trainer: &Trainer) -> Result<Model, ApiError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "deepfm-fit-{}-{}.dfm",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    trainer.write(&path)?;
+    let model = Model::open(&path);
+    let _ = std::fs::remove_file(&path);
+    Ok(model?)
+}
+
+/// The `verbose` progress: a bar per epoch on stderr with the samples done, the ETA and the
+/// running loss, then a line with the epoch's losses (nothing when not verbose).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    epochs: usize,
+    per_epoch: u64,
+}
+
+impl Progress {
+    fn new(verbose: bool, epochs: usize, per_epoch: usize) -> Self {
+        let bar = verbose.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(per_epoch as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} samples, ETA {eta}, loss {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            epochs,
+            per_epoch: per_epoch as u64,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl FitObserver for Progress {
+    fn on_step(&mut self, epoch: usize, samples: usize, running_loss: f64) {
+        if let Some(bar) = &self.bar {
+            if samples as u64 <= self.per_epoch && bar.position() > samples as u64 {
+                bar.reset();
+            }
+            bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
+            bar.set_position(samples as u64);
+            bar.set_message(format!("{running_loss:.4}"));
+        }
+    }
+
+    fn on_epoch(&mut self, e: &EpochReport) {
+        if let Some(bar) = &self.bar {
+            let line = format!(
+                "epoch {}/{}: loss {:.4}{} ({} samples, {:.1} s)",
+                e.epoch,
+                self.epochs,
+                e.train_loss,
+                e.valid_loss
+                    .map(|v| format!(", validation {v:.4}"))
+                    .unwrap_or_default(),
+                e.samples,
+                e.seconds
+            );
+            // A bar is drawn only on a terminal; the epoch lines go to stderr either way.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+            bar.reset();
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The recommender commands: `train --ratings`, `predict --pairs`, `recommend`, `eval`, and
+//! the tutorial that `demo` runs.
+
+use crate::{TaskArg, TrainArgs};
+use anyhow::{Result, bail};
+use deepfm::api::{DeepFM, Task};
+use deepfm::data::ratings::read_interactions;
+use deepfm::random;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// `deepfm predict --model M --pairs FILE`: one prediction a line, in order.
+pub fn predict_pairs(model: &Path, pairs: &Path) -> Result<()> {
+    let model = DeepFM::<String, String>::load(model)?;
+    let data = read_interactions(pairs, true)?;
+    let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
+    let out = model.batch_predict(&pairs)?;
+    let mut w = BufWriter::new(std::io::stdout().lock());
+    for p in out {
+        writeln!(w, "{p}")?;
+    }
+    Ok(())
+}
+
+/// `deepfm recommend --model M --user U --top-k K [--json]`.
+pub fn recommend(model: &Path, user: &str, top_k: usize, json: bool) -> Result<()> {
+    let model = DeepFM::<String, String>::load(model)?;
+    let user = user.to_string();
+    if model.users().get(&user).is_none() {
+        eprintln!("note: user {user:?} was not in the training data (scored as an unknown user)");
+    }
+    let recs = model.recommend_with_scores(&user, top_k);
+    if json {
+        let list: Vec<_> = recs
+            .iter()
+            .map(|(i, s)| serde_json::json!({"item": i, "score": s}))
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for (i, s) in recs {
+            println!("{i}\t{s}");
+        }
+    }
+    Ok(())
+}
+
+/// `deepfm eval --model M --ratings FILE`: RMSE/MAE, HR/NDCG or AUC/logloss by the model's
+/// task.
+pub fn eval(model: &Path, ratings: &Path, negatives: usize, k: usize, seed: u64) -> Result<()> {
+    let model = DeepFM::<String, String>::load(model)?;
+    let data = read_interactions(ratings, false)?;
+    match model.task() {
+        Task::Rating => {
+            let (rmse, mae) = model.evaluate(&data.users, &data.items, &data.ratings)?;
+            println!(
+                "RMSE {rmse:.4}  MAE {mae:.4}  ({} ratings)",
+                data.ratings.len()
+            );
+        }
+        Task::Implicit => {
+            let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
+            let (hr, ndcg) = model.hit_ratio_ndcg(&pairs, negatives, k, seed)?;
+            println!(
+                "HR@{k} {hr:.4}  NDCG@{k} {ndcg:.4}  ({} held-out pairs, {negatives} negatives each)",
+                pairs.len()
+            );
+        }
+        _ => {
+            let labels: Vec<f32> = data
+                .ratings
+                .iter()
+                .map(|&r| (r > 0.5) as u8 as f32)
+                .collect();
+            let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
+            let p = model.batch_predict(&pairs)?;
+            let auc = deepfm::metrics::auc(&p, &labels)?;
+            let logloss = deepfm::metrics::logloss(&p, &labels)?;
+            println!(
+                "AUC {}  logloss {logloss:.4}  ({} samples)",
+                auc.map_or("n/a (one class)".into(), |a| format!("{a:.4}")),
+                labels.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
+pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
+    use deepfm::api::{DeepFM, Task};
+    let data = deepfm::data::ratings::read_interactions_with(path, false, args.skip_bad_lines)?;
+    if data.skipped > 0 {
+        eprintln!(
+            "skipped {} lines that did not parse; the first: {}",
+            data.skipped,
+            data.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
+    eprintln!("{}: {} interactions", path.display(), data.ratings.len());
+    let task = match args.task {
+        TaskArg::Auto => Task::Auto,
+        TaskArg::Rating => Task::Rating,
+        TaskArg::Implicit => Task::Implicit,
+        TaskArg::Click => Task::Click,
+    };
+    let mut builder = DeepFM::builder()
+        .verbose(true)
+        .task(task)
+        .seed(args.seed)
+        .patience(args.patience)
+        .valid_fraction(args.valid_fraction)
+        .l2(args.l2_embedding);
+    if let Some(v) = args.dim {
+        builder = builder.embedding_dim(v);
+    }
+    if let Some(v) = &args.hidden {
+        builder = builder.deep_layers(v);
+    }
+    if let Some(v) = args.dropout {
+        builder = builder.dropout(v);
+    }
+    if let Some(v) = args.bn {
+        builder = builder.use_bn(v);
+    }
+    if let Some(v) = args.epochs {
+        builder = builder.epochs(v);
+    }
+    if let Some(v) = args.batch {
+        builder = builder.batch_size(v);
+    }
+    if let Some(v) = args.lr {
+        builder = builder.learning_rate(v);
+    }
+    if let Some(v) = args.threads {
+        builder = builder.threads(v);
+    }
+    if let Some(path) = &args.checkpoint {
+        if args.resume && path.exists() {
+            eprintln!("resuming from {}", path.display());
+        }
+        builder = builder.checkpoint(path).resume(args.resume);
+    }
+    let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
+        let Some(path) = path else { return Ok(None) };
+        let features = deepfm::api::read_features(path, columns.as_deref())?;
+        let names: Vec<&str> = features.fields().iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "{}: {} ids, features {names:?}",
+            path.display(),
+            features.len()
+        );
+        Ok(Some(features))
+    };
+    let user_features = read(&args.users, &args.user_columns)?;
+    let item_features = read(&args.items, &args.item_columns)?;
+    let mut input = deepfm::api::Interactions::new(&data.users, &data.items, &data.ratings);
+    if let Some(f) = &user_features {
+        input = input.user_features(f);
+    }
+    if let Some(f) = &item_features {
+        input = input.item_features(f);
+    }
+    let started = Instant::now();
+    let model = builder.fit_interactions(input)?;
+    let seconds = started.elapsed().as_secs_f64();
+    model.save(&args.out)?;
+    println!(
+        "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
+        args.out.display(),
+        model.task(),
+        model.users().len(),
+        model.items().len()
+    );
+    if args.json {
+        let last = model.history().last();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": args.out,
+                "task": format!("{:?}", model.task()).to_lowercase(),
+                "users": model.users().len(),
+                "items": model.items().len(),
+                "epochs": model.history().len(),
+                "train_loss": last.map(|e| e.train_loss),
+                "valid_loss": last.and_then(|e| e.valid_loss),
+                "seconds": seconds,
+            })
+        );
+    }
+    Ok(())
+}
+
+/// The tutorial on planted ratings: fit, evaluate, predict, recommend, save, load.
+pub fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
+    use deepfm::api::DeepFM;
+    use deepfm::data::split;
+    let (users, items, ratings) = random::planted_ratings(2_000, 1_500, 200_000, 42);
+    println!(
+        "tutorial data: {} ratings of {} users and {} items, planted (no download)",
+        ratings.len(),
+        2_000,
+        1_500
+    );
+    let (train, test) = split::random(ratings.len(), 0.2, 42);
+    let pick = |idx: &[usize]| -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        (
+            idx.iter().map(|&k| users[k]).collect(),
+            idx.iter().map(|&k| items[k]).collect(),
+            idx.iter().map(|&k| ratings[k]).collect(),
+        )
+    };
+    let (train_u, train_i, train_r) = pick(&train);
+    let (test_u, test_i, test_r) = pick(&test);
+    let started = Instant::now();
+    let mut builder = DeepFM::builder()
+        .name("DeepFM_Model")
+        .embedding_dim(32)
+        .deep_layers(&[256, 128, 64])
+        .dropout(0.3)
+        .use_bn(true)
+        .epochs(5)
+        .batch_size(256)
+        .learning_rate(0.001)
+        .verbose(true);
+    if let Some(t) = threads {
+        builder = builder.threads(t);
+    }
+    let model = builder.fit(&train_u, &train_i, &train_r)?;
+    println!(
+        "fit: {} ratings, 5 epochs in {:.1} s",
+        train_r.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (rmse, mae) = model.evaluate(&test_u, &test_i, &test_r)?;
+    let mean = train_r.iter().sum::<f32>() / train_r.len() as f32;
+    let baseline = (test_r
+        .iter()
+        .map(|&r| ((r - mean) as f64).powi(2))
+        .sum::<f64>()
+        / test_r.len() as f64)
+        .sqrt();
+    println!("test RMSE {rmse:.4}, MAE {mae:.4} (predicting the mean rating: RMSE {baseline:.4})");
+    println!("predict(user 1, item 100) = {:.3}", model.predict(&1, &100));
+    let pairs: Vec<(u32, u32)> = test_u
+        .iter()
+        .copied()
+        .zip(test_i.iter().copied())
+        .take(5)
+        .collect();
+    println!(
+        "batch_predict of 5 test pairs: {:?}",
+        model.batch_predict(&pairs)?
+    );
+    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10));
+    let path = dir.join("deepfm_model.dfm");
+    model.save(&path)?;
+    let loaded = DeepFM::<u32, u32>::load(&path)?;
+    let same = loaded.predict(&1, &100) == model.predict(&1, &100);
+    println!(
+        "saved to and loaded from {}: loaded model's predict(1, 100) = {:.3} ({})",
+        path.display(),
+        loaded.predict(&1, &100),
+        if same { "identical" } else { "DIFFERENT" }
+    );
+    if !same {
+        bail!("the loaded model predicts differently");
+    }
+    Ok(())
+}
