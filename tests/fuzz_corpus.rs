@@ -11,8 +11,8 @@
 //!   returns Ok or, when the model overflows (huge numeric values), `NonFiniteScore`; every
 //!   other score is a probability, and moderate rows match the f64 reference.
 //!
-//! - `movielens`, `criteo`, `ratings`, `labelled_tsv` (the data parsers, and the recommender API
-//!   fed the parsed ids): each input goes through `deepfm_fuzz::check_<target>`, the same code as
+//! - `movielens`, `criteo`, `ratings`, `labelled_tsv`, `schema` (the data parsers, and the
+//!   recommender API fed the parsed ids): each input goes through `deepfm_fuzz::check_<target>`, the same code as
 //!   the target.
 //!
 //! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions`.
@@ -32,7 +32,7 @@ mod deepfm_fuzz;
 use deepfm_fuzz::{
     MODERATE, assert_matches_reference, assert_probabilities, assert_probabilities_where,
     base_model_bytes, check_criteo, check_labelled_tsv, check_model_bytes, check_movielens,
-    check_ratings, open_bytes,
+    check_ratings, check_schema, open_bytes,
 };
 
 fn fuzz_dir() -> PathBuf {
@@ -231,6 +231,13 @@ fn labelled_tsv_seeds() {
     let (valid, seeds) = replay_seeds("labelled_tsv", |_, data| check_labelled_tsv(data) > 0);
     eprintln!("labelled_tsv: {valid} of {seeds} seeds stream samples");
     assert!(valid > 0, "no seed streams a sample");
+}
+
+#[test]
+fn schema_seeds() {
+    let (valid, seeds) = replay_seeds("schema", |_, data| check_schema(data) > 0);
+    eprintln!("schema: {valid} of {seeds} seeds give rows");
+    assert!(valid > 0, "no seed gives a row");
 }
 
 /// Minimised inputs of past crashes (see `fuzz/README.md`).

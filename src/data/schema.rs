@@ -341,7 +341,8 @@ impl SchemaEncoder {
             };
             let mut values = Vec::new();
             let checked = (layout.split(line, at, &mut values))
-                .and_then(|()| label(layout, &values, &schema, at));
+                .and_then(|()| label(layout, &values, &schema, at))
+                .and_then(|_| numbers(layout, &values, &schema, at));
             match checked {
                 Ok(_) => {}
                 Err(_) if skip_bad_lines => {
@@ -474,6 +475,42 @@ fn label(layout: &Layout, values: &[Cow<str>], schema: &Schema, at: At) -> Resul
         })
 }
 
+/// The value of numeric field `f` from its column `c`'s text.
+fn number(f: &SchemaField, text: &str, c: usize, at: At) -> Result<f32, DataError> {
+    let trimmed = text.trim();
+    let v = if trimmed.is_empty() {
+        0.0
+    } else {
+        match trimmed.parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => {
+                let problem = "not a finite number";
+                return Err(at.err(c + 1, f.name.as_str(), problem, text.as_bytes()));
+            }
+        }
+    };
+    let v = match f.transform {
+        NumericTransform::None => v as f32,
+        NumericTransform::Log1p => super::criteo::log1p_value(v),
+    };
+    if !v.is_finite() {
+        let problem = "out of the f32 range";
+        return Err(at.err(c + 1, f.name.as_str(), problem, text.as_bytes()));
+    }
+    Ok(v)
+}
+
+/// Checks the numeric fields of a split line, as parsing will: the fit refuses (or skips) the
+/// same lines as training does.
+fn numbers(layout: &Layout, values: &[Cow<str>], schema: &Schema, at: At) -> Result<(), DataError> {
+    for (f, &c) in schema.fields.iter().zip(&layout.fields) {
+        if f.kind == SchemaKind::Numeric {
+            number(f, &values[c], c, at)?;
+        }
+    }
+    Ok(())
+}
+
 /// Turns the lines of one file into samples (see [`SchemaEncoder::parser`]).
 #[derive(Debug, Clone)]
 pub struct SchemaParser {
@@ -527,39 +564,7 @@ impl LineParser for SchemaParser {
                         .map(|t| self.encoder.id(i, t))
                         .collect(),
                 ),
-                SchemaKind::Numeric => {
-                    let trimmed = text.trim();
-                    let v = if trimmed.is_empty() {
-                        0.0
-                    } else {
-                        match trimmed.parse::<f64>() {
-                            Ok(v) if v.is_finite() => v,
-                            _ => {
-                                let e = at.err(
-                                    c + 1,
-                                    f.name.as_str(),
-                                    "not a finite number",
-                                    text.as_bytes(),
-                                );
-                                return Err(e);
-                            }
-                        }
-                    };
-                    let v = match f.transform {
-                        NumericTransform::None => v as f32,
-                        NumericTransform::Log1p => super::criteo::log1p_value(v),
-                    };
-                    if !v.is_finite() {
-                        let e = at.err(
-                            c + 1,
-                            f.name.as_str(),
-                            "out of the f32 range",
-                            text.as_bytes(),
-                        );
-                        return Err(e);
-                    }
-                    Value::Num(v)
-                }
+                SchemaKind::Numeric => Value::Num(number(f, text, c, at)?),
             });
         }
         batch.push_row(&row)?;

@@ -212,3 +212,36 @@ fn streams_a_file_through_read_all() {
     let (batch, labels) = read_all(&path, e.parser(&path, true).unwrap()).unwrap();
     assert_eq!((batch.len(), labels.len()), (4, 4));
 }
+
+/// Found by the `schema` fuzz target (`fuzz/seeds/schema/hand_bad_numeric_skip`): the fit did
+/// not check numeric fields, so `fit_reader` accepted a line that training refuses, and
+/// `fit_skipping_bad_lines` counted the tokens of a line that `Streamed::skip_bad_lines` skips.
+#[test]
+fn fitting_refuses_and_skips_the_lines_training_does() {
+    use crate::data::stream::Streamed;
+    use crate::train::TrainData;
+    let text = "click,site,price,ad,tags,unused\n\
+                1,a.com,3,x1,sport,zz\n\
+                0,b.com,abc,x2,news,zz\n\
+                1,c.com,1e400,x2,news,zz\n\
+                1,a.com,1,x1,sport,zz\n";
+    let schema = || Schema::from_json(SCHEMA).unwrap();
+    let err = SchemaEncoder::fit_reader(Cursor::new(text), "d.csv", schema()).unwrap_err();
+    assert!(
+        err.to_string().contains("line 3, column 3 (price)"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.csv");
+    std::fs::write(&path, text).unwrap();
+    let (e, skipped) = SchemaEncoder::fit_skipping_bad_lines(&path, schema()).unwrap();
+    assert_eq!(skipped, 2);
+    // The tags of the skipped lines were not counted.
+    assert_eq!(e.vocab(3).unwrap().tokens(), ["sport"]);
+    let mut source = Streamed::new(&path, e.parser(&path, true).unwrap(), 0, 0)
+        .unwrap()
+        .skip_bad_lines(true);
+    source.for_each_batch(0, 8, &mut |_, _| Ok(())).unwrap();
+    assert_eq!((source.stats().bad_lines, source.stats().samples), (2, 2));
+}
