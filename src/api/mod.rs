@@ -48,7 +48,7 @@ pub use side_files::read_features;
 use crate::batch::{Batch, Column};
 use crate::format::FormatError;
 use crate::infer::{Model, ScoreError, ScratchPool, score, score_parallel};
-use crate::spec::{Field, FieldKind, ModelSpec, Output};
+use crate::spec::FieldKind;
 use crate::train::{Checkpointing, EpochReport, TrainError};
 use features::{FeatureTable, Sides};
 use rayon::prelude::*;
