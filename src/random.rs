@@ -299,3 +299,90 @@ pub fn planted_ratings(
     }
     (us, is, rs)
 }
+
+/// The shape of [`write_sparse_model`]'s model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SparseShape {
+    /// Rows of the big categorical field (`big`).
+    pub big_vocab: u64,
+    /// Rows of the small categorical field (`small`).
+    pub small_vocab: u64,
+    /// Rows written at each end of the big field; the rows between are a hole.
+    pub edge: u64,
+    /// Embedding dimension.
+    pub dim: usize,
+}
+
+impl SparseShape {
+    /// 2^28 rows × D 64 × 4 bytes: a 64 GiB table, larger than the memory of the machines this
+    /// crate is tested on.
+    pub const HUGE: SparseShape = SparseShape {
+        big_vocab: 1 << 28,
+        small_vocab: 10,
+        edge: 4,
+        dim: 64,
+    };
+
+    /// Its spec: the big and the small field, hidden 32-16, sigmoid output.
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            fields: vec![
+                Field {
+                    name: "big".into(),
+                    kind: FieldKind::Categorical {
+                        vocab: self.big_vocab,
+                    },
+                },
+                Field {
+                    name: "small".into(),
+                    kind: FieldKind::Categorical {
+                        vocab: self.small_vocab,
+                    },
+                },
+            ],
+            embedding_dim: self.dim,
+            hidden: vec![32, 16],
+            output: Output::Sigmoid,
+            clamp: None,
+        }
+    }
+}
+
+/// Writes a model of `shape` whose table is a sparse file: only the first and last
+/// `shape.edge` rows of the big field (and all of the small one) hold random data, the rest is
+/// a hole that reads as zeros and takes no disk. For tests and load tests of tables larger
+/// than memory.
+pub fn write_sparse_model(
+    path: &Path,
+    shape: SparseShape,
+    seed: u64,
+) -> Result<PathBuf, FormatError> {
+    let mut rng = Rng::new(seed);
+    let mut w = ModelWriter::create(path, &shape.spec())?;
+    for (id, width) in [(SectionId::Embedding, shape.dim), (SectionId::Linear, 1)] {
+        let mut rows = |w: &mut ModelWriter, n: u64| {
+            let data: Vec<f32> = (0..n as usize * width)
+                .map(|_| rng.normal() * 0.1)
+                .collect();
+            w.write(id, &data)
+        };
+        rows(&mut w, shape.edge)?;
+        w.skip(id, (shape.big_vocab - 2 * shape.edge) * width as u64)?;
+        rows(&mut w, shape.edge + shape.small_vocab)?;
+    }
+    for id in [
+        SectionId::Bias,
+        SectionId::LayerWeight(0),
+        SectionId::LayerBias(0),
+        SectionId::LayerWeight(1),
+        SectionId::LayerBias(1),
+        SectionId::OutWeight,
+        SectionId::OutBias,
+    ] {
+        let data: Vec<f32> = (0..w.section_elements(id))
+            .map(|_| rng.normal() * 0.2)
+            .collect();
+        w.write(id, &data)?;
+    }
+    w.finish()
+}

@@ -4,22 +4,18 @@
 //! it grows resident memory by about one page per row touched (no read-ahead), not with the
 //! table.
 
-use deepfm::format::SectionId;
-use deepfm::random::Rng;
+use deepfm::random::{Rng, SparseShape, write_sparse_model};
 use deepfm::reference::{max_relative_error, score_reference};
-use deepfm::{
-    Batch, Column, Field, FieldKind, Model, ModelSpec, ModelWriter, Output, Scratch, score,
-};
+use deepfm::{Batch, Column, Model, Scratch, score};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-const D: usize = 64;
 /// 2^28 rows × 64 dims × 4 bytes = 64 GiB.
-const BIG_VOCAB: u64 = 1 << 28;
-const SMALL_VOCAB: u64 = 10;
+const BIG_VOCAB: u64 = SparseShape::HUGE.big_vocab;
+const SMALL_VOCAB: u64 = SparseShape::HUGE.small_vocab;
 /// Rows written at each end of the big field.
-const EDGE: u64 = 4;
+const EDGE: u64 = SparseShape::HUGE.edge;
 
 /// Resident memory of this process (`VmRSS` in `/proc/self/status`), in bytes.
 fn resident_bytes() -> u64 {
@@ -35,57 +31,10 @@ fn resident_bytes() -> u64 {
 /// The tests measure this process's resident memory: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn write_edges(w: &mut ModelWriter, id: SectionId, width: usize, rng: &mut Rng) {
-    let mut rows = |w: &mut ModelWriter, n: u64| {
-        let data: Vec<f32> = (0..n as usize * width)
-            .map(|_| rng.normal() * 0.1)
-            .collect();
-        w.write(id, &data).unwrap();
-    };
-    rows(w, EDGE);
-    w.skip(id, (BIG_VOCAB - 2 * EDGE) * width as u64).unwrap();
-    rows(w, EDGE + SMALL_VOCAB);
-}
-
 /// The 64 GiB model: a big field of [`BIG_VOCAB`] rows (only [`EDGE`] rows at each end
 /// written) and a small one, D = 64, hidden 32-16.
 fn write_huge_model(dir: &Path) -> PathBuf {
-    let spec = ModelSpec {
-        fields: vec![
-            Field {
-                name: "big".into(),
-                kind: FieldKind::Categorical { vocab: BIG_VOCAB },
-            },
-            Field {
-                name: "small".into(),
-                kind: FieldKind::Categorical { vocab: SMALL_VOCAB },
-            },
-        ],
-        embedding_dim: D,
-        hidden: vec![32, 16],
-        output: Output::Sigmoid,
-        clamp: None,
-    };
-    let path = dir.join("huge.dfm");
-    let mut rng = Rng::new(3);
-    let mut w = ModelWriter::create(&path, &spec).unwrap();
-    write_edges(&mut w, SectionId::Embedding, D, &mut rng);
-    write_edges(&mut w, SectionId::Linear, 1, &mut rng);
-    for id in [
-        SectionId::Bias,
-        SectionId::LayerWeight(0),
-        SectionId::LayerBias(0),
-        SectionId::LayerWeight(1),
-        SectionId::LayerBias(1),
-        SectionId::OutWeight,
-        SectionId::OutBias,
-    ] {
-        let data: Vec<f32> = (0..w.section_elements(id))
-            .map(|_| rng.normal() * 0.2)
-            .collect();
-        w.write(id, &data).unwrap();
-    }
-    w.finish().unwrap();
+    let path = write_sparse_model(&dir.join("huge.dfm"), SparseShape::HUGE, 3).unwrap();
     let len = std::fs::metadata(&path).unwrap().len();
     assert!(len >= 64 << 30, "file is only {len} bytes");
     path
