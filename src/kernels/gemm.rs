@@ -293,11 +293,40 @@ pub fn gemm_at_bias_act(
     gemm(isa, Operand::Columns(a, lda), m, w, relu, c, ldc, pack);
 }
 
-/// The left operand: row-major (`a[i * lda + kk]`) or transposed (`a[kk * lda + i]`).
+/// The left operand of a product with its leading dimension: row-major `[m, k]`
+/// (`a[i * lda + kk]`) or stored transposed `[k, m]` (`a[kk * lda + i]`).
 #[derive(Clone, Copy)]
-enum Operand<'a> {
+pub(crate) enum Operand<'a> {
     Rows(&'a [f32], usize),
     Columns(&'a [f32], usize),
+}
+
+impl Operand<'_> {
+    /// The operand without its first `i0` rows.
+    pub(crate) fn skip_rows(self, i0: usize) -> Self {
+        match self {
+            Operand::Rows(a, lda) => Operand::Rows(&a[i0 * lda..], lda),
+            Operand::Columns(a, lda) => Operand::Columns(&a[i0..], lda),
+        }
+    }
+
+    /// [`gemm_bias_act`] or [`gemm_at_bias_act`], by layout (with their checks).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_bias_act(
+        self,
+        isa: Isa,
+        m: usize,
+        w: &PackedMatrix,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+        pack: &mut PackBuffer,
+    ) {
+        match self {
+            Operand::Rows(a, lda) => gemm_bias_act(isa, a, lda, m, w, relu, c, ldc, pack),
+            Operand::Columns(a, lda) => gemm_at_bias_act(isa, a, lda, m, w, relu, c, ldc, pack),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -10,7 +10,7 @@ use super::params::{Dense, Params};
 use crate::batch::{Column, Columns};
 use crate::kernels::Isa;
 use crate::kernels::dot::dot;
-use crate::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
+use crate::kernels::gemm::{PackBuffer, PackedMatrix};
 use crate::kernels::prefetch::{copy_row, prefetch};
 use crate::random::Rng;
 use crate::spec::{FieldKind, ModelSpec};
@@ -29,13 +29,7 @@ pub(crate) enum Mode {
     Eval,
 }
 
-/// The left operand of a product: row-major `[m, k]` with its leading dimension, or stored
-/// transposed (`[k, m]`, element `(i, kk)` at `a[kk * lda + i]`).
-#[derive(Clone, Copy)]
-pub(crate) enum Operand<'a> {
-    Rows(&'a [f32], usize),
-    Columns(&'a [f32], usize),
-}
+pub(crate) use crate::kernels::gemm::Operand;
 
 /// `C = act(A · Wᵀ + b)` with the rows of `A` split between the pool's threads. Each element
 /// is computed by the same instructions whatever the split.
@@ -67,14 +61,8 @@ pub(crate) fn par_gemm(
         .for_each(|(i, (c, pack))| {
             let i0 = i * chunk;
             let rows = c.len() / ldc;
-            match a {
-                Operand::Rows(a, lda) => {
-                    gemm_bias_act(isa, &a[i0 * lda..], lda, rows, w, relu, c, ldc, pack)
-                }
-                Operand::Columns(a, lda) => {
-                    gemm_at_bias_act(isa, &a[i0..], lda, rows, w, relu, c, ldc, pack)
-                }
-            }
+            a.skip_rows(i0)
+                .gemm_bias_act(isa, rows, w, relu, c, ldc, pack)
         });
 }
 
