@@ -11,6 +11,7 @@
 use super::ApiError;
 use super::features::{Feature, FeatureKind, Features};
 use crate::data::DataError;
+use crate::data::error::At;
 use crate::data::movielens::{read_movies, read_users};
 use crate::spec::Pooling;
 use std::io::{BufRead, BufReader};
@@ -79,14 +80,8 @@ fn read_atomic(path: &Path) -> Result<Features<String>, ApiError> {
     })?;
     let mut lines = BufReader::new(file).lines().enumerate();
     let bad = |line: usize, column: usize, field: &str, problem: String, text: &str| {
-        ApiError::Data(DataError::Parse {
-            file: name.clone(),
-            line,
-            column,
-            field: field.to_string(),
-            problem,
-            text: text.chars().take(40).collect(),
-        })
+        let at = At { file: &name, line };
+        ApiError::Data(at.err(column, field, problem, text.as_bytes()))
     };
     let header = match lines.next() {
         Some((_, Ok(h))) => h,

@@ -15,7 +15,7 @@
 //! - [`stream`]: training from a file larger than memory, shuffled through a bounded buffer.
 
 pub mod criteo;
-mod error;
+pub(crate) mod error;
 pub mod movielens;
 pub mod prep;
 pub mod ratings;
