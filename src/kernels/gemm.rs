@@ -554,6 +554,12 @@ mod tests {
                 gemm_at_bias_act(isa, &at, ldt, m, &packed, relu, &mut got_t, ldc, &mut buffer);
                 // Same packed values in the same order: bit-identical to the row-major call.
                 prop_assert_eq!(&got_t, &got);
+                // A row's result does not depend on the rows beside it (short tiles run their
+                // own kernels): the last row alone is bit for bit the same as in the batch.
+                let last = &a[(m - 1) * lda..(m - 1) * lda + k];
+                let mut alone = vec![0.0f32; n];
+                gemm_bias_act(isa, last, k, 1, &packed, relu, &mut alone, n, &mut buffer);
+                prop_assert_eq!(&alone[..], &got[(m - 1) * ldc..(m - 1) * ldc + n]);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! GEMM micro-kernel on AVX2 + FMA: a 6 × 16 tile of `C` in 12 ymm accumulators; per `k`, two
-//! aligned loads of the weight line and six broadcasts from the packed `A` micro-panel.
+//! aligned loads of the weight line and six broadcasts from the packed `A` micro-panel (and the
+//! same kernel for 1 to 5 rows, for short tiles).
 
 use super::gemm::{NR, Tile, store_tile};
 use std::arch::x86_64::*;
@@ -7,7 +8,11 @@ use std::arch::x86_64::*;
 /// Rows per tile.
 pub(crate) const MR: usize = 6;
 
-/// Runs one tile.
+/// Runs one tile, with a kernel of as many rows as the tile has: a batch of two rows (or the
+/// ragged last tile of any batch) does not pay for six. A short tile reads the same weight
+/// lines with fewer FMAs per line, so at 1–3 rows it runs at the speed of the weight stream,
+/// not of the FMA units. Each row's sums are formed in the same order whatever the kernel, so
+/// a row's scores do not depend on the rows beside it.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA, and `t` must be built as `gemm_bias_act` builds it:
@@ -15,28 +20,48 @@ pub(crate) const MR: usize = 6;
 /// values each, `rows` ≤ 6.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn micro(t: &mut Tile<'_>) {
+    // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
+    unsafe {
+        match t.rows {
+            1 => rows::<1>(t),
+            2 => rows::<2>(t),
+            3 => rows::<3>(t),
+            4 => rows::<4>(t),
+            5 => rows::<5>(t),
+            _ => rows::<MR>(t),
+        }
+    }
+}
+
+/// The kernel for tiles of `R ≤ MR` rows: `R × 16` of `C` in `2R` ymm accumulators.
+///
+/// # Safety
+/// As [`micro`], with `t.rows ≤ R`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows<const R: usize>(t: &mut Tile<'_>) {
     let kc = t.b.len();
+    assert!(R <= MR && t.rows <= R, "tile taller than the kernel");
     assert!(t.a.len() >= kc * MR, "packed A too short");
     let a = t.a.as_ptr();
     let b = t.b.as_ptr() as *const f32;
-    let mut acc0 = [_mm256_setzero_ps(); MR];
-    let mut acc1 = [_mm256_setzero_ps(); MR];
+    let mut acc0 = [_mm256_setzero_ps(); R];
+    let mut acc1 = [_mm256_setzero_ps(); R];
     for kk in 0..kc {
         // SAFETY: `kk < kc = t.b.len()`, each line is 16 f32 and 64-byte aligned (`Line`);
-        // `kk * MR + r < kc * MR <= t.a.len()` (asserted above).
+        // `kk * MR + r < kc * MR <= t.a.len()` for `r < R <= MR` (asserted above).
         unsafe {
             let b0 = _mm256_load_ps(b.add(kk * NR));
             let b1 = _mm256_load_ps(b.add(kk * NR + 8));
-            for r in 0..MR {
+            for r in 0..R {
                 let av = _mm256_broadcast_ss(&*a.add(kk * MR + r));
                 acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
                 acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
             }
         }
     }
-    if t.cols < NR || t.rows < MR {
-        let mut out = [[0.0f32; NR]; MR];
-        for r in 0..MR {
+    if t.cols < NR || t.rows < R {
+        let mut out = [[0.0f32; NR]; R];
+        for r in 0..R {
             // SAFETY: each row of `out` holds 16 f32.
             unsafe {
                 _mm256_storeu_ps(out[r].as_mut_ptr(), acc0[r]);
@@ -47,7 +72,7 @@ pub(crate) unsafe fn micro(t: &mut Tile<'_>) {
         return;
     }
     let zero = _mm256_setzero_ps();
-    for r in 0..MR {
+    for r in 0..R {
         let row = &mut t.c[r * t.ldc..r * t.ldc + NR];
         let p = row.as_mut_ptr();
         // SAFETY: `row` is a 16-element slice (bounds-checked above); `bias` is `[f32; 16]`.
