@@ -15,6 +15,8 @@
 
 #[path = "serve/app.rs"]
 mod app;
+#[path = "serve/batcher.rs"]
+mod batcher;
 #[path = "serve/metrics.rs"]
 mod metrics;
 #[path = "serve/parse.rs"]
@@ -29,7 +31,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DispatchArg {
-    /// Always on tokio's blocking pool (`spawn_blocking`): the best p99 measured here.
+    /// Parse on the async worker, score on `--scorers` threads that merge requests queued
+    /// together into one batch: the best p99 measured here.
+    Batched,
+    /// Parse and score on tokio's blocking pool (`spawn_blocking`), one request at a time.
     Blocking,
     /// Small bodies (`--inline-max-bytes`) on the async worker, larger ones on the blocking pool.
     Auto,
@@ -54,9 +59,15 @@ struct Args {
     #[arg(long)]
     blocking_threads: Option<usize>,
     /// Where scoring runs.
-    #[arg(long, value_enum, default_value = "blocking")]
+    #[arg(long, value_enum, default_value = "batched")]
     dispatch: DispatchArg,
-    /// With `--dispatch auto`: largest body (bytes) scored on the async worker.
+    /// Scoring threads of `--dispatch batched` (default: one per core).
+    #[arg(long)]
+    scorers: Option<usize>,
+    /// Most samples `--dispatch batched` merges into one batch.
+    #[arg(long, default_value_t = 256)]
+    batch_rows: usize,
+    /// Largest body (bytes) parsed on the async worker (and scored there, with `auto`).
     #[arg(long, default_value_t = 16 << 10)]
     inline_max_bytes: usize,
     /// Most samples in one `/score` request.
@@ -71,19 +82,21 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let handle = deepfm::reload::Reloadable::<served::Served>::open(&args.model)
         .with_context(|| format!("opening {}", args.model.display()))?;
-    let dispatch = match args.dispatch {
-        DispatchArg::Auto => app::Dispatch::Auto {
-            inline_max_bytes: args.inline_max_bytes,
-        },
-        DispatchArg::Inline => app::Dispatch::Inline,
-        DispatchArg::Blocking => app::Dispatch::Blocking,
-    };
+    let defaults = app::Options::default();
     let options = app::Options {
-        dispatch,
+        dispatch: match args.dispatch {
+            DispatchArg::Batched => app::Dispatch::Batched,
+            DispatchArg::Auto => app::Dispatch::Auto,
+            DispatchArg::Inline => app::Dispatch::Inline,
+            DispatchArg::Blocking => app::Dispatch::Blocking,
+        },
+        inline_max_bytes: args.inline_max_bytes,
+        scorers: args.scorers.unwrap_or(defaults.scorers),
+        batch_rows: args.batch_rows,
         max_samples: args.max_samples,
         max_body_bytes: args.max_body_mib << 20,
     };
-    let state = app::AppState::new(handle, options);
+    let state = app::AppState::new(handle, options).context("starting the scoring threads")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));

@@ -8,6 +8,9 @@
 #[path = "../examples/serve/app.rs"]
 mod app;
 #[allow(dead_code)]
+#[path = "../examples/serve/batcher.rs"]
+mod batcher;
+#[allow(dead_code)]
 #[path = "../examples/serve/metrics.rs"]
 mod metrics;
 #[allow(dead_code)]
@@ -37,7 +40,7 @@ struct Service {
 impl Service {
     fn start(model: &Path, options: app::Options) -> Service {
         let handle = deepfm::reload::Reloadable::<served::Served>::open(model).unwrap();
-        let state = app::AppState::new(handle, options);
+        let state = app::AppState::new(handle, options).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -295,6 +298,14 @@ fn a_body_over_the_limit_gets_413() {
 
 #[test]
 fn hot_reload_under_load_fails_nothing_and_tears_nothing() {
+    // Batched (the default: requests of concurrent clients merged into one batch) and Auto
+    // (each request scored alone, inline or on the blocking pool).
+    for dispatch in [app::Dispatch::Batched, app::Dispatch::Auto] {
+        hot_reload_under_load(dispatch);
+    }
+}
+
+fn hot_reload_under_load(dispatch: app::Dispatch) {
     let dir = tempfile::tempdir().unwrap();
     let spec = mixed_small();
     let paths = [dir.path().join("a.dfm"), dir.path().join("b.dfm")];
@@ -304,17 +315,16 @@ fn hot_reload_under_load_fails_nothing_and_tears_nothing() {
         Model::open(&paths[0]).unwrap(),
         Model::open(&paths[1]).unwrap(),
     ];
-    // Batch 1 and 5 inline on the async workers, 64 on the blocking pool: both paths.
+    // Batch 1 and 5 parsed on the async workers, 64 on the blocking pool: both paths.
     let options = app::Options {
-        dispatch: app::Dispatch::Auto {
-            inline_max_bytes: 4096,
-        },
+        dispatch,
+        inline_max_bytes: 4096,
         ..app::Options::default()
     };
     let service = Service::start(&paths[0], options);
     const CLIENTS: usize = 4;
     const RELOADS: usize = 8;
-    // Each client sends its own batch (sizes 1 to 64: inline and blocking-pool dispatch) and
+    // Each client sends its own batch (sizes 1 to 64: both ways of parsing) and
     // knows what each model answers for it.
     let work: Vec<(Value, [Vec<f32>; 2])> = (0..CLIENTS)
         .map(|c| {

@@ -3,14 +3,14 @@
 //! Every request that reads the model takes [`Reloadable::current`] once and keeps that
 //! `Arc<Loaded<Served>>` until its response is built, so the `model_version` it reports is the
 //! version that computed it, and a reload never tears a response. Scoring is CPU work: by
-//! default it runs on tokio's blocking pool (`spawn_blocking`), so the async workers only move
-//! bytes. Scoring inline on the async worker costs less CPU per request (no hand-off), but on
-//! this 2-core machine its p99 at batch 1 was worse in every paired run (1.3–1.6× when the
-//! machine was quiet, 3–20× with other jobs running; README, "Load test"): a worker
-//! descheduled by the OS in the middle of a score stalls every connection queued behind it.
-//! `Dispatch::Inline` and `Dispatch::Auto` remain for machines where that does not happen.
-//! Either way each thread scores with its own [`Scratch`].
+//! default the async workers parse each body and queue it for a few scoring threads that
+//! score requests arriving together as one batch ([`Dispatch::Batched`], `batcher.rs`).
+//! The other dispatches are kept for comparison (README, "Load test"): one `spawn_blocking`
+//! per request, or scoring inline on the async worker (the least CPU per request, but a worker
+//! descheduled by the OS in the middle of a score stalls every connection queued behind it).
+//! Every thread that scores keeps its own [`Scratch`].
 
+use super::batcher::{Batcher, score_problem};
 use super::metrics::Metrics;
 use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};
 use super::served::{Recommender, Served};
@@ -23,7 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use deepfm::reload::{Loaded, Reloadable};
-use deepfm::{Model, ScoreError, Scratch, score};
+use deepfm::{Columns, Model, Scratch, score};
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
@@ -32,28 +32,15 @@ use std::time::Instant;
 /// Where scoring runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatch {
-    /// On the async worker that received the request.
+    /// Parsed on the async worker (on the blocking pool above `inline_max_bytes`), then queued
+    /// for the scoring threads, which score the requests queued together as one batch.
+    Batched,
+    /// Parsed and scored on the async worker that received the request.
     Inline,
-    /// On tokio's blocking thread pool (`spawn_blocking`).
+    /// Parsed and scored on tokio's blocking thread pool (`spawn_blocking`).
     Blocking,
-    /// Inline for bodies up to this many bytes, on the blocking pool above.
-    Auto {
-        /// Largest body scored inline.
-        inline_max_bytes: usize,
-    },
-}
-
-impl Dispatch {
-    /// The default: every request on the blocking pool (see the module documentation).
-    pub const DEFAULT: Dispatch = Dispatch::Blocking;
-
-    fn inline(self, body_len: usize) -> bool {
-        match self {
-            Dispatch::Inline => true,
-            Dispatch::Blocking => false,
-            Dispatch::Auto { inline_max_bytes } => body_len <= inline_max_bytes,
-        }
-    }
+    /// Inline for bodies up to `inline_max_bytes`, on the blocking pool above.
+    Auto,
 }
 
 /// Limits and choices of the service.
@@ -61,6 +48,13 @@ impl Dispatch {
 pub struct Options {
     /// Where scoring runs.
     pub dispatch: Dispatch,
+    /// Largest body parsed (and with `Auto`, scored) on the async worker; larger ones go to
+    /// the blocking pool, so a huge body never holds up the connections of its worker.
+    pub inline_max_bytes: usize,
+    /// Scoring threads of `Dispatch::Batched`.
+    pub scorers: usize,
+    /// Most samples `Dispatch::Batched` merges into one batch.
+    pub batch_rows: usize,
     /// Most samples in one `/score` request.
     pub max_samples: usize,
     /// Largest request body, in bytes (larger ones get 413).
@@ -70,7 +64,10 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            dispatch: Dispatch::DEFAULT,
+            dispatch: Dispatch::Batched,
+            inline_max_bytes: 16 << 10,
+            scorers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            batch_rows: 256,
             max_samples: 65_536,
             max_body_bytes: 64 << 20,
         }
@@ -86,16 +83,23 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Limits and choices.
     pub options: Options,
+    /// The scoring threads of `Dispatch::Batched`.
+    batcher: Option<Batcher>,
 }
 
 impl AppState {
-    /// A service around an opened handle.
-    pub fn new(handle: Reloadable<Served>, options: Options) -> Arc<AppState> {
-        Arc::new(AppState {
+    /// A service around an opened handle; starts the scoring threads `options` ask for.
+    pub fn new(handle: Reloadable<Served>, options: Options) -> std::io::Result<Arc<AppState>> {
+        let batcher = match options.dispatch {
+            Dispatch::Batched => Some(Batcher::start(options.scorers, options.batch_rows)?),
+            _ => None,
+        };
+        Ok(Arc::new(AppState {
             handle,
             metrics: Metrics::default(),
             options,
-        })
+            batcher,
+        }))
     }
 }
 
@@ -189,46 +193,66 @@ fn with_scratch<R>(model: &Model, f: impl FnOnce(&mut Scratch) -> R) -> R {
     })
 }
 
-/// Parses and scores a `/score` body with `served`; the response body on success.
+/// Parses and scores a `/score` body with `served` on this thread; the scores on success.
 fn score_body(
     served: &Loaded<Served>,
     body: &[u8],
     max_samples: usize,
-) -> Result<(Vec<u8>, usize), BadRequest> {
+) -> Result<Vec<f32>, BadRequest> {
     let model = served.model();
     let samples = parse_samples(body, model.spec(), max_samples)?;
-    let rows = deepfm::Columns::rows(&samples);
-    let mut scores = vec![0.0f32; rows];
+    let mut scores = vec![0.0f32; samples.rows()];
     with_scratch(model, |scratch| {
         score(model, &samples, scratch, &mut scores)
     })
-    .map_err(score_problem)?;
+    .map_err(|e| score_problem(&e))?;
+    Ok(scores)
+}
+
+/// The `/score` response body.
+fn score_reply(scores: &[f32], model_version: u64) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Reply<'a> {
         scores: &'a [f32],
         model_version: u64,
     }
     let reply = Reply {
-        scores: &scores,
-        model_version: served.version(),
+        scores,
+        model_version,
     };
-    let body = serde_json::to_vec(&reply).expect("finite scores always serialize");
-    Ok((body, rows))
+    serde_json::to_vec(&reply).expect("finite scores always serialize")
 }
 
-/// A scoring error as a 400 (the parser already checked ids and values; what is left is an
-/// overflow inside the model on extreme numeric values).
-fn score_problem(e: ScoreError) -> BadRequest {
-    match &e {
-        ScoreError::IdOutOfRange { field, row, .. }
-        | ScoreError::NonFinite { field, row, .. }
-        | ScoreError::BadOffsets { field, row } => BadRequest::at(e.to_string(), field, Some(*row)),
-        ScoreError::NonFiniteScore { row } => BadRequest {
-            error: e.to_string(),
-            field: None,
-            sample: Some(*row),
-        },
-        _ => BadRequest::new(e.to_string()),
+/// Runs `f(body)` on the async worker for small bodies, on the blocking pool for large ones.
+async fn off_reactor_if_large<R: Send + 'static>(
+    state: &AppState,
+    body: Bytes,
+    f: impl FnOnce(&[u8]) -> R + Send + 'static,
+) -> Result<R, tokio::task::JoinError> {
+    if body.len() <= state.options.inline_max_bytes {
+        Ok(f(&body))
+    } else {
+        tokio::task::spawn_blocking(move || f(&body)).await
+    }
+}
+
+/// Parses `body` and has the scoring threads score it (with whatever else is queued).
+async fn score_batched(
+    state: &AppState,
+    batcher: &Batcher,
+    served: Arc<Loaded<Served>>,
+    body: Bytes,
+) -> Result<Result<Vec<f32>, BadRequest>, String> {
+    let max_samples = state.options.max_samples;
+    let parsing = served.clone();
+    let parse = move |body: &[u8]| parse_samples(body, parsing.model().spec(), max_samples);
+    match off_reactor_if_large(state, body, parse).await {
+        Ok(Ok(samples)) => batcher
+            .submit(served, samples)
+            .await
+            .map_err(|_| "a scoring thread stopped".to_string()),
+        Ok(Err(problem)) => Ok(Err(problem)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -242,21 +266,32 @@ async fn score_handler(
     };
     // Taken once: this version computes and is reported, whatever reloads happen meanwhile.
     let served = state.handle.current();
+    let version = served.version();
     let max_samples = state.options.max_samples;
-    let result = if state.options.dispatch.inline(body.len()) {
-        score_body(&served, &body, max_samples)
-    } else {
-        match tokio::task::spawn_blocking(move || score_body(&served, &body, max_samples)).await {
-            Ok(result) => result,
-            Err(e) => return internal(&e),
+    let result = match (state.options.dispatch, &state.batcher) {
+        (Dispatch::Batched, Some(batcher)) => score_batched(&state, batcher, served, body).await,
+        (dispatch, _) => {
+            let on_this_thread = move |body: &[u8]| score_body(&served, body, max_samples);
+            match dispatch {
+                Dispatch::Inline => Ok(on_this_thread(&body)),
+                Dispatch::Auto => off_reactor_if_large(&state, body, on_this_thread)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Dispatch::Blocking | Dispatch::Batched => {
+                    tokio::task::spawn_blocking(move || on_this_thread(&body))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            }
         }
     };
     match result {
-        Ok((reply, rows)) => {
-            state.metrics.add_samples(rows);
-            json(StatusCode::OK, reply)
+        Ok(Ok(scores)) => {
+            state.metrics.add_samples(scores.len());
+            json(StatusCode::OK, score_reply(&scores, version))
         }
-        Err(problem) => bad_request(&problem),
+        Ok(Err(problem)) => bad_request(&problem),
+        Err(e) => internal(&e),
     }
 }
 
@@ -443,7 +478,11 @@ async fn health_handler(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let served = state.handle.current();
     let rows = served.model().spec().total_rows().unwrap_or(0);
-    let text = state.metrics.render(served.version(), rows);
+    let mut text = state.metrics.render(served.version(), rows);
+    if let Some(batcher) = &state.batcher {
+        let (groups, requests) = batcher.counts();
+        text.push_str(&super::metrics::render_batches(groups, requests));
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -190,3 +190,16 @@ impl Drop for InFlight<'_> {
         self.0.in_flight.fetch_sub(1, Relaxed);
     }
 }
+
+/// The micro-batcher's counters as Prometheus text: scoring passes and the requests they
+/// answered (requests / passes is the mean batch, in requests).
+pub fn render_batches(passes: u64, requests: u64) -> String {
+    format!(
+        "# HELP deepfm_scoring_passes_total Batches the scoring threads scored (requests queued together are merged).\n\
+         # TYPE deepfm_scoring_passes_total counter\n\
+         deepfm_scoring_passes_total {passes}\n\
+         # HELP deepfm_scoring_pass_requests_total Requests answered by those batches.\n\
+         # TYPE deepfm_scoring_pass_requests_total counter\n\
+         deepfm_scoring_pass_requests_total {requests}\n"
+    )
+}

@@ -94,6 +94,67 @@ impl Samples {
     }
 }
 
+impl Samples {
+    /// An empty batch for `spec`, to [`append`](Samples::append) requests to.
+    pub fn empty(spec: &ModelSpec) -> Samples {
+        Samples::new(spec, 0)
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        for col in &mut self.cols {
+            match col {
+                Col::Categorical(v) => v.clear(),
+                Col::Numeric(v) => v.clear(),
+                Col::MultiHot { ids, offsets } => {
+                    ids.clear();
+                    offsets.truncate(1);
+                }
+            }
+        }
+        self.filled.fill(0);
+        self.rows = 0;
+    }
+
+    /// Appends the rows of `other`, parsed against the same spec: the micro-batcher scores
+    /// several requests as one batch this way. Returns false (and changes nothing) when the
+    /// two were parsed against different field layouts.
+    pub fn append(&mut self, other: &Samples) -> bool {
+        let same_layout = self.cols.len() == other.cols.len()
+            && self.cols.iter().zip(&other.cols).all(|(a, b)| {
+                matches!(
+                    (a, b),
+                    (Col::Categorical(_), Col::Categorical(_))
+                        | (Col::Numeric(_), Col::Numeric(_))
+                        | (Col::MultiHot { .. }, Col::MultiHot { .. })
+                )
+            });
+        if !same_layout {
+            return false;
+        }
+        for (mine, theirs) in self.cols.iter_mut().zip(&other.cols) {
+            match (mine, theirs) {
+                (Col::Categorical(a), Col::Categorical(b)) => a.extend_from_slice(b),
+                (Col::Numeric(a), Col::Numeric(b)) => a.extend_from_slice(b),
+                (
+                    Col::MultiHot { ids, offsets },
+                    Col::MultiHot {
+                        ids: more,
+                        offsets: bounds,
+                    },
+                ) => {
+                    let base = ids.len();
+                    ids.extend_from_slice(more);
+                    offsets.extend(bounds.iter().skip(1).map(|&o| base + o));
+                }
+                _ => unreachable!("layouts checked above"),
+            }
+        }
+        self.rows += other.rows;
+        true
+    }
+}
+
 impl Columns for Samples {
     fn num_columns(&self) -> usize {
         self.cols.len()

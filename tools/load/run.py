@@ -144,13 +144,18 @@ class Server:
 
 
 def run_load(oha, server, bodies, rate, requests, connections, reload_paths, reloads,
-             sample_rss=False):
-    """One bounded oha run with `reloads` reloads spread over it; returns a result dict."""
+             sample_rss=False, endpoint="score"):
+    """One bounded oha run with `reloads` reloads spread over it; returns a result dict.
+    `endpoint` "score" posts the bodies; "health" sends GET /health (the floor of the setup:
+    HTTP, loopback and scheduling without any model work)."""
     seconds = requests / rate
     cmd = [oha, "-n", str(requests), "-q", str(rate), "-c", str(connections),
            "--latency-correction", "--no-tui", "--output-format", "json",
-           "--worker-threads", "1", "-m", "POST", "-T", "application/json",
-           "-Z", bodies, server.url + "/score"]
+           "--worker-threads", "1"]
+    if endpoint == "score":
+        cmd += ["-m", "POST", "-T", "application/json", "-Z", bodies, server.url + "/score"]
+    else:
+        cmd += [server.url + "/" + endpoint]
     reload_log, rss_log = [], []
     stop = threading.Event()
 
@@ -175,6 +180,8 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
     for t in threads:
         t.start()
     cpu_before = server.cpu_seconds()
+    metrics_before = server_metrics(server)
+    steal_before = steal_seconds()
     busy_before, oha_before, wall = busy_seconds(), children_cpu_seconds(), time.time()
     try:
         # Bounded twice: oha stops after `requests`, and is killed at 3× the planned time.
@@ -186,8 +193,10 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
             t.join()
     cpu = server.cpu_seconds() - cpu_before
     oha_cpu = children_cpu_seconds() - oha_before
+    steal = (steal_seconds() - steal_before) / (time.time() - wall)
+    metrics = {k: v - metrics_before.get(k, 0) for k, v in server_metrics(server).items()}
     # Whatever else ran on the machine meanwhile, in cores: it competes for the same 2 cores.
-    others = (busy_seconds() - busy_before - cpu - oha_cpu) / (time.time() - wall)
+    others = (busy_seconds() - busy_before - cpu - oha_cpu) / (time.time() - wall) - steal
     report = json.loads(out.stdout)
     codes = {int(k): v for k, v in report.get("statusCodeDistribution", {}).items()}
     errors = sum(report.get("errorDistribution", {}).values())
@@ -204,7 +213,43 @@ def run_load(oha, server, bodies, rate, requests, connections, reload_paths, rel
         "server_cpu_us_per_request": cpu / max(1, sum(codes.values())) * 1e6,
         "oha_cores": oha_cpu / (time.time() - wall),
         "other_cores": max(0.0, others),
+        "steal_cores": steal,
+        "server_p50_ms": server_quantile(metrics, endpoint, 0.5),
+        "server_p99_ms": server_quantile(metrics, endpoint, 0.99),
+        "requests_per_pass": (metrics.get("deepfm_scoring_pass_requests_total", 0)
+                              / metrics["deepfm_scoring_passes_total"]
+                              if metrics.get("deepfm_scoring_passes_total") else None),
     }
+
+
+def server_metrics(server):
+    """The service's counters (name with labels -> value), from GET /metrics."""
+    _, text = request(server.url + "/metrics")
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def server_quantile(metrics, endpoint, q):
+    """The upper bound (ms) of the latency-histogram bucket holding quantile `q` of the
+    requests the service timed (handler start to response ready), or None."""
+    prefix = f'deepfm_request_duration_seconds_bucket{{endpoint="{endpoint}",le="'
+    buckets = sorted((float(k[len(prefix):-2]), v) for k, v in metrics.items()
+                     if k.startswith(prefix))
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return None
+    return next(le for le, cumulative in buckets if cumulative >= q * total) * 1e3
+
+
+def steal_seconds():
+    """Time the hypervisor ran something else while this VM's vCPUs wanted to run (all
+    vCPUs), from /proc/stat: on a VM it competes with the service like another process."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_seconds():
@@ -235,13 +280,15 @@ def print_row(name, batch, rate, r):
     print(f"| {name} | {batch} | {rate:,} | {r['requests']:,} | {r['rps']:,.0f} | "
           f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['p999_ms']:.3f} | "
           f"{r['non_2xx'] + r['errors']} | {reloads_ok}/{len(r['reloads'])} | "
-          f"{r['server_cpu_us_per_request']:.0f} | {r['oha_cores']:.2f} | {r['other_cores']:.2f} |",
+          f"{r['server_cpu_us_per_request']:.0f} | {r['oha_cores']:.2f} | {r['other_cores']:.2f} | "
+          f"{r['steal_cores']:.3f} |",
           flush=True)
 
 
 HEADER = ("| model | batch | target req/s | requests | achieved req/s | p50 ms | p99 ms | "
           "p99.9 ms | non-2xx + errors | reloads ok | service CPU µs/request | oha cores | "
-          "other processes' cores |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "other processes' cores | stolen by the hypervisor, cores |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main():
