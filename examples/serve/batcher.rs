@@ -309,35 +309,24 @@ mod tests {
             "the third request must overflow for this test to mean anything: {:?}",
             alone[2]
         );
-        let mut group = Vec::new();
-        let mut answers = Vec::new();
-        for b in &bodies {
-            let (reply, answer) = oneshot::channel();
-            group.push(Job {
-                served: served.clone(),
-                samples: parse(b),
-                reply,
-            });
-            answers.push(answer);
-        }
         let mut scorer = GroupScorer::default();
         // Twice: the second time reuses the scratch and the merged buffer.
-        for round in 0..2 {
-            if round == 1 {
-                answers.clear();
-                for b in &bodies {
+        for _ in 0..2 {
+            let (mut group, answers): (Vec<Job>, Vec<_>) = bodies
+                .iter()
+                .map(|b| {
                     let (reply, answer) = oneshot::channel();
-                    group.push(Job {
+                    let job = Job {
                         served: served.clone(),
                         samples: parse(b),
                         reply,
-                    });
-                    answers.push(answer);
-                }
-            }
+                    };
+                    (job, answer)
+                })
+                .unzip();
             scorer.score(&mut group);
             assert!(group.is_empty());
-            for (i, answer) in answers.drain(..).enumerate() {
+            for (i, answer) in answers.into_iter().enumerate() {
                 let got = answer.blocking_recv().unwrap();
                 match (&alone[i], got) {
                     (Ok(want), Ok(got)) => assert_eq!(&got, want, "request {i}"),
