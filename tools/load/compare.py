@@ -56,7 +56,8 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--reloads", type=int, default=4, help="reloads during each /score run")
     ap.add_argument("--dispatches", default="batched,blocking",
-                    help="comma-separated --dispatch values of examples/serve.rs")
+                    help="comma-separated --dispatch values of examples/serve.rs, each optionally "
+                         "followed by more of its flags: 'batched --scorers 1,inline --threads 1'")
     ap.add_argument("--workdir", help="where models and bodies go (default: a temporary directory)")
     args = ap.parse_args()
 
@@ -82,8 +83,9 @@ def main():
         for round_ in range(1, args.rounds + 1):
             plan = [("GET /health (floor)", "batched", "health", 0)]
             plan += [(d, d, "score", args.reloads) for d in dispatches]
-            for name, dispatch, endpoint, reloads in plan:
-                server = run.Server(serve, a, [f"--dispatch={dispatch}"])
+            for name, config, endpoint, reloads in plan:
+                dispatch, *flags = config.split()
+                server = run.Server(serve, a, [f"--dispatch={dispatch}", *flags])
                 try:
                     # Warm-up (page in the model, grow the scratch), not measured.
                     run.run_load(oha, server, bodies, args.rate, max(args.rate // 4, 50),
