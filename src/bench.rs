@@ -18,6 +18,8 @@ pub struct BenchResult {
     pub threads: usize,
     /// Mean wall time of one call, in microseconds.
     pub micros_per_call: f64,
+    /// Idle time between calls, in milliseconds (0: back to back).
+    pub gap_ms: f64,
     /// Calls timed.
     pub calls: u64,
     /// Instruction set of the kernels.
@@ -41,6 +43,20 @@ pub fn run(
     threads: usize,
     seconds: f64,
     seed: u64,
+) -> Result<BenchResult, ScoreError> {
+    run_paced(model, batch, threads, seconds, seed, Duration::ZERO)
+}
+
+/// As [`run`], sleeping `gap` between calls, as a service at a low request rate does: the
+/// weights and the table's rows leave the caches (and the core may slow down) while it waits.
+/// Only the calls are timed.
+pub fn run_paced(
+    model: &Arc<Model>,
+    batch: usize,
+    threads: usize,
+    seconds: f64,
+    seed: u64,
+    gap: Duration,
 ) -> Result<BenchResult, ScoreError> {
     let batch = batch.max(1);
     let threads = threads.max(1);
@@ -78,19 +94,26 @@ pub fn run(
     }
     let start = Instant::now();
     let mut calls = 0u64;
+    let mut busy = Duration::ZERO;
     for b in batches.iter().cycle() {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
+        let t = Instant::now();
         call(b, &mut out)?;
+        busy += t.elapsed();
         calls += 1;
         if start.elapsed().as_secs_f64() >= seconds {
             break;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = busy.as_secs_f64();
     Ok(BenchResult {
         samples_per_sec: (calls as f64 * batch as f64) / elapsed,
         batch,
         threads,
         micros_per_call: elapsed * 1e6 / calls as f64,
+        gap_ms: gap.as_secs_f64() * 1e3,
         calls,
         isa: model.isa().name(),
         mode,

@@ -103,25 +103,7 @@ enum Command {
         threads: Option<usize>,
     },
     /// Measure scoring throughput on random samples.
-    Bench {
-        /// A model file; without it, a random model of `--shape` is built in a temp directory.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "criteo-like")]
-        shape: Shape,
-        #[arg(long, default_value_t = 4096)]
-        batch: usize,
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Kernels to use: avx2 or portable (default: the best this CPU has).
-        #[arg(long)]
-        isa: Option<String>,
-        /// End with a JSON line of the results.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
     /// Train a model from a labelled file (streamed, shuffled through a buffer) and write the
     /// model file.
     Train(Box<TrainArgs>),
@@ -372,15 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             input,
             threads,
         } => score_tsv(&model, &input, threads),
-        Command::Bench {
-            model,
-            shape,
-            batch,
-            threads,
-            seconds,
-            isa,
-            json,
-        } => bench(model, shape, batch, threads, seconds, isa, json),
+        Command::Bench(args) => bench(args),
         Command::Train(args) => train(*args),
         Command::Predict {
             model,
@@ -628,17 +602,48 @@ fn score_tsv(model_path: &Path, input: &Path, threads: Option<usize>) -> Result<
     Ok(())
 }
 
-fn bench(
+/// `deepfm bench`: what to score, how, for how long.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// A model file; without it, a random model of `--shape` is built in a temp directory.
+    #[arg(long)]
     model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "criteo-like")]
     shape: Shape,
+    #[arg(long, default_value_t = 4096)]
     batch: usize,
+    #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Idle milliseconds between calls, as a service at a low request rate sees them
+    /// (the caches and the core cool down); only the calls are timed.
+    #[arg(long, default_value_t = 0.0)]
+    gap_ms: f64,
+    /// Kernels to use: avx2 or portable (default: the best this CPU has).
+    #[arg(long)]
     isa: Option<String>,
+    /// End with a JSON line of the results.
+    #[arg(long)]
     json: bool,
-) -> Result<()> {
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        model,
+        shape,
+        batch,
+        threads,
+        seconds,
+        gap_ms,
+        isa,
+        json,
+    } = args;
     if !(seconds.is_finite() && seconds > 0.0) {
         bail!("--seconds must be a positive number, got {seconds}");
+    }
+    if !(gap_ms.is_finite() && (0.0..=60_000.0).contains(&gap_ms)) {
+        bail!("--gap-ms must be between 0 and 60000, got {gap_ms}");
     }
     let dir = temp_dir()?;
     let path = match model {
@@ -659,14 +664,20 @@ fn bench(
         &path,
         &OpenOptions { isa, verify: false },
     )?);
-    let r = deepfm::bench::run(&model, batch, threads, seconds, 12345)?;
+    let gap = std::time::Duration::from_secs_f64(gap_ms / 1e3);
+    let r = deepfm::bench::run_paced(&model, batch, threads, seconds, 12345, gap)?;
     println!(
-        "{}: batch {} threads {} ({}) isa {}: {:.0} samples/s, {:.2} µs per call ({} calls)",
+        "{}: batch {} threads {} ({}) isa {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
         path.display(),
         r.batch,
         r.threads,
         r.mode,
         r.isa,
+        if gap_ms > 0.0 {
+            format!(", {gap_ms} ms idle between calls")
+        } else {
+            String::new()
+        },
         r.samples_per_sec,
         r.micros_per_call,
         r.calls
