@@ -92,6 +92,20 @@ pub struct TrainConfig {
     /// L2 penalty `λ/2 · ‖W‖²` on the layer weights and the output unit (not on biases or batch
     /// norm), added to the gradient like PyTorch's `weight_decay`.
     pub l2_dense: f32,
+    /// Decoupled weight decay `λ` (AdamW, Loshchilov & Hutter) of the embedding rows and
+    /// first-order weights: before each update, every row the embedding optimizer updates at
+    /// that step is multiplied by `1 − lr · λ` (`lr` the embedding learning rate in effect).
+    /// That is every row with [`EmbeddingOptimizer::Adam`] (as `torch.optim.AdamW`), the rows
+    /// in the batch with the sparse optimizers. Unlike `l2_embedding` it bypasses the
+    /// optimizer's per-coordinate scaling, so rare and frequent rows shrink at the same rate.
+    /// 0 (the default) is off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub weight_decay_embedding: f32,
+    /// Decoupled weight decay `λ` (AdamW) of the layer weights and the output unit (not
+    /// biases or batch norm, like `l2_dense`): multiplied by `1 − lr · λ` before each update.
+    /// 0 (the default) is off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub weight_decay_dense: f32,
     /// Dropout probability after each hidden layer (inverted dropout, training only).
     pub dropout: f32,
     /// Batch norm after each hidden layer, or none.
@@ -111,6 +125,12 @@ pub struct TrainConfig {
     pub threads: usize,
 }
 
+/// Serde: an unset weight decay is left out, so that configurations (and the checkpoints that
+/// record them) written before it existed stay the same.
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -122,6 +142,8 @@ impl Default for TrainConfig {
             embedding_optimizer: EmbeddingOptimizer::LazyAdam,
             l2_embedding: 0.0,
             l2_dense: 0.0,
+            weight_decay_embedding: 0.0,
+            weight_decay_dense: 0.0,
             dropout: 0.0,
             batch_norm: None,
             clip_norm: None,
@@ -163,6 +185,23 @@ impl TrainConfig {
         ] {
             if !(l2.is_finite() && l2 >= 0.0) {
                 return bad(name, l2.to_string());
+            }
+        }
+        for (name, wd, lr) in [
+            (
+                "weight_decay_embedding",
+                self.weight_decay_embedding,
+                self.embedding_lr(),
+            ),
+            (
+                "weight_decay_dense",
+                self.weight_decay_dense,
+                self.learning_rate,
+            ),
+        ] {
+            // `1 − lr · λ` must stay a shrinking factor.
+            if !(wd.is_finite() && wd >= 0.0 && lr * wd < 1.0) {
+                return bad(name, format!("{wd} (with learning rate {lr})"));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {

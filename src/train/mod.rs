@@ -259,10 +259,11 @@ impl Trainer {
         }
         self.update_running_stats(m);
         self.regularize_and_clip();
+        let lr = self.config.embedding_lr() * self.lr_scale;
+        self.decay_weights(self.learning_rate(), lr);
         self.step += 1;
         let step = AdamStep::new(self.learning_rate(), &self.config, self.step);
         self.adam.step(&mut self.params.dense, &self.grads, step);
-        let lr = self.config.embedding_lr() * self.lr_scale;
         let embedding_step = AdamStep::new(lr, &self.config, self.step);
         self.embedding_state.step(
             &mut self.params,
@@ -343,6 +344,29 @@ impl Trainer {
                     rg.linear.iter_mut().for_each(|g| *g *= s);
                 }
             }
+        }
+    }
+
+    /// Decoupled weight decay (AdamW): the weights `weight_decay_dense` covers are multiplied
+    /// by `1 − lr · λ`, the embedding rows the coming update touches by
+    /// `1 − embedding_lr · λ`, before the optimizers' updates (which do not depend on the
+    /// parameters themselves, so the order only matters to rounding).
+    fn decay_weights(&mut self, lr: f32, embedding_lr: f32) {
+        let wd = self.config.weight_decay_dense;
+        if wd > 0.0 {
+            let keep = 1.0 - lr * wd;
+            let hidden = self.spec.hidden.len();
+            for (i, p) in self.params.dense.0.iter_mut().enumerate() {
+                if Dense::is_weight(i, hidden) {
+                    p.iter_mut().for_each(|p| *p *= keep);
+                }
+            }
+        }
+        let wd = self.config.weight_decay_embedding;
+        if wd > 0.0 {
+            let keep = 1.0 - embedding_lr * wd;
+            self.embedding_state
+                .decay(&mut self.params, &self.row_grads, &self.offsets, keep);
         }
     }
 
@@ -455,5 +479,152 @@ impl Trainer {
             let t = &self.params.dense.0;
             packed.repack(&t[Dense::layer(l)], &t[Dense::layer(l) + 1], n, k);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, Column};
+
+    /// One step from the same start with and without decoupled weight decay: the gradients
+    /// and optimizer moments are the same, so the runs differ by exactly `−lr · λ · p₀` on
+    /// what is decayed (rows the step updates, layer and output weights) and not at all
+    /// elsewhere (biases; with lazy Adam, rows outside the batch).
+    fn one_step(optimizer: EmbeddingOptimizer) -> (Params, Params, Params) {
+        let spec = ModelSpec::from_json(
+            r#"{"fields":[{"name":"user","kind":"categorical","vocab":6},
+                         {"name":"item","kind":"categorical","vocab":5}],
+                "embedding_dim":4,"hidden":[8],"output":"linear"}"#,
+        )
+        .unwrap();
+        let base = TrainConfig {
+            loss: Loss::Mse,
+            learning_rate: 0.01,
+            embedding_learning_rate: Some(0.05),
+            embedding_optimizer: optimizer,
+            embedding_init: EmbeddingInit::Normal { std: 0.5 },
+            initial_bias: 3.0,
+            seed: 11,
+            threads: 1,
+            ..TrainConfig::default()
+        };
+        let decayed = TrainConfig {
+            weight_decay_embedding: 2.0,
+            weight_decay_dense: 3.0,
+            ..base.clone()
+        };
+        let (users, items) = ([0u64, 2, 2], [1u64, 3, 4]);
+        let columns = [Column::Categorical(&users), Column::Categorical(&items)];
+        let batch = Batch::new(&columns);
+        let labels = [4.0, 1.0, 5.0];
+        let mut plain = Trainer::new(spec.clone(), base).unwrap();
+        let mut decay = Trainer::new(spec, decayed).unwrap();
+        let start = plain.params().clone();
+        assert_eq!(&start, decay.params());
+        plain.step(&batch, &labels).unwrap();
+        decay.step(&batch, &labels).unwrap();
+        (start, plain.params().clone(), decay.params().clone())
+    }
+
+    fn assert_decayed(start: &[f32], plain: &[f32], decay: &[f32], shrink: f32, what: &str) {
+        for (i, ((&p0, &a), &b)) in start.iter().zip(plain).zip(decay).enumerate() {
+            let want = a - shrink * p0;
+            assert!(
+                (b - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{what}[{i}]: {b} vs {want} (start {p0}, no decay {a})"
+            );
+        }
+    }
+
+    #[test]
+    fn weight_decay_is_decoupled_and_follows_the_formula() {
+        let (start, plain, decay) = one_step(EmbeddingOptimizer::LazyAdam);
+        let d = 4;
+        // Rows in the batch: users 0, 2 (rows 0, 2), items 1, 3, 4 (rows 6 + id).
+        let touched = [0usize, 2, 7, 9, 10];
+        for r in 0..11 {
+            let span = r * d..(r + 1) * d;
+            let (p0, a, b) = (
+                &start.embedding[span.clone()],
+                &plain.embedding[span.clone()],
+                &decay.embedding[span],
+            );
+            if touched.contains(&r) {
+                assert_ne!(a, p0, "row {r} is trained");
+                assert_decayed(p0, a, b, 0.05 * 2.0, &format!("row {r}"));
+                let lin = r..r + 1;
+                assert_decayed(
+                    &start.linear[lin.clone()],
+                    &plain.linear[lin.clone()],
+                    &decay.linear[lin],
+                    0.05 * 2.0,
+                    &format!("linear {r}"),
+                );
+            } else {
+                assert_eq!((a, b), (p0, p0), "row {r} is not in the batch");
+                assert_eq!(decay.linear[r], start.linear[r]);
+            }
+        }
+        let hidden = 1;
+        for (i, ((p0, a), b)) in start
+            .dense
+            .0
+            .iter()
+            .zip(&plain.dense.0)
+            .zip(&decay.dense.0)
+            .enumerate()
+        {
+            if Dense::is_weight(i, hidden) {
+                assert!(p0.iter().any(|&v| v != 0.0));
+                assert_decayed(p0, a, b, 0.01 * 3.0, &format!("dense[{i}]"));
+            } else {
+                assert_eq!(a, b, "dense[{i}] (a bias) is not decayed");
+            }
+        }
+    }
+
+    /// With dense Adam every row is updated at every step, so every row decays: a row outside
+    /// the batch (zero gradient, zero moments at the first step) is exactly `p₀ · (1 − lr·λ)`.
+    #[test]
+    fn weight_decay_with_dense_adam_shrinks_every_row() {
+        let (start, plain, decay) = one_step(EmbeddingOptimizer::Adam);
+        let keep = 1.0 - 0.05f32 * 2.0;
+        let d = 4;
+        let untouched = 1;
+        let span = untouched * d..(untouched + 1) * d;
+        assert_eq!(plain.embedding[span.clone()], start.embedding[span.clone()]);
+        let want: Vec<f32> = start.embedding[span.clone()]
+            .iter()
+            .map(|&p| p * keep)
+            .collect();
+        assert_eq!(decay.embedding[span], want[..]);
+        assert_decayed(
+            &start.embedding,
+            &plain.embedding,
+            &decay.embedding,
+            0.05 * 2.0,
+            "embedding",
+        );
+    }
+
+    #[test]
+    fn weight_decay_out_of_range_is_refused() {
+        for (emb, dense) in [(-1.0, 0.0), (0.0, f32::NAN), (1e3, 0.0), (0.0, 1e3)] {
+            let config = TrainConfig {
+                weight_decay_embedding: emb,
+                weight_decay_dense: dense,
+                ..TrainConfig::default()
+            };
+            assert!(
+                matches!(config.validate(), Err(TrainError::Config(_))),
+                "{emb} {dense}"
+            );
+        }
+        let off = serde_json::to_string(&TrainConfig::default()).unwrap();
+        assert!(
+            !off.contains("weight_decay"),
+            "unset decay is not serialized"
+        );
     }
 }

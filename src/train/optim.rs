@@ -154,6 +154,35 @@ impl EmbeddingState {
         }
     }
 
+    /// Decoupled weight decay: multiplies by `keep` (`1 − lr · λ`) the embedding rows and
+    /// first-order weights this optimizer updates at the step whose row gradients are `grads`:
+    /// the whole table for dense Adam, the rows in the batch otherwise (each once).
+    pub(crate) fn decay(
+        &self,
+        params: &mut Params,
+        grads: &[RowGrads],
+        offsets: &[u64],
+        keep: f32,
+    ) {
+        let d = self.dim;
+        let scale = |v: &mut [f32]| v.iter_mut().for_each(|v| *v *= keep);
+        match self.kind {
+            EmbeddingOptimizer::Adam => {
+                params.embedding.par_chunks_mut(CHUNK).for_each(scale);
+                params.linear.par_chunks_mut(CHUNK).for_each(scale);
+            }
+            EmbeddingOptimizer::LazyAdam | EmbeddingOptimizer::Adagrad => {
+                for (g, &base) in grads.iter().zip(offsets) {
+                    for &row in &g.rows {
+                        let r = base as usize + row as usize;
+                        scale(&mut params.embedding[r * d..(r + 1) * d]);
+                        params.linear[r] *= keep;
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies the batch's row gradients (one [`RowGrads`] per field, rows of field `f`
     /// starting at `offsets[f]`). Fields own disjoint rows and are updated in parallel.
     pub(crate) fn step(
