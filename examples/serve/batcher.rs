@@ -154,7 +154,16 @@ fn run(shared: &Shared) {
         shared
             .grouped_requests
             .fetch_add(group.len() as u64, Relaxed);
-        scorer.score(&mut group);
+        // Scoring does not panic on any input; should a bug make it, the thread survives:
+        // the group's requests get a 500 (their reply channels close) and the scorer starts
+        // afresh, so the queue never waits on a dead thread.
+        let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scorer.score(&mut group);
+        }));
+        if scored.is_err() {
+            group.clear();
+            scorer = GroupScorer::default();
+        }
     }
 }
 
