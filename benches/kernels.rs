@@ -1,13 +1,14 @@
 //! Each kernel alone: the packed GEMM with fused bias + ReLU (against `matrixmultiply`, which
 //! packs per call and allocates) at the Criteo-like and MovieLens-like layer shapes, the
 //! one-row GEMV (bytes of weights read per second), the FM pairwise term, and the machine's
-//! FMA peak (twelve independent FMA chains), the bound the GEMM figures are read against.
+//! FMA peak (twelve independent FMA chains), the bound the GEMM figures are read against; and
+//! the trainer's backward products at the Criteo-like first layer (`gemm_train`).
 //! Run with `cargo bench --bench kernels`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use deepfm::Isa;
 use deepfm::kernels::fm::fm_pairwise;
-use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_bias_act};
+use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
 use deepfm::kernels::gemv::{NonZeros, gemv_bias_act};
 use deepfm::random::Rng;
 use std::hint::black_box;
@@ -92,6 +93,68 @@ fn fm(c: &mut Criterion) {
     group.finish();
 }
 
+/// The trainer's two backward products at the Criteo-like first layer (624 inputs, 400
+/// units) for one thread's half of a batch of 4096: `dX = dZ · W` (`W` packed transposed) and
+/// `dW = dZᵀ · X` (`dZ` read by columns, `X` packed transposed). The forward product is
+/// `gemm/…/4096x624x400` above.
+fn gemm_train(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_train");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    let (rows, inputs, units) = (2048usize, 624usize, 400usize);
+    let mut rng = Rng::new(2);
+    let mut normal = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal()).collect() };
+    let (x, w, dz) = (
+        normal(rows * inputs),
+        normal(units * inputs),
+        normal(rows * units),
+    );
+    let zeros = vec![0.0f32; inputs.max(units)];
+    // `W` (units × inputs) as the `k = units`, `n = inputs` operand of `dX`.
+    let mut w_t = PackedMatrix::pack(&w, &zeros[..units], units, inputs);
+    w_t.repack_transposed(&w, inputs, units);
+    // `X` (rows × inputs) as the `k = rows`, `n = inputs` operand of `dW`.
+    let mut x_t = PackedMatrix::pack(&w, &zeros[..units], units, inputs);
+    x_t.repack_transposed(&x, inputs, rows);
+    let mut out = vec![0.0f32; rows * inputs];
+    let mut buffer = PackBuffer::new();
+    group.throughput(Throughput::Elements((2 * rows * inputs * units) as u64));
+    for isa in Isa::available() {
+        group.bench_function(BenchmarkId::new(isa.name(), "dX 2048x400x624"), |b| {
+            b.iter(|| {
+                gemm_bias_act(
+                    isa,
+                    black_box(&dz),
+                    units,
+                    rows,
+                    &w_t,
+                    false,
+                    &mut out,
+                    inputs,
+                    &mut buffer,
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new(isa.name(), "dW 400x2048x624"), |b| {
+            b.iter(|| {
+                gemm_at_bias_act(
+                    isa,
+                    black_box(&dz),
+                    units,
+                    units,
+                    &x_t,
+                    false,
+                    &mut out,
+                    inputs,
+                    &mut buffer,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 fn gemv(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemv");
     group
@@ -162,5 +225,5 @@ fn fma_peak(c: &mut Criterion) {
     let _ = c;
 }
 
-criterion_group!(benches, gemm, gemv, fm, fma_peak);
+criterion_group!(benches, gemm, gemm_train, gemv, fm, fma_peak);
 criterion_main!(benches);
