@@ -273,3 +273,68 @@ fn implicit_feedback_leave_one_out() {
     assert!(hr > 0.5 && ndcg > 0.25, "HR@10 {hr}, NDCG@10 {ndcg}");
     assert!(model.hit_ratio_ndcg(&[], 50, 10, 3).is_err());
 }
+
+/// The builder's decoupled weight decay reaches the trainer: it changes the model, is kept
+/// with it through save/load (and left out of the metadata when off), and an out-of-range
+/// decay is an error.
+#[test]
+fn weight_decay_changes_the_model_and_is_kept() {
+    let (users, items, ratings) = planted(2_000, 5);
+    let quick = || {
+        DeepFM::builder()
+            .embedding_dim(4)
+            .deep_layers(&[8])
+            .epochs(2)
+            .threads(1)
+            .seed(3)
+    };
+    let plain = quick().fit(&users, &items, &ratings).unwrap();
+    let decayed = quick()
+        .weight_decay_embedding(20.0)
+        .weight_decay_dense(50.0)
+        .fit(&users, &items, &ratings)
+        .unwrap();
+    assert_eq!(decayed.settings().weight_decay_embedding, 20.0);
+    assert_eq!(decayed.settings().weight_decay_dense, 50.0);
+    let pairs: Vec<(String, u32)> = users
+        .iter()
+        .cloned()
+        .zip(items.iter().copied())
+        .take(200)
+        .collect();
+    let p = plain.batch_predict(&pairs).unwrap();
+    let q = decayed.batch_predict(&pairs).unwrap();
+    assert!(
+        p.iter().zip(&q).any(|(a, b)| (a - b).abs() > 1e-4),
+        "weight decay made no difference"
+    );
+    // The same settings without decay give the same model again: the difference is the decay.
+    let again = quick().fit(&users, &items, &ratings).unwrap();
+    assert_eq!(again.batch_predict(&pairs).unwrap(), p);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));
+    decayed.save(&a).unwrap();
+    let loaded = DeepFM::<String, u32>::load(&a).unwrap();
+    assert_eq!(loaded.settings(), decayed.settings());
+    assert_eq!(loaded.batch_predict(&pairs).unwrap(), q);
+    plain.save(&b).unwrap();
+    let meta = deepfm::format::ModelFile::open(&b)
+        .unwrap()
+        .metadata()
+        .unwrap()
+        .unwrap()
+        .to_string();
+    assert!(!meta.contains("weight_decay"), "unset decay is not saved");
+
+    // lr · λ must stay below 1 (the default lr is 1e-3).
+    for bad in [
+        quick().weight_decay_embedding(-1.0),
+        quick().weight_decay_dense(f32::NAN),
+        quick().weight_decay_dense(1e3),
+        quick().learning_rate(0.1).weight_decay_embedding(10.0),
+    ] {
+        let err = bad.fit(&users, &items, &ratings).unwrap_err();
+        assert!(err.to_string().contains("weight_decay"), "{err}");
+    }
+}

@@ -500,3 +500,90 @@ fn train_checkpoint_and_resume() {
     );
     assert!(!out.status.success());
 }
+
+/// `train --weight-decay-embedding/--weight-decay-dense` on every training path (`--data` TSV
+/// and Criteo, `--schema`, `--ratings`): accepted, changing the model, and refused with the
+/// setting named when `lr · λ` reaches 1 or λ is negative.
+#[test]
+fn train_weight_decay_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        s(&path)
+    };
+    let spec = write(
+        "spec.json",
+        r#"{"fields":[{"name":"ad","kind":"categorical","vocab":4},{"name":"x","kind":"numeric"}],
+            "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#,
+    );
+    let tsv: String = (0..300)
+        .map(|i| format!("{}\t{}\t{}\n", (i % 3 == 0) as u8, i % 4, i % 7))
+        .collect();
+    let tsv = write("train.tsv", &tsv);
+    let criteo: String = (0..300)
+        .map(|i| {
+            let ints: Vec<String> = (0..13).map(|j| ((i + j) % 5).to_string()).collect();
+            let cats: Vec<String> = (0..26).map(|j| format!("{:08x}", (i * j) % 3)).collect();
+            format!(
+                "{}\t{}\t{}\n",
+                (i % 3 == 0) as u8,
+                ints.join("\t"),
+                cats.join("\t")
+            )
+        })
+        .collect();
+    let criteo = write("train.criteo", &criteo);
+    let schema = write(
+        "schema.json",
+        r#"{"label":"y","fields":[{"name":"ad","kind":"categorical"}]}"#,
+    );
+    let csv: String = std::iter::once("y,ad\n".to_string())
+        .chain((0..300).map(|i| format!("{},a{}\n", (i % 3 == 0) as u8, i % 4)))
+        .collect();
+    let csv = write("train.csv", &csv);
+    let ratings: String = (0..300)
+        .map(|i| format!("u{},i{},{}\n", i % 10, i % 13, 1 + i % 5))
+        .collect();
+    let ratings = write("ratings.csv", &ratings);
+    let model = s(&dir.path().join("m.dfm"));
+    let quick = ["--epochs", "2", "--threads", "1", "--out", &model];
+    let small = ["--embedding-dim", "4", "--deep-layers", "8"];
+    let paths: [Vec<&str>; 4] = [
+        vec!["--data", &tsv, "--spec", &spec],
+        [&["--data", &criteo, "--format", "criteo"][..], &small].concat(),
+        vec!["--data", &csv, "--schema", &schema],
+        [&["--ratings", &ratings][..], &small].concat(),
+    ];
+    for path in &paths {
+        let train = |decay: &[&str]| {
+            let args = [&["train"][..], path, &quick, decay].concat();
+            deepfm(&args, None)
+        };
+        let out = train(&[]);
+        assert!(out.status.success(), "{path:?}: {}", text(&out.stderr));
+        let plain = std::fs::read(&model).unwrap();
+        let out = train(&[
+            "--weight-decay-embedding",
+            "50",
+            "--weight-decay-dense",
+            "100",
+        ]);
+        assert!(out.status.success(), "{path:?}: {}", text(&out.stderr));
+        let decayed = std::fs::read(&model).unwrap();
+        assert_ne!(plain, decayed, "{path:?}: weight decay changed nothing");
+        for (flag, value, name) in [
+            ("--weight-decay-dense", "2000", "weight_decay_dense"),
+            ("--weight-decay-embedding", "-1", "weight_decay_embedding"),
+        ] {
+            let out = train(&[&format!("{flag}={value}")]);
+            assert!(!out.status.success(), "{path:?} {flag} {value} accepted");
+            assert!(
+                text(&out.stderr).contains(name),
+                "{path:?}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+}

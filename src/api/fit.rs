@@ -146,6 +146,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             },
             learning_rate: settings.learning_rate,
             l2_embedding: settings.l2,
+            weight_decay_embedding: settings.weight_decay_embedding,
+            weight_decay_dense: settings.weight_decay_dense,
             dropout: settings.dropout,
             batch_norm: settings.use_bn.then(BatchNorm::default),
             initial_bias: if task == Task::Rating {

@@ -147,6 +147,14 @@ pub struct Settings {
     pub task: Task,
     /// L2 penalty on the embeddings of each batch (0).
     pub l2: f32,
+    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights (0: off; see
+    /// [`TrainConfig::weight_decay_embedding`](crate::train::TrainConfig::weight_decay_embedding)).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_decay_embedding: f32,
+    /// Decoupled (AdamW) weight decay of the layer weights and output unit (0: off; see
+    /// [`TrainConfig::weight_decay_dense`](crate::train::TrainConfig::weight_decay_dense)).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_decay_dense: f32,
     /// Early stopping: epochs without a better validation loss (none).
     pub patience: Option<usize>,
     /// Share of the data held out for validation when `patience` is set (0.1).
@@ -155,6 +163,12 @@ pub struct Settings {
     pub negatives: usize,
     /// Implicit feedback: how negatives are drawn (uniform).
     pub negative_sampling: NegativeSampling,
+}
+
+/// Serde: an unset weight decay is left out of the metadata, so that model files stay as they
+/// were before it existed (and those load).
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 impl Default for Settings {
@@ -173,6 +187,8 @@ impl Default for Settings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             task: Task::Auto,
             l2: 0.0,
+            weight_decay_embedding: 0.0,
+            weight_decay_dense: 0.0,
             patience: None,
             valid_fraction: 0.1,
             negatives: 4,
@@ -222,6 +238,15 @@ impl DeepFMBuilder {
         task: Task,
         /// L2 penalty on the embeddings of each batch.
         l2: f32,
+        /// Decoupled (AdamW) weight decay `λ` of the embeddings and first-order weights: before
+        /// each update, the rows the update touches are multiplied by `1 − lr · λ`, whatever
+        /// their gradients (unlike [`DeepFMBuilder::l2`], rare and frequent ids shrink at the
+        /// same rate). 0 (the default) is off; `lr · λ` must stay below 1, or `fit` fails.
+        weight_decay_embedding: f32,
+        /// Decoupled (AdamW) weight decay `λ` of the hidden layers' weights and the output
+        /// unit (not biases or batch norm): multiplied by `1 − lr · λ` before each update.
+        /// 0 (the default) is off; `lr · λ` must stay below 1, or `fit` fails.
+        weight_decay_dense: f32,
         /// Early stopping patience (holds out `valid_fraction` of the data).
         patience: Option<usize>,
         /// Share held out for validation when `patience` is set.

@@ -246,6 +246,14 @@ struct TrainArgs {
     l2_embedding: f32,
     #[arg(long, default_value_t = 0.0)]
     l2_dense: f32,
+    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights: the rows
+    /// each step updates are multiplied by 1 − lr·λ (0: off; lr·λ must stay below 1).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay_embedding: f32,
+    /// Decoupled (AdamW) weight decay of the layer weights and output unit (not biases or
+    /// batch norm): multiplied by 1 − lr·λ each step (0: off; lr·λ must stay below 1).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay_dense: f32,
     /// Stop after this many epochs without a better validation loss (restores the best).
     #[arg(long)]
     patience: Option<usize>,
@@ -749,6 +757,8 @@ fn train_with<P: deepfm::data::stream::LineParser>(
         dropout: args.dropout.unwrap_or(0.0),
         l2_embedding: args.l2_embedding,
         l2_dense: args.l2_dense,
+        weight_decay_embedding: args.weight_decay_embedding,
+        weight_decay_dense: args.weight_decay_dense,
         seed: args.seed,
         threads: args
             .threads

@@ -110,7 +110,9 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         .seed(args.seed)
         .patience(args.patience)
         .valid_fraction(args.valid_fraction)
-        .l2(args.l2_embedding);
+        .l2(args.l2_embedding)
+        .weight_decay_embedding(args.weight_decay_embedding)
+        .weight_decay_dense(args.weight_decay_dense);
     if let Some(v) = args.dim {
         builder = builder.embedding_dim(v);
     }
