@@ -311,6 +311,14 @@ fn weight_decay_changes_the_model_and_is_kept() {
     // The same settings without decay give the same model again: the difference is the decay.
     let again = quick().fit(&users, &items, &ratings).unwrap();
     assert_eq!(again.batch_predict(&pairs).unwrap(), p);
+    // The dense L2 penalty reaches the trainer too.
+    let penalised = quick().l2_dense(5.0).fit(&users, &items, &ratings).unwrap();
+    assert_eq!(penalised.settings().l2_dense, 5.0);
+    let r = penalised.batch_predict(&pairs).unwrap();
+    assert!(
+        p.iter().zip(&r).any(|(a, b)| (a - b).abs() > 1e-4),
+        "l2_dense made no difference"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));
@@ -326,6 +334,7 @@ fn weight_decay_changes_the_model_and_is_kept() {
         .unwrap()
         .to_string();
     assert!(!meta.contains("weight_decay"), "unset decay is not saved");
+    assert!(!meta.contains("l2_dense"), "an unset dense L2 is not saved");
 
     // lr · λ must stay below 1 (the default lr is 1e-3).
     for bad in [

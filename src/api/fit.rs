@@ -146,6 +146,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             },
             learning_rate: settings.learning_rate,
             l2_embedding: settings.l2,
+            l2_dense: settings.l2_dense,
             weight_decay_embedding: settings.weight_decay_embedding,
             weight_decay_dense: settings.weight_decay_dense,
             dropout: settings.dropout,

@@ -147,6 +147,10 @@ pub struct Settings {
     pub task: Task,
     /// L2 penalty on the embeddings of each batch (0).
     pub l2: f32,
+    /// L2 penalty on the layer weights and the output unit (0; see
+    /// [`TrainConfig::l2_dense`](crate::train::TrainConfig::l2_dense)).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub l2_dense: f32,
     /// Decoupled (AdamW) weight decay of the embeddings and first-order weights (0: off; see
     /// [`TrainConfig::weight_decay_embedding`](crate::train::TrainConfig::weight_decay_embedding)).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -187,6 +191,7 @@ impl Default for Settings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             task: Task::Auto,
             l2: 0.0,
+            l2_dense: 0.0,
             weight_decay_embedding: 0.0,
             weight_decay_dense: 0.0,
             patience: None,
@@ -238,6 +243,9 @@ impl DeepFMBuilder {
         task: Task,
         /// L2 penalty on the embeddings of each batch.
         l2: f32,
+        /// L2 penalty `λ/2 · ‖W‖²` on the hidden layers' weights and the output unit (not
+        /// biases or batch norm), added to their gradients like PyTorch's `weight_decay`.
+        l2_dense: f32,
         /// Decoupled (AdamW) weight decay `λ` of the embeddings and first-order weights: before
         /// each update, the rows the update touches are multiplied by `1 − lr · λ`, whatever
         /// their gradients (unlike [`DeepFMBuilder::l2`], rare and frequent ids shrink at the

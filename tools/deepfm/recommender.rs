@@ -111,6 +111,7 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         .patience(args.patience)
         .valid_fraction(args.valid_fraction)
         .l2(args.l2_embedding)
+        .l2_dense(args.l2_dense)
         .weight_decay_embedding(args.weight_decay_embedding)
         .weight_decay_dense(args.weight_decay_dense);
     if let Some(v) = args.dim {
