@@ -587,3 +587,68 @@ fn train_weight_decay_flags() {
         }
     }
 }
+
+/// `train --ratings` uses a validation file when given one, and refuses the flags of the
+/// `--data` paths it cannot honour instead of ignoring them.
+#[test]
+fn train_ratings_takes_a_validation_file_and_refuses_data_only_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let write = |name: &str, rows: std::ops::Range<usize>| {
+        let path = dir.path().join(name);
+        let text: String = rows
+            .map(|i| format!("u{},i{},{}\n", i % 10, i % 13, 1 + i % 5))
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        s(&path)
+    };
+    let (train, valid) = (write("train.csv", 0..300), write("valid.csv", 300..360));
+    let model = s(&dir.path().join("m.dfm"));
+    let base = [
+        "train",
+        "--ratings",
+        &train,
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        &model,
+        "--embedding-dim",
+        "4",
+        "--deep-layers",
+        "8",
+        "--json",
+    ];
+    let out = deepfm(&[&base[..], &["--valid", &valid]].concat(), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("60 validation interactions"),
+        "{}",
+        text(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(summary["valid_loss"].is_number(), "{summary}");
+    // Without it, no validation loss (no --patience, so nothing is held out).
+    let out = deepfm(&base, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(summary["valid_loss"].is_null(), "{summary}");
+    for extra in [
+        &["--optim", "adagrad"][..],
+        &["--spec", &train][..],
+        &["--schema", &train][..],
+    ] {
+        let out = deepfm(&[&base[..], extra].concat(), None);
+        assert!(!out.status.success(), "{extra:?} accepted");
+        assert!(
+            text(&out.stderr).contains("--ratings") && text(&out.stderr).contains(extra[0]),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = deepfm(&[&base[..], &["--optim", "lazy-adam"]].concat(), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -234,8 +234,9 @@ struct TrainArgs {
     /// Adam learning rate [0.001].
     #[arg(long, alias = "learning-rate")]
     lr: Option<f32>,
-    #[arg(long, value_enum, default_value = "lazy-adam")]
-    optim: Optim,
+    /// Embedding optimizer [lazy-adam; with --ratings only lazy-adam].
+    #[arg(long, value_enum)]
+    optim: Option<Optim>,
     /// Batch norm after each hidden layer [ratings: true; data: false].
     #[arg(long, alias = "use-bn", num_args = 0..=1, default_missing_value = "true")]
     bn: Option<bool>,
@@ -263,7 +264,8 @@ struct TrainArgs {
     /// Ratings: what to learn (auto: rating when the ratings take more than two values).
     #[arg(long, value_enum, default_value = "auto")]
     task: TaskArg,
-    /// Samples held by the shuffle buffer (memory is bounded by it, not by the file).
+    /// Samples held by the shuffle buffer (memory is bounded by it, not by the file; --data
+    /// only: --ratings files are read into memory).
     #[arg(long, default_value_t = 100_000)]
     buffer: usize,
     /// Embedding dimension [ratings: 32; criteo: 16].
@@ -752,7 +754,7 @@ fn train_with<P: deepfm::data::stream::LineParser>(
     let config = TrainConfig {
         loss,
         learning_rate: args.lr.unwrap_or(1e-3),
-        embedding_optimizer: args.optim.get(),
+        embedding_optimizer: args.optim.unwrap_or(Optim::LazyAdam).get(),
         batch_norm: args.bn.unwrap_or(false).then(BatchNorm::default),
         dropout: args.dropout.unwrap_or(0.0),
         l2_embedding: args.l2_embedding,

@@ -89,6 +89,20 @@ pub fn eval(model: &Path, ratings: &Path, negatives: usize, k: usize, seed: u64)
 /// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
 pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     use deepfm::api::{DeepFM, Task};
+    // A flag of the --data paths that the recommender cannot honour is refused, never ignored
+    // (clap already refuses --data and --spec beside --ratings).
+    if args.schema.is_some() {
+        bail!("--schema does not apply to --ratings (it describes a --data file)");
+    }
+    if args
+        .optim
+        .is_some_and(|o| !matches!(o, crate::Optim::LazyAdam))
+    {
+        bail!(
+            "--optim does not apply to --ratings (the recommender trains its embeddings with \
+             lazy Adam)"
+        );
+    }
     let data = deepfm::data::ratings::read_interactions_with(path, false, args.skip_bad_lines)?;
     if data.skipped > 0 {
         eprintln!(
@@ -157,7 +171,23 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     };
     let user_features = read(&args.users, &args.user_columns)?;
     let item_features = read(&args.items, &args.item_columns)?;
+    let valid = match &args.valid {
+        Some(valid) => {
+            let v =
+                deepfm::data::ratings::read_interactions_with(valid, false, args.skip_bad_lines)?;
+            eprintln!(
+                "{}: {} validation interactions",
+                valid.display(),
+                v.ratings.len()
+            );
+            Some(v)
+        }
+        None => None,
+    };
     let mut input = deepfm::api::Interactions::new(&data.users, &data.items, &data.ratings);
+    if let Some(v) = &valid {
+        input = input.validation(&v.users, &v.items, &v.ratings);
+    }
     if let Some(f) = &user_features {
         input = input.user_features(f);
     }
