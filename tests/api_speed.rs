@@ -4,7 +4,7 @@
 //! The issue asked for 20×. That ratio is bounded by the hardware, not by overhead: at the
 //! tutorial's shape (D = 32, 256-128-64) one pair is about 0.11 MFLOP of MLP, which the batched
 //! path computes near the FMA peak (1.5–2 µs per pair here), while `predict` alone is a
-//! weight-bound matrix–vector product plus an id lookup (about 8 µs; the test prints both, and
+//! weight-bound matrix–vector product plus an id lookup (7–8 µs; the test prints both, and
 //! `cargo bench --bench recommend` measures them too). 20× would need `predict` to be slower
 //! than it is. The bound below is what a per-pair loop inside `batch_predict` (about 1×) would
 //! fail, with room for this machine's noise. Alone in its test binary, so no other test shares
