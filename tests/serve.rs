@@ -315,10 +315,13 @@ fn hot_reload_under_load(dispatch: app::Dispatch) {
         Model::open(&paths[0]).unwrap(),
         Model::open(&paths[1]).unwrap(),
     ];
-    // Batch 1 and 5 parsed on the async workers, 64 on the blocking pool: both paths.
+    // Batch 1 and 5 parsed on the async workers, 64 on the blocking pool: both paths. With
+    // the batched dispatch, 64 rows is also over `batch_rows`: scored alone on the blocking
+    // pool while the small requests are merged on the scoring threads.
     let options = app::Options {
         dispatch,
         inline_max_bytes: 4096,
+        batch_rows: 32,
         ..app::Options::default()
     };
     let service = Service::start(&paths[0], options);

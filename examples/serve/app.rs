@@ -12,7 +12,7 @@
 
 use super::batcher::{Batcher, score_problem};
 use super::metrics::Metrics;
-use super::parse::{BadRequest, RawId, RecommendRequest, parse_recommend, parse_samples};
+use super::parse::{BadRequest, RawId, RecommendRequest, Samples, parse_recommend, parse_samples};
 use super::served::{Recommender, Served};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,7 +33,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatch {
     /// Parsed on the async worker (on the blocking pool above `inline_max_bytes`), then queued
-    /// for the scoring threads, which score the requests queued together as one batch.
+    /// for the scoring threads, which score the requests queued together as one batch. A
+    /// request of more than `batch_rows` samples is scored alone on the blocking pool.
     Batched,
     /// Parsed and scored on the async worker that received the request.
     Inline,
@@ -199,13 +200,16 @@ fn score_body(
     body: &[u8],
     max_samples: usize,
 ) -> Result<Vec<f32>, BadRequest> {
+    let samples = parse_samples(body, served.model().spec(), max_samples)?;
+    score_here(served, &samples)
+}
+
+/// Scores parsed samples with `served` on this thread, with its scratch.
+fn score_here(served: &Loaded<Served>, samples: &Samples) -> Result<Vec<f32>, BadRequest> {
     let model = served.model();
-    let samples = parse_samples(body, model.spec(), max_samples)?;
     let mut scores = vec![0.0f32; samples.rows()];
-    with_scratch(model, |scratch| {
-        score(model, &samples, scratch, &mut scores)
-    })
-    .map_err(|e| score_problem(&e))?;
+    with_scratch(model, |scratch| score(model, samples, scratch, &mut scores))
+        .map_err(|e| score_problem(&e))?;
     Ok(scores)
 }
 
@@ -247,6 +251,13 @@ async fn score_batched(
     let parsing = served.clone();
     let parse = move |body: &[u8]| parse_samples(body, parsing.model().spec(), max_samples);
     match off_reactor_if_large(state, body, parse).await {
+        // A request larger than a merged batch is scored alone on the blocking pool: a huge
+        // batch never holds up the scoring threads that the small requests wait for.
+        Ok(Ok(samples)) if samples.rows() > state.options.batch_rows => {
+            tokio::task::spawn_blocking(move || score_here(&served, &samples))
+                .await
+                .map_err(|e| e.to_string())
+        }
         Ok(Ok(samples)) => batcher
             .submit(served, samples)
             .await
