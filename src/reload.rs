@@ -1,7 +1,7 @@
 //! Hot reload: a handle that serves one model to many threads and swaps in a new one while they
 //! keep scoring.
 //!
-//! [`Reloadable`] holds the current value (a [`Model`](crate::Model), a recommender
+//! [`Reloadable`] holds the current value (a [`Model`], a recommender
 //! [`DeepFM`](crate::api::DeepFM), or anything that implements [`Load`]) behind an atomic
 //! pointer. A request takes [`Reloadable::current`] once and keeps the returned
 //! [`Arc<Loaded<T>>`](Loaded) until it has answered: everything it computes comes from that one
