@@ -212,18 +212,16 @@ impl GroupScorer {
             let merged = self
                 .merged
                 .get_or_insert_with(|| Samples::empty(model.spec()));
-            merged.clear();
-            let fits = group.iter().all(|job| merged.append(&job.samples));
-            if fits {
-                Some(&*merged)
-            } else {
-                // Parsed against a different layout than the last model's: start afresh.
-                let fresh = self.merged.insert(Samples::empty(model.spec()));
-                group
-                    .iter()
-                    .all(|job| fresh.append(&job.samples))
-                    .then_some(&*fresh)
+            // A reload may have changed the fields: the buffer follows the group's layout.
+            if !merged.same_layout(&first.samples) {
+                *merged = Samples::empty(model.spec());
             }
+            merged.clear();
+            // Every job of the group was parsed against the same spec, so this always holds.
+            group
+                .iter()
+                .all(|job| merged.append(&job.samples))
+                .then_some(&*merged)
         };
         let together = merged.and_then(|batch| {
             self.scores.clear();

@@ -100,6 +100,20 @@ impl Samples {
         Samples::new(spec, 0)
     }
 
+    /// True when both have the same field kinds in the same order (were parsed against the
+    /// same spec layout).
+    pub fn same_layout(&self, other: &Samples) -> bool {
+        self.cols.len() == other.cols.len()
+            && self.cols.iter().zip(&other.cols).all(|(a, b)| {
+                matches!(
+                    (a, b),
+                    (Col::Categorical(_), Col::Categorical(_))
+                        | (Col::Numeric(_), Col::Numeric(_))
+                        | (Col::MultiHot { .. }, Col::MultiHot { .. })
+                )
+            })
+    }
+
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
         for col in &mut self.cols {
@@ -120,16 +134,7 @@ impl Samples {
     /// several requests as one batch this way. Returns false (and changes nothing) when the
     /// two were parsed against different field layouts.
     pub fn append(&mut self, other: &Samples) -> bool {
-        let same_layout = self.cols.len() == other.cols.len()
-            && self.cols.iter().zip(&other.cols).all(|(a, b)| {
-                matches!(
-                    (a, b),
-                    (Col::Categorical(_), Col::Categorical(_))
-                        | (Col::Numeric(_), Col::Numeric(_))
-                        | (Col::MultiHot { .. }, Col::MultiHot { .. })
-                )
-            });
-        if !same_layout {
+        if !self.same_layout(other) {
             return false;
         }
         for (mine, theirs) in self.cols.iter_mut().zip(&other.cols) {
