@@ -32,8 +32,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DispatchArg {
     /// Parse on the async worker, score on `--scorers` threads that merge requests queued
-    /// together into one batch: the most requests/s under saturation measured here, and a
-    /// p99 at 5,000 req/s within the run-to-run noise of the others (README, "Load test").
+    /// together into one batch: the most requests/s under saturation measured here (at a
+    /// fixed 5,000 req/s, `inline` had the lower p99 in the README's run; "Load test").
     Batched,
     /// Parse and score on tokio's blocking pool (`spawn_blocking`), one request at a time.
     Blocking,
