@@ -31,6 +31,7 @@ mod data;
 mod error;
 mod fit;
 mod forward;
+mod huge;
 mod logistic;
 mod optim;
 mod params;

@@ -4,6 +4,7 @@
 //! zero initial accumulator), so learning rates carry over.
 
 use super::config::{EmbeddingOptimizer, TrainConfig};
+use super::huge::zeroed;
 use super::params::{Dense, Params};
 use super::sparse::{RowGrads, split_fields};
 use crate::kernels::prefetch::prefetch;
@@ -141,13 +142,13 @@ impl EmbeddingState {
     pub(crate) fn new(kind: EmbeddingOptimizer, rows: usize, dim: usize) -> Self {
         let adam = kind != EmbeddingOptimizer::Adagrad;
         let dense = kind == EmbeddingOptimizer::Adam;
-        let sized = |on: bool, n: usize| if on { vec![0.0; n] } else { Vec::new() };
+        let sized = |on: bool, n: usize| if on { zeroed(n) } else { Vec::new() };
         EmbeddingState {
             kind,
             dim,
-            a: vec![0.0; rows * dim],
+            a: zeroed(rows * dim),
             b: sized(adam, rows * dim),
-            a_linear: vec![0.0; rows],
+            a_linear: zeroed(rows),
             b_linear: sized(adam, rows),
             dense_grad: sized(dense, rows * dim),
             dense_grad_linear: sized(dense, rows),

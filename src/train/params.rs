@@ -75,12 +75,15 @@ impl Params {
     pub fn init(spec: &ModelSpec, config: &TrainConfig, rows: usize) -> Params {
         let mut rng = Rng::new(config.seed);
         let d = spec.embedding_dim;
-        let embedding = match config.embedding_init {
-            EmbeddingInit::Normal { std } => (0..rows * d).map(|_| rng.normal() * std).collect(),
-            EmbeddingInit::Uniform { limit } => (0..rows * d)
-                .map(|_| (rng.uniform() * 2.0 - 1.0) * limit)
-                .collect(),
-        };
+        let mut embedding = super::huge::zeroed(rows * d);
+        match config.embedding_init {
+            EmbeddingInit::Normal { std } => {
+                embedding.iter_mut().for_each(|e| *e = rng.normal() * std)
+            }
+            EmbeddingInit::Uniform { limit } => embedding
+                .iter_mut()
+                .for_each(|e| *e = (rng.uniform() * 2.0 - 1.0) * limit),
+        }
         let bn = config.batch_norm.is_some();
         let mut dense = Dense::zeros(spec, bn);
         dense.0[Dense::BIAS][0] = config.initial_bias;
@@ -108,7 +111,7 @@ impl Params {
         };
         Params {
             embedding,
-            linear: vec![0.0; rows],
+            linear: super::huge::zeroed(rows),
             dense,
             running_mean: stats(0.0),
             running_var: stats(1.0),
