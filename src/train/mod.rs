@@ -31,11 +31,11 @@ mod data;
 mod error;
 mod fit;
 mod forward;
-mod huge;
 mod logistic;
 mod optim;
 mod params;
 mod sparse;
+mod table;
 mod workspace;
 
 #[cfg(test)]
@@ -51,6 +51,7 @@ pub use fit::{
 };
 pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};
+pub use table::Table;
 
 use crate::batch::Columns;
 use crate::infer::score::{finish, validate_columns};

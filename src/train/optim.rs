@@ -4,9 +4,9 @@
 //! zero initial accumulator), so learning rates carry over.
 
 use super::config::{EmbeddingOptimizer, TrainConfig};
-use super::huge::zeroed;
 use super::params::{Dense, Params};
 use super::sparse::{RowGrads, split_fields};
+use super::table::Table;
 use crate::kernels::prefetch::prefetch;
 use rayon::prelude::*;
 
@@ -108,14 +108,14 @@ pub(crate) struct EmbeddingState {
     kind: EmbeddingOptimizer,
     dim: usize,
     /// Adam m / Adagrad accumulator of the table.
-    a: Vec<f32>,
+    a: Table,
     /// Adam v of the table (empty for Adagrad).
-    b: Vec<f32>,
-    a_linear: Vec<f32>,
-    b_linear: Vec<f32>,
+    b: Table,
+    a_linear: Table,
+    b_linear: Table,
     /// Dense Adam only: the batch's gradients scattered to full size (zero elsewhere).
-    dense_grad: Vec<f32>,
-    dense_grad_linear: Vec<f32>,
+    dense_grad: Table,
+    dense_grad_linear: Table,
 }
 
 impl EmbeddingState {
@@ -142,13 +142,19 @@ impl EmbeddingState {
     pub(crate) fn new(kind: EmbeddingOptimizer, rows: usize, dim: usize) -> Self {
         let adam = kind != EmbeddingOptimizer::Adagrad;
         let dense = kind == EmbeddingOptimizer::Adam;
-        let sized = |on: bool, n: usize| if on { zeroed(n) } else { Vec::new() };
+        let sized = |on: bool, n: usize| {
+            if on {
+                Table::zeroed(n)
+            } else {
+                Table::default()
+            }
+        };
         EmbeddingState {
             kind,
             dim,
-            a: zeroed(rows * dim),
+            a: Table::zeroed(rows * dim),
             b: sized(adam, rows * dim),
-            a_linear: zeroed(rows),
+            a_linear: Table::zeroed(rows),
             b_linear: sized(adam, rows),
             dense_grad: sized(dense, rows * dim),
             dense_grad_linear: sized(dense, rows),

@@ -2,6 +2,7 @@
 //! batch norm folded into the layer weights.
 
 use super::config::{EmbeddingInit, TrainConfig};
+use super::table::Table;
 use crate::format::{FormatError, ModelWriter, SectionId};
 use crate::random::Rng;
 use crate::spec::ModelSpec;
@@ -59,9 +60,9 @@ impl Dense {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// The stacked embedding rows `[R, D]`.
-    pub embedding: Vec<f32>,
+    pub embedding: Table,
     /// First-order weights `[R]`.
-    pub linear: Vec<f32>,
+    pub linear: Table,
     /// Layers, output unit, global bias.
     pub dense: Dense,
     /// Running mean per hidden layer (empty without batch norm).
@@ -75,7 +76,7 @@ impl Params {
     pub fn init(spec: &ModelSpec, config: &TrainConfig, rows: usize) -> Params {
         let mut rng = Rng::new(config.seed);
         let d = spec.embedding_dim;
-        let mut embedding = super::huge::zeroed(rows * d);
+        let mut embedding = Table::zeroed(rows * d);
         match config.embedding_init {
             EmbeddingInit::Normal { std } => {
                 embedding.iter_mut().for_each(|e| *e = rng.normal() * std)
@@ -111,7 +112,7 @@ impl Params {
         };
         Params {
             embedding,
-            linear: super::huge::zeroed(rows),
+            linear: Table::zeroed(rows),
             dense,
             running_mean: stats(0.0),
             running_var: stats(1.0),
