@@ -56,6 +56,34 @@ impl DerefMut for Table {
     }
 }
 
+impl Table {
+    /// The values.
+    pub fn as_slice(&self) -> &[f32] {
+        self
+    }
+
+    /// The values, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        self
+    }
+}
+
+impl<'a> IntoIterator for &'a Table {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Table {
+    type Item = &'a mut f32;
+    type IntoIter = std::slice::IterMut<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
 impl Clone for Table {
     /// A copy with the same layout (aligned, huge pages), which a derived clone would lose.
     fn clone(&self) -> Table {
