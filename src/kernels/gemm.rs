@@ -26,7 +26,7 @@ pub const MC: usize = 48;
 pub struct Line(pub [f32; NR]);
 
 /// Weights `[n, k]` packed into 16-column panels, with the bias padded to a multiple of 16.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
@@ -72,21 +72,21 @@ impl PackedMatrix {
         assert_eq!(bias.len(), n, "bias is not n long");
         self.resize(n, k);
         let fill = |(j, panel): (usize, &mut [Line])| {
-            let col0 = j * NR;
-            let cols = NR.min(n - col0);
-            if cols < NR {
-                panel.iter_mut().for_each(|line| line.0 = [0.0; NR]);
-            }
-            // Row by row: contiguous reads; the writes stay inside the panel (k lines).
-            for c in 0..cols {
-                let row = &weight[(col0 + c) * k..(col0 + c + 1) * k];
-                for (line, &w) in panel.iter_mut().zip(row) {
-                    line.0[c] = w;
-                }
-            }
+            let rows = &weight[j * NR * k..((j + 1) * NR).min(n) * k];
+            fill_panel(panel, rows, k);
         };
         self.for_each_panel(fill);
         self.set_bias(bias);
+    }
+
+    /// Sizes this matrix for `n × k` weights and returns its panels (`k` lines each, panel `j`
+    /// for output columns `16j..16j + 16`) for the caller to fill with [`fill_panel`], then
+    /// [`PackedMatrix::set_bias`]. The trainer packs each panel right after its optimizer
+    /// updates the panel's 16 weight rows, while they are in cache, instead of reading the
+    /// whole matrix again afterwards as [`PackedMatrix::repack`] would.
+    pub fn panels_for(&mut self, n: usize, k: usize) -> &mut [Line] {
+        self.resize(n, k);
+        &mut self.panels
     }
 
     /// Packs the transpose of row-major `source[k][n]` (so that the packed weights, `[n, k]`,
@@ -144,7 +144,12 @@ impl PackedMatrix {
         self.bias.resize(panels_n, Line::default());
     }
 
-    fn set_bias(&mut self, bias: &[f32]) {
+    /// Sets the bias (zero-padded to whole panels).
+    ///
+    /// # Panics
+    /// If `bias` is longer than the matrix's output width.
+    pub fn set_bias(&mut self, bias: &[f32]) {
+        assert!(bias.len() <= self.n, "bias longer than the output width");
         for (j, line) in self.bias.iter_mut().enumerate() {
             for (c, v) in line.0.iter_mut().enumerate() {
                 *v = bias.get(j * NR + c).copied().unwrap_or(0.0);
@@ -173,6 +178,28 @@ impl PackedMatrix {
 
     pub(crate) fn bias_line(&self, j: usize) -> &[f32; NR] {
         &self.bias[j].0
+    }
+}
+
+/// Packs `rows` (up to 16 weight rows of `k` values, row-major) into one panel of `k` lines,
+/// zero past the last row.
+///
+/// # Panics
+/// If `rows` holds more than 16 rows or `panel` fewer than `k` lines.
+pub fn fill_panel(panel: &mut [Line], rows: &[f32], k: usize) {
+    if k == 0 {
+        return;
+    }
+    let cols = rows.len() / k;
+    assert!(cols <= NR && panel.len() >= k, "rows do not fit the panel");
+    if cols < NR {
+        panel.iter_mut().for_each(|line| line.0 = [0.0; NR]);
+    }
+    // Row by row: contiguous reads; the writes stay inside the panel (k lines).
+    for (c, row) in rows.chunks_exact(k).enumerate() {
+        for (line, &w) in panel.iter_mut().zip(row) {
+            line.0[c] = w;
+        }
     }
 }
 

@@ -265,7 +265,15 @@ impl Trainer {
         self.decay_weights(self.learning_rate(), lr);
         self.step += 1;
         let step = AdamStep::new(self.learning_rate(), &self.config, self.step);
-        self.adam.step(&mut self.params.dense, &self.grads, step);
+        // The forward GEMM's packed weights are refreshed as the layers are updated.
+        let shapes = self.spec.layer_shapes();
+        self.adam.step_and_pack(
+            &mut self.params.dense,
+            &self.grads,
+            step,
+            &mut self.packed,
+            &shapes,
+        );
         let embedding_step = AdamStep::new(lr, &self.config, self.step);
         self.embedding_state.step(
             &mut self.params,
@@ -274,7 +282,6 @@ impl Trainer {
             lr,
             embedding_step,
         );
-        self.repack();
         Ok(loss)
     }
 
@@ -488,6 +495,39 @@ impl Trainer {
 mod tests {
     use super::*;
     use crate::{Batch, Column};
+
+    /// The forward GEMM's packed weights, refreshed panel by panel as Adam updates them, are
+    /// exactly a fresh packing of the updated weights after every step (ragged panels, batch
+    /// norm, both thread counts).
+    #[test]
+    fn packed_weights_follow_the_updates() {
+        let spec = ModelSpec::from_json(
+            r#"{"fields":[{"name":"a","kind":"categorical","vocab":9},
+                         {"name":"b","kind":"numeric"},
+                         {"name":"c","kind":"categorical","vocab":4}],
+                "embedding_dim":5,"hidden":[20,7,33],"output":"sigmoid"}"#,
+        )
+        .unwrap();
+        for threads in [1, 2] {
+            let config = TrainConfig {
+                threads,
+                batch_norm: Some(Default::default()),
+                ..TrainConfig::default()
+            };
+            let mut trainer = Trainer::new(spec.clone(), config).unwrap();
+            let batch = crate::random::random_batch(&spec, 40, 3);
+            let labels: Vec<f32> = (0..40).map(|i| (i % 3 == 0) as u8 as f32).collect();
+            for _ in 0..3 {
+                trainer.step(&batch, &labels).unwrap();
+                let t = &trainer.params.dense.0;
+                for (l, (k, n)) in spec.layer_shapes()[..3].iter().copied().enumerate() {
+                    let fresh =
+                        PackedMatrix::pack(&t[Dense::layer(l)], &t[Dense::layer(l) + 1], n, k);
+                    assert_eq!(trainer.packed[l], fresh, "layer {l}, {threads} threads");
+                }
+            }
+        }
+    }
 
     /// One step from the same start with and without decoupled weight decay: the gradients
     /// and optimizer moments are the same, so the runs differ by exactly `−lr · λ · p₀` on

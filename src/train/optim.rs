@@ -7,6 +7,7 @@ use super::config::{EmbeddingOptimizer, TrainConfig};
 use super::params::{Dense, Params};
 use super::sparse::{RowGrads, split_fields};
 use super::table::Table;
+use crate::kernels::gemm::{NR, PackedMatrix, fill_panel};
 use crate::kernels::prefetch::prefetch;
 use rayon::prelude::*;
 
@@ -83,20 +84,53 @@ impl DenseAdam {
     }
 
     /// Updates every dense tensor (in parallel chunks; each element's arithmetic is the same
-    /// whatever the split).
-    pub(crate) fn step(&mut self, params: &mut Dense, grads: &Dense, step: AdamStep) {
-        for (((p, g), m), v) in params
+    /// whatever the split) and re-packs each hidden layer's weights and bias into `packed[l]`
+    /// for the forward GEMM. A layer's weights are updated 16 rows at a time, each block
+    /// packed into its panel right after its update, while it is in cache: one pass over the
+    /// weights where updating and then re-packing would take two. `shapes` are the spec's
+    /// layer shapes `(k, n)`.
+    pub(crate) fn step_and_pack(
+        &mut self,
+        params: &mut Dense,
+        grads: &Dense,
+        step: AdamStep,
+        packed: &mut [PackedMatrix],
+        shapes: &[(usize, usize)],
+    ) {
+        let hidden = packed.len();
+        for (i, (((p, g), m), v)) in params
             .0
             .iter_mut()
             .zip(&grads.0)
             .zip(&mut self.m.0)
             .zip(&mut self.v.0)
+            .enumerate()
         {
-            p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m), v)| step.update(p, Some(g), m, v));
+            match (0..hidden).find(|&l| Dense::layer(l) == i) {
+                Some(l) => {
+                    let (k, n) = shapes[l];
+                    let (block, k1) = (NR * k.max(1), k.max(1));
+                    let panels = packed[l].panels_for(n, k);
+                    p.par_chunks_mut(block)
+                        .zip(g.par_chunks(block))
+                        .zip(m.par_chunks_mut(block))
+                        .zip(v.par_chunks_mut(block))
+                        .zip(panels.par_chunks_exact_mut(k1))
+                        .for_each(|((((p, g), m), v), panel)| {
+                            step.update(p, Some(g), m, v);
+                            fill_panel(panel, p, k);
+                        });
+                }
+                None => p
+                    .par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK))
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .for_each(|(((p, g), m), v)| step.update(p, Some(g), m, v)),
+            }
+        }
+        for (l, packed) in packed.iter_mut().enumerate() {
+            packed.set_bias(&params.0[Dense::layer(l) + 1]);
         }
     }
 }
