@@ -6,9 +6,9 @@
 //!   (D = 16) straddles two cache lines, and every row read or update misses twice.
 //! - **Huge pages.** With 4 KiB pages almost every random row also misses the TLB (a 1M-row
 //!   table at D = 16 spans 16k pages; the second-level TLB holds about 2k); with 2 MiB pages
-//!   it spans 32. Linux's default THP mode, `madvise`, gives huge pages only to ranges that ask
-//!   for them, so a table asks before its first write faults the pages in. Elsewhere, or if the
-//!   kernel says no, the table is still correct, only slower.
+//!   it spans 32. Linux's common default THP mode, `madvise`, gives huge pages only to ranges
+//!   that ask for them, so a table asks before its first write faults the pages in. Elsewhere,
+//!   or if the kernel says no, the table is still correct, only slower.
 
 use crate::kernels::gemm::{Line, NR};
 use std::ops::{Deref, DerefMut};
