@@ -110,12 +110,11 @@ fn gemm_train(c: &mut Criterion) {
         normal(units * inputs),
         normal(rows * units),
     );
-    let zeros = vec![0.0f32; inputs.max(units)];
     // `W` (units × inputs) as the `k = units`, `n = inputs` operand of `dX`.
-    let mut w_t = PackedMatrix::pack(&w, &zeros[..units], units, inputs);
+    let mut w_t = PackedMatrix::pack(&[], &[], 0, 0);
     w_t.repack_transposed(&w, inputs, units);
     // `X` (rows × inputs) as the `k = rows`, `n = inputs` operand of `dW`.
-    let mut x_t = PackedMatrix::pack(&w, &zeros[..units], units, inputs);
+    let mut x_t = PackedMatrix::pack(&[], &[], 0, 0);
     x_t.repack_transposed(&x, inputs, rows);
     let mut out = vec![0.0f32; rows * inputs];
     let mut buffer = PackBuffer::new();

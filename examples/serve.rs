@@ -56,7 +56,8 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Most threads of the blocking pool, which parses large bodies, scores requests larger than
-    /// `--batch-rows` and, with `--dispatch blocking`, every request (default: two per core). Each keeps its own scratch space, so this also bounds the service's memory.
+    /// `--batch-rows` and, with `--dispatch blocking`, every request (default: two per core).
+    /// Each keeps its own scratch space, so this also bounds the service's memory.
     #[arg(long)]
     blocking_threads: Option<usize>,
     /// Where scoring runs.

@@ -149,15 +149,15 @@ pub struct Settings {
     pub l2: f32,
     /// L2 penalty on the layer weights and the output unit (0; see
     /// [`TrainConfig::l2_dense`](crate::train::TrainConfig::l2_dense)).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
     pub l2_dense: f32,
     /// Decoupled (AdamW) weight decay of the embeddings and first-order weights (0: off; see
     /// [`TrainConfig::weight_decay_embedding`](crate::train::TrainConfig::weight_decay_embedding)).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
     pub weight_decay_embedding: f32,
     /// Decoupled (AdamW) weight decay of the layer weights and output unit (0: off; see
     /// [`TrainConfig::weight_decay_dense`](crate::train::TrainConfig::weight_decay_dense)).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
     pub weight_decay_dense: f32,
     /// Early stopping: epochs without a better validation loss (none).
     pub patience: Option<usize>,
@@ -167,12 +167,6 @@ pub struct Settings {
     pub negatives: usize,
     /// Implicit feedback: how negatives are drawn (uniform).
     pub negative_sampling: NegativeSampling,
-}
-
-/// Serde: an unset weight decay is left out of the metadata, so that model files stay as they
-/// were before it existed (and those load).
-fn is_zero(x: &f32) -> bool {
-    *x == 0.0
 }
 
 impl Default for Settings {

@@ -125,9 +125,9 @@ pub struct TrainConfig {
     pub threads: usize,
 }
 
-/// Serde: an unset weight decay is left out, so that configurations (and the checkpoints that
-/// record them) written before it existed stay the same.
-fn is_zero(x: &f32) -> bool {
+/// Serde: an unset weight decay is left out, so that configurations (and the checkpoints and
+/// recommender metadata that record them) written before it existed stay the same, and load.
+pub(crate) fn is_zero(x: &f32) -> bool {
     *x == 0.0
 }
 

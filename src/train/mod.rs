@@ -42,6 +42,7 @@ mod workspace;
 mod gradcheck;
 
 pub use checkpoint::{CheckpointError, Checkpointing};
+pub(crate) use config::is_zero;
 pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig};
 pub use data::InMemory;
 pub use error::TrainError;
