@@ -195,10 +195,15 @@ pub fn fill_panel(panel: &mut [Line], rows: &[f32], k: usize) {
     if cols < NR {
         panel.iter_mut().for_each(|line| line.0 = [0.0; NR]);
     }
-    // Row by row: contiguous reads; the writes stay inside the panel (k lines).
-    for (c, row) in rows.chunks_exact(k).enumerate() {
-        for (line, &w) in panel.iter_mut().zip(row) {
-            line.0[c] = w;
+    // 16 lines (1 KiB, in L1) at a time, row by row within them: a whole panel (`k` lines) is
+    // larger than L1 from k = 512 on, and sixteen row passes over it would each re-read it.
+    for k0 in (0..k).step_by(NR) {
+        let k1 = (k0 + NR).min(k);
+        let lines = &mut panel[k0..k1];
+        for (c, row) in rows.chunks_exact(k).enumerate() {
+            for (line, &w) in lines.iter_mut().zip(&row[k0..k1]) {
+                line.0[c] = w;
+            }
         }
     }
 }
@@ -290,7 +295,7 @@ pub fn gemm_bias_act(
     }
     assert!(lda >= w.k, "leading dimension of A too small");
     assert!(a.len() >= (m - 1) * lda + w.k, "A too short");
-    gemm(isa, Operand::Rows(a, lda), m, w, relu, c, ldc, pack);
+    gemm(isa, Operand::Rows(a, lda), m, w, relu, c, ldc, pack, |_| {});
 }
 
 /// `C = act(Aᵀ · Wᵀ + b)` where `A` is stored `[k, m]`: element `(i, kk)` of the left operand
@@ -317,7 +322,17 @@ pub fn gemm_at_bias_act(
     }
     assert!(lda >= m, "leading dimension of A too small");
     assert!(w.k == 0 || a.len() >= (w.k - 1) * lda + m, "A too short");
-    gemm(isa, Operand::Columns(a, lda), m, w, relu, c, ldc, pack);
+    gemm(
+        isa,
+        Operand::Columns(a, lda),
+        m,
+        w,
+        relu,
+        c,
+        ldc,
+        pack,
+        |_| {},
+    );
 }
 
 /// The left operand of a product with its leading dimension: row-major `[m, k]`
@@ -354,6 +369,48 @@ impl Operand<'_> {
             Operand::Columns(a, lda) => gemm_at_bias_act(isa, a, lda, m, w, relu, c, ldc, pack),
         }
     }
+
+    /// `C = A · Wᵀ + b` as [`Operand::gemm_bias_act`] (no ReLU), calling `done` on every block
+    /// of [`MC`] rows of `C` as soon as it is final, while it is in cache: the trainer applies
+    /// the optimizer to each block of weight gradients there instead of in a pass of its own.
+    ///
+    /// # Panics
+    /// As [`gemm_bias_act`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_then(
+        self,
+        isa: Isa,
+        m: usize,
+        w: &PackedMatrix,
+        c: &mut [f32],
+        ldc: usize,
+        pack: &mut PackBuffer,
+        done: impl FnMut(DoneRows<'_>),
+    ) {
+        if m == 0 || w.n == 0 {
+            return;
+        }
+        match self {
+            Operand::Rows(a, lda) => {
+                assert!(lda >= w.k, "leading dimension of A too small");
+                assert!(a.len() >= (m - 1) * lda + w.k, "A too short");
+            }
+            Operand::Columns(a, lda) => {
+                assert!(lda >= m, "leading dimension of A too small");
+                assert!(w.k == 0 || a.len() >= (w.k - 1) * lda + m, "A too short");
+            }
+        }
+        gemm(isa, self, m, w, false, c, ldc, pack, done);
+    }
+}
+
+/// A block of rows of `C` that [`Operand::gemm_then`] has finished.
+pub(crate) struct DoneRows<'a> {
+    /// Rows of `C` (of the product's `m`) the block covers: a multiple of [`MC`] onwards.
+    pub rows: Range<usize>,
+    /// The block: its row `r` is `c[r * ldc..r * ldc + n]`.
+    pub c: &'a mut [f32],
+    pub ldc: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -366,6 +423,7 @@ fn gemm(
     c: &mut [f32],
     ldc: usize,
     pack: &mut PackBuffer,
+    mut done: impl FnMut(DoneRows<'_>),
 ) {
     let (k, n) = (w.k, w.n);
     assert!(ldc >= n, "leading dimension of C too small");
@@ -415,6 +473,13 @@ fn gemm(
                     };
                     run_tile(isa, &mut tile);
                 }
+            }
+            if last_k {
+                done(DoneRows {
+                    rows: i0..i1,
+                    c: &mut c[i0 * ldc..(i1 - 1) * ldc + n],
+                    ldc,
+                });
             }
         }
         if last_k {

@@ -15,6 +15,8 @@
 use super::Trainer;
 use super::config::Loss;
 use super::forward::{Operand, ROW_BLOCK, par_gemm};
+use super::fused::{LayerWeights, Regularization, weight_gradient_and_update};
+use super::optim::AdamStep;
 use super::params::Dense;
 use crate::batch::{Column, Columns};
 use crate::spec::FieldKind;
@@ -61,8 +63,15 @@ pub(crate) fn loss_and_gradient(
 
 impl Trainer {
     /// Backward pass over the `m` rows of the last `forward` (in training mode): dense
-    /// gradients into `self.grads`, embedding rows into `self.row_grads`.
-    pub(crate) fn backward<C: Columns + Sync + ?Sized>(&mut self, batch: &C, m: usize) {
+    /// gradients into `self.grads`, embedding rows into `self.row_grads`. With `update`, each
+    /// hidden layer's weights are also updated (and re-packed) by Adam as their gradient
+    /// tiles come out of the GEMM (see `fused`); the rest is left to the caller.
+    pub(crate) fn backward<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        m: usize,
+        update: Option<(AdamStep, Regularization)>,
+    ) {
         let hidden = self.spec.hidden.len();
         let width0 = self.spec.mlp_input_width();
         let ws = &mut self.ws;
@@ -190,31 +199,53 @@ impl Trainer {
             } else {
                 add_blocks(partials, n, &mut grads[t + 1]);
             }
-            // dW = dzᵀ · X: dz read as a transposed operand, X packed transposed.
-            let input: &[f32] = if l == 0 { &ws.x0 } else { &ws.acts[l - 1] };
-            ws.packed_x[l].repack_transposed(&input[..m * k], k, m);
-            par_gemm(
-                self.isa,
-                Operand::Columns(&ws.dz[..m * n], n),
-                n,
-                &ws.packed_x[l],
-                false,
-                &mut grads[t],
-                k,
-                &mut ws.pack,
-            );
-            // dX = dz · W.
-            ws.packed_wt[l].repack_transposed(&self.params.dense.0[t], k, n);
+            // dX = dz · W, first: a fused update below changes W (`packed_wt` holds W as it
+            // was before this step).
             par_gemm(
                 self.isa,
                 Operand::Rows(&ws.dz[..m * n], n),
                 m,
-                &ws.packed_wt[l],
+                &self.packed_wt[l],
                 false,
                 &mut ws.dx[..m * k],
                 k,
                 &mut ws.pack,
             );
+            // dW = dzᵀ · X: dz read as a transposed operand, X packed transposed.
+            let input: &[f32] = if l == 0 { &ws.x0 } else { &ws.acts[l - 1] };
+            ws.packed_x[l].repack_transposed(&input[..m * k], k, m);
+            let dz = Operand::Columns(&ws.dz[..m * n], n);
+            match update {
+                Some((step, reg)) => weight_gradient_and_update(
+                    self.isa,
+                    &ws.dz[..m * n],
+                    m,
+                    &ws.packed_x[l],
+                    &mut grads[t],
+                    LayerWeights {
+                        weight: &mut self.params.dense.0[t],
+                        m: &mut self.adam.m.0[t],
+                        v: &mut self.adam.v.0[t],
+                        forward: &mut self.packed[l],
+                        transposed: &mut self.packed_wt[l],
+                        k,
+                        n,
+                        step,
+                        reg,
+                    },
+                    &mut ws.pack,
+                ),
+                None => par_gemm(
+                    self.isa,
+                    dz,
+                    n,
+                    &ws.packed_x[l],
+                    false,
+                    &mut grads[t],
+                    k,
+                    &mut ws.pack,
+                ),
+            }
             std::mem::swap(&mut ws.da, &mut ws.dx);
         }
         self.embedding_gradients(batch, m);

@@ -47,13 +47,8 @@ pub(crate) fn par_gemm(
     if m == 0 || w.n() == 0 {
         return;
     }
-    let threads = pack.len();
-    // Whole 6-row tiles per thread; one thread when there is not enough work to share.
-    let chunk = if threads <= 1 || m * w.n() * w.k() < 1 << 16 {
-        m
-    } else {
-        m.div_ceil(threads).next_multiple_of(6)
-    };
+    // Whole 6-row tiles per thread.
+    let chunk = par_gemm_rows(pack.len(), m, w.n() * w.k(), 6);
     c[..m * ldc]
         .par_chunks_mut(chunk * ldc)
         .zip(pack.par_iter_mut())
@@ -64,6 +59,17 @@ pub(crate) fn par_gemm(
             a.skip_rows(i0)
                 .gemm_bias_act(isa, rows, w, relu, c, ldc, pack)
         });
+}
+
+/// Rows of `C` per thread when a product of `m` rows (`work` multiply-adds each) is split
+/// between `threads`: a multiple of `multiple`, or all `m` on one thread when there is not
+/// enough work to share.
+pub(crate) fn par_gemm_rows(threads: usize, m: usize, work: usize, multiple: usize) -> usize {
+    if threads <= 1 || m * work < 1 << 16 {
+        m
+    } else {
+        m.div_ceil(threads).next_multiple_of(multiple)
+    }
 }
 
 /// A random stream for (seed, step, layer, row block): the dropout mask of a block does not

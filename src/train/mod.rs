@@ -31,6 +31,7 @@ mod data;
 mod error;
 mod fit;
 mod forward;
+mod fused;
 mod logistic;
 mod optim;
 mod params;
@@ -60,6 +61,7 @@ use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
 use crate::spec::{ModelSpec, Output};
 use forward::Mode;
+use fused::Regularization;
 use optim::{AdamStep, DenseAdam, EmbeddingState};
 use sparse::RowGrads;
 use std::path::{Path, PathBuf};
@@ -99,6 +101,9 @@ pub struct Trainer {
     embedding_state: EmbeddingState,
     /// Hidden layers packed for the forward GEMM, refreshed after every update.
     packed: Vec<PackedMatrix>,
+    /// Hidden layers' weights packed transposed for the backward `dX = dZ · W`, refreshed
+    /// after every update.
+    packed_wt: Vec<PackedMatrix>,
     ws: Workspace,
     /// Steps taken (the Adam step count; also seeds dropout).
     step: u64,
@@ -169,6 +174,7 @@ impl Trainer {
                 .map(|_| RowGrads::new(spec.embedding_dim))
                 .collect(),
             packed: Vec::new(),
+            packed_wt: Vec::new(),
             spec,
             config,
             isa,
@@ -254,18 +260,27 @@ impl Trainer {
         labels: &[f32],
         m: usize,
     ) -> Result<f64, TrainError> {
-        let loss = self.gradients(batch, labels, m);
+        let loss = self.forward_and_loss(batch, labels, m);
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 step: self.step + 1,
             });
         }
+        // Without clipping, a hidden layer's weights need only their own gradients: Adam
+        // updates them as the weight-gradient GEMM produces them (`fused`). Clipping needs
+        // the norm of every gradient first.
+        let fused = self.config.clip_norm.is_none();
+        let step = AdamStep::new(self.learning_rate(), &self.config, self.step + 1);
+        let reg = Regularization {
+            l2: self.config.l2_dense,
+            keep: self.dense_decay(self.learning_rate()),
+        };
+        self.backward(batch, m, fused.then_some((step, reg)));
         self.update_running_stats(m);
-        self.regularize_and_clip();
+        self.regularize_and_clip(fused);
         let lr = self.config.embedding_lr() * self.lr_scale;
-        self.decay_weights(self.learning_rate(), lr);
+        self.decay_weights(self.learning_rate(), lr, fused);
         self.step += 1;
-        let step = AdamStep::new(self.learning_rate(), &self.config, self.step);
         // The forward GEMM's packed weights are refreshed as the layers are updated.
         let shapes = self.spec.layer_shapes();
         self.adam.step_and_pack(
@@ -274,7 +289,11 @@ impl Trainer {
             step,
             &mut self.packed,
             &shapes,
+            fused,
         );
+        if !fused {
+            self.repack_transposed();
+        }
         let embedding_step = AdamStep::new(lr, &self.config, self.step);
         self.embedding_state.step(
             &mut self.params,
@@ -289,25 +308,37 @@ impl Trainer {
     /// Forward (training mode) and backward over a validated batch: fills `self.grads` and
     /// `self.row_grads`, returns the mean loss. Nothing of the model changes (not even the
     /// batch-norm running statistics: see `update_running_stats`).
+    #[cfg(test)]
     pub(crate) fn gradients<C: Columns + Sync + ?Sized>(
         &mut self,
         batch: &C,
         labels: &[f32],
         m: usize,
     ) -> f64 {
+        let loss = self.forward_and_loss(batch, labels, m);
+        self.backward(batch, m, None);
+        loss
+    }
+
+    /// The training-mode forward pass and the mean loss, with `∂loss/∂logit` in `ws.dlogit`.
+    fn forward_and_loss<C: Columns + Sync + ?Sized>(
+        &mut self,
+        batch: &C,
+        labels: &[f32],
+        m: usize,
+    ) -> f64 {
         self.forward(batch, m, Mode::Train);
-        let loss = backward::loss_and_gradient(
+        backward::loss_and_gradient(
             self.config.loss,
             &self.ws.logit[..m],
             labels,
             &mut self.ws.dlogit[..m],
-        );
-        self.backward(batch, m);
-        loss
+        )
     }
 
-    /// L2 penalties, then clipping of the whole gradient to `clip_norm`.
-    fn regularize_and_clip(&mut self) {
+    /// L2 penalties, then clipping of the whole gradient to `clip_norm`. With `fused`, the
+    /// hidden layers' weights had theirs in the weight-gradient GEMM.
+    fn regularize_and_clip(&mut self, fused: bool) {
         let hidden = self.spec.hidden.len();
         let l2 = self.config.l2_dense;
         if l2 > 0.0 {
@@ -318,7 +349,7 @@ impl Trainer {
                 .zip(&self.params.dense.0)
                 .enumerate()
             {
-                if Dense::is_weight(i, hidden) {
+                if Dense::is_weight(i, hidden) && !(fused && Dense::is_hidden_weight(i, hidden)) {
                     g.iter_mut().zip(p).for_each(|(g, &p)| *g += l2 * p);
                 }
             }
@@ -360,14 +391,15 @@ impl Trainer {
     /// Decoupled weight decay (AdamW): the weights `weight_decay_dense` covers are multiplied
     /// by `1 − lr · λ`, the embedding rows the coming update touches by
     /// `1 − embedding_lr · λ`, before the optimizers' updates (which do not depend on the
-    /// parameters themselves, so the order only matters to rounding).
-    fn decay_weights(&mut self, lr: f32, embedding_lr: f32) {
+    /// parameters themselves, so the order only matters to rounding). With `fused`, the hidden
+    /// layers' weights were decayed in the weight-gradient GEMM.
+    fn decay_weights(&mut self, lr: f32, embedding_lr: f32, fused: bool) {
         let wd = self.config.weight_decay_dense;
         if wd > 0.0 {
-            let keep = 1.0 - lr * wd;
+            let keep = self.dense_decay(lr);
             let hidden = self.spec.hidden.len();
             for (i, p) in self.params.dense.0.iter_mut().enumerate() {
-                if Dense::is_weight(i, hidden) {
+                if Dense::is_weight(i, hidden) && !(fused && Dense::is_hidden_weight(i, hidden)) {
                     p.iter_mut().for_each(|p| *p *= keep);
                 }
             }
@@ -378,6 +410,13 @@ impl Trainer {
             self.embedding_state
                 .decay(&mut self.params, &self.row_grads, &self.offsets, keep);
         }
+    }
+
+    /// The factor decoupled weight decay multiplies the dense weights by at learning rate `lr`
+    /// (1: no decay).
+    fn dense_decay(&self, lr: f32) -> f32 {
+        let wd = self.config.weight_decay_dense;
+        if wd > 0.0 { 1.0 - lr * wd } else { 1.0 }
     }
 
     /// Scores a batch in evaluation mode (running batch-norm statistics, no dropout), with
@@ -489,43 +528,96 @@ impl Trainer {
             let t = &self.params.dense.0;
             packed.repack(&t[Dense::layer(l)], &t[Dense::layer(l) + 1], n, k);
         }
+        self.repack_transposed();
+    }
+
+    /// Packs every hidden layer's weights transposed for the backward `dX = dZ · W`.
+    fn repack_transposed(&mut self) {
+        let shapes = self.spec.layer_shapes();
+        self.packed_wt.resize_with(self.spec.hidden.len(), || {
+            PackedMatrix::pack(&[], &[], 0, 0)
+        });
+        for (l, packed) in self.packed_wt.iter_mut().enumerate() {
+            let (k, n) = shapes[l];
+            packed.repack_transposed(&self.params.dense.0[Dense::layer(l)], k, n);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::BatchBuf;
     use crate::{Batch, Column};
 
-    /// The forward GEMM's packed weights, refreshed panel by panel as Adam updates them, are
-    /// exactly a fresh packing of the updated weights after every step (ragged panels, batch
-    /// norm, both thread counts).
-    #[test]
-    fn packed_weights_follow_the_updates() {
+    /// Ragged shapes, batch norm, dropout, L2 and weight decay: everything the fused update
+    /// (`fused`) does per weight. The batch is large enough that the weight-gradient GEMMs
+    /// split between two threads, with a ragged last share.
+    fn fused_test_setup(threads: usize, clip_norm: Option<f32>) -> (Trainer, BatchBuf, Vec<f32>) {
         let spec = ModelSpec::from_json(
             r#"{"fields":[{"name":"a","kind":"categorical","vocab":9},
                          {"name":"b","kind":"numeric"},
                          {"name":"c","kind":"categorical","vocab":4}],
-                "embedding_dim":5,"hidden":[20,7,33],"output":"sigmoid"}"#,
+                "embedding_dim":5,"hidden":[40,37,33],"output":"sigmoid"}"#,
         )
         .unwrap();
-        for threads in [1, 2] {
-            let config = TrainConfig {
-                threads,
-                batch_norm: Some(Default::default()),
-                ..TrainConfig::default()
-            };
-            let mut trainer = Trainer::new(spec.clone(), config).unwrap();
-            let batch = crate::random::random_batch(&spec, 40, 3);
-            let labels: Vec<f32> = (0..40).map(|i| (i % 3 == 0) as u8 as f32).collect();
+        let config = TrainConfig {
+            threads,
+            batch_norm: Some(Default::default()),
+            dropout: 0.2,
+            l2_dense: 1e-3,
+            weight_decay_dense: 0.01,
+            clip_norm,
+            ..TrainConfig::default()
+        };
+        let trainer = Trainer::new(spec.clone(), config).unwrap();
+        let batch = crate::random::random_batch(&spec, 200, 3);
+        let labels: Vec<f32> = (0..200).map(|i| (i % 3 == 0) as u8 as f32).collect();
+        (trainer, batch, labels)
+    }
+
+    /// Both packed copies of the hidden layers' weights, refreshed as Adam updates them (in the
+    /// weight-gradient GEMM, or after it when clipping needs every gradient first), are
+    /// exactly a fresh packing of the updated weights after every step.
+    #[test]
+    fn packed_weights_follow_the_updates() {
+        for (threads, clip) in [(1, None), (2, None), (1, Some(1e-3)), (2, Some(1e-3))] {
+            let (mut trainer, batch, labels) = fused_test_setup(threads, clip);
+            let shapes = trainer.spec.layer_shapes();
             for _ in 0..3 {
                 trainer.step(&batch, &labels).unwrap();
                 let t = &trainer.params.dense.0;
-                for (l, (k, n)) in spec.layer_shapes()[..3].iter().copied().enumerate() {
-                    let fresh =
-                        PackedMatrix::pack(&t[Dense::layer(l)], &t[Dense::layer(l) + 1], n, k);
-                    assert_eq!(trainer.packed[l], fresh, "layer {l}, {threads} threads");
+                for (l, &(k, n)) in shapes[..3].iter().enumerate() {
+                    let (w, b) = (&t[Dense::layer(l)], &t[Dense::layer(l) + 1]);
+                    let fresh = PackedMatrix::pack(w, b, n, k);
+                    let what = format!("layer {l}, {threads} threads, clip {clip:?}");
+                    assert_eq!(trainer.packed[l], fresh, "{what}");
+                    let mut fresh_t = PackedMatrix::pack(&[], &[], 0, 0);
+                    fresh_t.repack_transposed(w, k, n);
+                    assert_eq!(trainer.packed_wt[l], fresh_t, "{what}");
                 }
+            }
+        }
+    }
+
+    /// The fused update gives the weights the separate passes give, bit for bit: a clipping
+    /// threshold no gradient reaches takes the unfused path without changing any gradient.
+    #[test]
+    fn fused_update_matches_separate_passes() {
+        for threads in [1, 2] {
+            let (mut fused, batch, labels) = fused_test_setup(threads, None);
+            let (mut separate, ..) = fused_test_setup(threads, Some(f32::MAX));
+            for step in 0..4 {
+                fused.step(&batch, &labels).unwrap();
+                separate.step(&batch, &labels).unwrap();
+                assert_eq!(
+                    fused.params, separate.params,
+                    "step {step}, {threads} threads"
+                );
+                assert_eq!(
+                    fused.grads, separate.grads,
+                    "step {step}, {threads} threads"
+                );
             }
         }
     }

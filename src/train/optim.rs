@@ -46,7 +46,7 @@ impl AdamStep {
 
     /// One Adam update of `p` with gradient `g` (`None`: zero) and moments `m`, `v`.
     #[inline]
-    fn update(&self, p: &mut [f32], g: Option<&[f32]>, m: &mut [f32], v: &mut [f32]) {
+    pub(crate) fn update(&self, p: &mut [f32], g: Option<&[f32]>, m: &mut [f32], v: &mut [f32]) {
         let (b1, b2) = (self.b1, self.b2);
         match g {
             Some(g) => {
@@ -88,7 +88,8 @@ impl DenseAdam {
     /// for the forward GEMM. A layer's weights are updated 16 rows at a time, each block
     /// packed into its panel right after its update, while it is in cache: one pass over the
     /// weights where updating and then re-packing would take two. `shapes` are the spec's
-    /// layer shapes `(k, n)`.
+    /// layer shapes `(k, n)`. With `hidden_done`, the hidden layers' weights were updated and
+    /// packed already, by the weight-gradient GEMM (see `fused`), and are left alone.
     pub(crate) fn step_and_pack(
         &mut self,
         params: &mut Dense,
@@ -96,6 +97,7 @@ impl DenseAdam {
         step: AdamStep,
         packed: &mut [PackedMatrix],
         shapes: &[(usize, usize)],
+        hidden_done: bool,
     ) {
         let hidden = packed.len();
         for (i, (((p, g), m), v)) in params
@@ -107,6 +109,7 @@ impl DenseAdam {
             .enumerate()
         {
             match (0..hidden).find(|&l| Dense::layer(l) == i) {
+                Some(_) if hidden_done => {}
                 Some(l) => {
                     let (k, n) = shapes[l];
                     let (block, k1) = (NR * k.max(1), k.max(1));

@@ -51,7 +51,13 @@ impl Dense {
 
     /// Whether tensor `i` is a weight matrix (gets the dense L2 penalty).
     pub fn is_weight(i: usize, hidden: usize) -> bool {
-        i == Dense::out(hidden) || (i >= 1 && i < Dense::out(hidden) && (i - 1).is_multiple_of(4))
+        i == Dense::out(hidden) || Dense::is_hidden_weight(i, hidden)
+    }
+
+    /// Whether tensor `i` is a hidden layer's weight matrix (the ones the weight-gradient GEMM
+    /// updates in place when the update is fused, see `fused`).
+    pub fn is_hidden_weight(i: usize, hidden: usize) -> bool {
+        i >= 1 && i < Dense::out(hidden) && (i - 1).is_multiple_of(4)
     }
 }
 

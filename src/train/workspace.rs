@@ -46,9 +46,6 @@ pub(crate) struct Workspace {
     pub col_a: Vec<f32>,
     /// Column statistics scratch, `3 · widest`.
     pub col_b: Vec<f32>,
-    /// Each hidden layer's weights transposed, packed for `dX = dZ · W` (one per layer so that
-    /// re-packing never changes a buffer's size).
-    pub packed_wt: Vec<PackedMatrix>,
     /// Each hidden layer's input transposed, packed for `dW = dZᵀ · X`.
     pub packed_x: Vec<PackedMatrix>,
     /// One packing buffer per thread.
@@ -86,7 +83,6 @@ impl Workspace {
             partials: Vec::new(),
             col_a: vec![0.0; 2 * widest],
             col_b: vec![0.0; 3 * widest],
-            packed_wt: (0..hidden).map(|_| empty()).collect(),
             packed_x: (0..hidden).map(|_| empty()).collect(),
             pack: (0..threads).map(|_| PackBuffer::new()).collect(),
             widths: spec.hidden.clone(),
