@@ -86,8 +86,14 @@ impl Share<'_> {
         for (j, panel) in self.transposed.iter_mut().enumerate() {
             for (line, row) in panel[rows.clone()].iter_mut().zip(rows.clone()) {
                 let cols = &self.weight[row * k + j * NR..row * k + k.min((j + 1) * NR)];
-                line.0[..cols.len()].copy_from_slice(cols);
-                line.0[cols.len()..].fill(0.0);
+                match <&[f32; NR]>::try_from(cols) {
+                    // A fixed-size copy is two vector moves; a slice copy is a memcpy call.
+                    Ok(full) => line.0 = *full,
+                    Err(_) => {
+                        line.0[..cols.len()].copy_from_slice(cols);
+                        line.0[cols.len()..].fill(0.0);
+                    }
+                }
             }
         }
         // Forward packing: panel `p` holds rows `16p..16p + 16`.
