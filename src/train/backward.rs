@@ -64,8 +64,8 @@ pub(crate) fn loss_and_gradient(
 impl Trainer {
     /// Backward pass over the `m` rows of the last `forward` (in training mode): dense
     /// gradients into `self.grads`, embedding rows into `self.row_grads`. With `update`, each
-    /// hidden layer's weights are also updated (and re-packed) by Adam as their gradient
-    /// tiles come out of the GEMM (see `fused`); the rest is left to the caller.
+    /// hidden layer's weights are also updated (and re-packed) by Adam as blocks of their
+    /// gradient rows come out of the GEMM (see `fused`); the rest is left to the caller.
     pub(crate) fn backward<C: Columns + Sync + ?Sized>(
         &mut self,
         batch: &C,

@@ -111,6 +111,13 @@ pub struct Trainer {
     lr_scale: f32,
 }
 
+/// One empty packed matrix per hidden layer, for `Trainer::repack` to fill.
+fn empty_per_layer(layers: usize) -> Vec<PackedMatrix> {
+    (0..layers)
+        .map(|_| PackedMatrix::pack(&[], &[], 0, 0))
+        .collect()
+}
+
 impl std::fmt::Debug for Trainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trainer")
@@ -173,8 +180,8 @@ impl Trainer {
             row_grads: (0..spec.fields.len())
                 .map(|_| RowGrads::new(spec.embedding_dim))
                 .collect(),
-            packed: Vec::new(),
-            packed_wt: Vec::new(),
+            packed: empty_per_layer(spec.hidden.len()),
+            packed_wt: empty_per_layer(spec.hidden.len()),
             spec,
             config,
             isa,
@@ -520,9 +527,6 @@ impl Trainer {
 
     fn repack(&mut self) {
         let shapes = self.spec.layer_shapes();
-        self.packed.resize_with(self.spec.hidden.len(), || {
-            PackedMatrix::pack(&[], &[], 0, 0)
-        });
         for (l, packed) in self.packed.iter_mut().enumerate() {
             let (k, n) = shapes[l];
             let t = &self.params.dense.0;
@@ -534,9 +538,6 @@ impl Trainer {
     /// Packs every hidden layer's weights transposed for the backward `dX = dZ · W`.
     fn repack_transposed(&mut self) {
         let shapes = self.spec.layer_shapes();
-        self.packed_wt.resize_with(self.spec.hidden.len(), || {
-            PackedMatrix::pack(&[], &[], 0, 0)
-        });
         for (l, packed) in self.packed_wt.iter_mut().enumerate() {
             let (k, n) = shapes[l];
             packed.repack_transposed(&self.params.dense.0[Dense::layer(l)], k, n);
