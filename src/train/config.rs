@@ -110,7 +110,10 @@ pub struct TrainConfig {
     pub dropout: f32,
     /// Batch norm after each hidden layer, or none.
     pub batch_norm: Option<BatchNorm>,
-    /// Clip the gradient (all parameters together) to this L2 norm.
+    /// Clip the gradient (all parameters together) to this L2 norm. Clipping needs the norm
+    /// of every gradient before any weight moves, so with it set the hidden layers' Adam
+    /// update runs as a pass of its own after the backward pass, instead of inside the
+    /// weight-gradient GEMM (the results are the same either way when nothing is clipped).
     pub clip_norm: Option<f32>,
     /// Initial embedding rows (first-order weights start at 0; hidden layers use He-normal,
     /// the output unit Glorot-uniform, biases 0, batch norm γ = 1 and β = 0).
