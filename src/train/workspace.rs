@@ -1,5 +1,6 @@
 //! Per-batch buffers of the forward and backward passes, sized for the largest batch seen and
-//! reused, so a training step allocates nothing once the batch size is steady.
+//! reused, so that once the batch size is steady a training step allocates only a few short
+//! lists (the optimizers' per-thread and per-field shares), never a buffer of the batch's size.
 
 use crate::kernels::gemm::{PackBuffer, PackedMatrix};
 use crate::spec::ModelSpec;
