@@ -25,6 +25,21 @@ pub const MC: usize = 48;
 #[repr(C, align(64))]
 pub struct Line(pub [f32; NR]);
 
+impl Line {
+    /// Sets the line to `values` (at most 16), zero past them.
+    #[inline]
+    pub(crate) fn set(&mut self, values: &[f32]) {
+        match <&[f32; NR]>::try_from(values) {
+            // A fixed-size copy is two vector moves; a slice copy is a memcpy call.
+            Ok(full) => self.0 = *full,
+            Err(_) => {
+                self.0[..values.len()].copy_from_slice(values);
+                self.0[values.len()..].fill(0.0);
+            }
+        }
+    }
+}
+
 /// Weights `[n, k]` packed into 16-column panels, with the bias padded to a multiple of 16.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedMatrix {
@@ -103,15 +118,7 @@ impl PackedMatrix {
             let col0 = j * NR;
             let cols = NR.min(n - col0);
             for (kk, line) in panel.iter_mut().enumerate() {
-                let row = &source[kk * n + col0..kk * n + col0 + cols];
-                match <&[f32; NR]>::try_from(row) {
-                    // A fixed-size copy is two vector moves; a slice copy is a memcpy call.
-                    Ok(full) => line.0 = *full,
-                    Err(_) => {
-                        line.0[..cols].copy_from_slice(row);
-                        line.0[cols..].fill(0.0);
-                    }
-                }
+                line.set(&source[kk * n + col0..kk * n + col0 + cols]);
             }
         };
         self.for_each_panel(fill);
@@ -290,12 +297,7 @@ pub fn gemm_bias_act(
     ldc: usize,
     pack: &mut PackBuffer,
 ) {
-    if m == 0 || w.n == 0 {
-        return;
-    }
-    assert!(lda >= w.k, "leading dimension of A too small");
-    assert!(a.len() >= (m - 1) * lda + w.k, "A too short");
-    gemm(isa, Operand::Rows(a, lda), m, w, relu, c, ldc, pack, |_| {});
+    Operand::Rows(a, lda).gemm_bias_act(isa, m, w, relu, c, ldc, pack);
 }
 
 /// `C = act(Aᵀ · Wᵀ + b)` where `A` is stored `[k, m]`: element `(i, kk)` of the left operand
@@ -317,22 +319,7 @@ pub fn gemm_at_bias_act(
     ldc: usize,
     pack: &mut PackBuffer,
 ) {
-    if m == 0 || w.n == 0 {
-        return;
-    }
-    assert!(lda >= m, "leading dimension of A too small");
-    assert!(w.k == 0 || a.len() >= (w.k - 1) * lda + m, "A too short");
-    gemm(
-        isa,
-        Operand::Columns(a, lda),
-        m,
-        w,
-        relu,
-        c,
-        ldc,
-        pack,
-        |_| {},
-    );
+    Operand::Columns(a, lda).gemm_bias_act(isa, m, w, relu, c, ldc, pack);
 }
 
 /// The left operand of a product with its leading dimension: row-major `[m, k]`
@@ -352,7 +339,7 @@ impl Operand<'_> {
         }
     }
 
-    /// [`gemm_bias_act`] or [`gemm_at_bias_act`], by layout (with their checks).
+    /// [`gemm_bias_act`] or [`gemm_at_bias_act`], by layout.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_bias_act(
         self,
@@ -364,9 +351,8 @@ impl Operand<'_> {
         ldc: usize,
         pack: &mut PackBuffer,
     ) {
-        match self {
-            Operand::Rows(a, lda) => gemm_bias_act(isa, a, lda, m, w, relu, c, ldc, pack),
-            Operand::Columns(a, lda) => gemm_at_bias_act(isa, a, lda, m, w, relu, c, ldc, pack),
+        if self.fits(m, w) {
+            gemm(isa, self, m, w, relu, c, ldc, pack, |_| {});
         }
     }
 
@@ -387,10 +373,21 @@ impl Operand<'_> {
         pack: &mut PackBuffer,
         done: impl FnMut(DoneRows<'_>),
     ) {
-        if m == 0 || w.n == 0 {
-            return;
+        if self.fits(m, w) {
+            gemm(isa, self, m, w, false, c, ldc, pack, done);
         }
-        match self {
+    }
+
+    /// Whether there is a product to compute (`m` and the output width non-zero), after
+    /// checking that this operand holds `m` rows of `w.k()` values.
+    ///
+    /// # Panics
+    /// If it does not, or its leading dimension is too small.
+    fn fits(&self, m: usize, w: &PackedMatrix) -> bool {
+        if m == 0 || w.n == 0 {
+            return false;
+        }
+        match *self {
             Operand::Rows(a, lda) => {
                 assert!(lda >= w.k, "leading dimension of A too small");
                 assert!(a.len() >= (m - 1) * lda + w.k, "A too short");
@@ -400,7 +397,7 @@ impl Operand<'_> {
                 assert!(w.k == 0 || a.len() >= (w.k - 1) * lda + m, "A too short");
             }
         }
-        gemm(isa, self, m, w, false, c, ldc, pack, done);
+        true
     }
 }
 

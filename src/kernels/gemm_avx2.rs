@@ -60,9 +60,10 @@ unsafe fn rows<const R: usize>(t: &mut Tile<'_>) {
             }
         }
     };
-    // Four steps per iteration: measured here, the loop's own instructions cost 10–20% of the
-    // FMA rate when the core is shared (another thread on its sibling), 1–3% when it is not.
-    // The order of the FMAs into each accumulator is unchanged, and so is every result.
+    // Four steps per iteration. In a scratch loop over this kernel on the project's machine, the
+    // one-step loop ran up to a quarter slower than this one while the other vCPU was busy too,
+    // and within 3% of it when alone. The FMAs into each accumulator keep their order, so every
+    // result is the same as with one step per iteration.
     let mut kk = 0;
     while kk + 4 <= kc {
         step(kk, &mut acc0, &mut acc1);

@@ -214,7 +214,6 @@ impl Trainer {
             // dW = dzᵀ · X: dz read as a transposed operand, X packed transposed.
             let input: &[f32] = if l == 0 { &ws.x0 } else { &ws.acts[l - 1] };
             ws.packed_x[l].repack_transposed(&input[..m * k], k, m);
-            let dz = Operand::Columns(&ws.dz[..m * n], n);
             match update {
                 Some((step, reg)) => weight_gradient_and_update(
                     self.isa,
@@ -237,7 +236,7 @@ impl Trainer {
                 ),
                 None => par_gemm(
                     self.isa,
-                    dz,
+                    Operand::Columns(&ws.dz[..m * n], n),
                     n,
                     &ws.packed_x[l],
                     false,

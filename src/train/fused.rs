@@ -85,15 +85,7 @@ impl Share<'_> {
         // Panel by panel, so that the writes run through consecutive lines.
         for (j, panel) in self.transposed.iter_mut().enumerate() {
             for (line, row) in panel[rows.clone()].iter_mut().zip(rows.clone()) {
-                let cols = &self.weight[row * k + j * NR..row * k + k.min((j + 1) * NR)];
-                match <&[f32; NR]>::try_from(cols) {
-                    // A fixed-size copy is two vector moves; a slice copy is a memcpy call.
-                    Ok(full) => line.0 = *full,
-                    Err(_) => {
-                        line.0[..cols.len()].copy_from_slice(cols);
-                        line.0[cols.len()..].fill(0.0);
-                    }
-                }
+                line.set(&self.weight[row * k + j * NR..row * k + k.min((j + 1) * NR)]);
             }
         }
         // Forward packing: panel `p` holds rows `16p..16p + 16`.

@@ -111,6 +111,13 @@ pub struct Trainer {
     lr_scale: f32,
 }
 
+/// Whether dense tensor `i` is a weight matrix that the step's own passes regularize and
+/// decay: all of them, but for the hidden layers' when the update is fused into the
+/// weight-gradient GEMM (which does both there).
+fn separate_pass_weight(i: usize, hidden: usize, fused: bool) -> bool {
+    Dense::is_weight(i, hidden) && !(fused && Dense::is_hidden_weight(i, hidden))
+}
+
 /// One empty packed matrix per hidden layer, for `Trainer::repack` to fill.
 fn empty_per_layer(layers: usize) -> Vec<PackedMatrix> {
     (0..layers)
@@ -356,7 +363,7 @@ impl Trainer {
                 .zip(&self.params.dense.0)
                 .enumerate()
             {
-                if Dense::is_weight(i, hidden) && !(fused && Dense::is_hidden_weight(i, hidden)) {
+                if separate_pass_weight(i, hidden, fused) {
                     g.iter_mut().zip(p).for_each(|(g, &p)| *g += l2 * p);
                 }
             }
@@ -406,7 +413,7 @@ impl Trainer {
             let keep = self.dense_decay(lr);
             let hidden = self.spec.hidden.len();
             for (i, p) in self.params.dense.0.iter_mut().enumerate() {
-                if Dense::is_weight(i, hidden) && !(fused && Dense::is_hidden_weight(i, hidden)) {
+                if separate_pass_weight(i, hidden, fused) {
                     p.iter_mut().for_each(|p| *p *= keep);
                 }
             }
