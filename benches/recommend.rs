@@ -22,7 +22,7 @@ fn recommender(c: &mut Criterion) {
         .sample_size(10);
     group.throughput(Throughput::Elements(catalogue));
     group.bench_function("top-10 of all items", |b| {
-        b.iter(|| model.recommend(black_box(&users[0]), 10))
+        b.iter(|| model.recommend(black_box(&users[0]), 10).unwrap())
     });
     group.finish();
 

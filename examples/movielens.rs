@@ -128,7 +128,7 @@ fn main() -> Result<()> {
     );
 
     // 5. recs = model.recommend(user_id=1, top_k=10)
-    let recs = model.recommend(&u, 10);
+    let recs = model.recommend(&u, 10)?;
     println!("top 10 for user {u} (unrated in training): {recs:?}");
 
     // 6. rmse = sqrt(mean((test_ratings - predictions) ** 2))

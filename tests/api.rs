@@ -88,7 +88,7 @@ fn tutorial_flow() {
 
     // recommend: sorted, no seen item, the same list with scores, deterministic.
     let user = &users[0];
-    let recs = model.recommend_with_scores(user, 10);
+    let recs = model.recommend_with_scores(user, 10).unwrap();
     assert_eq!(recs.len(), 10);
     assert!(recs.windows(2).all(|w| w[0].1 >= w[1].1));
     let seen: std::collections::HashSet<u32> = users[..train]
@@ -102,15 +102,15 @@ fn tutorial_flow() {
         assert_eq!(model.predict(user, i), *s);
     }
     assert_eq!(
-        model.recommend(user, 10),
+        model.recommend(user, 10).unwrap(),
         recs.iter().map(|r| r.0).collect::<Vec<_>>()
     );
     let with_seen = model.recommend_with(user, 80, false, &[]).unwrap();
     assert_eq!(with_seen.len(), 80);
     let excluded = model.recommend_with(user, 5, true, &[recs[0].0]).unwrap();
     assert!(excluded.iter().all(|(i, _)| *i != recs[0].0));
-    let many = model.recommend_many(&users[..3], 4);
-    assert_eq!(many[0], model.recommend(&users[0], 4));
+    let many = model.recommend_many(&users[..3], 4).unwrap();
+    assert_eq!(many[0], model.recommend(&users[0], 4).unwrap());
 
     // save / load: the loaded model predicts exactly what the saved one did.
     let dir = tempfile::tempdir().unwrap();
@@ -118,7 +118,10 @@ fn tutorial_flow() {
     model.save(&path).unwrap();
     let loaded = DeepFM::<String, u32>::load(&path).unwrap();
     assert_eq!(loaded.batch_predict(&pairs).unwrap(), batch);
-    assert_eq!(loaded.recommend(user, 10), model.recommend(user, 10));
+    assert_eq!(
+        loaded.recommend(user, 10).unwrap(),
+        model.recommend(user, 10).unwrap()
+    );
     assert_eq!(loaded.task(), Task::Rating);
     assert_eq!(loaded.history().len(), model.history().len());
 }
@@ -346,4 +349,73 @@ fn weight_decay_changes_the_model_and_is_kept() {
         let err = bad.fit(&users, &items, &ratings).unwrap_err();
         assert!(err.to_string().contains("weight_decay"), "{err}");
     }
+}
+
+/// One item whose embedding row holds a NaN (a damaged table: only `verify` reads it) never
+/// empties or reorders recommendations silently: `recommend` names the item, `predict` returns
+/// NaN for that item only (as documented), `try_predict` and `batch_predict` name the pair, and
+/// every other item still scores.
+#[test]
+fn a_damaged_item_row_is_an_error_naming_the_item() {
+    use deepfm::format::{ModelFile, SectionId};
+    let (users, items, ratings) = planted(3_000, 21);
+    let model = fit(&users, &items, &ratings);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.dfm");
+    model.save(&path).unwrap();
+    let bad_item = items[0];
+    let row = model.items().get(&bad_item).unwrap();
+    // The item field's rows follow the user field's in the stacked table.
+    let stacked_row = model.users().rows() + row;
+    let file = ModelFile::open(&path).unwrap();
+    let table = file
+        .sections()
+        .iter()
+        .find(|s| s.shape.id == SectionId::Embedding)
+        .unwrap()
+        .offset;
+    drop(file);
+    let dim = model.settings().embedding_dim as u64;
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = (table + 4 * stacked_row * dim) as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let damaged = DeepFM::<String, u32>::load(&path).unwrap();
+    assert!(
+        ModelFile::open(&path).unwrap().verify().is_err(),
+        "verify finds it"
+    );
+
+    // A user who did not rate the item in training: it is among their candidates.
+    let user = users
+        .iter()
+        .find(|u| !(0..users.len()).any(|k| &users[k] == *u && items[k] == bad_item))
+        .unwrap();
+    let named = |e: ApiError| {
+        let message = e.to_string();
+        assert!(matches!(e, ApiError::NonFiniteScore { .. }), "{message}");
+        assert!(message.contains(&format!("item {bad_item}:")), "{message}");
+        assert!(message.contains(&format!("user \"{user}\"")), "{message}");
+    };
+    named(damaged.recommend(user, 5).unwrap_err());
+    named(damaged.recommend_with_scores(user, 5).unwrap_err());
+    named(damaged.recommend_with(user, 5, false, &[]).unwrap_err());
+    named(damaged.try_predict(user, &bad_item).unwrap_err());
+    let good_item = *items.iter().find(|&&i| i != bad_item).unwrap();
+    named(
+        damaged
+            .batch_predict(&[(user.clone(), good_item), (user.clone(), bad_item)])
+            .unwrap_err(),
+    );
+    assert!(damaged.predict(user, &bad_item).is_nan());
+    // Other pairs score as before; excluding the damaged item gives the list back.
+    assert_eq!(
+        damaged.predict(user, &good_item),
+        model.predict(user, &good_item)
+    );
+    let want = model.recommend_with(user, 5, true, &[bad_item]).unwrap();
+    assert_eq!(
+        damaged.recommend_with(user, 5, true, &[bad_item]).unwrap(),
+        want
+    );
 }

@@ -94,7 +94,10 @@ fn features_score_cold_start_items_and_survive_save_and_load() {
             .unwrap(),
         batch
     );
-    assert_eq!(loaded.recommend(&7, 5), model.recommend(&7, 5));
+    assert_eq!(
+        loaded.recommend(&7, 5).unwrap(),
+        model.recommend(&7, 5).unwrap()
+    );
     // With the items already rated included, the top 10 are good (even) items.
     let top = model.recommend_with(&7, 10, false, &[]).unwrap();
     assert!(top.iter().all(|(i, _)| i.is_multiple_of(2)), "{top:?}");

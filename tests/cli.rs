@@ -402,6 +402,113 @@ fn recommender_commands() {
     }
 }
 
+/// A header line is never scored as a pair: `predict` prints one line per sample, whatever the
+/// pairs file starts with; a header is detected the same way by `train`, `predict` and `eval`
+/// (and the model remembers its training columns); `--header yes|no` overrides; a skipped
+/// header is said on stderr.
+#[test]
+fn headers_are_detected_alike_and_never_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    // Custom column names: detected in training because the rating column is a word.
+    let mut tsv = String::from("who\twhat\tstars\n");
+    for u in 0..20 {
+        for i in 0..10 {
+            tsv.push_str(&format!("{u}\t{i}\t{}\n", 1 + (u + i) % 5));
+        }
+    }
+    let ratings = write("train.tsv", &tsv);
+    let model = dir.path().join("m.dfm").to_string_lossy().into_owned();
+    let out = deepfm(
+        &[
+            "train",
+            "--ratings",
+            &ratings,
+            "--out",
+            &model,
+            "--epochs",
+            "1",
+            "--dim",
+            "4",
+            "--hidden",
+            "8",
+            "--threads",
+            "1",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("line 1 read as a header"),
+        "{}",
+        text(&out.stderr)
+    );
+    let samples = 7;
+    let body: String = (0..samples).map(|k| format!("{k}\t{}\n", k % 10)).collect();
+    let predict = |pairs: &str, extra: &[&str]| {
+        let out = deepfm(
+            &[&["predict", "--model", &model, "--pairs", pairs][..], extra].concat(),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout).lines().count(), text(&out.stderr))
+    };
+    // The model's own column names (string-like, only known from training), common names
+    // above numbers, typed RecBole names: each one header, `samples` predictions.
+    for header in [
+        "who\twhat\n",
+        "user_id\titem_id\n",
+        "user_id:token\titem_id:token\n",
+    ] {
+        let pairs = write("pairs.tsv", &format!("{header}{body}"));
+        let (lines, stderr) = predict(&pairs, &[]);
+        assert_eq!(lines, samples, "{header:?}: {stderr}");
+        assert!(stderr.contains("read as a header"), "{header:?}: {stderr}");
+        // --header no scores the first line too (two unknown ids): one line more.
+        assert_eq!(
+            predict(&pairs, &["--header", "no"]).0,
+            samples + 1,
+            "{header:?}"
+        );
+    }
+    // No header: nothing skipped, nothing said; --header yes skips the first line.
+    let pairs = write("plain.tsv", &body);
+    let (lines, stderr) = predict(&pairs, &[]);
+    assert_eq!(lines, samples);
+    assert!(!stderr.contains("header"), "{stderr}");
+    assert_eq!(predict(&pairs, &["--header", "yes"]).0, samples - 1);
+    // eval reads the training file the way train did.
+    let out = deepfm(&["eval", "--model", &model, "--ratings", &ratings], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(200 ratings)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = deepfm(
+        &[
+            "eval",
+            "--model",
+            &model,
+            "--ratings",
+            &ratings,
+            "--header",
+            "no",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("line 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `train --checkpoint C`, then `--resume` with more epochs: the same model file as one
 /// uninterrupted run, for `--data` and for `--ratings`. A damaged checkpoint stops the command
 /// with a message; `--resume` needs `--checkpoint`.

@@ -1,6 +1,7 @@
 //! The MovieLens loaders on the real files: the counts GroupLens publishes must come out exactly,
 //! so nothing is dropped or misread. The data sets are not redistributable and live outside the
-//! repository (`../shared/data`, or `$DEEPFM_DATA`); without them the tests say so and pass.
+//! repository (`../shared/data`, or `$DEEPFM_DATA`);
+//! without them the tests say so and pass, except under CI (`CI` set), where they fail.
 //! Run in release mode: `cargo test --release --test movielens`.
 
 mod common;

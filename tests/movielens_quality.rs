@@ -8,7 +8,7 @@
 //! on the embedding rows in each batch, 1e-3 on the layer weights, and learning-rate decay ×0.3
 //! after each epoch without a better validation loss. That gives 0.9277. The data set is not
 //! redistributable and lives outside the repository (`../shared/data`, or `$DEEPFM_DATA`);
-//! without it the test says so and passes. Run in release mode (about 20 s):
+//! without it the test says so and passes (under CI, `CI` set, it fails). Run in release mode (about 20 s):
 //! `cargo test --release --test movielens_quality`.
 
 mod common;

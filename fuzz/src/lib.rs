@@ -694,7 +694,8 @@ pub fn ratings_model() -> &'static DeepFM<String, String> {
 /// One `ratings` input: the first byte's bit 0 asks for pairs (`predict --pairs`: the rating
 /// column optional), the rest is the file. Checks: no panic; the same result with any read
 /// buffering; errors name an existing line; parallel columns of equal length, ids non-empty,
-/// ratings finite, at most one record per line. Parsed ids then go through the recommender API
+/// ratings finite, exactly one record per non-blank line but a detected header. Parsed ids
+/// then go through the recommender API
 /// ([`ratings_model`]; unknown ids use the out-of-vocabulary rows): `batch_predict` gives one
 /// score per pair, each in the clamp range `[1, 5]`, equal to `predict` on the same pair;
 /// `evaluate` is Ok with finite, non-negative errors; `recommend` gives at most `k` distinct
@@ -715,6 +716,17 @@ pub fn check_ratings(data: &[u8]) -> usize {
     };
     let n = parsed.users.len();
     assert!(n <= lines, "{n} records from {lines} lines: {context:?}");
+    // One record per non-blank line but the header: never one more or one fewer.
+    let samples = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !String::from_utf8_lossy(l).trim().is_empty())
+        .count();
+    assert_eq!(
+        n + parsed.header.is_some() as usize,
+        samples,
+        "records and header against non-blank lines: {context:?}"
+    );
+    assert_eq!(parsed.header.is_some(), parsed.header_reason.is_some());
     assert_eq!(parsed.items.len(), n);
     assert_eq!(parsed.ratings.len(), n);
     assert_eq!(parsed.timestamps.len(), n);
@@ -758,7 +770,9 @@ pub fn check_ratings(data: &[u8]) -> usize {
         .unwrap_or_else(|e| panic!("evaluate failed: {e}; input: {context:?}"));
     assert!(rmse.is_finite() && mae.is_finite() && rmse >= 0.0 && mae >= 0.0);
     let k = (flags >> 1) as usize % 12;
-    let recs = model.recommend(&parsed.users[0], k);
+    let recs = model
+        .recommend(&parsed.users[0], k)
+        .unwrap_or_else(|e| panic!("recommend failed: {e}; input: {context:?}"));
     assert!(
         recs.len() <= k,
         "{} recommendations for k = {k}",

@@ -251,6 +251,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             scratch,
             user_features,
             item_features,
+            columns: None,
         })
     }
 }

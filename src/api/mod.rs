@@ -12,7 +12,7 @@
 //!     .epochs(2)
 //!     .fit(&users, &items, &ratings)?;          // any integer or string ids
 //! let score = model.predict(&1, &100);           // unknown item: scored by the OOV row
-//! let top = model.recommend(&1, 10);             // item ids, unseen ones first by score
+//! let top = model.recommend(&1, 10)?;            // item ids, unseen ones first by score
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("deepfm_model.dfm");
 //! model.save(&path)?;
@@ -95,6 +95,20 @@ pub enum ApiError {
     /// `try_predict` on an item not seen in training.
     #[error("unknown item")]
     UnknownItem,
+    /// A pair's score is not a number: a NaN or infinite number in the rows it reads (the
+    /// embedding table and first-order weights are checksummed, but only read by `verify`:
+    /// `deepfm inspect --verify` finds a damaged one), or an overflow inside the model. The ids
+    /// are written as JSON.
+    #[error(
+        "user {user}, item {item}: the score is not a number (a NaN or infinite weight in their \
+         rows, which `deepfm inspect --verify` reports, or an overflow inside the model)"
+    )]
+    NonFiniteScore {
+        /// The user, as JSON.
+        user: String,
+        /// The item, as JSON.
+        item: String,
+    },
     /// Training failed.
     #[error(transparent)]
     Train(#[from] TrainError),
@@ -330,6 +344,8 @@ struct Meta<U: Id, I: Id> {
     user_features: Option<FeatureTable<U>>,
     #[serde(default)]
     item_features: Option<FeatureTable<I>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    columns: Option<Vec<String>>,
 }
 
 /// A fitted DeepFM recommender over users of type `U` and items of type `I`.
@@ -344,6 +360,7 @@ pub struct DeepFM<U: Id, I: Id> {
     scratch: ScratchPool,
     user_features: Option<FeatureTable<U>>,
     item_features: Option<FeatureTable<I>>,
+    columns: Option<Vec<String>>,
 }
 
 impl<U: Id, I: Id> std::fmt::Debug for DeepFM<U, I> {
@@ -395,6 +412,28 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         &self.items
     }
 
+    /// The column names of the training file's header (user, item, rating …), if it had one
+    /// and they were set with [`DeepFM::set_column_names`]; saved with the model. Readers of
+    /// pairs for this model take a first line that repeats them for a header
+    /// ([`crate::data::ratings::ReadOptions::training_columns`]).
+    pub fn column_names(&self) -> Option<&[String]> {
+        self.columns.as_deref()
+    }
+
+    /// Sets what [`DeepFM::column_names`] returns (`deepfm train` sets the header it read).
+    pub fn set_column_names(&mut self, names: Option<Vec<String>>) {
+        self.columns = names;
+    }
+
+    /// [`ApiError::NonFiniteScore`] naming `user` and `item` (as JSON).
+    fn non_finite(user: &U, item: &I) -> ApiError {
+        let json = |v: Result<String, serde_json::Error>| v.unwrap_or_else(|e| format!("({e})"));
+        ApiError::NonFiniteScore {
+            user: json(serde_json::to_string(user)),
+            item: json(serde_json::to_string(item)),
+        }
+    }
+
     fn sides(&self) -> Sides<'_, U, I> {
         Sides {
             users: &self.users,
@@ -412,7 +451,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
     }
 
     /// Scores users[k] with items[k]; `features` gives the feature rows when they differ from
-    /// the embedding rows.
+    /// the embedding rows. A score that is not a number is left in `out` (NaN) for the caller
+    /// to name its pair ([`ApiError::NonFiniteScore`]); every other error is returned.
     fn score_rows(
         &self,
         users: &[u64],
@@ -443,36 +483,61 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         batch: &C,
         out: &mut [f32],
     ) -> Result<(), ApiError> {
-        if out.len() >= 1024 {
-            score_parallel(&self.model, batch, &self.scratch, out)?;
+        let scored = if out.len() >= 1024 {
+            score_parallel(&self.model, batch, &self.scratch, out)
         } else {
-            score(&self.model, batch, &mut self.scratch.get(), out)?;
+            score(&self.model, batch, &mut self.scratch.get(), out)
+        };
+        match scored {
+            // `out` holds every score, NaN included: the caller names the pair.
+            Ok(()) | Err(ScoreError::NonFiniteScore { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// The prediction for one pair: a rating on the training scale for rating models, a
-    /// probability otherwise. Unknown ids score through the out-of-vocabulary rows (see the
-    /// module documentation); NaN only if the model itself overflows.
+    /// probability otherwise.
+    ///
+    /// What it returns in each case:
+    /// - a known or unknown id: the prediction (unknown ids score through the
+    ///   out-of-vocabulary rows, see the module documentation);
+    /// - a score that is not a number, the only way scoring a model from `fit` or `load` can
+    ///   fail (a NaN or infinite weight in the pair's rows, which only `verify` detects in the
+    ///   embedding table, or an overflow inside the model): NaN. [`DeepFM::try_predict`]
+    ///   returns [`ApiError::NonFiniteScore`] naming the pair instead.
+    ///
+    /// Every other scoring error is ruled out by construction: the rows come from the model's
+    /// own id maps, inside its vocabularies.
     pub fn predict(&self, user: &U, item: &I) -> f32 {
         let (u, i) = self.rows(user, item);
         let mut out = [0.0];
         match self.score_rows(&[u.0], &[i.0], Some((&[u.1], &[i.1])), &mut out) {
-            Ok(()) => out[0],
-            Err(_) => f32::NAN,
+            Ok(()) if out[0].is_finite() => out[0],
+            Ok(()) => f32::NAN,
+            Err(e) => {
+                debug_assert!(false, "a pair of the model's own rows failed to score: {e}");
+                f32::NAN
+            }
         }
     }
 
-    /// As [`DeepFM::predict`], but an unknown user or item is an error.
+    /// As [`DeepFM::predict`], with every failure an error: [`ApiError::UnknownUser`] or
+    /// [`ApiError::UnknownItem`] for an id not seen in training, [`ApiError::NonFiniteScore`]
+    /// where `predict` returns NaN.
     pub fn try_predict(&self, user: &U, item: &I) -> Result<f32, ApiError> {
         let u = self.users.get(user).ok_or(ApiError::UnknownUser)?;
         let i = self.items.get(item).ok_or(ApiError::UnknownItem)?;
         let mut out = [0.0];
         self.score_rows(&[u], &[i], None, &mut out)?;
-        Ok(out[0])
+        match out[0] {
+            p if p.is_finite() => Ok(p),
+            _ => Err(Self::non_finite(user, item)),
+        }
     }
 
-    /// Predictions for many pairs, scored as one batch (parallel for large ones).
+    /// Predictions for many pairs, scored as one batch (parallel for large ones), each as
+    /// [`DeepFM::predict`] returns it; a score that is not a number is the error
+    /// [`ApiError::NonFiniteScore`] naming the first such pair.
     pub fn batch_predict(&self, pairs: &[(U, I)]) -> Result<Vec<f32>, ApiError> {
         if pairs.is_empty() {
             return Ok(Vec::new());
@@ -490,7 +555,10 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let mut out = vec![0.0; pairs.len()];
         let features = Some((&user_feat[..], &item_feat[..]));
         self.score_rows(&user_emb, &item_emb, features, &mut out)?;
-        Ok(out)
+        match out.iter().position(|p| !p.is_finite()) {
+            Some(k) => Err(Self::non_finite(&pairs[k].0, &pairs[k].1)),
+            None => Ok(out),
+        }
     }
 
     /// Root mean squared error (and mean absolute error) over triples, predictions clamped as
@@ -522,23 +590,29 @@ impl<U: Id, I: Id> DeepFM<U, I> {
     }
 
     /// The `top_k` items for `user` by score, excluding items the user interacted with in
-    /// training; ties go to the item seen first in training.
-    pub fn recommend(&self, user: &U, top_k: usize) -> Vec<I> {
-        self.recommend_with_scores(user, top_k)
+    /// training; ties go to the item seen first in training. Fails, naming the item, when a
+    /// candidate's score is not a number (see [`DeepFM::recommend_with`]).
+    pub fn recommend(&self, user: &U, top_k: usize) -> Result<Vec<I>, ApiError> {
+        Ok(self
+            .recommend_with_scores(user, top_k)?
             .into_iter()
             .map(|(i, _)| i)
-            .collect()
+            .collect())
     }
 
     /// As [`DeepFM::recommend`], with each item's score.
-    pub fn recommend_with_scores(&self, user: &U, top_k: usize) -> Vec<(I, f32)> {
+    pub fn recommend_with_scores(&self, user: &U, top_k: usize) -> Result<Vec<(I, f32)>, ApiError> {
         self.recommend_with(user, top_k, true, &[])
-            .unwrap_or_default()
     }
 
     /// Top `top_k` items for `user`: every known item is scored in batches; items the user
     /// interacted with in training are left out when `exclude_seen`, and so are the items in
     /// `exclude`. An unknown user is scored through the out-of-vocabulary row.
+    ///
+    /// A candidate whose score is not a number (a NaN or infinite weight in its rows, or an
+    /// overflow) is the error [`ApiError::NonFiniteScore`] naming the user and the item: a
+    /// damaged row never silently reorders or empties the list. `deepfm inspect --verify`
+    /// finds such rows in a model file.
     pub fn recommend_with(
         &self,
         user: &U,
@@ -572,6 +646,10 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             self.score_rows(&users[..out.len()], &rows, features, out)?;
         }
         let mut ranked: Vec<u64> = (1..=n as u64).filter(|&i| !skip[i as usize]).collect();
+        if let Some(&bad) = ranked.iter().find(|&&i| !scores[i as usize].is_finite()) {
+            let item = self.items.id(bad).expect("ranked rows are known items");
+            return Err(Self::non_finite(user, item));
+        }
         let by_score = |a: &u64, b: &u64| {
             scores[*b as usize]
                 .total_cmp(&scores[*a as usize])
@@ -644,6 +722,12 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             item_features[0] = target_feat;
             let features = Some((&user_features[..], &item_features[..]));
             self.score_rows(&users, &rows, features, &mut scores[..rows.len()])?;
+            if let Some(k) = scores[..rows.len()].iter().position(|s| !s.is_finite()) {
+                return Err(match k {
+                    0 => Self::non_finite(user, item),
+                    _ => Self::non_finite(user, self.items.id(rows[k]).expect("a known item")),
+                });
+            }
             let rank = scores[1..rows.len()]
                 .iter()
                 .filter(|&&s| s >= scores[0])
@@ -657,8 +741,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         Ok((hr / count, ndcg / count))
     }
 
-    /// [`DeepFM::recommend`] for many users, in parallel.
-    pub fn recommend_many(&self, users: &[U], top_k: usize) -> Vec<Vec<I>> {
+    /// [`DeepFM::recommend`] for many users, in parallel; the first error, if any.
+    pub fn recommend_many(&self, users: &[U], top_k: usize) -> Result<Vec<Vec<I>>, ApiError> {
         users.par_iter().map(|u| self.recommend(u, top_k)).collect()
     }
 
@@ -681,6 +765,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .collect(),
             user_features: self.user_features.clone(),
             item_features: self.item_features.clone(),
+            columns: self.columns.clone(),
         };
         let json = serde_json::to_string(&meta).map_err(|e| ApiError::Meta {
             path: path.to_path_buf(),
@@ -752,6 +837,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             scratch,
             user_features: meta.user_features,
             item_features: meta.item_features,
+            columns: meta.columns,
         })
     }
 }

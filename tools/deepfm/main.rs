@@ -122,6 +122,9 @@ enum Command {
         /// Threads for `--data` (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Whether the first line of --pairs is a header (auto: detected; see `train --header`).
+        #[arg(long, value_enum, default_value = "auto", conflicts_with = "data")]
+        header: HeaderArg,
     },
     /// The top-k items for a user of a model from `train --ratings` (items the user rated in
     /// training are left out).
@@ -146,6 +149,9 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         ratings: PathBuf,
+        /// Whether the first line of --ratings is a header (auto: detected; see `train --header`).
+        #[arg(long, value_enum, default_value = "auto")]
+        header: HeaderArg,
         /// Implicit models: sampled negatives per held-out pair.
         #[arg(long, default_value_t = 100)]
         negatives: usize,
@@ -216,6 +222,12 @@ struct TrainArgs {
     /// the first (which is named with file, line and column either way).
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Ratings: whether the first line of --ratings (and --valid) is a header. auto: a header
+    /// when it has typed RecBole names, a rating that is not a number, text above a number in
+    /// line 2, or common id column names (user_id, itemId, movie …); the names are kept in the
+    /// model, so `predict` and `eval` recognise them. A skipped header is printed.
+    #[arg(long, value_enum, default_value = "auto")]
+    header: HeaderArg,
     /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -289,6 +301,28 @@ struct TrainArgs {
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
+}
+
+/// `--header`: whether a ratings or pairs file starts with a header line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HeaderArg {
+    /// Detected (see `deepfm::data::ratings::detect_header`).
+    Auto,
+    /// The first line is a header.
+    Yes,
+    /// The first line is data.
+    No,
+}
+
+impl HeaderArg {
+    fn get(self) -> deepfm::data::ratings::Header {
+        use deepfm::data::ratings::Header;
+        match self {
+            HeaderArg::Auto => Header::Auto,
+            HeaderArg::Yes => Header::Yes,
+            HeaderArg::No => Header::No,
+        }
+    }
 }
 
 /// The recommender's task, as the CLI names it.
@@ -371,10 +405,12 @@ fn run(cli: Cli) -> Result<()> {
             pairs,
             data,
             threads,
+            header,
         } => match data {
             Some(data) => tabular::predict_data(&model, &data, threads),
             None => {
-                recommender::predict_pairs(&model, &pairs.context("--pairs or --data is required")?)
+                let pairs = pairs.context("--pairs or --data is required")?;
+                recommender::predict_pairs(&model, &pairs, header.get())
             }
         },
         Command::Recommend {
@@ -386,10 +422,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval {
             model,
             ratings,
+            header,
             negatives,
             k,
             seed,
-        } => recommender::eval(&model, &ratings, negatives, k, seed),
+        } => recommender::eval(&model, &ratings, header.get(), negatives, k, seed),
         Command::BenchTrain {
             shape,
             batch,

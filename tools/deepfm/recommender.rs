@@ -4,16 +4,50 @@
 use crate::{TaskArg, TrainArgs};
 use anyhow::{Result, bail};
 use deepfm::api::{DeepFM, Task};
-use deepfm::data::ratings::read_interactions;
+use deepfm::data::ratings::{Header, Interactions, ReadOptions, read_interactions_with};
 use deepfm::random;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// `deepfm predict --model M --pairs FILE`: one prediction a line, in order.
-pub fn predict_pairs(model: &Path, pairs: &Path) -> Result<()> {
+/// Reads a ratings or pairs file, the header detected as `header` says (a first line that
+/// repeats `training_columns`, the model's, is a header too), and says on stderr which first
+/// line it took for a header and why, so a skipped line is never silent.
+pub fn read_pairs(
+    path: &Path,
+    pairs_only: bool,
+    header: Header,
+    skip_bad_lines: bool,
+    training_columns: Option<&[String]>,
+) -> Result<Interactions> {
+    let options = ReadOptions {
+        pairs_only,
+        skip_bad_lines,
+        header,
+        training_columns,
+    };
+    let data = read_interactions_with(path, &options)?;
+    if let (Some(names), Some(reason)) = (&data.header, data.header_reason) {
+        eprintln!(
+            "{}: line 1 read as a header {names:?} ({reason}; --header no reads it as data)",
+            path.display()
+        );
+    }
+    if data.skipped > 0 {
+        eprintln!(
+            "skipped {} lines that did not parse; the first: {}",
+            data.skipped,
+            data.first_skipped.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(data)
+}
+
+/// `deepfm predict --model M --pairs FILE`: one prediction a line, in order, one for each
+/// line of FILE but blank lines and the header.
+pub fn predict_pairs(model: &Path, pairs: &Path, header: Header) -> Result<()> {
     let model = DeepFM::<String, String>::load(model)?;
-    let data = read_interactions(pairs, true)?;
+    let data = read_pairs(pairs, true, header, false, model.column_names())?;
     let pairs: Vec<(String, String)> = data.users.into_iter().zip(data.items).collect();
     let out = model.batch_predict(&pairs)?;
     let mut w = BufWriter::new(std::io::stdout().lock());
@@ -30,7 +64,7 @@ pub fn recommend(model: &Path, user: &str, top_k: usize, json: bool) -> Result<(
     if model.users().get(&user).is_none() {
         eprintln!("note: user {user:?} was not in the training data (scored as an unknown user)");
     }
-    let recs = model.recommend_with_scores(&user, top_k);
+    let recs = model.recommend_with_scores(&user, top_k)?;
     if json {
         let list: Vec<_> = recs
             .iter()
@@ -47,9 +81,16 @@ pub fn recommend(model: &Path, user: &str, top_k: usize, json: bool) -> Result<(
 
 /// `deepfm eval --model M --ratings FILE`: RMSE/MAE, HR/NDCG or AUC/logloss by the model's
 /// task.
-pub fn eval(model: &Path, ratings: &Path, negatives: usize, k: usize, seed: u64) -> Result<()> {
+pub fn eval(
+    model: &Path,
+    ratings: &Path,
+    header: Header,
+    negatives: usize,
+    k: usize,
+    seed: u64,
+) -> Result<()> {
     let model = DeepFM::<String, String>::load(model)?;
-    let data = read_interactions(ratings, false)?;
+    let data = read_pairs(ratings, false, header, false, model.column_names())?;
     match model.task() {
         Task::Rating => {
             let (rmse, mae) = model.evaluate(&data.users, &data.items, &data.ratings)?;
@@ -103,14 +144,8 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
              lazy Adam)"
         );
     }
-    let data = deepfm::data::ratings::read_interactions_with(path, false, args.skip_bad_lines)?;
-    if data.skipped > 0 {
-        eprintln!(
-            "skipped {} lines that did not parse; the first: {}",
-            data.skipped,
-            data.first_skipped.as_deref().unwrap_or("?")
-        );
-    }
+    let header = args.header.get();
+    let data = read_pairs(path, false, header, args.skip_bad_lines, None)?;
     eprintln!("{}: {} interactions", path.display(), data.ratings.len());
     let task = match args.task {
         TaskArg::Auto => Task::Auto,
@@ -173,8 +208,8 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     let item_features = read(&args.items, &args.item_columns)?;
     let valid = match &args.valid {
         Some(valid) => {
-            let v =
-                deepfm::data::ratings::read_interactions_with(valid, false, args.skip_bad_lines)?;
+            let names = data.header.as_deref();
+            let v = read_pairs(valid, false, header, args.skip_bad_lines, names)?;
             eprintln!(
                 "{}: {} validation interactions",
                 valid.display(),
@@ -195,8 +230,9 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         input = input.item_features(f);
     }
     let started = Instant::now();
-    let model = builder.fit_interactions(input)?;
+    let mut model = builder.fit_interactions(input)?;
     let seconds = started.elapsed().as_secs_f64();
+    model.set_column_names(data.header.clone());
     model.save(&args.out)?;
     println!(
         "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
@@ -285,7 +321,7 @@ pub fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
         "batch_predict of 5 test pairs: {:?}",
         model.batch_predict(&pairs)?
     );
-    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10));
+    println!("recommend(user 1, top 10) = {:?}", model.recommend(&1, 10)?);
     let path = dir.join("deepfm_model.dfm");
     model.save(&path)?;
     let loaded = DeepFM::<u32, u32>::load(&path)?;
