@@ -1,6 +1,7 @@
 //! The recommender API: `recommend` over a 100,000-item catalogue (items scored per second),
-//! and `batch_predict` against `predict` in a loop (pairs per second). Tutorial architecture
-//! (D = 32, 256-128-64, batch norm), trained one epoch on planted ratings.
+//! and `batch_predict` against `predict` in a loop from one and from two threads (pairs per
+//! second). Tutorial architecture (D = 32, 256-128-64, batch norm), trained one epoch on planted
+//! ratings.
 //! Run with `cargo bench --bench recommend`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -42,6 +43,23 @@ fn recommender(c: &mut Criterion) {
     });
     group.bench_function("predict loop 4096 pairs", |b| {
         b.iter(|| pairs.iter().map(|(u, i)| model.predict(u, i)).sum::<f32>())
+    });
+    // As a service's request threads call it: the same pairs split between two threads, each
+    // scoring with a scratch of its own (against the loop above on one thread).
+    let (first, second) = pairs.split_at(pairs.len() / 2);
+    let predict_all = |pairs: &[(u32, u32)]| {
+        pairs
+            .iter()
+            .map(|(u, i)| model.predict(black_box(u), black_box(i)))
+            .sum::<f32>()
+    };
+    group.bench_function("predict loop 4096 pairs from 2 threads", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| predict_all(second));
+                predict_all(first) + other.join().expect("the other thread scores")
+            })
+        })
     });
     group.finish();
 }

@@ -154,7 +154,9 @@ pub fn run_training(
     let batch = batch.max(1);
     let loss = config.loss;
     let threads = config.threads;
-    let mut trainer = Trainer::new(spec.clone(), config)?;
+    // Chosen here, once, so that the result names the kernels the trainer ran on.
+    let isa = crate::kernels::Isa::detect()?;
+    let mut trainer = Trainer::with_isa(spec.clone(), config, isa)?;
     let mut rng = Rng::new(7);
     let data: Vec<(BatchBuf, Vec<f32>)> = (0..TRAIN_BATCHES)
         .map(|i| {
@@ -190,6 +192,6 @@ pub fn run_training(
         threads,
         millis_per_step: elapsed * 1e3 / steps as f64,
         steps,
-        isa: crate::kernels::Isa::detect().name(),
+        isa: isa.name(),
     })
 }

@@ -9,8 +9,14 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn deepfm(args: &[&str], stdin: Option<&str>) -> Output {
+    deepfm_env(args, stdin, &[])
+}
+
+/// As [`deepfm`], with extra environment variables for the child.
+fn deepfm_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_deepfm"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,6 +131,35 @@ fn bad_input_names_line_and_field_and_prints_no_score() {
     );
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/nonexistent.dfm"));
+}
+
+// Issue 16: an unknown `DEEPFM_ISA` used to select the portable kernels silently (half the
+// speed on an AVX2 CPU, and `scalar` was an undocumented alias of them).
+#[test]
+fn an_unknown_deepfm_isa_is_an_error_listing_the_valid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = random_model(dir.path());
+    let score = ["score", "--model", &model_path, "--input", "-"];
+    for value in ["AVX2", "avx512", "scalar", "portble"] {
+        let out = deepfm_env(&score, Some(GOOD), &[("DEEPFM_ISA", value)]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "DEEPFM_ISA={value} was accepted");
+        assert!(
+            stderr.contains(&format!("DEEPFM_ISA={value:?}")) && stderr.contains("portable, avx2"),
+            "DEEPFM_ISA={value}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "DEEPFM_ISA={value} printed scores");
+    }
+    // The documented name still works, and so does an empty value (no preference).
+    for value in ["portable", ""] {
+        let out = deepfm_env(&score, Some(GOOD), &[("DEEPFM_ISA", value)]);
+        assert!(
+            out.status.success(),
+            "DEEPFM_ISA={value:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).lines().count(), 3, "DEEPFM_ISA={value:?}");
+    }
 }
 
 #[test]

@@ -4,8 +4,9 @@
 use deepfm::random::{Rng, mixed_small, random_batch, write_random_model};
 use deepfm::reference::{max_relative_error, score_reference};
 use deepfm::{
-    Batch, Column, Field, FieldKind, Isa, Model, ModelSpec, OpenOptions, Output, PairedScorer,
-    Pooling, ScoreError, Scratch, ScratchPool, score, score_parallel,
+    Batch, Column, Field, FieldKind, FormatError, Isa, IsaError, IsaSource, Model, ModelSpec,
+    OpenOptions, Output, PairedScorer, Pooling, ScoreError, Scratch, ScratchPool, score,
+    score_parallel,
 };
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -71,6 +72,36 @@ proptest! {
                 None => first = Some(got),
                 Some(f) => prop_assert!(max_relative_error(&got, &f.iter().map(|&v| v as f64).collect::<Vec<_>>()) <= 1e-5),
             }
+        }
+    }
+}
+
+// Issue 16: `OpenOptions::isa` naming an instruction set this CPU lacks hit an `assert!` in
+// `Model::from_file` although the option's doc promised an error. Here every `Isa` is supported,
+// so only the supported branch runs; on a CPU without AVX2 (or not x86) the old code panicked in
+// the other. The refusal itself is unit-tested on any CPU in `kernels` (`check_in`).
+#[test]
+fn open_with_an_isa_the_cpu_lacks_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_random_model(dir.path().join("m.dfm"), &mixed_small(), 1).unwrap();
+    for isa in Isa::ALL {
+        let options = OpenOptions {
+            isa: Some(isa),
+            verify: false,
+        };
+        match Model::open_with(&path, &options) {
+            Ok(model) => {
+                assert!(isa.is_supported(), "{isa:?} opened on a CPU that lacks it");
+                assert_eq!(model.isa(), isa);
+            }
+            Err(FormatError::Isa(IsaError::Unsupported {
+                isa: refused,
+                requested_by: IsaSource::OpenOptions,
+            })) => {
+                assert!(!isa.is_supported(), "{isa:?} refused on a CPU that has it");
+                assert_eq!(refused, isa);
+            }
+            Err(e) => panic!("{isa:?}: {e}"),
         }
     }
 }

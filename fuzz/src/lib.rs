@@ -84,7 +84,7 @@ pub fn base_model(portable: bool) -> &'static Model {
     let (cell, isa) = if portable {
         (&PORTABLE, Isa::Portable)
     } else {
-        (&BEST, Isa::detect())
+        (&BEST, Isa::best())
     };
     cell.get_or_init(|| open_bytes(base_model_bytes(), Some(isa)).expect("open the base model"))
 }
@@ -224,7 +224,7 @@ pub fn check_model_bytes(data: &[u8], name: &str) -> bool {
     let isa = if flags & 0x20 != 0 {
         Isa::Portable
     } else {
-        Isa::detect()
+        Isa::best()
     };
     let model = open_bytes(bytes, Some(isa)).unwrap_or_else(|e| {
         panic!("{name}: validate_bytes accepted the file but Model::open refused it: {e}")

@@ -349,6 +349,12 @@ struct Meta<U: Id, I: Id> {
 }
 
 /// A fitted DeepFM recommender over users of type `U` and items of type `I`.
+///
+/// Share one between threads (behind an `Arc`, or by reference): calls from any number of
+/// threads at once run in parallel, each scoring with a scratch of its own from the model's
+/// [`ScratchPool`]. A thread that finds every scratch in use allocates a new one (the size
+/// [`crate::Scratch::new`] states; about half a MiB at the tutorial's shape), which the pool
+/// keeps for later calls.
 pub struct DeepFM<U: Id, I: Id> {
     settings: Settings,
     task: Task,

@@ -197,9 +197,10 @@ pub enum FormatError {
         /// Index of the first bad element.
         element: usize,
     },
-    /// `Model::open_with` asked for an instruction set this CPU does not have.
-    #[error("this CPU does not support the {0} kernels")]
-    UnsupportedIsa(&'static str),
+    /// Opening a model could not pick its kernels: `DEEPFM_ISA` holds an unknown name, or it or
+    /// [`crate::OpenOptions::isa`] asks for an instruction set this CPU does not have.
+    #[error(transparent)]
+    Isa(#[from] crate::kernels::IsaError),
     /// Writer: more data than the section holds.
     #[error("section {section}: writing past its {elements} elements")]
     SectionOverflow {

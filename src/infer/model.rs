@@ -1,14 +1,15 @@
 use crate::format::{FormatError, ModelFile, SectionId};
-use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
+use crate::kernels::{Isa, IsaSource};
 use crate::spec::{FieldKind, ModelSpec, Output};
 use std::path::Path;
 
 /// How to open a model.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Instruction set for the kernels; `None` picks the best this CPU has (see
-    /// [`Isa::detect`]). Asking for one the CPU lacks is an error.
+    /// Instruction set for the kernels; `None` picks the best this CPU has, or the one the
+    /// `DEEPFM_ISA` environment variable names (see [`Isa::detect`]). Asking for one the CPU
+    /// lacks, here or through the variable, makes opening fail with [`FormatError::Isa`].
     pub isa: Option<Isa>,
     /// Also check the checksums of the embedding table and first-order weights (reads the whole
     /// file; see [`ModelFile::verify`]).
@@ -62,17 +63,17 @@ impl Model {
         Model::from_file(file, options.isa)
     }
 
-    /// Builds the scoring plan over an already validated file.
+    /// Builds the scoring plan over an already validated file, on `isa` (`None`: see
+    /// [`OpenOptions::isa`]).
     ///
-    /// # Panics
-    /// If `isa` is not supported by this CPU.
+    /// # Errors
+    /// [`FormatError::Isa`] if `isa` is not supported by this CPU, or if it is `None` and
+    /// [`Isa::detect`] refuses the `DEEPFM_ISA` environment variable.
     pub fn from_file(file: ModelFile, isa: Option<Isa>) -> Result<Model, FormatError> {
-        let isa = isa.unwrap_or_else(Isa::detect);
-        assert!(
-            isa.is_supported(),
-            "{} is not supported by this CPU",
-            isa.name()
-        );
+        let isa = match isa {
+            Some(isa) => isa.check(IsaSource::OpenOptions)?,
+            None => Isa::detect()?,
+        };
         let spec = file.spec().clone();
         let offsets = spec.row_offsets();
         let fields = spec

@@ -30,18 +30,81 @@ pub enum Isa {
     Avx2Fma,
 }
 
-/// Environment variable that forces an instruction set (`portable` or `avx2`), e.g. to test the
-/// fallback on a CPU that has more. Asking for one the CPU lacks falls back to `portable`.
+/// Environment variable that forces an instruction set by its [`Isa::name`] (`portable` or
+/// `avx2`), e.g. to test the fallback on a CPU that has more. Read by [`Isa::detect`], so by
+/// [`crate::Model::open`] and [`crate::train::Trainer::new`]. Unset or empty, the best this CPU
+/// has is used. Any other name, or one this CPU lacks, is an [`IsaError`] rather than a
+/// silent fallback to slower kernels.
 pub const ISA_ENV: &str = "DEEPFM_ISA";
 
+/// Where an instruction set was asked for, for [`IsaError::Unsupported`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsaSource {
+    /// The [`ISA_ENV`] environment variable.
+    Env,
+    /// [`crate::OpenOptions::isa`].
+    OpenOptions,
+    /// [`crate::train::Trainer::with_isa`].
+    Trainer,
+}
+
+impl std::fmt::Display for IsaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IsaSource::Env => ISA_ENV,
+            IsaSource::OpenOptions => "OpenOptions::isa",
+            IsaSource::Trainer => "Trainer::with_isa",
+        })
+    }
+}
+
+/// An instruction set that cannot be used: an unknown name in [`ISA_ENV`], or one this CPU
+/// lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IsaError {
+    /// [`ISA_ENV`] holds a name that is not one of [`Isa::NAMES`] (names are lower case).
+    #[error(
+        "{ISA_ENV}={value:?} is not an instruction set: the valid names are {} \
+         (or leave {ISA_ENV} unset for the best this CPU has)",
+        Isa::NAMES.join(", ")
+    )]
+    Unknown {
+        /// The variable's value (lossily decoded if it was not UTF-8).
+        value: String,
+    },
+    /// The instruction set is known but this CPU (or the emulator running the program) lacks it.
+    #[error(
+        "{requested_by} asks for the {} kernels, which this CPU does not support",
+        isa.name()
+    )]
+    Unsupported {
+        /// The instruction set asked for.
+        isa: Isa,
+        /// Where it was asked for.
+        requested_by: IsaSource,
+    },
+}
+
 impl Isa {
+    /// Every instruction set the kernels are written for, worst first (this CPU may lack some:
+    /// see [`Isa::available`]).
+    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2Fma];
+
+    /// The names [`Isa::from_name`] accepts, in the order of [`Isa::ALL`].
+    pub const NAMES: [&'static str; 2] = ["portable", "avx2"];
+
     /// Every instruction set this CPU can run, best last.
     pub fn available() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        if Isa::Avx2Fma.is_supported() {
-            isas.push(Isa::Avx2Fma);
-        }
-        isas
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
+    }
+
+    /// The best instruction set this CPU has, ignoring [`ISA_ENV`] (what [`Isa::detect`]
+    /// returns when the variable is unset).
+    pub fn best() -> Isa {
+        *Isa::available().last().unwrap_or(&Isa::Portable)
     }
 
     /// True when this CPU can run `self`.
@@ -58,34 +121,69 @@ impl Isa {
         }
     }
 
-    /// The best supported instruction set, unless [`ISA_ENV`] asks for another.
-    pub fn detect() -> Isa {
-        let best = *Isa::available()
-            .last()
-            .expect("portable is always available");
-        match std::env::var(ISA_ENV).ok().as_deref() {
-            Some(name) => Isa::from_name(name)
-                .filter(|isa| isa.is_supported())
-                .unwrap_or(Isa::Portable),
-            None => best,
-        }
+    /// `self` if this CPU supports it, else [`IsaError::Unsupported`] naming `source`.
+    pub fn check(self, source: IsaSource) -> Result<Isa, IsaError> {
+        check_in(self, source, &Isa::available())
     }
 
-    /// Parses `portable` or `avx2`.
+    /// The best supported instruction set, unless [`ISA_ENV`] asks for another.
+    ///
+    /// # Errors
+    /// [`IsaError::Unknown`] if the variable holds a name other than [`Isa::NAMES`] (e.g.
+    /// `AVX2`, `avx512`), [`IsaError::Unsupported`] if it names one this CPU lacks.
+    pub fn detect() -> Result<Isa, IsaError> {
+        let value = std::env::var_os(ISA_ENV);
+        Isa::from_env_value(value.as_ref().map(|v| v.to_string_lossy()).as_deref())
+    }
+
+    /// What [`Isa::detect`] returns when [`ISA_ENV`] holds `value` (`None`: unset): the same
+    /// rules, without reading the environment.
+    pub fn from_env_value(value: Option<&str>) -> Result<Isa, IsaError> {
+        from_env_value_in(value, &Isa::available())
+    }
+
+    /// Parses one of [`Isa::NAMES`] (exactly: names are lower case); `None` for anything else.
     pub fn from_name(name: &str) -> Option<Isa> {
         match name {
-            "portable" | "scalar" => Some(Isa::Portable),
+            "portable" => Some(Isa::Portable),
             "avx2" => Some(Isa::Avx2Fma),
             _ => None,
         }
     }
 
-    /// Short name (`portable`, `avx2`).
+    /// Short name (`portable`, `avx2`), as [`Isa::from_name`] parses it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2Fma => "avx2",
         }
+    }
+}
+
+/// [`Isa::check`] against an explicit list of what the CPU has, so that tests can drive the
+/// unsupported case on any CPU.
+fn check_in(isa: Isa, source: IsaSource, available: &[Isa]) -> Result<Isa, IsaError> {
+    if available.contains(&isa) {
+        Ok(isa)
+    } else {
+        Err(IsaError::Unsupported {
+            isa,
+            requested_by: source,
+        })
+    }
+}
+
+/// [`Isa::from_env_value`] against an explicit list of what the CPU has (best last).
+fn from_env_value_in(value: Option<&str>, available: &[Isa]) -> Result<Isa, IsaError> {
+    match value {
+        // Empty is how shells spell "no preference" (`DEEPFM_ISA= cargo test`).
+        None | Some("") => Ok(*available.last().unwrap_or(&Isa::Portable)),
+        Some(name) => match Isa::from_name(name) {
+            Some(isa) => check_in(isa, IsaSource::Env, available),
+            None => Err(IsaError::Unknown {
+                value: name.to_string(),
+            }),
+        },
     }
 }
 
@@ -102,7 +200,7 @@ pub(crate) fn store16(out: &mut [f32; 16], v: &[wide::f32x8; 2]) {
 
 #[cfg(test)]
 mod tests {
-    use super::Isa;
+    use super::{Isa, IsaError, IsaSource, check_in, from_env_value_in};
 
     /// Instruction sets the kernel tests are expected to run on, comma-separated
     /// (`portable,avx2`): set by CI when it runs the kernel tests under valgrind, whose
@@ -120,6 +218,89 @@ mod tests {
         if let Ok(expected) = std::env::var(EXPECT_ENV) {
             let expected: Vec<&str> = expected.split(',').map(str::trim).collect();
             assert_eq!(available, expected, "{EXPECT_ENV} says otherwise");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for (isa, name) in Isa::ALL.into_iter().zip(Isa::NAMES) {
+            assert_eq!(isa.name(), name);
+            assert_eq!(Isa::from_name(name), Some(isa));
+        }
+    }
+
+    // Issue 16: an unknown value (a capitalised name, an ISA the kernels do not have, a typo,
+    // the old undocumented alias `scalar`) used to select the portable kernels silently.
+    #[test]
+    fn an_unknown_env_value_is_an_error_listing_the_valid_names() {
+        let both = [Isa::Portable, Isa::Avx2Fma];
+        for value in ["AVX2", "avx512", "avx-2", "scalar", "Portable", " avx2"] {
+            let err = from_env_value_in(Some(value), &both).unwrap_err();
+            assert_eq!(
+                err,
+                IsaError::Unknown {
+                    value: value.to_string()
+                }
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains("DEEPFM_ISA") && message.contains("portable, avx2"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_known_env_value_the_cpu_lacks_is_an_error() {
+        let err = from_env_value_in(Some("avx2"), &[Isa::Portable]).unwrap_err();
+        assert_eq!(
+            err,
+            IsaError::Unsupported {
+                isa: Isa::Avx2Fma,
+                requested_by: IsaSource::Env
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("DEEPFM_ISA asks for the avx2 kernels")
+        );
+    }
+
+    #[test]
+    fn env_value_unset_or_empty_picks_the_best_and_a_name_picks_that() {
+        let both = [Isa::Portable, Isa::Avx2Fma];
+        assert_eq!(from_env_value_in(None, &both), Ok(Isa::Avx2Fma));
+        assert_eq!(from_env_value_in(Some(""), &both), Ok(Isa::Avx2Fma));
+        assert_eq!(from_env_value_in(None, &[Isa::Portable]), Ok(Isa::Portable));
+        assert_eq!(
+            from_env_value_in(Some("portable"), &both),
+            Ok(Isa::Portable)
+        );
+        assert_eq!(from_env_value_in(Some("avx2"), &both), Ok(Isa::Avx2Fma));
+        // And the public function agrees with this CPU's list.
+        let best = *Isa::available().last().unwrap();
+        assert_eq!(Isa::from_env_value(None), Ok(best));
+    }
+
+    #[test]
+    fn check_refuses_what_the_cpu_lacks_naming_where_it_was_asked_for() {
+        assert_eq!(
+            check_in(Isa::Avx2Fma, IsaSource::OpenOptions, &[Isa::Portable]),
+            Err(IsaError::Unsupported {
+                isa: Isa::Avx2Fma,
+                requested_by: IsaSource::OpenOptions
+            })
+        );
+        assert_eq!(
+            check_in(Isa::Portable, IsaSource::Trainer, &[Isa::Portable]),
+            Ok(Isa::Portable)
+        );
+        for isa in Isa::ALL {
+            assert_eq!(
+                isa.check(IsaSource::OpenOptions).is_ok(),
+                isa.is_supported(),
+                "{isa:?}"
+            );
         }
     }
 }

@@ -9,6 +9,10 @@ pub enum TrainError {
     /// A setting is out of range.
     #[error("training configuration: {0}")]
     Config(String),
+    /// The kernels cannot be chosen: `DEEPFM_ISA` holds an unknown name, or it or
+    /// [`super::Trainer::with_isa`] asks for an instruction set this CPU lacks.
+    #[error(transparent)]
+    Isa(#[from] crate::kernels::IsaError),
     /// The model spec is invalid.
     #[error("model spec: {0}")]
     Spec(#[from] SpecError),

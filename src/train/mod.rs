@@ -57,8 +57,8 @@ pub use table::Table;
 
 use crate::batch::Columns;
 use crate::infer::score::{finish, validate_columns};
-use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
+use crate::kernels::{Isa, IsaSource};
 use crate::spec::{ModelSpec, Output};
 use forward::Mode;
 use fused::Regularization;
@@ -138,21 +138,24 @@ impl std::fmt::Debug for Trainer {
 
 impl Trainer {
     /// A trainer with freshly initialised parameters (from `config.seed`), on the best kernels
-    /// this CPU supports (`DEEPFM_ISA` overrides, as for scoring).
+    /// this CPU supports (`DEEPFM_ISA` overrides, as for scoring: see [`Isa::detect`]).
+    ///
+    /// # Errors
+    /// As [`Trainer::with_isa`], and [`TrainError::Isa`] if `DEEPFM_ISA` holds an unknown name
+    /// or one this CPU lacks.
     pub fn new(spec: ModelSpec, config: TrainConfig) -> Result<Trainer, TrainError> {
-        Trainer::with_isa(spec, config, Isa::detect())
+        Trainer::with_isa(spec, config, Isa::detect()?)
     }
 
     /// As [`Trainer::new`], on the given kernels.
+    ///
+    /// # Errors
+    /// An invalid spec or configuration, a loss that does not fit the output, a table too large
+    /// to train in memory, or [`TrainError::Isa`] if this CPU does not support `isa`.
     pub fn with_isa(spec: ModelSpec, config: TrainConfig, isa: Isa) -> Result<Trainer, TrainError> {
         spec.validate()?;
         config.validate()?;
-        if !isa.is_supported() {
-            return Err(TrainError::Config(format!(
-                "instruction set {} is not supported by this CPU",
-                isa.name()
-            )));
-        }
+        isa.check(IsaSource::Trainer)?;
         match (config.loss, spec.output) {
             (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
             (loss, output) => {

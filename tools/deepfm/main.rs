@@ -604,7 +604,7 @@ fn inspect(path: &Path, verify: bool) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
     }
-    println!("kernels on this CPU: {}", Isa::detect().name());
+    println!("kernels on this CPU: {}", Isa::detect()?.name());
     Ok(())
 }
 
@@ -667,7 +667,7 @@ struct BenchArgs {
     /// (the caches and the core cool down); only the calls are timed.
     #[arg(long, default_value_t = 0.0)]
     gap_ms: f64,
-    /// Kernels to use: avx2 or portable (default: the best this CPU has).
+    /// Kernels to use: avx2 or portable (default: the best this CPU has, or DEEPFM_ISA).
     #[arg(long)]
     isa: Option<String>,
     /// End with a JSON line of the results.
@@ -700,9 +700,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     let isa = match isa.as_deref() {
         None => None,
         Some(name) => {
-            let isa = Isa::from_name(name).with_context(|| format!("unknown isa {name}"))?;
+            let isa = Isa::from_name(name).with_context(|| {
+                format!(
+                    "--isa {name:?}: the valid names are {}",
+                    Isa::NAMES.join(", ")
+                )
+            })?;
             if !isa.is_supported() {
-                bail!("this CPU does not support {name}");
+                bail!("--isa {name}: this CPU does not support these kernels");
             }
             Some(isa)
         }
