@@ -15,8 +15,9 @@
 //!
 //! # Replacing model files
 //! Write the new model to a new file (in the same directory) and either reload from that path or
-//! rename it over the old path and reload that: the rename gives the path a new inode, and maps
-//! of the old one stay valid. Never truncate or rewrite a mapped file in place: reads of
+//! put it at the old path with [`crate::format::install()`] (`deepfm install NEW LIVE`) and reload
+//! that: install renames a validated copy over the path, which gives the path a new inode while
+//! maps of the old one stay valid. Never truncate or rewrite a mapped file in place: reads of
 //! truncated pages fault and rewritten pages change scores silently. [`Reloadable::reload`]
 //! refuses a path that is the currently mapped inode rewritten in place
 //! ([`ReloadError::ChangedInPlace`]), and [`Reloadable::check_current`] lets a service detect

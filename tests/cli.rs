@@ -1,5 +1,5 @@
 //! The `deepfm` binary end to end: score (file and stdin, good and bad input), export/import,
-//! inspect, bench --json.
+//! inspect, bench --json, install under a running scorer.
 
 use deepfm::Model;
 use deepfm::data::tsv::push_line;
@@ -793,4 +793,123 @@ fn train_ratings_takes_a_validation_file_and_refuses_data_only_flags() {
     }
     let out = deepfm(&[&base[..], &["--optim", "lazy-adam"]].concat(), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Whether process `pid` has `path` mapped (Linux: `/proc/<pid>/maps` names mapped files).
+fn maps_file(pid: u32, path: &Path) -> bool {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let path = path.to_string_lossy();
+    maps.lines().any(|l| l.ends_with(path.as_ref()))
+}
+
+/// `install` replaces the file a running `deepfm score` has mapped: that process still scores
+/// with the old model, exactly, and dies of nothing; the path then scores as the new model. A
+/// corrupt file, or the live file itself, is refused with a message and the live file kept.
+#[test]
+fn install_replaces_a_file_a_running_scorer_has_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = random_model(dir.path());
+    let (live, new) = (dir.path().join("live.dfm"), dir.path().join("new.dfm"));
+    let (live_s, new_s) = (live.to_str().unwrap(), new.to_str().unwrap());
+    let out = deepfm(
+        &[
+            "random",
+            "--shape",
+            "mixed-small",
+            "--out",
+            new_s,
+            "--seed",
+            "10",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tsv = dir.path().join("in.tsv");
+    std::fs::write(&tsv, GOOD).unwrap();
+    let score_file = |model: &str| {
+        let out = deepfm(
+            &["score", "--model", model, "--input", tsv.to_str().unwrap()],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let (old_scores, new_scores) = (score_file(&old), score_file(new_s));
+    assert_ne!(old_scores, new_scores, "the two models must differ");
+
+    // A first install: nothing at the live path yet.
+    let out = deepfm(&["install", &old, live_s], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("installed") && !said.contains("reload"),
+        "{said}"
+    );
+
+    // A scorer maps the live file, then waits for its input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deepfm"))
+        .args(["score", "--model", live_s, "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if cfg!(target_os = "linux") {
+        let mapped = std::fs::canonicalize(&live).unwrap();
+        let start = std::time::Instant::now();
+        while !maps_file(child.id(), &mapped) {
+            assert!(child.try_wait().unwrap().is_none(), "the scorer exited");
+            assert!(start.elapsed().as_secs() < 60, "the scorer never mapped it");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    } else {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let out = deepfm(&["install", new_s, live_s], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(live_s) && said.contains("keep the old model until they reload"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(GOOD.as_bytes())
+        .unwrap();
+    let served = child.wait_with_output().unwrap();
+    assert!(
+        served.status.success(),
+        "the scorer died: {:?} {}",
+        served.status,
+        text(&served.stderr)
+    );
+    assert_eq!(text(&served.stdout), old_scores);
+    assert_eq!(score_file(live_s), new_scores);
+
+    // Refusals leave the live file as it is.
+    let installed = std::fs::read(&live).unwrap();
+    let bad = dir.path().join("bad.dfm");
+    let mut bytes = installed.clone();
+    let table = deepfm::format::ModelFile::open(&live).unwrap().sections()[0];
+    assert_eq!(table.shape.id.name(), "embedding");
+    bytes[table.offset as usize + 40] ^= 1;
+    std::fs::write(&bad, bytes).unwrap();
+    let out = deepfm(&["install", bad.to_str().unwrap(), live_s], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("installing") && err.contains("embedding: checksum mismatch"),
+        "{err}"
+    );
+    let out = deepfm(&["install", live_s, live_s], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("are the same file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&live).unwrap(), installed);
 }

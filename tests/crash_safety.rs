@@ -1,6 +1,7 @@
 //! Crash-safe writes: every writer of the crate (model files through `Trainer::write`, the
-//! recommender's `save`, the safetensors export, training checkpoints) is made to fail at each
-//! of its disk operations in turn — and to "crash" there, where no cleanup runs. After each,
+//! recommender's `save`, the safetensors export, training checkpoints, `format::install`) is
+//! made to fail at each of its disk operations in turn — and to "crash" there, where no cleanup
+//! runs. After each,
 //! the file at the target path is the previous file, byte for byte (or, once the rename has
 //! happened, the complete new one), never a partial file; a failure leaves no temporary file,
 //! and a crash's leftover never has the target's name and is removed by the next save.
@@ -30,14 +31,14 @@ fn read(path: &Path) -> Vec<u8> {
 /// as a crash. `usable` checks that a target file can still be used (opened, loaded).
 /// `reproducible`: every save writes the same bytes (a checkpoint does not: it records wall
 /// times), so a replaced file must equal the clean run's; otherwise it must differ from the
-/// old one.
+/// old one. Returns the operations of a clean run (each of which was made to fail).
 fn every_failure_point(
     dir: &Path,
     targets: &[PathBuf],
     save: &mut dyn FnMut() -> Result<(), String>,
     usable: &dyn Fn() -> bool,
     reproducible: bool,
-) {
+) -> Vec<Step> {
     let old: Vec<Vec<u8>> = targets.iter().map(|t| read(t)).collect();
     let restore = || {
         for (t, bytes) in targets.iter().zip(&old) {
@@ -136,6 +137,7 @@ fn every_failure_point(
             }
         }
     }
+    steps
 }
 
 fn trainer(seed: u64) -> Trainer {
@@ -160,6 +162,34 @@ fn trainer_write_survives_every_failure() {
         &|| Model::open(&target).is_ok(),
         true,
     );
+}
+
+#[test]
+fn install_survives_every_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (new, live) = (dir.path().join("new.dfm"), dir.path().join("live.dfm"));
+    deepfm::random::write_random_model(&live, &mixed_small(), 1).unwrap();
+    deepfm::random::write_random_model(&new, &mixed_small(), 2).unwrap();
+    // Not the default mode, so the permissions step runs and its leftovers are exercised.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&live, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let steps = every_failure_point(
+        dir.path(),
+        std::slice::from_ref(&live),
+        &mut || {
+            deepfm::format::install(&new, &live)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+        &|| ModelFile::open(&live).is_ok_and(|f| f.verify().is_ok()),
+        true,
+    );
+    for kind in [Step::Permissions, Step::Read] {
+        assert!(steps.contains(&kind), "{kind:?} missing from {steps:?}");
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Crash-safe replacement of a file, shared by every writer of the crate (model files,
-//! checkpoints, safetensors exports).
+//! checkpoints, safetensors exports, [`super::install`]).
 //!
 //! The new contents go to a temporary file beside the target (`.<name>.tmp.<pid>.<n>`, never
 //! the target's name), which is flushed, synced, renamed over the target, and the directory
@@ -35,8 +35,12 @@ pub mod fault {
         Clean,
         /// Creating the temporary file.
         Create,
+        /// Setting the temporary file's permissions (install, when the target exists).
+        Permissions,
         /// Setting the temporary file's length.
         SetLen,
+        /// One read of the file being copied (install).
+        Read,
         /// Moving the write position.
         Seek,
         /// One write call (a failing write first writes half of its bytes).
@@ -182,7 +186,9 @@ fn clean_stale_temps(target: &Path) {
             continue;
         }
         let path = entry.path();
-        let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+        // Opened for reading: a lock needs no more, and a leftover that took a read-only
+        // target's permissions (install) must still be removable.
+        let Ok(file) = File::open(&path) else {
             continue;
         };
         // A live writer holds the lock; one that died released it.
@@ -217,6 +223,23 @@ impl AtomicFile {
         Ok(atomic)
     }
 
+    /// The temporary file's path (to read back what was written before [`AtomicFile::commit`]).
+    pub(crate) fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Gives the temporary file `permissions` (called before any data is written, so the
+    /// contents are never readable more widely than the permissions say).
+    pub(crate) fn set_permissions(
+        &mut self,
+        permissions: std::fs::Permissions,
+    ) -> Result<(), FormatError> {
+        fault::check(Step::Permissions).map_err(FormatError::io(&self.temp))?;
+        self.file
+            .set_permissions(permissions)
+            .map_err(FormatError::io(&self.temp))
+    }
+
     /// Sets the file's length (what is never written reads as zeros: a hole).
     pub(crate) fn set_len(&mut self, len: u64) -> Result<(), FormatError> {
         fault::check(Step::SetLen).map_err(FormatError::io(&self.temp))?;
@@ -248,6 +271,11 @@ impl AtomicFile {
             self.buffered_at + self.buffer.len() as u64
         };
         self.write_at(end, bytes)
+    }
+
+    /// Writes what is buffered, so that the temporary file can be read back whole.
+    pub(crate) fn flush(&mut self) -> Result<(), FormatError> {
+        self.flush_buffer()
     }
 
     fn flush_buffer(&mut self) -> Result<(), FormatError> {

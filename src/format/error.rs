@@ -15,10 +15,10 @@ pub enum FormatError {
         source: std::io::Error,
     },
     /// The file under an open map was truncated, grown or rewritten in place since it was opened
-    /// (see [`super::ModelFile::check_unchanged`]): replace model files by renaming a new file
-    /// into place instead.
+    /// (see [`super::ModelFile::check_unchanged`]): replace model files with [`super::install()`]
+    /// (a new file renamed into place) instead.
     #[error(
-        "{path} changed under its map ({mapped_len} bytes when opened, {now_len} now): it was rewritten in place; write a new file and rename it into place instead"
+        "{path} changed under its map ({mapped_len} bytes when opened, {now_len} now): it was rewritten in place; install new models with `deepfm install` (a new file renamed into place) instead"
     )]
     ChangedUnderMap {
         /// File concerned.
@@ -27,6 +27,17 @@ pub enum FormatError {
         mapped_len: u64,
         /// Length now.
         now_len: u64,
+    },
+    /// [`super::install()`] was given the live file itself as the new model (the same path, a
+    /// hard link or a symbolic link to it): there is nothing to install.
+    #[error(
+        "{new} and {live} are the same file: nothing to install (give the new model's own file)"
+    )]
+    SameFile {
+        /// The new model's path as given.
+        new: PathBuf,
+        /// The live path as given.
+        live: PathBuf,
     },
     /// This build runs on a big-endian CPU; model files are little-endian and read zero-copy.
     #[error("model files are little-endian and this CPU is not")]

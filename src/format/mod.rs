@@ -81,10 +81,12 @@
 pub mod atomic;
 pub(crate) mod checksum;
 mod error;
+mod install;
 pub mod reader;
 pub mod writer;
 
 pub use error::FormatError;
+pub use install::{Installed, install};
 pub use reader::{FileStamp, ModelFile};
 pub use writer::ModelWriter;
 

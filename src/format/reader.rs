@@ -96,11 +96,11 @@ impl ModelFile {
         }
         // SAFETY: `Mmap::map` is unsafe because the file may change under the map. That is the
         // caller's duty, documented on `Model` and in the README: replace a model by renaming a
-        // new file over it, never truncate or rewrite it in place (existing maps keep the old
-        // inode). What this crate guarantees: after `validate`, no byte of the map is used as
-        // an index, length or offset (those come from the validated header, copied out), so an
-        // in-place rewrite could only change score values; a truncation raises SIGBUS, which no
-        // reader of a map can prevent.
+        // new file over it (`format::install`), never truncate or rewrite it in place (existing
+        // maps keep the old inode). What this crate guarantees: after `validate`, no byte of the
+        // map is used as an index, length or offset (those come from the validated header,
+        // copied out), so an in-place rewrite could only change score values; a truncation
+        // raises SIGBUS, which no reader of a map can prevent.
         let map = unsafe { Mmap::map(&file) }.map_err(FormatError::io(&path))?;
         let Validated {
             spec,

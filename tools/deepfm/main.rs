@@ -84,6 +84,15 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Install a model file at the path a service serves, safely while it is mapped: NEW is
+    /// validated completely, copied beside LIVE and renamed over it (never `cp` over a served
+    /// file: that kills the processes that have it mapped). Reload the services afterwards.
+    Install {
+        /// The new model file.
+        new: PathBuf,
+        /// The served path to replace (created if absent; its directory must exist).
+        live: PathBuf,
+    },
     /// Print a model file's spec, sections and checksum state.
     Inspect {
         model: PathBuf,
@@ -390,6 +399,32 @@ fn run(cli: Cli) -> Result<()> {
             let file = ModelFile::open(&model)?;
             deepfm::interop::export(&file, &weights, &spec)?;
             println!("wrote {} and {}", weights.display(), spec.display());
+            Ok(())
+        }
+        Command::Install { new, live } => {
+            let done = deepfm::format::install(&new, &live)
+                .with_context(|| format!("installing {} as {}", new.display(), live.display()))?;
+            let spec = &done.spec;
+            let holes = if done.written < done.len {
+                format!(", {} written, the rest left as holes", done.written)
+            } else {
+                String::new()
+            };
+            println!(
+                "installed {} as {} ({} bytes{holes}; {} fields, {} rows, D={}, hidden {:?}){}",
+                new.display(),
+                done.path.display(),
+                done.len,
+                spec.fields.len(),
+                spec.total_rows()?,
+                spec.embedding_dim,
+                spec.hidden,
+                if done.replaced {
+                    "; processes serving it keep the old model until they reload"
+                } else {
+                    ""
+                }
+            );
             Ok(())
         }
         Command::Inspect { model, verify } => inspect(&model, verify),
