@@ -192,7 +192,7 @@ fn gemv(c: &mut Criterion) {
 /// Twelve independent FMA chains on 8 lanes: the throughput ceiling of the GEMM micro-kernel.
 fn fma_peak(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::Avx2Fma.is_supported() {
+    if deepfm::kernels::IsaKind::Avx2Fma.is_supported() {
         const ITERS: u64 = 1_000_000;
         #[target_feature(enable = "avx2,fma")]
         fn chains() -> f32 {

@@ -59,5 +59,5 @@ pub use format::{FormatError, ModelWriter};
 pub use infer::{
     Model, OpenOptions, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel,
 };
-pub use kernels::{Isa, IsaError, IsaSource};
+pub use kernels::{Isa, IsaError, IsaKind, IsaSource};
 pub use spec::{Field, FieldKind, ModelSpec, Output, Pooling, SpecError};

@@ -82,7 +82,7 @@ pub fn base_model(portable: bool) -> &'static Model {
     static PORTABLE: OnceLock<Model> = OnceLock::new();
     static BEST: OnceLock<Model> = OnceLock::new();
     let (cell, isa) = if portable {
-        (&PORTABLE, Isa::Portable)
+        (&PORTABLE, Isa::portable())
     } else {
         (&BEST, Isa::best())
     };
@@ -222,7 +222,7 @@ pub fn check_model_bytes(data: &[u8], name: &str) -> bool {
     assert_eq!(sections.len(), tensor_shapes(&spec).len(), "{name}");
 
     let isa = if flags & 0x20 != 0 {
-        Isa::Portable
+        Isa::portable()
     } else {
         Isa::best()
     };

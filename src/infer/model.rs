@@ -1,6 +1,6 @@
 use crate::format::{FormatError, ModelFile, SectionId};
+use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
-use crate::kernels::{Isa, IsaSource};
 use crate::spec::{FieldKind, ModelSpec, Output};
 use std::path::Path;
 
@@ -8,8 +8,9 @@ use std::path::Path;
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// Instruction set for the kernels; `None` picks the best this CPU has, or the one the
-    /// `DEEPFM_ISA` environment variable names (see [`Isa::detect`]). Asking for one the CPU
-    /// lacks, here or through the variable, makes opening fail with [`FormatError::Isa`].
+    /// `DEEPFM_ISA` environment variable names (see [`Isa::detect`]), and opening fails with
+    /// [`FormatError::Isa`] if the variable names one the CPU lacks. An [`Isa`] given here is a
+    /// token of one the CPU has (`Isa::new(kind, IsaSource::OpenOptions)?` refuses the others).
     pub isa: Option<Isa>,
     /// Also check the checksums of the embedding table and first-order weights (reads the whole
     /// file; see [`ModelFile::verify`]).
@@ -67,11 +68,11 @@ impl Model {
     /// [`OpenOptions::isa`]).
     ///
     /// # Errors
-    /// [`FormatError::Isa`] if `isa` is not supported by this CPU, or if it is `None` and
-    /// [`Isa::detect`] refuses the `DEEPFM_ISA` environment variable.
+    /// [`FormatError::Isa`] if `isa` is `None` and [`Isa::detect`] refuses the `DEEPFM_ISA`
+    /// environment variable.
     pub fn from_file(file: ModelFile, isa: Option<Isa>) -> Result<Model, FormatError> {
         let isa = match isa {
-            Some(isa) => isa.check(IsaSource::OpenOptions)?,
+            Some(isa) => isa,
             None => Isa::detect()?,
         };
         let spec = file.spec().clone();

@@ -61,14 +61,14 @@ pub fn score_parallel<C: Columns + Sync + ?Sized>(
         return Err(ScoreError::ScratchMismatch);
     }
     // Four chunks per thread so that a core slowed by a neighbour does not hold up the rest,
-    // of nearly equal size (a multiple of the GEMM's 6-row micro-tile rather than of the
+    // of nearly equal size (a multiple of the GEMM kernel's tile height rather than of the
     // block). Any remainder, even one row, scores bit for bit as inside a larger block: the
     // one-row GEMV sums exactly like the GEMM.
     let threads = rayon::current_num_threads();
     let chunk = rows
         .div_ceil(threads * 4)
         .max(MIN_CHUNK)
-        .next_multiple_of(6);
+        .next_multiple_of(model.isa().tile_rows());
     out[..rows]
         .par_chunks_mut(chunk)
         .enumerate()

@@ -6,8 +6,8 @@
 //! weight lines of those entries are read: a hidden layer reads about half its weights. Four
 //! panels are walked at once to give the FMA units eight independent chains.
 
-use super::Isa;
-use super::gemm::{KC, Line, NR, PackedMatrix};
+use super::pack::{KC, NR, PackedMatrix};
+use super::{GemvKernel, Isa, dispatch};
 use std::ops::Range;
 
 /// The non-zero entries of an input vector: indices and values, reused between calls.
@@ -58,8 +58,7 @@ impl NonZeros {
 /// `y.len() == min(16 · panels.end, n) − 16 · panels.start`.
 ///
 /// # Panics
-/// If an index in `x` is not below `w.k()`, `y` has the wrong length, or the instruction set
-/// is not supported by this CPU.
+/// If an index in `x` is not below `w.k()`, or `y` has the wrong length.
 pub fn gemv_panels(
     isa: Isa,
     x: &NonZeros,
@@ -76,7 +75,6 @@ pub fn gemv_panels(
         "y does not match the panels"
     );
     assert!(x.source_len <= w.k(), "input longer than k");
-    assert!(isa.is_supported(), "instruction set not supported here");
     let blocks = w.k().div_ceil(KC).max(1);
     let mut p = panels.start;
     while p < panels.end {
@@ -90,14 +88,12 @@ pub fn gemv_panels(
             let end = x.index[from..].partition_point(|&k| (k as usize) < (block + 1) * KC) + from;
             let (index, value) = (&x.index[from..end], &x.value[from..end]);
             let mut acc = [[0.0f32; NR]; 4];
-            match isa {
-                Isa::Portable => portable(index, value, w, p, group, &mut acc),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: support was asserted above, and every index is below `x.source_len <= k`.
-                Isa::Avx2Fma => unsafe { avx2(index, value, w, p, group, &mut acc) },
-                #[cfg(not(target_arch = "x86_64"))]
-                Isa::Avx2Fma => unreachable!("is_supported() is false off x86-64"),
-            }
+            // SAFETY: the token `isa` exists only where this CPU runs its kernels (`K`); every
+            // index is below `x.source_len <= k` (asserted above); `1 <= group <= 4` panels
+            // from `p < panels.end <= w`'s panel count.
+            dispatch!(isa, K => unsafe {
+                <K as GemvKernel>::panels(index, value, w, p, group, &mut acc)
+            });
             for (t, a) in total.iter_mut().flatten().zip(acc.iter().flatten()) {
                 *t = if block == 0 { *a } else { *t + *a };
             }
@@ -120,76 +116,6 @@ pub fn gemv_panels(
 /// `y = act(W x + b)` for one row, all panels.
 pub fn gemv_bias_act(isa: Isa, x: &NonZeros, w: &PackedMatrix, relu: bool, y: &mut [f32]) {
     gemv_panels(isa, x, w, 0..w.n().div_ceil(NR), relu, &mut y[..w.n()]);
-}
-
-fn portable(
-    index: &[u32],
-    value: &[f32],
-    w: &PackedMatrix,
-    p: usize,
-    group: usize,
-    acc: &mut [[f32; NR]; 4],
-) {
-    use super::{load8, store16};
-    use wide::f32x8;
-    let mut v = [[f32x8::ZERO; 2]; 4];
-    for (g, v) in v.iter_mut().enumerate().take(group) {
-        let panel: &[Line] = w.panel(p + g);
-        for (&k, &a) in index.iter().zip(value) {
-            let line = &panel[k as usize].0;
-            let a = f32x8::splat(a);
-            v[0] = a.mul_add(load8(&line[..8]), v[0]);
-            v[1] = a.mul_add(load8(&line[8..]), v[1]);
-        }
-    }
-    for (acc, v) in acc.iter_mut().zip(&v) {
-        store16(acc, v);
-    }
-}
-
-/// # Safety
-/// The CPU must support AVX2 and FMA, every `index` must be below `w.k()`, and panels
-/// `p..p + group` must exist in `w`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2(
-    index: &[u32],
-    value: &[f32],
-    w: &PackedMatrix,
-    p: usize,
-    group: usize,
-    acc: &mut [[f32; NR]; 4],
-) {
-    use std::arch::x86_64::*;
-    let k = w.k();
-    // Missing panels of a short group point at the first one; their sums are discarded.
-    let base = |g: usize| w.panel(p + if g < group { g } else { 0 }).as_ptr() as *const f32;
-    let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
-    let mut v = [_mm256_setzero_ps(); 8];
-    for (&i, &a) in index.iter().zip(value) {
-        let off = i as usize * NR;
-        debug_assert!((i as usize) < k);
-        let a = _mm256_set1_ps(a);
-        // SAFETY: `i < source_len <= k` (asserted by the caller), so line `i` of each panel (64-byte aligned,
-        // 16 f32) lies inside that panel.
-        unsafe {
-            v[0] = _mm256_fmadd_ps(a, _mm256_load_ps(b0.add(off)), v[0]);
-            v[1] = _mm256_fmadd_ps(a, _mm256_load_ps(b0.add(off + 8)), v[1]);
-            v[2] = _mm256_fmadd_ps(a, _mm256_load_ps(b1.add(off)), v[2]);
-            v[3] = _mm256_fmadd_ps(a, _mm256_load_ps(b1.add(off + 8)), v[3]);
-            v[4] = _mm256_fmadd_ps(a, _mm256_load_ps(b2.add(off)), v[4]);
-            v[5] = _mm256_fmadd_ps(a, _mm256_load_ps(b2.add(off + 8)), v[5]);
-            v[6] = _mm256_fmadd_ps(a, _mm256_load_ps(b3.add(off)), v[6]);
-            v[7] = _mm256_fmadd_ps(a, _mm256_load_ps(b3.add(off + 8)), v[7]);
-        }
-    }
-    for (g, acc) in acc.iter_mut().enumerate() {
-        // SAFETY: each `acc` row holds 16 f32.
-        unsafe {
-            _mm256_storeu_ps(acc.as_mut_ptr(), v[2 * g]);
-            _mm256_storeu_ps(acc.as_mut_ptr().add(8), v[2 * g + 1]);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -47,8 +47,8 @@ pub(crate) fn par_gemm(
     if m == 0 || w.n() == 0 {
         return;
     }
-    // Whole 6-row tiles per thread.
-    let chunk = par_gemm_rows(pack.len(), m, w.n() * w.k(), 6);
+    // Whole tiles of the GEMM kernel per thread.
+    let chunk = par_gemm_rows(pack.len(), m, w.n() * w.k(), isa.tile_rows());
     c[..m * ldc]
         .par_chunks_mut(chunk * ldc)
         .zip(pack.par_iter_mut())

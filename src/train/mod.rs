@@ -57,8 +57,8 @@ pub use table::Table;
 
 use crate::batch::Columns;
 use crate::infer::score::{finish, validate_columns};
+use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
-use crate::kernels::{Isa, IsaSource};
 use crate::spec::{ModelSpec, Output};
 use forward::Mode;
 use fused::Regularization;
@@ -150,12 +150,11 @@ impl Trainer {
     /// As [`Trainer::new`], on the given kernels.
     ///
     /// # Errors
-    /// An invalid spec or configuration, a loss that does not fit the output, a table too large
-    /// to train in memory, or [`TrainError::Isa`] if this CPU does not support `isa`.
+    /// An invalid spec or configuration, a loss that does not fit the output, or a table too
+    /// large to train in memory. (`isa` is a token of an instruction set this CPU has.)
     pub fn with_isa(spec: ModelSpec, config: TrainConfig, isa: Isa) -> Result<Trainer, TrainError> {
         spec.validate()?;
         config.validate()?;
-        isa.check(IsaSource::Trainer)?;
         match (config.loss, spec.output) {
             (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
             (loss, output) => {

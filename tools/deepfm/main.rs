@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use deepfm::data::tsv::push_line;
 use deepfm::format::ModelFile;
+use deepfm::kernels::{IsaKind, IsaSource};
 use deepfm::reference::{max_relative_error, score_reference};
 use deepfm::{BatchBuf, Isa, Model, ModelSpec, OpenOptions, Scratch, ScratchPool, random};
 use std::io::{BufRead, BufWriter, Write};
@@ -735,16 +736,13 @@ fn bench(args: BenchArgs) -> Result<()> {
     let isa = match isa.as_deref() {
         None => None,
         Some(name) => {
-            let isa = Isa::from_name(name).with_context(|| {
+            let kind = IsaKind::from_name(name).with_context(|| {
                 format!(
                     "--isa {name:?}: the valid names are {}",
-                    Isa::NAMES.join(", ")
+                    IsaKind::NAMES.join(", ")
                 )
             })?;
-            if !isa.is_supported() {
-                bail!("--isa {name}: this CPU does not support these kernels");
-            }
-            Some(isa)
+            Some(Isa::new(kind, IsaSource::Flag)?)
         }
     };
     let model = std::sync::Arc::new(Model::open_with(

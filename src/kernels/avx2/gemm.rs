@@ -2,11 +2,23 @@
 //! aligned loads of the weight line and six broadcasts from the packed `A` micro-panel (and the
 //! same kernel for 1 to 5 rows, for short tiles).
 
-use super::gemm::{NR, Tile, store_tile};
+use super::Avx2Fma;
+use crate::kernels::GemmKernel;
+use crate::kernels::pack::{NR, Tile, store_tile};
 use std::arch::x86_64::*;
 
 /// Rows per tile.
-pub(crate) const MR: usize = 6;
+const MR: usize = 6;
+
+impl GemmKernel for Avx2Fma {
+    const MR: usize = MR;
+
+    unsafe fn tile(t: &mut Tile<'_>) {
+        // SAFETY: the trait's contract (AVX2 and FMA present, the tile as the loop nest builds
+        // it), passed on.
+        unsafe { micro(t) }
+    }
+}
 
 /// Runs one tile, with a kernel of as many rows as the tile has: a batch of two rows (or the
 /// ragged last tile of any batch) does not pay for six. A short tile reads the same weight
@@ -15,11 +27,11 @@ pub(crate) const MR: usize = 6;
 /// a row's scores do not depend on the rows beside it.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA, and `t` must be built as `gemm_bias_act` builds it:
+/// The CPU must support AVX2 and FMA, and `t` must be built as the GEMM loop nest builds it:
 /// `t.a` holds `MR × t.b.len()` packed values and `t.c` holds `rows` rows `ldc` apart of `cols`
 /// values each, `rows` ≤ 6.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn micro(t: &mut Tile<'_>) {
+unsafe fn micro(t: &mut Tile<'_>) {
     // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
     unsafe {
         match t.rows {

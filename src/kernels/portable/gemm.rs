@@ -1,13 +1,23 @@
 //! GEMM micro-kernel on portable SIMD (`wide`): an `MR × 16` tile in `f32x8` registers.
 
-use super::gemm::{NR, Tile, store_tile};
-use super::{load8, store16};
+use super::Portable;
+use crate::kernels::GemmKernel;
+use crate::kernels::pack::{NR, Tile, store_tile};
+use crate::kernels::shared::{load8, store16};
 use wide::f32x8;
 
 /// Rows per tile (SSE2 has 16 registers: 4 rows × 4 half-lines of accumulators plus B).
-pub(crate) const MR: usize = 4;
+const MR: usize = 4;
 
-pub(crate) fn micro(t: &mut Tile<'_>) {
+impl GemmKernel for Portable {
+    const MR: usize = MR;
+
+    unsafe fn tile(t: &mut Tile<'_>) {
+        micro(t)
+    }
+}
+
+fn micro(t: &mut Tile<'_>) {
     let mut acc = [[f32x8::ZERO; 2]; MR];
     for (kk, line) in t.b.iter().enumerate() {
         let (b0, b1) = (load8(&line.0[..8]), load8(&line.0[8..]));
