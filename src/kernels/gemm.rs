@@ -2,7 +2,7 @@
 //!
 //! `C[m × n] = act(A[m × k] · Wᵀ + b)` where `W` is `[n, k]` (PyTorch `[out, in]`), packed once
 //! into panels of [`NR`] = 16 output columns ([`super::pack`]). The loop nest, written once for
-//! every micro-kernel ([`GemmKernel`]), walks `k` in blocks of [`KC`], rows in blocks of [`MC`]
+//! every micro-kernel (`GemmKernel`), walks `k` in blocks of [`KC`], rows in blocks of [`MC`]
 //! (an `A` block stays in L2), packs each `A` block into micro-panels of the kernel's `MR` rows
 //! (`MR` values per `k`, contiguous, so the micro-kernel's broadcasts read one sequential
 //! stream), and calls the kernel on each `MR × 16` tile of `C`, which it keeps in registers.

@@ -2,12 +2,12 @@
 //!
 //! - [`gemm`]: `C = act(A · W + b)` with `W` pre-packed into 16-column panels ([`pack`]); bias
 //!   and ReLU are fused into the pass that writes `C`. One loop nest drives the
-//!   [`GemmKernel`] of each instruction set.
+//!   `GemmKernel` of each instruction set.
 //! - [`gemv`]: the one-row case (batch-1 latency), skipping the weights of zero inputs
-//!   ([`GemvKernel`]).
-//! - [`dot`]: the output unit, one dot product per row ([`DotKernel`]).
+//!   (`GemvKernel`).
+//! - [`dot`]: the output unit, one dot product per row (`DotKernel`).
 //! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row
-//!   ([`FmKernel`]).
+//!   (`FmKernel`).
 //!
 //! **Instruction sets.** An [`Isa`] is a token that only detection creates ([`isa`]), so the
 //! kernels run on one without checking the CPU again. Each instruction set is a zero-sized type
@@ -19,8 +19,8 @@
 //!
 //! **Adding an instruction set or a precision** (say AVX-512) is: a variant of [`IsaKind`] with
 //! its name and feature test (`isa.rs`); a folder `avx512/` whose `mod.rs` declares
-//! `pub(crate) struct Avx512;` and whose four files implement [`GemmKernel`] (tile height `MR`,
-//! the `unsafe fn tile`), [`GemvKernel`], [`DotKernel`] and [`FmKernel`] for it, each with
+//! `pub(crate) struct Avx512;` and whose four files implement `GemmKernel` (tile height `MR`,
+//! the `unsafe fn tile`), `GemvKernel`, `DotKernel` and `FmKernel` for it, each with
 //! `#[target_feature]` functions and a `// SAFETY:` comment per `unsafe` block; and one arm in
 //! `dispatch!`. The proptests of every kernel iterate over [`Isa::available`], so they run
 //! against the new kernels unchanged, on any CPU that has the features (docs/ARCHITECTURE.md).
@@ -135,7 +135,7 @@ macro_rules! dispatch {
 pub(crate) use dispatch;
 
 impl Isa {
-    /// Rows of this instruction set's GEMM tile ([`GemmKernel::MR`]): the scorer and the
+    /// Rows of this instruction set's GEMM tile (`GemmKernel::MR`): the scorer and the
     /// trainer split batches between threads in multiples of it, so that no thread's share
     /// ends in a partial tile.
     pub fn tile_rows(self) -> usize {

@@ -1,9 +1,9 @@
 //! Packing for the GEMM and GEMV kernels: the weights of a layer packed once into panels of
 //! [`NR`] = 16 output columns ([`PackedMatrix`]: panel `j` holds, for every `k`, the 16 weights
 //! of columns `16j..16j+16` in one 64-byte [`Line`], zero-padded past `n`), blocks of the left
-//! operand `A` packed per call into micro-panels of a kernel's `MR` rows ([`pack_rows`],
-//! [`pack_columns`], into a [`PackBuffer`]), and the [`Tile`] a micro-kernel computes with the
-//! epilogue that stores it ([`store_tile`]).
+//! operand `A` packed per call into micro-panels of a kernel's `MR` rows (`pack_rows`,
+//! `pack_columns`, into a [`PackBuffer`]), and the `Tile` a micro-kernel computes with the
+//! epilogue that stores it (`store_tile`).
 //!
 //! The loop nest ([`super::gemm`]) and the micro-kernels (`super::avx2`, `super::portable`)
 //! both use this file and not each other.
