@@ -10,8 +10,9 @@
 //! norm, batch 256, Adam 1e-3, MSE); every one can be changed from the command line.
 //!
 //! The measured test RMSE, MAE and training time of each tuned and untuned setting (seed 42,
-//! 2 threads, tuning on validation only) are in the README's Quality table, with the exact
-//! flags of every row; they are not repeated here, so that there is one copy to keep current.
+//! 2 threads, tuning on validation only) are in the Quality table of `docs/PERFORMANCE.md`,
+//! with the exact flags of every row; they are not repeated here, so that there is one copy to
+//! keep current.
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};

@@ -10,8 +10,8 @@
 //! `POST /recommend` (`{"user": 7, "k": 10, "exclude": [3]}`, for models saved by
 //! `deepfm::api::DeepFM::save` or `deepfm train --ratings`), `POST /reload` (`{"path": "..."}`, validated before the swap),
 //! `GET /health`, `GET /metrics` (Prometheus text). Bad input gets 400 with
-//! `{"error": ..., "field": ..., "sample": ...}`. The README's "Serving" section has the
-//! deployment pattern and the load test (`tools/load/run.py`).
+//! `{"error": ..., "field": ..., "sample": ...}`. `docs/GUIDE.md` ("Serving") has the
+//! deployment pattern; `docs/PERFORMANCE.md` the load test (`tools/load/run.py`).
 
 #[path = "serve/app.rs"]
 mod app;
@@ -33,7 +33,8 @@ use std::path::PathBuf;
 enum DispatchArg {
     /// Parse on the async worker, score on `--scorers` threads that merge requests queued
     /// together into one batch: the most requests/s under saturation measured here (at a
-    /// fixed 5,000 req/s, `inline` had the lower p99 in the README's run; "Load test").
+    /// fixed 5,000 req/s, `inline` had the lower p99 in the run of `docs/PERFORMANCE.md`,
+    /// "Load test of the HTTP service").
     Batched,
     /// Parse and score on tokio's blocking pool (`spawn_blocking`), one request at a time.
     Blocking,

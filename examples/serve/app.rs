@@ -5,9 +5,10 @@
 //! version that computed it, and a reload never tears a response. Scoring is CPU work: by
 //! default the async workers parse each body and queue it for a few scoring threads that
 //! score requests arriving together as one batch ([`Dispatch::Batched`], `batcher.rs`).
-//! The other dispatches are kept for comparison (README, "Load test"): one `spawn_blocking`
-//! per request, or scoring inline on the async worker (the least CPU per request, but a worker
-//! descheduled by the OS in the middle of a score stalls every connection queued behind it).
+//! The other dispatches are kept for comparison (`docs/PERFORMANCE.md`, "Load test of the HTTP
+//! service"): one `spawn_blocking` per request, or scoring inline on the async worker (the least
+//! CPU per request, but a worker descheduled by the OS in the middle of a score stalls every
+//! connection queued behind it).
 //! Every thread that scores keeps its own [`Scratch`].
 
 use super::batcher::{Batcher, score_problem};

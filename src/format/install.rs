@@ -3,10 +3,11 @@
 //! Copying a new model over a mapped one (`cp new.dfm live.dfm`) first truncates the live file:
 //! every process that has it mapped dies of SIGBUS when it next touches a page past the new
 //! end, and until the copy ends the others read a mix of both models. [`install()`] does what the
-//! README asks for instead: it copies the new model to a temporary file beside the live one
-//! (through [`super::atomic`], so a failure or a crash at any point leaves the live file as it
-//! was), validates that copy completely, and renames it over the live path. Processes that
-//! mapped the old file keep reading the old, intact inode until they reopen or reload.
+//! README and `docs/ARCHITECTURE.md` ask for instead: it copies the new model to a temporary
+//! file beside the live one (through [`super::atomic`], so a failure or a crash at any point
+//! leaves the live file as it was), validates that copy completely, and renames it over the
+//! live path. Processes that mapped the old file keep reading the old, intact inode until they
+//! reopen or reload.
 
 use super::atomic::AtomicFile;
 use super::atomic::fault::{self, Step};

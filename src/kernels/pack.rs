@@ -76,8 +76,12 @@ impl PackedMatrix {
         }
     }
 
-    /// Re-packs row-major `weight[n][k]` and `bias[n]` into this matrix, reusing its memory
-    /// (the trainer re-packs every layer after every step).
+    /// Re-packs row-major `weight[n][k]` and `bias[n]` into this matrix, reusing its memory.
+    /// The trainer calls it only when its weights are replaced wholesale (a new trainer, early
+    /// stopping restoring the best weights, resuming from a checkpoint); after each step it
+    /// packs panels as their weights are updated, inside the weight-gradient GEMM
+    /// (`train/fused.rs`) or, with gradient clipping, 16 rows at a time through
+    /// [`PackedMatrix::panels_for`] and [`fill_panel`].
     ///
     /// # Panics
     /// As [`PackedMatrix::pack`].
