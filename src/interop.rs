@@ -17,6 +17,7 @@ use thiserror::Error;
 
 /// Why an import or export failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum InteropError {
     /// Reading or writing the model file failed.
     #[error(transparent)]

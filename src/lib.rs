@@ -39,6 +39,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Every public item is documented, and every `unsafe` block says why it is sound; CI runs clippy
+// with `-D warnings`, so either lapse fails the build.
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod api;
 pub mod batch;
 pub mod bench;

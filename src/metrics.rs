@@ -12,6 +12,7 @@ use thiserror::Error;
 
 /// Inputs a metric cannot be computed from.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum MetricsError {
     /// The two slices have different lengths.
     #[error("{predictions} predictions but {labels} labels")]

@@ -73,6 +73,7 @@ impl Load for Model {
 
 /// Why a reload did not happen; the previous value stays in service.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ReloadError<E: std::error::Error + 'static> {
     /// Opening or validating the new file failed.
     #[error(transparent)]

@@ -185,6 +185,7 @@ pub struct ModelSpec {
 
 /// Ways a spec can be invalid.
 #[derive(Debug, Error, PartialEq)]
+#[non_exhaustive]
 pub enum SpecError {
     /// The spec has no fields.
     #[error("spec has no fields")]

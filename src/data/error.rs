@@ -9,6 +9,7 @@ const SNIPPET_CHARS: usize = 40;
 
 /// Every way loading a data set can fail.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// The operating system refused to open or read `path`.
     #[error("{path}: {source}")]

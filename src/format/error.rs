@@ -5,6 +5,7 @@ use thiserror::Error;
 /// Every way reading or writing a model file can fail. Each check of the reader has its own
 /// variant so that a test can build the bad file and expect exactly that error.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum FormatError {
     /// The operating system refused an operation on `path`.
     #[error("{path}: {source}")]

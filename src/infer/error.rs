@@ -3,6 +3,7 @@ use thiserror::Error;
 /// Why a batch could not be scored. Each variant names the field (and row) at fault; nothing
 /// was written to the output when one is returned.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ScoreError {
     /// The batch has no rows.
     #[error("the batch is empty")]
