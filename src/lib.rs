@@ -20,15 +20,16 @@
 //!   `recommend`, `save`, `load`) over raw user and item ids.
 //! - [`reload`]: a hot-swappable handle that serves one model to many threads and swaps in a
 //!   new, validated one while they keep scoring.
-//! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
+//! - [`rng`]: the seeded random number generator (initialisation, dropout, shuffling, sampling).
+//! - [`fixtures`]: random models and batches of a given shape, for demos, tests and benchmarks.
 //!
 //! ```
 //! use deepfm::{Batch, Column, Model, Scratch, score};
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("model.dfm");
-//! # let mut spec = deepfm::random::mixed_small();
+//! # let mut spec = deepfm::fixtures::mixed_small();
 //! # spec.fields.truncate(2); // user (categorical, 500 ids), age (numeric)
-//! # deepfm::random::write_random_model(&path, &spec, 1)?;
+//! # deepfm::fixtures::write_random_model(&path, &spec, 1)?;
 //! let model = Model::open(&path)?;          // validates; never reads the embedding table
 //! let mut scratch = Scratch::new(&model);    // once per thread
 //! let (users, ages) = ([3u64, 7], [0.5f32, 1.25]);
@@ -43,14 +44,15 @@ pub mod api;
 pub mod batch;
 pub mod bench;
 pub mod data;
+pub mod fixtures;
 pub mod format;
 pub mod infer;
 pub mod interop;
 pub mod kernels;
 pub mod metrics;
-pub mod random;
 pub mod reference;
 pub mod reload;
+pub mod rng;
 pub mod spec;
 pub mod train;
 

@@ -7,9 +7,9 @@
 
 use deepfm::Model;
 use deepfm::api::DeepFM;
+use deepfm::fixtures::{mixed_small, planted_ratings};
 use deepfm::format::ModelFile;
 use deepfm::format::atomic::fault::{self, Step};
-use deepfm::random::{mixed_small, planted_ratings};
 use deepfm::train::{Checkpointing, FitConfig, InMemory, TrainConfig, Trainer, fit_checkpointed};
 use std::path::{Path, PathBuf};
 
@@ -225,7 +225,7 @@ fn checkpoint_survives_every_failure() {
     let target = dir.path().join("c.ckpt");
     let spec = mixed_small();
     let mut teacher = trainer(99);
-    let data = deepfm::random::planted(&mut teacher, 300, 0.3, 7).unwrap();
+    let data = deepfm::fixtures::planted(&mut teacher, 300, 0.3, 7).unwrap();
     let source = || InMemory::new(&spec, data.batch.clone(), data.labels.clone(), 3, true).unwrap();
     let checkpointing = Checkpointing {
         path: target.clone(),

@@ -5,7 +5,7 @@
 
 use super::ids::OOV_ROW;
 use crate::batch::{BatchBuf, Value};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 use crate::train::{BatchSink, TrainData, TrainError};
 

@@ -327,7 +327,7 @@ impl Drop for PairedScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::{criteo_like, mixed_small, random_batch, write_random_model};
+    use crate::fixtures::{criteo_like, mixed_small, random_batch, write_random_model};
 
     #[test]
     fn matches_single_thread_scoring() {

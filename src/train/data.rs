@@ -3,7 +3,7 @@
 use super::TrainError;
 use super::fit::{BatchSink, TrainData};
 use crate::batch::{BatchBuf, Columns};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 
 /// Labelled samples in memory, visited in a new random order every epoch (a permutation

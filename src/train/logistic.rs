@@ -150,7 +150,8 @@ impl LogisticRegression {
 mod tests {
     use super::*;
     use crate::batch::Column;
-    use crate::random::{Rng, mixed_small, random_batch};
+    use crate::fixtures::{mixed_small, random_batch};
+    use crate::rng::Rng;
 
     /// On labels that depend on one categorical id, the model learns to rank by it.
     #[test]

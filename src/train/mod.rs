@@ -582,7 +582,7 @@ mod tests {
             ..TrainConfig::default()
         };
         let trainer = Trainer::new(spec.clone(), config).unwrap();
-        let batch = crate::random::random_batch(&spec, 200, 3);
+        let batch = crate::fixtures::random_batch(&spec, 200, 3);
         let labels: Vec<f32> = (0..200).map(|i| (i % 3 == 0) as u8 as f32).collect();
         (trainer, batch, labels)
     }

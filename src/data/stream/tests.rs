@@ -139,7 +139,7 @@ fn buffer_zero_keeps_file_order_and_a_large_buffer_shuffles_all() {
 fn multi_hot_rows_survive_compaction() {
     // Every field derived from the line's number, so a row mixed up by the shuffle store
     // (variable-length multi-hot rows moved between buffers) is caught.
-    let spec = crate::random::mixed_small();
+    let spec = crate::fixtures::mixed_small();
     let mut text = String::new();
     for n in 0..500u64 {
         let tags = match n % 3 {
@@ -242,7 +242,7 @@ fn bad_lines_are_errors_naming_the_line_or_are_skipped() {
 
 #[test]
 fn labelled_tsv_names_columns() {
-    let p = LabelledTsv::new(crate::random::mixed_small());
+    let p = LabelledTsv::new(crate::fixtures::mixed_small());
     let mut batch = p.new_batch();
     let mut labels = Vec::new();
     p.parse("0.5\t3\t1.5\t1,2\t", 1, &mut batch, &mut labels)
@@ -331,7 +331,7 @@ fn sink_errors_stop_the_epoch_and_broken_parsers_are_caught() {
 proptest::proptest! {
     #[test]
     fn labelled_tsv_never_panics(line in "[0-9.\t,a-z\r-]{0,40}") {
-        let p = LabelledTsv::new(crate::random::mixed_small());
+        let p = LabelledTsv::new(crate::fixtures::mixed_small());
         let mut batch = p.new_batch();
         let mut labels = Vec::new();
         let ok = p.parse(&line, 1, &mut batch, &mut labels).is_ok();
