@@ -149,7 +149,7 @@ impl TrainData for Pairs {
                 }
                 self.batch
                     .push_row(&row)
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    .map_err(|e| TrainError::Data(Box::new(e)))?;
                 labels.push(y);
             }
             f(&self.batch, &labels)?;

@@ -73,7 +73,7 @@ impl TrainData for InMemory {
             for &r in chunk {
                 self.batch
                     .push_from(&self.samples, r)
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    .map_err(|e| TrainError::Data(Box::new(e)))?;
                 labels.push(self.labels[r]);
             }
             f(&self.batch, &labels)?;
