@@ -56,10 +56,8 @@ pub mod rng;
 pub mod spec;
 pub mod train;
 
-pub use batch::{Batch, BatchBuf, Column, Columns, Value};
+pub use batch::{Batch, BatchBuf, Column, Columns, ScoreError, Value};
 pub use format::{FormatError, ModelWriter};
-pub use infer::{
-    Model, OpenOptions, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel,
-};
+pub use infer::{Model, OpenOptions, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 pub use kernels::{Isa, IsaError, IsaSource};
 pub use spec::{Field, FieldKind, ModelSpec, Output, Pooling, SpecError};

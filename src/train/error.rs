@@ -1,5 +1,5 @@
+use crate::batch::ScoreError;
 use crate::format::FormatError;
-use crate::infer::ScoreError;
 use crate::spec::SpecError;
 use thiserror::Error;
 
