@@ -10,7 +10,7 @@ use deepfm::Isa;
 use deepfm::kernels::fm::fm_pairwise;
 use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
 use deepfm::kernels::gemv::{NonZeros, gemv_bias_act};
-use deepfm::random::Rng;
+use deepfm::rng::Rng;
 use std::hint::black_box;
 use std::time::Duration;
 

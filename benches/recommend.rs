@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use deepfm::api::DeepFM;
-use deepfm::random::planted_ratings;
+use deepfm::fixtures::planted_ratings;
 use std::hint::black_box;
 use std::time::Duration;
 

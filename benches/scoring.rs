@@ -2,7 +2,7 @@
 //! thread and all threads. Run with `cargo bench --bench scoring`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use deepfm::random::{criteo_like, movielens_like, random_batch, write_random_model};
+use deepfm::fixtures::{criteo_like, movielens_like, random_batch, write_random_model};
 use deepfm::{Model, ModelSpec, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! `cargo bench --bench training`; `deepfm bench-train` measures one configuration.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use deepfm::random::{Rng, criteo_like, movielens_like, random_batch};
+use deepfm::fixtures::{criteo_like, movielens_like, random_batch};
+use deepfm::rng::Rng;
 use deepfm::train::{BatchNorm, Loss, TrainConfig, Trainer};
 use deepfm::{ModelSpec, Output};
 use std::hint::black_box;

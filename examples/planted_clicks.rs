@@ -9,8 +9,9 @@
 
 use anyhow::Result;
 use clap::Parser;
+use deepfm::fixtures::{Planted, planted};
 use deepfm::metrics::{auc, logloss};
-use deepfm::random::{Planted, Rng, planted};
+use deepfm::rng::Rng;
 use deepfm::spec::{Field, FieldKind, ModelSpec, Output};
 use deepfm::train::{
     BatchNorm, EmbeddingInit, FitConfig, InMemory, LogisticRegression, Loss, TrainConfig,

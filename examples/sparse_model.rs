@@ -8,7 +8,7 @@
 //! cargo run --release --example sparse_model -- /tmp/huge.dfm
 //! ```
 
-use deepfm::random::{SparseShape, write_sparse_model};
+use deepfm::fixtures::{SparseShape, write_sparse_model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()

@@ -2,9 +2,17 @@
 //! per multi-hot field.
 //!
 //! Scoring reads any [`Columns`] implementation: [`Batch`] borrows caller-owned slices (nothing
-//! copied), [`BatchBuf`] owns its columns and is filled row by row.
+//! copied), [`BatchBuf`] owns its columns and is filled row by row. Scoring and training check a
+//! batch against the model's spec the same way, and refuse it with a [`ScoreError`] that names
+//! the field and row at fault.
 
 use crate::spec::{FieldKind, ModelSpec};
+
+mod error;
+mod validate;
+
+pub use error::ScoreError;
+pub(crate) use validate::validate;
 
 /// One field's column, borrowed.
 #[derive(Debug, Clone, Copy)]

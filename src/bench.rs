@@ -1,8 +1,8 @@
 //! Throughput measurement of the scorer, shared by `deepfm bench` and the demo.
 
 use crate::batch::BatchBuf;
+use crate::fixtures::random_batch;
 use crate::infer::{Model, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel};
-use crate::random::random_batch;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,7 +149,7 @@ pub fn run_training(
     batch: usize,
     seconds: f64,
 ) -> Result<TrainBenchResult, crate::train::TrainError> {
-    use crate::random::Rng;
+    use crate::rng::Rng;
     use crate::train::{Loss, Trainer};
     let batch = batch.max(1);
     let loss = config.loss;

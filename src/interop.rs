@@ -183,7 +183,7 @@ pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::{mixed_small, write_random_model};
+    use crate::fixtures::{mixed_small, write_random_model};
     use safetensors::tensor::TensorView;
 
     /// The streamed export is byte for byte what safetensors itself serializes.

@@ -2,33 +2,44 @@
 //!
 //! Fast CPU scoring of DeepFM models (Guo et al. 2017) from a memory-mapped model file.
 //!
-//! The crate is cut along the path data takes:
+//! The crate is cut in layers, lowest first. Each module uses only itself and the modules before
+//! it in this list, so its dependencies run one way and have no cycle (`tests/layers.rs` checks
+//! the code against this list; doc links and tests do not count):
 //!
-//! - [`spec`]: what a model *is* (fields, embedding dimension, hidden layers, output), as JSON.
-//! - [`format`](mod@format): the model file: its layout, a streaming crash-safe [`format::ModelWriter`], and a
-//!   validating reader that hands out zero-copy views of the map.
-//! - [`kernels`]: the numeric kernels (blocked GEMM with fused bias + ReLU, one-row GEMV, FM),
-//!   each with a scalar reference, chosen once per model by CPU features.
-//! - [`infer`]: [`Model`] (immutable, `Send + Sync`, backed by the map), [`Scratch`] (per thread)
-//!   and the zero-allocation [`score`] / [`score_parallel`] entry points.
-//! - [`metrics`]: AUC, log loss, RMSE and MAE, accumulated in f64, for evaluating predictions.
-//! - [`reference`](mod@reference): a plain f64 forward pass used to check the optimized path.
-//! - [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
-//! - [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
-//!   writing the same model file.
-//! - [`api`]: the recommender API of the DeepFM tutorial (`fit`, `predict`, `batch_predict`,
-//!   `recommend`, `save`, `load`) over raw user and item ids.
-//! - [`reload`]: a hot-swappable handle that serves one model to many threads and swaps in a
-//!   new, validated one while they keep scoring.
-//! - [`random`]: random models and batches of a given shape, for demos, tests and benchmarks.
+//! 1. [`spec`]: what a model *is* (fields, embedding dimension, hidden layers, output), as JSON.
+//! 2. [`rng`]: the seeded random number generator of initialisation, dropout, shuffling and
+//!    sampling.
+//! 3. [`batch`]: the columnar input (ids, values, multi-hot lists) and its check against a spec.
+//! 4. [`kernels`]: the numeric kernels (blocked GEMM with fused bias + ReLU, one-row GEMV, FM),
+//!    each with a scalar reference, chosen once per model by CPU features.
+//! 5. [`format`](mod@format): the model file: its layout, a streaming crash-safe
+//!    [`format::ModelWriter`], and a validating reader that hands out zero-copy views of the map.
+//! 6. [`infer`]: [`Model`] (immutable, `Send + Sync`, backed by the map), [`Scratch`] (per
+//!    thread) and the zero-allocation [`score`] / [`score_parallel`] entry points.
+//! 7. [`reference`](mod@reference): a plain f64 forward pass used to check the optimized path.
+//! 8. [`reload`]: a hot-swappable handle that serves one model to many threads and swaps in a
+//!    new, validated one while they keep scoring.
+//! 9. [`metrics`]: AUC, log loss, RMSE, MAE and top-K ranking metrics, accumulated in f64.
+//! 10. [`train`]: the trainer (exact gradients, Adam / lazy Adam / Adagrad, batch norm, dropout),
+//!     writing the same model file; it defines the training-data interface ([`train::TrainData`])
+//!     that [`data`] implements.
+//! 11. [`data`]: samples from text: data-set loaders, vocabularies, splits, streamed training
+//!     files.
+//! 12. [`interop`]: import from and export to safetensors + JSON spec (PyTorch naming).
+//! 13. [`api`]: the recommender API of the DeepFM tutorial (`fit`, `predict`, `batch_predict`,
+//!     `recommend`, `save`, `load`) over raw user and item ids.
+//! 14. [`fixtures`]: benchmark shapes, random models and batches, planted data, for the demo,
+//!     tests, benchmarks, examples and fuzzing.
+//! 15. [`bench`](mod@bench): throughput measurement of the scorer and the trainer, for
+//!     `deepfm bench` and the demo.
 //!
 //! ```
 //! use deepfm::{Batch, Column, Model, Scratch, score};
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("model.dfm");
-//! # let mut spec = deepfm::random::mixed_small();
+//! # let mut spec = deepfm::fixtures::mixed_small();
 //! # spec.fields.truncate(2); // user (categorical, 500 ids), age (numeric)
-//! # deepfm::random::write_random_model(&path, &spec, 1)?;
+//! # deepfm::fixtures::write_random_model(&path, &spec, 1)?;
 //! let model = Model::open(&path)?;          // validates; never reads the embedding table
 //! let mut scratch = Scratch::new(&model);    // once per thread
 //! let (users, ages) = ([3u64, 7], [0.5f32, 1.25]);
@@ -48,21 +59,20 @@ pub mod api;
 pub mod batch;
 pub mod bench;
 pub mod data;
+pub mod fixtures;
 pub mod format;
 pub mod infer;
 pub mod interop;
 pub mod kernels;
 pub mod metrics;
-pub mod random;
 pub mod reference;
 pub mod reload;
+pub mod rng;
 pub mod spec;
 pub mod train;
 
-pub use batch::{Batch, BatchBuf, Column, Columns, Value};
+pub use batch::{Batch, BatchBuf, Column, Columns, ScoreError, Value};
 pub use format::{FormatError, ModelWriter};
-pub use infer::{
-    Model, OpenOptions, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel,
-};
+pub use infer::{Model, OpenOptions, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 pub use kernels::{Isa, IsaError, IsaKind, IsaSource};
 pub use spec::{Field, FieldKind, ModelSpec, Output, Pooling, SpecError};

@@ -27,9 +27,9 @@
 //! use deepfm::reload::ModelHandle;
 //! # let dir = tempfile::tempdir()?;
 //! # let (old, new) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));
-//! # let spec = deepfm::random::mixed_small();
-//! # deepfm::random::write_random_model(&old, &spec, 1)?;
-//! # deepfm::random::write_random_model(&new, &spec, 2)?;
+//! # let spec = deepfm::fixtures::mixed_small();
+//! # deepfm::fixtures::write_random_model(&old, &spec, 1)?;
+//! # deepfm::fixtures::write_random_model(&new, &spec, 2)?;
 //! let handle = ModelHandle::open(&old)?;
 //! let model = handle.current();             // hold for the whole request
 //! assert_eq!(model.version(), 1);
@@ -276,6 +276,6 @@ mod tests {
     }
 
     fn deepfm_random(path: &Path, seed: u64) {
-        crate::random::write_random_model(path, &crate::random::mixed_small(), seed).unwrap();
+        crate::fixtures::write_random_model(path, &crate::fixtures::mixed_small(), seed).unwrap();
     }
 }

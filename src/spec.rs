@@ -165,6 +165,19 @@ pub enum Output {
     Linear,
 }
 
+impl Output {
+    /// The score of `logit`: its sigmoid, or for a linear output the logit clamped to `clamp`
+    /// when one is given (a sigmoid ignores `clamp`). Scoring and training both end with it.
+    #[inline]
+    pub(crate) fn activate(self, clamp: Option<[f32; 2]>, logit: f32) -> f32 {
+        match (self, clamp) {
+            (Output::Sigmoid, _) => 1.0 / (1.0 + (-logit).exp()),
+            (Output::Linear, Some([lo, hi])) => logit.clamp(lo, hi),
+            (Output::Linear, None) => logit,
+        }
+    }
+}
+
 /// The full shape of a DeepFM model. Unknown keys are refused (a misspelt `clamp` must not
 /// be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 //! recommendations, and the checks `load` makes.
 
 use deepfm::api::{ApiError, DeepFM, Task};
-use deepfm::random::Rng;
+use deepfm::rng::Rng;
 
 /// Ratings 1–5 from planted user and item factors: user `u` likes items whose factor is close
 /// to its own. String user ids, integer item ids.

@@ -4,7 +4,7 @@
 
 use deepfm::Pooling;
 use deepfm::api::{DeepFM, Features, Interactions};
-use deepfm::random::Rng;
+use deepfm::rng::Rng;
 
 /// Ratings where an item's genre decides most of the rating: genre "good" items rate ~4.5,
 /// "bad" ones ~1.5, plus a user bias from the user's group. Items 0..100; the even ones are

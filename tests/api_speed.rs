@@ -13,7 +13,7 @@
 //! and take turns (`CORES`), so no other test shares the cores while one times.
 
 use deepfm::api::DeepFM;
-use deepfm::random::Rng;
+use deepfm::rng::Rng;
 use std::hint::black_box;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};

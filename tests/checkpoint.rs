@@ -3,7 +3,7 @@
 //! or one of another run is a typed error.
 
 use deepfm::batch::BatchBuf;
-use deepfm::random::{mixed_small, planted};
+use deepfm::fixtures::{mixed_small, planted};
 use deepfm::train::{
     BatchNorm, BatchSink, CheckpointError, Checkpointing, EmbeddingInit, EmbeddingOptimizer,
     FitConfig, FitReport, InMemory, Loss, Plateau, TrainConfig, TrainData, TrainError, Trainer,

@@ -2,7 +2,7 @@
 //! planted click file: the model learns the planted signal, prediction reads raw tokens with the
 //! saved preprocessing, and bad lines are named or, when asked, skipped and counted.
 
-use deepfm::random::Rng;
+use deepfm::rng::Rng;
 use std::fmt::Write as _;
 use std::process::{Command, Output};
 

@@ -8,9 +8,9 @@
 
 use deepfm::Model;
 use deepfm::api::DeepFM;
+use deepfm::fixtures::{mixed_small, planted_ratings};
 use deepfm::format::ModelFile;
 use deepfm::format::atomic::fault::{self, Step};
-use deepfm::random::{mixed_small, planted_ratings};
 use deepfm::train::{Checkpointing, FitConfig, InMemory, TrainConfig, Trainer, fit_checkpointed};
 use std::path::{Path, PathBuf};
 
@@ -168,8 +168,8 @@ fn trainer_write_survives_every_failure() {
 fn install_survives_every_failure() {
     let dir = tempfile::tempdir().unwrap();
     let (new, live) = (dir.path().join("new.dfm"), dir.path().join("live.dfm"));
-    deepfm::random::write_random_model(&live, &mixed_small(), 1).unwrap();
-    deepfm::random::write_random_model(&new, &mixed_small(), 2).unwrap();
+    deepfm::fixtures::write_random_model(&live, &mixed_small(), 1).unwrap();
+    deepfm::fixtures::write_random_model(&new, &mixed_small(), 2).unwrap();
     // Not the default mode, so the permissions step runs and its leftovers are exercised.
     #[cfg(unix)]
     {
@@ -255,7 +255,7 @@ fn checkpoint_survives_every_failure() {
     let target = dir.path().join("c.ckpt");
     let spec = mixed_small();
     let mut teacher = trainer(99);
-    let data = deepfm::random::planted(&mut teacher, 300, 0.3, 7).unwrap();
+    let data = deepfm::fixtures::planted(&mut teacher, 300, 0.3, 7).unwrap();
     let source = || InMemory::new(&spec, data.batch.clone(), data.labels.clone(), 3, true).unwrap();
     let checkpointing = Checkpointing {
         path: target.clone(),

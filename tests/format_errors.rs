@@ -3,16 +3,16 @@
 //! `ModelFile::open` and `Model::open`). Then a property test (random flips and truncations never
 //! panic) and the writer's own errors.
 //!
-//! The valid file is `random::mixed_small()` (4 fields, R = 559 rows, D = 13, hidden 37-20), whose
+//! The valid file is `fixtures::mixed_small()` (4 fields, R = 559 rows, D = 13, hidden 37-20), whose
 //! table is, in order: embedding, linear, bias, mlp.0.weight, mlp.0.bias, mlp.1.weight,
 //! mlp.1.bias, out.weight, out.bias. Most header and table edits would be caught by the meta
 //! checksum first, so tests that aim at a later check call `fix_meta` after editing.
 
+use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::format::{
     CHECKSUM_CHUNK, ENTRY_LEN, HEADER_LEN, MAX_SECTIONS, MAX_SPEC_LEN, ModelFile, SectionId,
     TABLE_ALIGN,
 };
-use deepfm::random::{mixed_small, random_batch, write_random_model};
 use deepfm::{FormatError, Model, ModelWriter, OpenOptions, ScoreError, Scratch, SpecError, score};
 use proptest::prelude::*;
 use std::path::Path;

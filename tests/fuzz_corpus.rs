@@ -18,8 +18,8 @@
 //! `fuzz/regressions/` holds minimised crash inputs, replayed by `regressions`.
 
 use deepfm::data::tsv::push_line;
+use deepfm::fixtures::mixed_small;
 use deepfm::format::tensor_shapes;
-use deepfm::random::mixed_small;
 use deepfm::{Batch, BatchBuf, Column, Columns, Isa, Model, ModelSpec, ScoreError, Scratch, score};
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! every batch they score equals, bit for bit, the scores of exactly one of the two models: the
 //! one whose version they were handed.
 
-use deepfm::random::{mixed_small, random_batch, write_random_model};
+use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::reload::ModelHandle;
 use deepfm::{Model, Scratch, score};
 use std::path::Path;

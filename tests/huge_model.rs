@@ -4,8 +4,9 @@
 //! it grows resident memory by about one page per row touched (no read-ahead), not with the
 //! table.
 
-use deepfm::random::{Rng, SparseShape, write_sparse_model};
+use deepfm::fixtures::{SparseShape, write_sparse_model};
 use deepfm::reference::{max_relative_error, score_reference};
+use deepfm::rng::Rng;
 use deepfm::{Batch, Column, Model, Scratch, score};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

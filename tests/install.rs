@@ -4,7 +4,7 @@
 //! file untouched; first installs, missing directories, permissions and holes.
 
 use deepfm::format::{FormatError, Installed, ModelFile, install};
-use deepfm::random::{SparseShape, mixed_small, random_batch, write_random_model};
+use deepfm::fixtures::{SparseShape, mixed_small, random_batch, write_random_model};
 use deepfm::reload::ModelHandle;
 use deepfm::{BatchBuf, Model, Scratch, score};
 use std::path::{Path, PathBuf};
@@ -298,7 +298,7 @@ fn a_sparse_table_is_copied_without_writing_its_holes() {
         edge: 4,
         dim: 16,
     };
-    deepfm::random::write_sparse_model(&new, shape, 4).unwrap();
+    deepfm::fixtures::write_sparse_model(&new, shape, 4).unwrap();
     let done = install(&new, &live).unwrap();
     let len = std::fs::metadata(&new).unwrap().len();
     assert_eq!(done.len, len);

@@ -8,8 +8,8 @@
 //! of 2^64 − 1) are never allocated: sizes are checked against the file before anything is read
 //! or packed, and the embedding table is only ever mapped.
 
+use deepfm::fixtures::{mixed_small, write_random_model};
 use deepfm::format::{HEADER_LEN, MAGIC, ModelFile, SECTION_ALIGN, TABLE_ALIGN, tensor_shapes};
-use deepfm::random::{mixed_small, write_random_model};
 use deepfm::spec::{MAX_DENSE_PARAMS, MAX_FIELDS, MAX_LAYER_WIDTH};
 use deepfm::{Field, FieldKind, FormatError, Model, ModelSpec, Output, SpecError};
 use std::alloc::{GlobalAlloc, Layout, System};

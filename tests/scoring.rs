@@ -1,8 +1,9 @@
 //! The optimized scorer against the f64 reference, on random models and inputs, for every
 //! instruction set this CPU has; and every way a batch can be wrong.
 
-use deepfm::random::{Rng, mixed_small, random_batch, write_random_model};
+use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::reference::{max_relative_error, score_reference};
+use deepfm::rng::Rng;
 use deepfm::{
     Batch, Column, Field, FieldKind, Isa, IsaError, IsaKind, IsaSource, Model, ModelSpec,
     OpenOptions, Output, PairedScorer, Pooling, ScoreError, Scratch, ScratchPool, score,

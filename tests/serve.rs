@@ -20,7 +20,7 @@ mod parse;
 #[path = "../examples/serve/served.rs"]
 mod served;
 
-use deepfm::random::{mixed_small, random_batch, write_random_model};
+use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::{BatchBuf, Column, Columns, Model, ModelSpec, Scratch, score};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -418,7 +418,7 @@ fn recommend_answers_like_the_api_for_a_saved_recommender() {
     use deepfm::api::DeepFM;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rec.dfm");
-    let (users, items, ratings) = deepfm::random::planted_ratings(30, 25, 600, 1);
+    let (users, items, ratings) = deepfm::fixtures::planted_ratings(30, 25, 600, 1);
     let model = DeepFM::builder()
         .embedding_dim(4)
         .deep_layers(&[8])

@@ -3,8 +3,8 @@
 //! its own `Scratch`, `score_parallel` on the shared rayon pool, `PairedScorer` with its helper
 //! thread), while all of them run at once.
 
+use deepfm::fixtures::{mixed_small, movielens_like, random_batch, write_random_model};
 use deepfm::infer::BLOCK_ROWS;
-use deepfm::random::{mixed_small, movielens_like, random_batch, write_random_model};
 use deepfm::{BatchBuf, Model, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 use std::sync::{Arc, Barrier};
 

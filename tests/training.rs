@@ -2,7 +2,8 @@
 //! reproducible bit for bit whatever the thread count, a planted model is recovered, and bad
 //! input is refused.
 
-use deepfm::random::{Rng, mixed_small, planted};
+use deepfm::fixtures::{mixed_small, planted};
+use deepfm::rng::Rng;
 use deepfm::train::{
     BatchNorm, EmbeddingInit, EmbeddingOptimizer, FitConfig, InMemory, Loss, TrainConfig,
     TrainError, Trainer, fit,
@@ -158,7 +159,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     let spec = mixed_small();
     let mut trainer = Trainer::new(spec.clone(), config(Loss::Bce, 1, 0)).unwrap();
     let before = trainer.params().clone();
-    let batch = deepfm::random::random_batch(&spec, 4, 1);
+    let batch = deepfm::fixtures::random_batch(&spec, 4, 1);
     assert!(matches!(
         trainer.step(&batch, &[1.0, 0.0, 1.0]),
         Err(TrainError::LabelCount {
@@ -215,7 +216,7 @@ fn divergence_is_reported_and_leaves_the_weights() {
         },
     )
     .unwrap();
-    let batch = deepfm::random::random_batch(&spec, 32, 2);
+    let batch = deepfm::fixtures::random_batch(&spec, 32, 2);
     let mut rng = Rng::new(1);
     let labels: Vec<f32> = (0..batch.rows()).map(|_| rng.below(2) as f32).collect();
     let mut diverged = None;

@@ -1,6 +1,6 @@
 //! `score` performs no heap allocation after warm-up: counted by a global allocator.
 
-use deepfm::random::{criteo_like, mixed_small, random_batch, write_random_model};
+use deepfm::fixtures::{criteo_like, mixed_small, random_batch, write_random_model};
 use deepfm::{Model, Scratch, score};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

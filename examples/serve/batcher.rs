@@ -272,7 +272,7 @@ pub fn score_problem(e: &ScoreError) -> BadRequest {
 mod tests {
     use super::*;
     use crate::parse::parse_samples;
-    use deepfm::random::{mixed_small, write_random_model};
+    use deepfm::fixtures::{mixed_small, write_random_model};
     use deepfm::reload::Reloadable;
 
     fn body(rows: &[(u64, f32, &[u64])]) -> String {

@@ -11,7 +11,8 @@
 //! lines for `mixed_small()`. score_columns: a few seeded random byte strings (its input is
 //! decoded by `arbitrary`).
 
-use deepfm::random::{Rng, criteo_like, mixed_small, movielens_like};
+use deepfm::fixtures::{criteo_like, mixed_small, movielens_like};
+use deepfm::rng::Rng;
 use deepfm_fuzz::{ENTRY_LEN, HEADER_LEN, base_model_bytes};
 use std::path::Path;
 

@@ -12,7 +12,7 @@
 #![no_main]
 
 use deepfm::data::tsv::push_line;
-use deepfm::random::mixed_small;
+use deepfm::fixtures::mixed_small;
 use deepfm::{BatchBuf, Column, Columns, ModelSpec, ScoreError, Scratch, score};
 use deepfm_fuzz::{
     HUGE, MODERATE, assert_matches_reference, assert_probabilities_where, base_model,

@@ -19,9 +19,9 @@ use deepfm::data::movielens::{
 };
 use deepfm::data::ratings::parse_interactions;
 use deepfm::data::stream::{LabelledTsv, LineParser, Streamed};
+use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::format::reader::validate_bytes;
 use deepfm::format::tensor_shapes;
-use deepfm::random::{mixed_small, random_batch, write_random_model};
 use deepfm::train::TrainData;
 use deepfm::{
     Batch, BatchBuf, Column, Columns, FieldKind, FormatError, Isa, Model, ModelSpec, OpenOptions,

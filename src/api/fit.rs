@@ -163,7 +163,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let mut trainer = Trainer::new(spec.clone(), config)?;
         // A validation split only when early stopping asks for one.
         let mut order: Vec<usize> = (0..n).collect();
-        let mut rng = crate::random::Rng::new(settings.seed ^ 0x5EED);
+        let mut rng = crate::rng::Rng::new(settings.seed ^ 0x5EED);
         rng.shuffle(&mut order);
         // An explicit validation set replaces the held-out share.
         let held = match settings.patience {

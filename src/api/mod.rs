@@ -697,7 +697,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             return Err(ApiError::Invalid("no held-out pairs".into()));
         }
         let n = self.items.len() as u64;
-        let mut rng = crate::random::Rng::new(seed);
+        let mut rng = crate::rng::Rng::new(seed);
         let (mut hr, mut ndcg) = (0.0, 0.0);
         let mut rows = Vec::with_capacity(negatives + 1);
         let mut users = Vec::with_capacity(negatives + 1);

@@ -5,7 +5,7 @@
 
 use super::ids::OOV_ROW;
 use crate::batch::{BatchBuf, Value};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 use crate::train::{BatchSink, TrainData, TrainError};
 
@@ -149,7 +149,7 @@ impl TrainData for Pairs {
                 }
                 self.batch
                     .push_row(&row)
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    .map_err(|e| TrainError::Data(Box::new(e)))?;
                 labels.push(y);
             }
             f(&self.batch, &labels)?;

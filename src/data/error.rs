@@ -1,6 +1,7 @@
 //! The error of the data-set loaders: where in which file, and what was found there, so a user can
 //! open the file at that line and see the problem.
 
+use crate::train::TrainError;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -90,6 +91,13 @@ impl DataError {
             *file = name.to_string();
         }
         self
+    }
+}
+
+/// A data error stopping training: [`TrainError::Data`] holds it whole.
+impl From<DataError> for TrainError {
+    fn from(e: DataError) -> Self {
+        TrainError::Data(Box::new(e))
     }
 }
 

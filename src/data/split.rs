@@ -1,6 +1,6 @@
 //! Train/test splits of interaction data, as index lists into the caller's arrays.
 
-use crate::random::Rng;
+use crate::rng::Rng;
 use std::collections::HashMap;
 use std::hash::Hash;
 

@@ -18,7 +18,7 @@
 
 use super::error::{At, DataError};
 use crate::batch::{BatchBuf, Value};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 use crate::train::{BatchSink, TrainData, TrainError};
 use std::fs::File;

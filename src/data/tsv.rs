@@ -87,7 +87,7 @@ pub fn push_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::mixed_small;
+    use crate::fixtures::mixed_small;
 
     #[test]
     fn parses_and_reports_line_and_field() {

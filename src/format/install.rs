@@ -72,9 +72,9 @@ pub struct Installed {
 /// use deepfm::format::install;
 /// # let dir = tempfile::tempdir()?;
 /// # let (new, live) = (dir.path().join("next.dfm"), dir.path().join("live.dfm"));
-/// # let spec = deepfm::random::mixed_small();
-/// # deepfm::random::write_random_model(&live, &spec, 1)?;
-/// # deepfm::random::write_random_model(&new, &spec, 2)?;
+/// # let spec = deepfm::fixtures::mixed_small();
+/// # deepfm::fixtures::write_random_model(&live, &spec, 1)?;
+/// # deepfm::fixtures::write_random_model(&new, &spec, 2)?;
 /// let serving = deepfm::Model::open(&live)?;
 /// let installed = install(&new, &live)?;
 /// assert!(installed.replaced);

@@ -6,13 +6,12 @@
 //! Batches are processed in blocks of [`BLOCK_ROWS`] rows so that the activations of a block stay
 //! in cache whatever the batch size; a [`Scratch`] holds one block's buffers, allocated once.
 
-mod error;
 mod model;
 mod paired;
-pub(crate) mod score;
+mod score;
 mod scratch;
 
-pub use error::ScoreError;
+pub use crate::batch::ScoreError;
 pub use model::{Model, OpenOptions};
 pub use paired::{PairedScorer, SPIN_AFTER_CALL, SPLIT_MIN_BYTES};
 pub use score::{score, score_parallel};

@@ -13,11 +13,11 @@
 //! for the next one (so a steady stream of requests never waits for it to wake), then sleeps;
 //! a call that finds it asleep wakes it, which costs a few microseconds once.
 
-use super::error::ScoreError;
 use super::model::Model;
-use super::score::{check_scores, finish, gather_block, validate};
+use super::score::{check_scores, gather_block, validate};
 use super::scratch::Scratch;
 use crate::batch::Columns;
+use crate::batch::ScoreError;
 use crate::kernels::dot::dot;
 use crate::kernels::gemm::{NR, PackedMatrix};
 use crate::kernels::gemv::{NonZeros, gemv_panels};
@@ -198,7 +198,7 @@ impl PairedScorer {
             let x: &[f32] = &bytemuck::cast_slice(&self.scratch.x)[..width];
             let logit = mlp(&self.shared, &self.helper, &mut self.sequence, &model, x);
             let logit = logit + self.scratch.fm[0];
-            *out = finish(model.output, model.clamp, logit);
+            *out = model.output.activate(model.clamp, logit);
         }
         check_scores(&out[..rows])
     }
@@ -327,7 +327,7 @@ impl Drop for PairedScorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::{criteo_like, mixed_small, random_batch, write_random_model};
+    use crate::fixtures::{criteo_like, mixed_small, random_batch, write_random_model};
 
     #[test]
     fn matches_single_thread_scoring() {

@@ -1,14 +1,14 @@
 use super::BLOCK_ROWS;
-use super::error::ScoreError;
 use super::model::{FieldPlan, Model};
 use super::scratch::{Scratch, ScratchPool};
+use crate::batch::ScoreError;
 use crate::batch::{Column, Columns};
 use crate::kernels::dot::dot;
 use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
 use crate::kernels::prefetch::{copy_row, prefetch};
-use crate::spec::{FieldKind, ModelSpec, Output, Pooling};
+use crate::spec::{FieldKind, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -85,100 +85,7 @@ pub(crate) fn validate<C: Columns + ?Sized>(
     batch: &C,
     out_len: usize,
 ) -> Result<usize, ScoreError> {
-    validate_columns(model.spec(), batch, out_len)
-}
-
-/// Checks `batch` against the fields of `spec` (column count and kinds, row counts, ids inside
-/// their vocabularies, finite values, well-formed offsets) and that `out_len` can hold a score
-/// per row. Returns the row count. Shared by scoring and training.
-pub(crate) fn validate_columns<C: Columns + ?Sized>(
-    spec: &ModelSpec,
-    batch: &C,
-    out_len: usize,
-) -> Result<usize, ScoreError> {
-    if batch.num_columns() != spec.fields.len() {
-        return Err(ScoreError::ColumnCount {
-            expected: spec.fields.len(),
-            found: batch.num_columns(),
-        });
-    }
-    let rows = batch.column(0).rows();
-    if rows == 0 {
-        return Err(ScoreError::EmptyBatch);
-    }
-    for (i, spec_field) in spec.fields.iter().enumerate() {
-        let field = || spec_field.name.clone();
-        let vocab = spec_field.kind.rows();
-        let column = batch.column(i);
-        let kind_ok = matches!(
-            (&spec_field.kind, &column),
-            (FieldKind::Categorical { .. }, Column::Categorical(_))
-                | (FieldKind::Numeric, Column::Numeric(_))
-                | (FieldKind::MultiHot { .. }, Column::MultiHot { .. })
-        );
-        if !kind_ok {
-            return Err(ScoreError::ColumnKind {
-                field: field(),
-                expected: spec_field.kind.name(),
-                found: column.kind_name(),
-            });
-        }
-        if column.rows() != rows {
-            return Err(ScoreError::RowCount {
-                field: field(),
-                expected: rows,
-                found: column.rows(),
-            });
-        }
-        let check_ids = |ids: &[u64], first_row: &dyn Fn(usize) -> usize| match ids
-            .iter()
-            .position(|&id| id >= vocab)
-        {
-            Some(p) => Err(ScoreError::IdOutOfRange {
-                field: field(),
-                row: first_row(p),
-                id: ids[p],
-                vocab,
-            }),
-            None => Ok(()),
-        };
-        match column {
-            Column::Categorical(ids) => check_ids(ids, &|p| p)?,
-            Column::Numeric(values) => {
-                if let Some(row) = values.iter().position(|v| !v.is_finite()) {
-                    return Err(ScoreError::NonFinite {
-                        field: field(),
-                        row,
-                        value: values[row],
-                    });
-                }
-            }
-            Column::MultiHot { ids, offsets } => {
-                let bad_start = offsets[0] != 0;
-                let bad_step = offsets.windows(2).position(|w| w[0] > w[1]);
-                if bad_start || bad_step.is_some() || offsets[rows] != ids.len() {
-                    let row = if bad_start {
-                        0
-                    } else {
-                        bad_step.unwrap_or(rows - 1)
-                    };
-                    return Err(ScoreError::BadOffsets {
-                        field: field(),
-                        row,
-                    });
-                }
-                // The row of a bad id is found only on the error path.
-                check_ids(ids, &|p| offsets.partition_point(|&o| o <= p) - 1)?;
-            }
-        }
-    }
-    if out_len < rows {
-        return Err(ScoreError::OutputTooShort {
-            needed: rows,
-            found: out_len,
-        });
-    }
-    Ok(rows)
+    crate::batch::validate(model.spec(), batch, out_len)
 }
 
 /// Scores validated rows `range` into `out` (`out.len() == range.len()`), block by block.
@@ -304,16 +211,7 @@ fn score_block<C: Columns + ?Sized>(
     for (r, (o, &fm)) in out.iter_mut().zip(fm.iter()).enumerate() {
         let row = &last[r * in_width..(r + 1) * in_width];
         let deep = dot(model.isa(), row, &model.out_weight) + model.out_bias;
-        *o = finish(model.output, model.clamp, deep + fm);
-    }
-}
-
-/// The output transform.
-pub(crate) fn finish(output: Output, clamp: Option<[f32; 2]>, logit: f32) -> f32 {
-    match (output, clamp) {
-        (Output::Sigmoid, _) => 1.0 / (1.0 + (-logit).exp()),
-        (Output::Linear, Some([lo, hi])) => logit.clamp(lo, hi),
-        (Output::Linear, None) => logit,
+        *o = model.output.activate(model.clamp, deep + fm);
     }
 }
 

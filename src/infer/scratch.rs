@@ -189,7 +189,7 @@ impl Drop for PooledScratch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::{criteo_like, mixed_small, write_random_model};
+    use crate::fixtures::{criteo_like, mixed_small, write_random_model};
     use std::sync::mpsc;
     use std::time::Duration;
 

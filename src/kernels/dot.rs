@@ -24,7 +24,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_reference(n in 0usize..700, seed: u64) {
-            let mut rng = crate::random::Rng::new(seed);
+            let mut rng = crate::rng::Rng::new(seed);
             let a: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             let b: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             let want = crate::kernels::reference::dot_ref(&a, &b);

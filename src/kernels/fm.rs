@@ -26,7 +26,7 @@ mod tests {
     proptest! {
         #[test]
         fn matches_reference(fields in 1usize..45, d in 1usize..=256, seed: u64) {
-            let mut rng = crate::random::Rng::new(seed);
+            let mut rng = crate::rng::Rng::new(seed);
             let x: Vec<f32> = (0..fields * d).map(|_| rng.normal()).collect();
             let want = fm_pairwise_ref(&x, fields, d);
             let scale: f64 = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() * fields as f64;

@@ -266,7 +266,7 @@ mod tests {
             lda_pad in 0usize..5, ldc_pad in 0usize..5, relu: bool, seed: u64,
         ) {
             let (lda, ldc) = (k + lda_pad, n + ldc_pad);
-            let mut rng = crate::random::Rng::new(seed);
+            let mut rng = crate::rng::Rng::new(seed);
             let a: Vec<f32> = (0..m * lda).map(|_| rng.normal()).collect();
             let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();

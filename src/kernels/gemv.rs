@@ -128,7 +128,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn matches_reference_and_gemm(k in prop_oneof![1usize..700, 1000usize..2200], n in 1usize..150, zeros in 0.0f32..1.0, relu: bool, seed: u64) {
-            let mut rng = crate::random::Rng::new(seed);
+            let mut rng = crate::rng::Rng::new(seed);
             let x: Vec<f32> = (0..k).map(|_| if rng.uniform() < zeros { 0.0 } else { rng.normal() }).collect();
             let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();

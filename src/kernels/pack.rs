@@ -352,7 +352,7 @@ mod tests {
         /// what a fresh `pack` of the same weights gives.
         #[test]
         fn repack_matches_pack(n in 1usize..40, k in 1usize..40, n0 in 1usize..40, k0 in 1usize..40, seed: u64) {
-            let mut rng = crate::random::Rng::new(seed);
+            let mut rng = crate::rng::Rng::new(seed);
             let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
             let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
             let fresh = PackedMatrix::pack(&w, &bias, n, k);

@@ -3,7 +3,7 @@
 use super::TrainError;
 use super::fit::{BatchSink, TrainData};
 use crate::batch::{BatchBuf, Columns};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 
 /// Labelled samples in memory, visited in a new random order every epoch (a permutation
@@ -73,7 +73,7 @@ impl TrainData for InMemory {
             for &r in chunk {
                 self.batch
                     .push_from(&self.samples, r)
-                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                    .map_err(|e| TrainError::Data(Box::new(e)))?;
                 labels.push(self.labels[r]);
             }
             f(&self.batch, &labels)?;

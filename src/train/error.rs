@@ -1,5 +1,5 @@
+use crate::batch::ScoreError;
 use crate::format::FormatError;
-use crate::infer::ScoreError;
 use crate::spec::SpecError;
 use thiserror::Error;
 
@@ -51,10 +51,10 @@ pub enum TrainError {
     /// A checkpoint could not be loaded (damaged, or of another run).
     #[error(transparent)]
     Checkpoint(#[from] super::checkpoint::CheckpointError),
-    /// Reading training data failed.
-    #[error("data: {0}")]
-    Data(String),
-    /// Reading or parsing a training file failed (the error names file, line and field).
+    /// Reading the training data failed, with the data source's own error, whose message this
+    /// is (the crate's readers give a `deepfm::data::DataError`, which names file, line and
+    /// field; [`Box::downcast`] or `downcast_ref` recovers it). A [`super::TrainData`] source or
+    /// a [`super::BatchSink`] returns any error of its own this way.
     #[error(transparent)]
-    Read(#[from] crate::data::DataError),
+    Data(Box<dyn std::error::Error + Send + Sync>),
 }

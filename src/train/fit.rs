@@ -101,7 +101,7 @@ pub fn validation_loss(
         for r in start..end {
             chunk
                 .push_from(valid, r)
-                .map_err(|e| TrainError::Data(e.to_string()))?;
+                .map_err(|e| TrainError::Data(Box::new(e)))?;
         }
         total += trainer.evaluate_loss(&chunk, &labels[start..end])? * (end - start) as f64;
     }

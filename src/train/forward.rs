@@ -12,7 +12,7 @@ use crate::kernels::Isa;
 use crate::kernels::dot::dot;
 use crate::kernels::gemm::{PackBuffer, PackedMatrix};
 use crate::kernels::prefetch::{copy_row, prefetch};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::{FieldKind, ModelSpec};
 use rayon::prelude::*;
 

@@ -199,7 +199,7 @@ mod tests {
             };
             let mut fused = Trainer::new(spec.clone(), config(None)).unwrap();
             let mut separate = Trainer::new(spec.clone(), config(Some(f32::MAX))).unwrap();
-            let batch = crate::random::random_batch(&spec, rows, seed);
+            let batch = crate::fixtures::random_batch(&spec, rows, seed);
             let labels: Vec<f32> = (0..rows).map(|i| (i % 4 == 0) as u8 as f32).collect();
             for _ in 0..2 {
                 fused.step(&batch, &labels).unwrap();

@@ -6,7 +6,7 @@ use super::Trainer;
 use super::config::{BatchNorm, Loss, TrainConfig};
 use super::params::Dense;
 use crate::batch::{BatchBuf, Columns, Value};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
 use proptest::prelude::*;
 

@@ -5,8 +5,7 @@
 //! multi-hot field). Trained with the same lazy Adam as DeepFM's embeddings and BCE loss.
 
 use super::TrainError;
-use crate::batch::Columns;
-use crate::infer::score::validate_columns;
+use crate::batch::{Columns, validate};
 use crate::spec::ModelSpec;
 
 /// A logistic-regression model over a spec's fields (hidden layers and embedding dimension are
@@ -80,7 +79,7 @@ impl LogisticRegression {
         batch: &C,
         labels: &[f32],
     ) -> Result<f64, TrainError> {
-        let rows = validate_columns(&self.spec, batch, usize::MAX)?;
+        let rows = validate(&self.spec, batch, usize::MAX)?;
         if labels.len() != rows {
             return Err(TrainError::LabelCount {
                 expected: rows,
@@ -138,7 +137,7 @@ impl LogisticRegression {
         batch: &C,
         out: &mut [f32],
     ) -> Result<(), TrainError> {
-        let rows = validate_columns(&self.spec, batch, out.len())?;
+        let rows = validate(&self.spec, batch, out.len())?;
         for (r, o) in out[..rows].iter_mut().enumerate() {
             *o = 1.0 / (1.0 + (-self.logit(batch, r)).exp());
         }
@@ -150,7 +149,8 @@ impl LogisticRegression {
 mod tests {
     use super::*;
     use crate::batch::Column;
-    use crate::random::{Rng, mixed_small, random_batch};
+    use crate::fixtures::{mixed_small, random_batch};
+    use crate::rng::Rng;
 
     /// On labels that depend on one categorical id, the model learns to rank by it.
     #[test]

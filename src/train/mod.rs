@@ -55,8 +55,7 @@ pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};
 pub use table::Table;
 
-use crate::batch::Columns;
-use crate::infer::score::{finish, validate_columns};
+use crate::batch::{Columns, validate};
 use crate::kernels::Isa;
 use crate::kernels::gemm::PackedMatrix;
 use crate::spec::{ModelSpec, Output};
@@ -442,11 +441,11 @@ impl Trainer {
         batch: &C,
         out: &mut [f32],
     ) -> Result<(), TrainError> {
-        let m = validate_columns(&self.spec, batch, out.len())?;
+        let m = validate(&self.spec, batch, out.len())?;
         self.forward_eval(batch, m);
         let (output, clamp) = (self.spec.output, self.spec.clamp);
         for (o, &logit) in out.iter_mut().zip(&self.ws.logit[..m]) {
-            *o = finish(output, clamp, logit);
+            *o = output.activate(clamp, logit);
         }
         Ok(())
     }
@@ -514,7 +513,7 @@ impl Trainer {
     }
 
     fn check<C: Columns + ?Sized>(&self, batch: &C, labels: &[f32]) -> Result<usize, TrainError> {
-        let m = validate_columns(&self.spec, batch, usize::MAX)?;
+        let m = validate(&self.spec, batch, usize::MAX)?;
         if labels.len() != m {
             return Err(TrainError::LabelCount {
                 expected: m,
@@ -581,7 +580,7 @@ mod tests {
             ..TrainConfig::default()
         };
         let trainer = Trainer::new(spec.clone(), config).unwrap();
-        let batch = crate::random::random_batch(&spec, 200, 3);
+        let batch = crate::fixtures::random_batch(&spec, 200, 3);
         let labels: Vec<f32> = (0..200).map(|i| (i % 3 == 0) as u8 as f32).collect();
         (trainer, batch, labels)
     }

@@ -380,7 +380,7 @@ mod tests {
     /// batch is untouched by lazy Adam and drifts by its decaying moment under dense Adam.
     #[test]
     fn lazy_and_dense_adam_agree_on_touched_rows() {
-        let spec = crate::random::movielens_like();
+        let spec = crate::fixtures::movielens_like();
         let config = TrainConfig::default();
         let rows = 4;
         let d = spec.embedding_dim;

@@ -4,7 +4,7 @@
 use super::config::{EmbeddingInit, TrainConfig};
 use super::table::Table;
 use crate::format::{FormatError, ModelWriter, SectionId};
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
 use std::path::{Path, PathBuf};
 

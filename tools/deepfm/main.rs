@@ -7,7 +7,7 @@ use deepfm::data::tsv::push_line;
 use deepfm::format::ModelFile;
 use deepfm::kernels::{IsaKind, IsaSource};
 use deepfm::reference::{max_relative_error, score_reference};
-use deepfm::{BatchBuf, Isa, Model, ModelSpec, OpenOptions, Scratch, ScratchPool, random};
+use deepfm::{BatchBuf, Isa, Model, ModelSpec, OpenOptions, Scratch, ScratchPool, fixtures};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,9 +39,9 @@ enum Shape {
 impl Shape {
     fn spec(self) -> ModelSpec {
         match self {
-            Shape::CriteoLike => random::criteo_like(),
-            Shape::MovielensLike => random::movielens_like(),
-            Shape::MixedSmall => random::mixed_small(),
+            Shape::CriteoLike => fixtures::criteo_like(),
+            Shape::MovielensLike => fixtures::movielens_like(),
+            Shape::MixedSmall => fixtures::mixed_small(),
         }
     }
 }
@@ -381,7 +381,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo { samples, threads } => demo(samples, threads),
         Command::Random { shape, out, seed } => {
-            let path = random::write_random_model(&out, &shape.spec(), seed)?;
+            let path = fixtures::write_random_model(&out, &shape.spec(), seed)?;
             println!("wrote {}", path.display());
             Ok(())
         }
@@ -512,9 +512,9 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
     let dir = temp_dir()?;
     recommender::tutorial(dir.path(), threads)?;
-    let spec = random::criteo_like();
+    let spec = fixtures::criteo_like();
     let start = Instant::now();
-    let path = random::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
+    let path = fixtures::write_random_model(dir.path().join("demo.dfm"), &spec, 7)?;
     let written = start.elapsed();
     let start = Instant::now();
     let model = Model::open(&path)?;
@@ -535,7 +535,7 @@ fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
     let scratches = ScratchPool::with_threads(&model, pool.current_num_threads());
     let chunk = 65_536;
     let batches: Vec<BatchBuf> = (0..4)
-        .map(|i| random::random_batch(&spec, chunk, i))
+        .map(|i| fixtures::random_batch(&spec, chunk, i))
         .collect();
     let mut out = vec![0.0f32; chunk];
     let mut checksum = 0.0f64;
@@ -556,7 +556,7 @@ fn demo(samples: usize, threads: Option<usize>) -> Result<()> {
         samples as f64 / elapsed,
         checksum / samples as f64
     );
-    let check = random::random_batch(&spec, 1000, 99);
+    let check = fixtures::random_batch(&spec, 1000, 99);
     let mut got = vec![0.0f32; check.len()];
     deepfm::score(&model, &check, &mut Scratch::new(&model), &mut got)?;
     let want = score_reference(&model, &check);
@@ -731,7 +731,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let dir = temp_dir()?;
     let path = match model {
         Some(p) => p,
-        None => random::write_random_model(dir.path().join("bench.dfm"), &shape.spec(), 1)?,
+        None => fixtures::write_random_model(dir.path().join("bench.dfm"), &shape.spec(), 1)?,
     };
     let isa = match isa.as_deref() {
         None => None,

@@ -5,7 +5,7 @@ use crate::{TaskArg, TrainArgs};
 use anyhow::{Result, bail};
 use deepfm::api::{DeepFM, Task};
 use deepfm::data::ratings::{Header, Interactions, ReadOptions, read_interactions_with};
-use deepfm::random;
+use deepfm::fixtures;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -264,7 +264,7 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
 pub fn tutorial(dir: &Path, threads: Option<usize>) -> Result<()> {
     use deepfm::api::DeepFM;
     use deepfm::data::split;
-    let (users, items, ratings) = random::planted_ratings(2_000, 1_500, 200_000, 42);
+    let (users, items, ratings) = fixtures::planted_ratings(2_000, 1_500, 200_000, 42);
     println!(
         "tutorial data: {} ratings of {} users and {} items, planted (no download)",
         ratings.len(),

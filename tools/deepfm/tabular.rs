@@ -94,7 +94,7 @@ pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> R
         let scores = &mut scores[..batch.len()];
         pool.install(|| score_parallel(&model, batch, &scratch, scores))?;
         for s in scores.iter() {
-            writeln!(out, "{s}").map_err(|e| TrainError::Data(format!("stdout: {e}")))?;
+            writeln!(out, "{s}").map_err(|e| TrainError::Data(format!("stdout: {e}").into()))?;
         }
         written += batch.len();
         Ok(())

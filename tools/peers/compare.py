@@ -228,7 +228,7 @@ def ort_session(onnx_path, threads):
 # ----------------------------------------------------------------------------- model files
 def python_model(shape, spec_path, weights_path, seed):
     """Writes a random spec + safetensors in the export layout without the CLI (--python-model):
-    lets the numpy/ORT half be tested before `deepfm` is built. Shapes mirror src/random.rs."""
+    lets the numpy/ORT half be tested before `deepfm` is built. Shapes mirror src/fixtures.rs."""
     if shape == "criteo-like":
         vocabs = [1000 + 997 * i for i in range(26)]
         rest = 1_000_000 - 13 - sum(vocabs)

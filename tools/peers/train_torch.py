@@ -6,10 +6,10 @@ step) of a DeepFM with exactly our architecture, on synthetic data, at a fixed t
 samples/s = steps * batch / elapsed wall time (time.perf_counter), after a few warm-up steps.
 Data generation and model construction are off the clock.
 
-How the model matches the Rust crate (src/reference.rs, src/spec.rs, src/random.rs):
+How the model matches the Rust crate (src/reference.rs, src/spec.rs, src/fixtures.rs):
   * Shapes: `criteo_like()` = 13 numeric + 26 categorical fields, 1,000,000 table rows in all,
     D = 16, hidden 400-400-400; `movielens_like()` = user (6,040) + item (3,706), D = 32,
-    hidden 256-128-64. Vocabularies are computed exactly as random.rs does.
+    hidden 256-128-64. Vocabularies are computed exactly as fixtures.rs does.
   * One stacked embedding table [rows, D] and one first-order weight table [rows] (one
     nn.Embedding each), every field owning a slice at its row offset (`ModelSpec::row_offsets`);
     a numeric field owns one row, scaled by the value (embedding and first-order weight alike).
@@ -52,7 +52,7 @@ OPTIMS = ("dense", "sparse")
 
 # ----------------------------------------------------------------------------- shapes
 def criteo_like():
-    """src/random.rs `criteo_like()`: 13 numeric + 26 categorical, 1,000,000 rows, D=16."""
+    """src/fixtures.rs `criteo_like()`: 13 numeric + 26 categorical, 1,000,000 rows, D=16."""
     numeric, categorical = 13, 26
     vocabs = [1000 + 997 * i for i in range(categorical)]
     rest = 1_000_000 - numeric - sum(vocabs)
@@ -63,7 +63,7 @@ def criteo_like():
 
 
 def movielens_like():
-    """src/random.rs `movielens_like()`: user (6,040) + item (3,706) ids, D=32."""
+    """src/fixtures.rs `movielens_like()`: user (6,040) + item (3,706) ids, D=32."""
     return {"fields": [("categorical", 6040), ("categorical", 3706)], "dim": 32,
             "hidden": [256, 128, 64]}
 

@@ -206,7 +206,7 @@ fn errors_name_line_column_and_field_and_append_nothing() {
         other => panic!("{other:?}"),
     }
     // A batch for another spec is refused, not panicked on.
-    let mut other = BatchBuf::new(&crate::random::mixed_small());
+    let mut other = BatchBuf::new(&crate::fixtures::mixed_small());
     assert!(matches!(
         p.parse_line(good.join("\t").as_str(), 1, &mut other, &mut labels),
         Err(DataError::Shape(_))

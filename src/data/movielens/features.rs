@@ -20,7 +20,7 @@
 use super::{Movie, MovieLens, Rating, User};
 use crate::batch::{BatchBuf, Columns, Value};
 use crate::data::TokenIndex;
-use crate::random::Rng;
+use crate::rng::Rng;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
 use thiserror::Error;
 

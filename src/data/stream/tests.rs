@@ -29,6 +29,14 @@ fn id_file(n: usize) -> tempfile::NamedTempFile {
     file
 }
 
+/// The data error inside a training error.
+fn data_error(e: TrainError) -> DataError {
+    match e {
+        TrainError::Data(e) => *e.downcast::<DataError>().expect("a DataError"),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn text_file(text: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(text).unwrap();
@@ -139,7 +147,7 @@ fn buffer_zero_keeps_file_order_and_a_large_buffer_shuffles_all() {
 fn multi_hot_rows_survive_compaction() {
     // Every field derived from the line's number, so a row mixed up by the shuffle store
     // (variable-length multi-hot rows moved between buffers) is caught.
-    let spec = crate::random::mixed_small();
+    let spec = crate::fixtures::mixed_small();
     let mut text = String::new();
     for n in 0..500u64 {
         let tags = match n % 3 {
@@ -192,14 +200,14 @@ fn bad_lines_are_errors_naming_the_line_or_are_skipped() {
     let parser = || LabelledTsv::new(id_spec(10));
     let mut strict = Streamed::new(file.path(), parser(), 2, 1).unwrap();
     let e = strict.for_each_batch(1, 4, &mut |_, _| Ok(())).unwrap_err();
-    match e {
-        TrainError::Read(DataError::Parse {
+    match data_error(e) {
+        DataError::Parse {
             file,
             line,
             column,
             field,
             ..
-        }) => {
+        } => {
             assert_eq!(
                 (file, line, column, field.as_str()),
                 (name.clone(), 4, 2, "id")
@@ -232,9 +240,10 @@ fn bad_lines_are_errors_naming_the_line_or_are_skipped() {
         let mut s = Streamed::new(file.path(), parser(), 2, 1)
             .unwrap()
             .max_line_bytes(100);
-        match s.for_each_batch(1, 4, &mut |_, _| Ok(())).unwrap_err() {
-            TrainError::Read(DataError::Parse { line, .. })
-            | TrainError::Read(DataError::LineTooLong { line, .. }) => assert_eq!(line, want_line),
+        match data_error(s.for_each_batch(1, 4, &mut |_, _| Ok(())).unwrap_err()) {
+            DataError::Parse { line, .. } | DataError::LineTooLong { line, .. } => {
+                assert_eq!(line, want_line)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -242,7 +251,7 @@ fn bad_lines_are_errors_naming_the_line_or_are_skipped() {
 
 #[test]
 fn labelled_tsv_names_columns() {
-    let p = LabelledTsv::new(crate::random::mixed_small());
+    let p = LabelledTsv::new(crate::fixtures::mixed_small());
     let mut batch = p.new_batch();
     let mut labels = Vec::new();
     p.parse("0.5\t3\t1.5\t1,2\t", 1, &mut batch, &mut labels)
@@ -283,7 +292,7 @@ fn sink_errors_stop_the_epoch_and_broken_parsers_are_caught() {
             Err(TrainError::Data("stop".into()))
         })
         .unwrap_err();
-    assert!(matches!(e, TrainError::Data(ref m) if m == "stop"));
+    assert!(matches!(e, TrainError::Data(ref m) if m.to_string() == "stop"));
     assert_eq!(calls, 1);
     assert!(matches!(
         source.for_each_batch(1, 0, &mut |_, _| Ok(())),
@@ -310,16 +319,17 @@ fn sink_errors_stop_the_epoch_and_broken_parsers_are_caught() {
     let mut broken = Streamed::new(file.path(), Twice(LabelledTsv::new(id_spec(50))), 5, 1)
         .unwrap()
         .skip_bad_lines(true);
-    match broken
-        .for_each_batch(1, 10, &mut |_, _| Ok(()))
-        .unwrap_err()
-    {
-        TrainError::Read(DataError::Parser {
+    match data_error(
+        broken
+            .for_each_batch(1, 10, &mut |_, _| Ok(()))
+            .unwrap_err(),
+    ) {
+        DataError::Parser {
             line: 1,
             rows: 2,
             labels: 2,
             ..
-        }) => {}
+        } => {}
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -331,7 +341,7 @@ fn sink_errors_stop_the_epoch_and_broken_parsers_are_caught() {
 proptest::proptest! {
     #[test]
     fn labelled_tsv_never_panics(line in "[0-9.\t,a-z\r-]{0,40}") {
-        let p = LabelledTsv::new(crate::random::mixed_small());
+        let p = LabelledTsv::new(crate::fixtures::mixed_small());
         let mut batch = p.new_batch();
         let mut labels = Vec::new();
         let ok = p.parse(&line, 1, &mut batch, &mut labels).is_ok();

@@ -1,60 +1,16 @@
-//! Random models and batches of a given shape, for the demo, tests and benchmarks.
+//! Fixtures: the benchmark shapes, random models and batches of a given shape, labelled data
+//! planted by a known teacher, and sparse models larger than memory, for the CLI's demo, tests,
+//! benchmarks, examples and fuzzing.
 //!
-//! Everything is drawn from a seeded generator (xoshiro256++), so a seed always gives the same
-//! model file and the same batch.
+//! It sits at the top of the crate's layers: nothing below it uses it outside tests. Everything is
+//! drawn from the crate's seeded generator ([`crate::rng::Rng`]), so a seed always gives the same
+//! model file, batch and data.
 
 use crate::batch::{BatchBuf, Value};
 use crate::format::{FormatError, ModelWriter, SectionId};
+use crate::rng::Rng;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 use std::path::{Path, PathBuf};
-
-/// A small seeded generator with the draws the crate needs.
-pub struct Rng(Xoshiro256PlusPlus);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn uniform(&mut self) -> f32 {
-        self.0.random::<f32>()
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0.random_range(0..n)
-    }
-
-    /// The generator of epoch `epoch` of a run seeded with `seed` (data sources reshuffle
-    /// with it, so epochs differ and runs repeat).
-    pub fn for_epoch(seed: u64, epoch: usize) -> Self {
-        Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-
-    /// Shuffles `items` in place (Fisher–Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-
-    /// 64 uniform random bits.
-    pub fn bits(&mut self) -> u64 {
-        self.0.random::<u64>()
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u1 = 1.0 - self.0.random::<f64>();
-        let u2 = self.0.random::<f64>();
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    }
-}
 
 /// The Criteo-like benchmark shape: 13 numeric + 26 categorical fields, 1,000,000 embedding rows
 /// in all, D = 16, hidden 400-400-400, sigmoid output.

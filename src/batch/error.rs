@@ -1,7 +1,8 @@
 use thiserror::Error;
 
 /// Why a batch could not be scored. Each variant names the field (and row) at fault; nothing
-/// was written to the output when one is returned.
+/// was written to the output when one is returned. The trainer refuses a batch for the same
+/// reasons (`TrainError::Batch`).
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ScoreError {
