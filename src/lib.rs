@@ -41,7 +41,6 @@
 
 pub mod api;
 pub mod batch;
-pub mod bench;
 pub mod data;
 pub mod format;
 pub mod infer;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 mod recommender;
 mod tabular;
+mod throughput;
 
 #[derive(Parser)]
 #[command(
@@ -451,7 +452,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads,
                 ..TrainConfig::default()
             };
-            let r = deepfm::bench::run_training(&spec, config, batch, seconds)?;
+            let r = throughput::run_training(&spec, config, batch, seconds)?;
             println!(
                 "{:?} batch {batch}, {threads} thread(s), {optim:?}, bn {bn}, dropout {dropout}: \
                  {:.0} samples/s ({:.3} ms/step, {} steps, {})",
@@ -717,7 +718,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         &OpenOptions { isa, verify: false },
     )?);
     let gap = std::time::Duration::from_secs_f64(gap_ms / 1e3);
-    let r = deepfm::bench::run_paced(&model, batch, threads, seconds, 12345, gap)?;
+    let r = throughput::run_paced(&model, batch, threads, seconds, 12345, gap)?;
     println!(
         "{}: batch {} threads {} ({}) isa {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
         path.display(),
