@@ -30,8 +30,6 @@
 //!     `recommend`, `save`, `load`) over raw user and item ids.
 //! 14. [`fixtures`]: benchmark shapes, random models and batches, planted data, for the demo,
 //!     tests, benchmarks, examples and fuzzing.
-//! 15. [`bench`](mod@bench): throughput measurement of the scorer and the trainer, for
-//!     `deepfm bench` and the demo.
 //!
 //! ```
 //! use deepfm::{Batch, Column, Model, Scratch, score};
@@ -57,7 +55,6 @@
 
 pub mod api;
 pub mod batch;
-pub mod bench;
 pub mod data;
 pub mod fixtures;
 pub mod format;

@@ -3,8 +3,8 @@
 //! gets the new model's exact scores; a corrupt or mistaken new file is refused with the live
 //! file untouched; first installs, missing directories, permissions and holes.
 
-use deepfm::format::{FormatError, Installed, ModelFile, install};
 use deepfm::fixtures::{SparseShape, mixed_small, random_batch, write_random_model};
+use deepfm::format::{FormatError, Installed, ModelFile, install};
 use deepfm::reload::ModelHandle;
 use deepfm::{BatchBuf, Model, Scratch, score};
 use std::path::{Path, PathBuf};

@@ -29,7 +29,6 @@ const ORDER: &[&str] = &[
     "interop",
     "api",
     "fixtures",
-    "bench",
 ];
 
 fn src() -> PathBuf {

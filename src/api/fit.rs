@@ -5,13 +5,12 @@ use super::features::side_values;
 use super::input::Interactions;
 use super::pairs::Pairs;
 use super::{
-    ApiError, Checkpointing, DeepFM, EpochReport, FeatureTable, Id, IdMap, NegativeSampling,
-    Settings, Sides, Task,
+    ApiError, DeepFM, EpochReport, FeatureTable, Id, IdMap, NegativeSampling, Settings, Sides, Task,
 };
 use crate::infer::{Model, ScratchPool};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, FitConfig, FitObserver, Loss, TrainConfig, Trainer, fit_checkpointed,
+    BatchNorm, Checkpointing, FitConfig, FitObserver, Loss, TrainConfig, Trainer, fit_checkpointed,
 };
 
 /// The task `auto` stands for, given the labels.

@@ -1,7 +1,7 @@
 //! The recommender commands: `train --ratings`, `predict --pairs`, `recommend`, `eval`, and
 //! the tutorial that `demo` runs.
 
-use crate::{TaskArg, TrainArgs};
+use crate::args::{Optim, TaskArg, TrainArgs};
 use anyhow::{Result, bail};
 use deepfm::api::{DeepFM, Task};
 use deepfm::data::ratings::{Header, Interactions, ReadOptions, read_interactions_with};
@@ -135,10 +135,7 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     if args.schema.is_some() {
         bail!("--schema does not apply to --ratings (it describes a --data file)");
     }
-    if args
-        .optim
-        .is_some_and(|o| !matches!(o, crate::Optim::LazyAdam))
-    {
+    if args.optim.is_some_and(|o| !matches!(o, Optim::LazyAdam)) {
         bail!(
             "--optim does not apply to --ratings (the recommender trains its embeddings with \
              lazy Adam)"

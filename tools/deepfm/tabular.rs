@@ -1,7 +1,9 @@
 //! Click data from CSV/TSV with a schema (and Criteo): training, and prediction on raw lines
 //! with the preprocessing saved beside the model.
 
-use crate::{TrainArgs, train_with};
+use crate::args::TrainArgs;
+use crate::resources::thread_pool;
+use crate::train::train_with;
 use anyhow::{Context, Result};
 use deepfm::data::prep::Preprocessing;
 use deepfm::data::schema::{Schema, SchemaEncoder};
@@ -83,7 +85,7 @@ pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> R
         "the preprocessing in {} does not fit its fields",
         model_path.display()
     );
-    let pool = crate::thread_pool(threads)?;
+    let pool = thread_pool(threads)?;
     let scratch = pool.install(|| ScratchPool::new(&model));
     // Buffer 0: file order, no shuffle.
     let mut source = Streamed::new(data, prep.parser(data, false)?, 0, 0)?;

@@ -56,7 +56,7 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--reloads", type=int, default=4, help="reloads during each /score run")
     ap.add_argument("--dispatches", default="batched,blocking",
-                    help="comma-separated --dispatch values of examples/serve.rs, each optionally "
+                    help="comma-separated --dispatch values of deepfm-serve, each optionally "
                          "followed by more of its flags: 'batched --scorers 1,inline --threads 1'")
     ap.add_argument("--workdir", help="where models and bodies go (default: a temporary directory)")
     args = ap.parse_args()

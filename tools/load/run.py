@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load test of the scoring service (examples/serve.rs) with a real load generator (oha).
+"""Load test of the scoring service (serve/, `deepfm-serve`) with a real load generator (oha).
 
 Builds the service, writes two random Criteo-like models beside each other, starts the service
 on loopback, and drives POST /score with oha at a fixed rate for a bounded number of requests,
@@ -38,12 +38,12 @@ def target_dir():
 
 def build():
     subprocess.run(
-        ["cargo", "build", "--release", "--example", "serve", "--example", "sparse_model",
+        ["cargo", "build", "--release", "--bin", "deepfm-serve", "--example", "sparse_model",
          "--bin", "deepfm"],
         cwd=REPO, check=True)
     release = os.path.join(target_dir(), "release")
     return (os.path.join(release, "deepfm"),
-            os.path.join(release, "examples", "serve"),
+            os.path.join(release, "deepfm-serve"),
             os.path.join(release, "examples", "sparse_model"))
 
 

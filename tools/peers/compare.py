@@ -322,8 +322,8 @@ def timed(fn, batches, seconds):
 
 
 def make_batches(m, batch, seed):
-    # 2^17 distinct rows in 2..1024 batches, like `deepfm bench` (src/bench.rs): repeated calls
-    # should not find their embedding rows in cache more often than a service would.
+    # 2^17 distinct rows in 2..1024 batches, like `deepfm bench` (tools/deepfm/throughput.rs):
+    # repeated calls should not find their embedding rows in cache more often than a service would.
     count = min(max(-(-(1 << 17) // batch), 2), 1024)
     return [random_feeds(m, batch, np.random.default_rng([seed, batch, i])) for i in range(count)]
 

@@ -1,7 +1,7 @@
 //! A scoring service: HTTP on tokio + axum, the model behind a hot-reload handle.
 //!
 //! ```sh
-//! cargo run --release --example serve -- --model M.dfm --addr 127.0.0.1:8080
+//! cargo run --release -p deepfm-serve -- --model M.dfm --addr 127.0.0.1:8080
 //! curl -s localhost:8080/score -d '{"samples": [{"C1": 3, "I1": 0.5, "genres": [1, 4]}]}'
 //! curl -s localhost:8080/reload -d '{"path": "/models/next.dfm"}'
 //! ```
@@ -13,19 +13,9 @@
 //! `{"error": ..., "field": ..., "sample": ...}`. `docs/GUIDE.md` ("Serving") has the
 //! deployment pattern; `docs/PERFORMANCE.md` the load test (`tools/load/run.py`).
 
-#[path = "serve/app.rs"]
-mod app;
-#[path = "serve/batcher.rs"]
-mod batcher;
-#[path = "serve/metrics.rs"]
-mod metrics;
-#[path = "serve/parse.rs"]
-mod parse;
-#[path = "serve/served.rs"]
-mod served;
-
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use deepfm_serve::{app, served};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

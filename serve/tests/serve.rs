@@ -1,27 +1,12 @@
-//! The scoring service of `examples/serve.rs`, started in-process on an ephemeral loopback port:
+//! The scoring service (`deepfm-serve`), started in-process on an ephemeral loopback port:
 //! `/score` answers exactly what `deepfm::score` computes, bad input gets 400 naming the field,
 //! `/health`, `/metrics` and `/recommend` work, and a hot reload under concurrent requests
 //! fails no request and tears no response (each one's scores are exactly those of the model
 //! version it reports).
 
-#[allow(dead_code)]
-#[path = "../examples/serve/app.rs"]
-mod app;
-#[allow(dead_code)]
-#[path = "../examples/serve/batcher.rs"]
-mod batcher;
-#[allow(dead_code)]
-#[path = "../examples/serve/metrics.rs"]
-mod metrics;
-#[allow(dead_code)]
-#[path = "../examples/serve/parse.rs"]
-mod parse;
-#[allow(dead_code)]
-#[path = "../examples/serve/served.rs"]
-mod served;
-
 use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::{BatchBuf, Column, Columns, Model, ModelSpec, Scratch, score};
+use deepfm_serve::{app, served};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

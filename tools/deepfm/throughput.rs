@@ -1,8 +1,10 @@
-//! Throughput measurement of the scorer, shared by `deepfm bench` and the demo.
+//! Throughput measurement of the scorer and the trainer on random samples: what `deepfm bench`
+//! and `deepfm bench-train` time.
 
-use crate::batch::BatchBuf;
-use crate::fixtures::random_batch;
-use crate::infer::{Model, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel};
+use deepfm::fixtures::random_batch;
+use deepfm::{
+    BatchBuf, Model, PairedScorer, ScoreError, Scratch, ScratchPool, score, score_parallel,
+};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,21 +37,10 @@ pub struct BenchResult {
 const DISTINCT_ROWS: usize = 1 << 17;
 
 /// Scores random batches of `batch` rows with `threads` threads for about `seconds` (after a
-/// short warm-up) and reports the throughput. Batch 1 on two threads uses the paired
-/// (two-core latency) mode.
-pub fn run(
-    model: &Arc<Model>,
-    batch: usize,
-    threads: usize,
-    seconds: f64,
-    seed: u64,
-) -> Result<BenchResult, ScoreError> {
-    run_paced(model, batch, threads, seconds, seed, Duration::ZERO)
-}
-
-/// As [`run`], sleeping `gap` between calls, as a service at a low request rate does: the
-/// weights and the table's rows leave the caches (and the core may slow down) while it waits.
-/// Only the calls are timed.
+/// short warm-up), sleeping `gap` between calls, and reports the throughput. Batch 1 on two
+/// threads uses the paired (two-core latency) mode. A gap is what a service at a low request
+/// rate sees: the weights and the table's rows leave the caches (and the core may slow down)
+/// while it waits. Only the calls are timed.
 pub fn run_paced(
     model: &Arc<Model>,
     batch: usize,
@@ -144,18 +135,18 @@ const TRAIN_BATCHES: usize = 16;
 /// 1 with probability 1/4 for BCE or uniform in 1–5 for MSE) for about `seconds` after a short
 /// warm-up, and reports the throughput.
 pub fn run_training(
-    spec: &crate::spec::ModelSpec,
-    config: crate::train::TrainConfig,
+    spec: &deepfm::ModelSpec,
+    config: deepfm::train::TrainConfig,
     batch: usize,
     seconds: f64,
-) -> Result<TrainBenchResult, crate::train::TrainError> {
-    use crate::rng::Rng;
-    use crate::train::{Loss, Trainer};
+) -> Result<TrainBenchResult, deepfm::train::TrainError> {
+    use deepfm::rng::Rng;
+    use deepfm::train::{Loss, Trainer};
     let batch = batch.max(1);
     let loss = config.loss;
     let threads = config.threads;
     // Chosen here, once, so that the result names the kernels the trainer ran on.
-    let isa = crate::kernels::Isa::detect()?;
+    let isa = deepfm::Isa::detect()?;
     let mut trainer = Trainer::with_isa(spec.clone(), config, isa)?;
     let mut rng = Rng::new(7);
     let data: Vec<(BatchBuf, Vec<f32>)> = (0..TRAIN_BATCHES)

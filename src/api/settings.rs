@@ -1,0 +1,97 @@
+//! What a fit is told: the tutorial's settings and the task.
+
+use super::NegativeSampling;
+use serde::{Deserialize, Serialize};
+
+/// What the model learns from the third column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// `Rating` when the values take more than two distinct values, `Click` when they are 0
+    /// and 1, `Implicit` when they are all the same (positives only).
+    Auto,
+    /// Explicit ratings: MSE, predictions on the rating scale (clamped to the range seen).
+    Rating,
+    /// Implicit feedback: every pair is a positive; negatives are sampled each epoch; BCE.
+    Implicit,
+    /// Clicks: BCE on 0/1 labels.
+    Click,
+}
+
+/// The tutorial's settings, with its names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// A name, kept with the model.
+    pub name: String,
+    /// Embedding dimension (32).
+    pub embedding_dim: usize,
+    /// Hidden layer widths (256, 128, 64).
+    pub deep_layers: Vec<usize>,
+    /// Dropout after each hidden layer (0.3).
+    pub dropout: f32,
+    /// Batch norm after each hidden layer (true).
+    pub use_bn: bool,
+    /// Passes over the data (20).
+    pub epochs: usize,
+    /// Samples per step (256).
+    pub batch_size: usize,
+    /// Adam learning rate (0.001).
+    pub learning_rate: f32,
+    /// Per-epoch progress on stderr (false).
+    pub verbose: bool,
+    /// Seed of everything random (0).
+    pub seed: u64,
+    /// Training threads (all cores).
+    pub threads: usize,
+    /// What to learn (`auto`).
+    pub task: Task,
+    /// L2 penalty on the embeddings of each batch (0).
+    pub l2: f32,
+    /// L2 penalty on the layer weights and the output unit (0; see
+    /// [`TrainConfig::l2_dense`](crate::train::TrainConfig::l2_dense)).
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
+    pub l2_dense: f32,
+    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights (0: off; see
+    /// [`TrainConfig::weight_decay_embedding`](crate::train::TrainConfig::weight_decay_embedding)).
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
+    pub weight_decay_embedding: f32,
+    /// Decoupled (AdamW) weight decay of the layer weights and output unit (0: off; see
+    /// [`TrainConfig::weight_decay_dense`](crate::train::TrainConfig::weight_decay_dense)).
+    #[serde(default, skip_serializing_if = "crate::train::is_zero")]
+    pub weight_decay_dense: f32,
+    /// Early stopping: epochs without a better validation loss (none).
+    pub patience: Option<usize>,
+    /// Share of the data held out for validation when `patience` is set (0.1).
+    pub valid_fraction: f32,
+    /// Implicit feedback: negatives per positive (4).
+    pub negatives: usize,
+    /// Implicit feedback: how negatives are drawn (uniform).
+    pub negative_sampling: NegativeSampling,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: "DeepFM".into(),
+            embedding_dim: 32,
+            deep_layers: vec![256, 128, 64],
+            dropout: 0.3,
+            use_bn: true,
+            epochs: 20,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            verbose: false,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            task: Task::Auto,
+            l2: 0.0,
+            l2_dense: 0.0,
+            weight_decay_embedding: 0.0,
+            weight_decay_dense: 0.0,
+            patience: None,
+            valid_fraction: 0.1,
+            negatives: 4,
+            negative_sampling: NegativeSampling::Uniform,
+        }
+    }
+}

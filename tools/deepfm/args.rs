@@ -1,0 +1,392 @@
+//! The command line: every command and its arguments (clap derive), and the value enums that
+//! name library settings.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use deepfm::{ModelSpec, fixtures};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "deepfm",
+    version,
+    about = "Fast CPU DeepFM scoring from memory-mapped model files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build a demo model, score a million random samples, print throughput and the agreement
+    /// with the f64 reference implementation.
+    Demo {
+        /// Samples to score.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Write a model with random weights of a built-in shape.
+    Random {
+        #[arg(long, value_enum)]
+        shape: Shape,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Convert safetensors weights + a JSON spec into a model file.
+    Import {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a model file's tensors as safetensors and its spec as JSON.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Install a model file at the path a service serves, safely while it is mapped: NEW is
+    /// validated completely, copied beside LIVE and renamed over it (never `cp` over a served
+    /// file: that kills the processes that have it mapped). Reload the services afterwards.
+    Install {
+        /// The new model file.
+        new: PathBuf,
+        /// The served path to replace (created if absent; its directory must exist).
+        live: PathBuf,
+    },
+    /// Print a model file's spec, sections and checksum state.
+    Inspect {
+        model: PathBuf,
+        /// Also checksum the embedding table and first-order weights (reads the whole file).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Score samples from a TSV file (`-` for stdin): one line per sample, one column per field.
+    /// Prints one score a line, only after every line has parsed and scored.
+    Score {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Measure scoring throughput on random samples.
+    Bench(BenchArgs),
+    /// Train a model from a labelled file (streamed, shuffled through a buffer) and write the
+    /// model file.
+    Train(Box<TrainArgs>),
+    /// Predict `user,item` pairs (one a line, format detected) with a model from
+    /// `train --ratings`: one prediction a line, in order.
+    ///
+    /// With `--data`: raw samples for a click model from `train --data --schema` or `--format
+    /// criteo` (a label column, if present, is ignored): one probability a line.
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, required_unless_present = "data", conflicts_with = "data")]
+        pairs: Option<PathBuf>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Threads for `--data` (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Whether the first line of --pairs is a header (auto: detected; see `train --header`).
+        #[arg(long, value_enum, default_value = "auto", conflicts_with = "data")]
+        header: HeaderArg,
+    },
+    /// The top-k items for a user of a model from `train --ratings` (items the user rated in
+    /// training are left out).
+    Recommend {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// Print JSON (`[{"item": ..., "score": ...}, ...]`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a model from `train --ratings` on held-out interactions: RMSE and MAE for a
+    /// rating model, AUC and logloss for a click model.
+    ///
+    /// For an implicit model: each held-out (user, item) pair is ranked among `--negatives`
+    /// items the user did not interact with in training (the NCF protocol): HR@k and NDCG@k.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        ratings: PathBuf,
+        /// Whether the first line of --ratings is a header (auto: detected; see `train --header`).
+        #[arg(long, value_enum, default_value = "auto")]
+        header: HeaderArg,
+        /// Implicit models: sampled negatives per held-out pair.
+        #[arg(long, default_value_t = 100)]
+        negatives: usize,
+        /// Implicit models: the cut-off of HR@k and NDCG@k.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Measure training throughput (samples/s) on random samples of a benchmark shape.
+    BenchTrain(BenchTrainArgs),
+}
+
+/// Arguments of `deepfm train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Ratings or interactions, `user,item,rating[,timestamp]` (MovieLens `::`, tab, comma;
+    /// header and string ids allowed): trains the recommender (`deepfm::api`) with the
+    /// tutorial's defaults, writes MODEL with the id maps in its metadata section.
+    #[arg(long, conflicts_with_all = ["data", "spec", "format"])]
+    pub ratings: Option<PathBuf>,
+    /// Ratings: user side features, keyed by user id (RecBole `.user`, MovieLens `users.dat`
+    /// or `u.user`).
+    #[arg(long, requires = "ratings")]
+    pub users: Option<PathBuf>,
+    /// Ratings: item side features, keyed by item id (RecBole `.item`, MovieLens `movies.dat`
+    /// or `u.item`).
+    #[arg(long, requires = "ratings")]
+    pub items: Option<PathBuf>,
+    /// Only these columns of --users (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "users")]
+    pub user_columns: Option<Vec<String>>,
+    /// Only these columns of --items (comma-separated names).
+    #[arg(long, value_delimiter = ',', requires = "items")]
+    pub item_columns: Option<Vec<String>>,
+    /// Training samples: `tsv` = label then one column per field (the `score` format), or
+    /// Criteo (`label, I1..I13, C1..C26`, tab- or comma-separated).
+    #[arg(long, required_unless_present = "ratings")]
+    pub data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "tsv")]
+    pub format: DataFormat,
+    /// A JSON schema for `--data` as CSV/TSV with a header: the label column and each field's
+    /// kind (`categorical`, `numeric`, `multi_hot`), with optional `hash_buckets`, `min_count`,
+    /// `sep`, `pooling`, `transform` (see `deepfm::data::schema`).
+    #[arg(long, conflicts_with_all = ["spec", "format"])]
+    pub schema: Option<PathBuf>,
+    /// Skip lines that do not parse, count them and print the count, instead of stopping at
+    /// the first (which is named with file, line and column either way).
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Ratings: whether the first line of --ratings (and --valid) is a header. auto: a header
+    /// when it has typed RecBole names, a rating that is not a number, text above a number in
+    /// line 2, or common id column names (user_id, itemId, movie …); the names are kept in the
+    /// model, so `predict` and `eval` recognise them. A skipped header is printed.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub header: HeaderArg,
+    /// Model spec JSON (required for `tsv`; for `criteo` the spec is built from the data).
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Validation data (same format): early stopping and the reported loss.
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Where to write the model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Passes over the data [ratings: 20; data: 5].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Samples per step [256].
+    #[arg(long, alias = "batch-size")]
+    pub batch: Option<usize>,
+    /// Adam learning rate [0.001].
+    #[arg(long, alias = "learning-rate")]
+    pub lr: Option<f32>,
+    /// Embedding optimizer [lazy-adam; with --ratings only lazy-adam].
+    #[arg(long, value_enum)]
+    pub optim: Option<Optim>,
+    /// Batch norm after each hidden layer [ratings: true; data: false].
+    #[arg(long, alias = "use-bn", num_args = 0..=1, default_missing_value = "true")]
+    pub bn: Option<bool>,
+    /// Dropout after each hidden layer [ratings: 0.3; data: 0].
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    #[arg(long, default_value_t = 0.0)]
+    pub l2_embedding: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub l2_dense: f32,
+    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights: the rows
+    /// each step updates are multiplied by 1 − lr·λ (0: off; lr·λ must stay below 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay_embedding: f32,
+    /// Decoupled (AdamW) weight decay of the layer weights and output unit (not biases or
+    /// batch norm): multiplied by 1 − lr·λ each step (0: off; lr·λ must stay below 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay_dense: f32,
+    /// Stop after this many epochs without a better validation loss (restores the best).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Ratings: share held out for validation when --patience is set.
+    #[arg(long, default_value_t = 0.1)]
+    pub valid_fraction: f32,
+    /// Ratings: what to learn (auto: rating when the ratings take more than two values).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub task: TaskArg,
+    /// Samples held by the shuffle buffer (memory is bounded by it, not by the file; --data
+    /// only: --ratings files are read into memory).
+    #[arg(long, default_value_t = 100_000)]
+    pub buffer: usize,
+    /// Embedding dimension [ratings: 32; criteo: 16].
+    #[arg(long, alias = "embedding-dim")]
+    pub dim: Option<usize>,
+    /// Hidden layers [ratings: 256,128,64; criteo: 400,400,400].
+    #[arg(long, alias = "deep-layers", value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads (results do not depend on it).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write a training checkpoint to this file after every epoch (crash-safely).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Go on from the --checkpoint file if it exists (same data and settings: the same model
+    /// as an uninterrupted run; --epochs may be raised to train longer).
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+    /// Print a JSON summary as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deepfm bench`: what to score, how, for how long.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A model file; without it, a random model of `--shape` is built in a temp directory.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "criteo-like")]
+    pub shape: Shape,
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Idle milliseconds between calls, as a service at a low request rate sees them
+    /// (the caches and the core cool down); only the calls are timed.
+    #[arg(long, default_value_t = 0.0)]
+    pub gap_ms: f64,
+    /// Kernels to use: avx2 or portable (default: the best this CPU has, or DEEPFM_ISA).
+    #[arg(long)]
+    pub isa: Option<String>,
+    /// End with a JSON line of the results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `deepfm bench-train`: the shape, the trainer's settings, for how long.
+#[derive(Debug, clap::Args)]
+pub struct BenchTrainArgs {
+    #[arg(long, value_enum, default_value = "criteo-like")]
+    pub shape: Shape,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Embedding optimizer.
+    #[arg(long, value_enum, default_value = "lazy-adam")]
+    pub optim: Optim,
+    /// Batch norm after each hidden layer.
+    #[arg(long)]
+    pub bn: bool,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// End with a JSON line of the results.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The built-in model shapes of `random`, `bench` and `bench-train`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Shape {
+    /// 13 numeric + 26 categorical fields, 1M rows, D=16, hidden 400-400-400.
+    CriteoLike,
+    /// user + item, D=32, hidden 256-128-64, ratings clamped to 1–5.
+    MovielensLike,
+    /// One field of each kind (categorical, numeric, two multi-hot), small.
+    MixedSmall,
+}
+
+impl Shape {
+    pub fn spec(self) -> ModelSpec {
+        match self {
+            Shape::CriteoLike => fixtures::criteo_like(),
+            Shape::MovielensLike => fixtures::movielens_like(),
+            Shape::MixedSmall => fixtures::mixed_small(),
+        }
+    }
+}
+
+/// `--header`: whether a ratings or pairs file starts with a header line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HeaderArg {
+    /// Detected (see `deepfm::data::ratings::detect_header`).
+    Auto,
+    /// The first line is a header.
+    Yes,
+    /// The first line is data.
+    No,
+}
+
+impl HeaderArg {
+    pub fn get(self) -> deepfm::data::ratings::Header {
+        use deepfm::data::ratings::Header;
+        match self {
+            HeaderArg::Auto => Header::Auto,
+            HeaderArg::Yes => Header::Yes,
+            HeaderArg::No => Header::No,
+        }
+    }
+}
+
+/// The recommender's task, as the CLI names it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TaskArg {
+    Auto,
+    Rating,
+    Implicit,
+    Click,
+}
+
+/// Training file formats.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DataFormat {
+    Tsv,
+    Criteo,
+}
+
+/// Embedding optimizers, as the CLI names them.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Optim {
+    Adam,
+    LazyAdam,
+    Adagrad,
+}
+
+impl Optim {
+    pub fn get(self) -> deepfm::train::EmbeddingOptimizer {
+        use deepfm::train::EmbeddingOptimizer as E;
+        match self {
+            Optim::Adam => E::Adam,
+            Optim::LazyAdam => E::LazyAdam,
+            Optim::Adagrad => E::Adagrad,
+        }
+    }
+}

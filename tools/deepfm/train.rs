@@ -1,0 +1,150 @@
+//! `deepfm train`: train a model from a labelled file and write the model file.
+
+use crate::args::{DataFormat, Optim, TrainArgs};
+use crate::{recommender, tabular};
+use anyhow::{Context, Result, bail};
+use deepfm::ModelSpec;
+use std::path::Path;
+
+/// `deepfm train`: with `--ratings`, the recommender ([`recommender::train_ratings`]); with
+/// `--schema`, a CSV/TSV file ([`tabular::train_schema`]); otherwise `--data` in the `score`
+/// format with a label, or Criteo.
+pub fn train(args: TrainArgs) -> Result<()> {
+    use deepfm::data::criteo::{CriteoConfig, CriteoPreprocessor};
+    use deepfm::data::stream::LabelledTsv;
+    if let Some(ratings) = &args.ratings {
+        return recommender::train_ratings(&args, ratings);
+    }
+    let data = args
+        .data
+        .clone()
+        .context("--data or --ratings is required")?;
+    if let Some(schema) = &args.schema {
+        return tabular::train_schema(&args, &data, schema);
+    }
+    match args.format {
+        DataFormat::Tsv => {
+            let Some(spec_path) = &args.spec else {
+                bail!("--format tsv needs --spec");
+            };
+            let json = std::fs::read_to_string(spec_path)
+                .with_context(|| format!("reading {}", spec_path.display()))?;
+            let spec = ModelSpec::from_json(&json)?;
+            let parser = LabelledTsv::new(spec.clone());
+            train_with(&args, spec, &|_| Ok(parser.clone()), None)
+        }
+        DataFormat::Criteo => {
+            eprintln!("building vocabularies from {}", data.display());
+            let pre = CriteoPreprocessor::fit(&data, CriteoConfig::default())?;
+            let hidden = args.hidden.clone().unwrap_or_else(|| vec![400, 400, 400]);
+            let spec = pre.spec(args.dim.unwrap_or(16), &hidden);
+            let prep = deepfm::data::prep::Preprocessing::Criteo(pre.clone());
+            train_with(&args, spec, &|_| Ok(pre.clone()), Some(&prep))
+        }
+    }
+}
+
+/// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
+/// validation files may lay out their columns differently).
+/// `prep`, when given, is saved in the model file's metadata section.
+pub fn train_with<P: deepfm::data::stream::LineParser>(
+    args: &TrainArgs,
+    spec: ModelSpec,
+    parser_for: &dyn Fn(&Path) -> Result<P>,
+    prep: Option<&deepfm::data::prep::Preprocessing>,
+) -> Result<()> {
+    use deepfm::data::stream::{Streamed, read_all};
+    use deepfm::train::{
+        BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
+        fit_checkpointed,
+    };
+    let loss = match spec.output {
+        deepfm::Output::Sigmoid => Loss::Bce,
+        deepfm::Output::Linear => Loss::Mse,
+    };
+    let config = TrainConfig {
+        loss,
+        learning_rate: args.lr.unwrap_or(1e-3),
+        embedding_optimizer: args.optim.unwrap_or(Optim::LazyAdam).get(),
+        batch_norm: args.bn.unwrap_or(false).then(BatchNorm::default),
+        dropout: args.dropout.unwrap_or(0.0),
+        l2_embedding: args.l2_embedding,
+        l2_dense: args.l2_dense,
+        weight_decay_embedding: args.weight_decay_embedding,
+        weight_decay_dense: args.weight_decay_dense,
+        seed: args.seed,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(spec, config)?;
+    let valid = match &args.valid {
+        Some(path) => Some(read_all(path, parser_for(path)?)?),
+        None => None,
+    };
+    let data = args.data.as_ref().context("--data is required")?;
+    let mut source = Streamed::new(data, parser_for(data)?, args.buffer, args.seed)?
+        .skip_bad_lines(args.skip_bad_lines);
+    let fit_config = FitConfig {
+        epochs: args.epochs.unwrap_or(5),
+        batch_size: args.batch.unwrap_or(256),
+        patience: args.patience,
+        plateau: None,
+    };
+    let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
+        path,
+        resume: args.resume,
+    });
+    if let Some(c) = &checkpoint
+        && c.resume
+        && c.path.exists()
+    {
+        eprintln!("resuming from {}", c.path.display());
+    }
+    let report = fit_checkpointed(
+        &mut trainer,
+        &mut source,
+        valid.as_ref().map(|(b, y)| (b, y.as_slice())),
+        &fit_config,
+        checkpoint.as_ref(),
+        &mut |e: &EpochReport| {
+            eprintln!(
+                "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
+                e.epoch,
+                e.train_loss,
+                e.valid_loss
+                    .map(|v| format!(", valid loss {v:.5}"))
+                    .unwrap_or_default(),
+                e.samples,
+                e.seconds,
+                e.samples as f64 / e.seconds.max(1e-9)
+            )
+        },
+    )?;
+    let stats = source.stats();
+    if stats.bad_lines > 0 {
+        eprintln!(
+            "skipped {} of {} lines that did not parse (each epoch); the first: {}",
+            stats.bad_lines,
+            stats.lines,
+            stats.first_bad.as_deref().unwrap_or("?")
+        );
+    }
+    let path = match prep {
+        Some(prep) => trainer.write_with_metadata(&args.out, tabular::metadata_json(prep)?)?,
+        None => trainer.write(&args.out)?,
+    };
+    println!(
+        "wrote {} (weights of epoch {} of {}{})",
+        path.display(),
+        report.best_epoch,
+        report.epochs.len(),
+        if report.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
