@@ -23,10 +23,10 @@ use deepfm::format::tensor_shapes;
 use deepfm::{Batch, BatchBuf, Column, Columns, Isa, Model, ModelSpec, ScoreError, Scratch, score};
 use std::path::{Path, PathBuf};
 
-/// The fuzz crate's helpers (`fuzz/src/lib.rs` uses only `deepfm`, `std` and `xxhash_rust`, so it
-/// builds here too); this file uses part of them.
+/// The fuzz crate's helpers (`fuzz/src/lib.rs` and its module per target use only `deepfm`,
+/// `std` and `xxhash_rust`, so they build here too); this file uses part of them.
 #[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod deepfm_fuzz;
 
 use deepfm_fuzz::{
