@@ -33,9 +33,12 @@ pub enum InteropError {
         /// Underlying error.
         source: std::io::Error,
     },
-    /// The safetensors file is malformed.
+    /// The safetensors file is malformed (or its header could not be built).
     #[error("safetensors: {0}")]
-    Safetensors(String),
+    Safetensors(#[from] safetensors::SafeTensorError),
+    /// The safetensors header could not be written as JSON.
+    #[error("safetensors header: {0}")]
+    Header(#[source] serde_json::Error),
     /// A tensor the spec needs is missing.
     #[error("tensor {0} is missing")]
     MissingTensor(String),
@@ -69,10 +72,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InteropError + '_ {
     }
 }
 
-fn st_error(e: safetensors::SafeTensorError) -> InteropError {
-    InteropError::Safetensors(e.to_string())
-}
-
 /// Writes a model file at `out` from `weights` (safetensors) and `spec` (JSON text), streaming
 /// each tensor through a small buffer. Every tensor must be present, f32, and of the shape the
 /// spec implies; extra tensors are refused.
@@ -82,7 +81,7 @@ pub fn import(weights: &Path, spec_json: &str, out: &Path) -> Result<PathBuf, In
     // SAFETY: the input must not be modified while it is imported (the same rule as for model
     // files); safetensors validates the header and all offsets against the map's length.
     let map = unsafe { Mmap::map(&file) }.map_err(io(weights))?;
-    let tensors = SafeTensors::deserialize(&map).map_err(st_error)?;
+    let tensors = SafeTensors::deserialize(&map)?;
     let shapes = tensor_shapes(&spec);
     let expected: Vec<String> = shapes.iter().map(|s| s.id.name()).collect();
     if let Some(extra) = tensors
@@ -157,9 +156,9 @@ pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), 
             (name.clone(), info)
         })
         .collect();
-    let header = Metadata::new(None, infos).map_err(st_error)?;
+    let header = Metadata::new(None, infos)?;
     let mut header = serde_json::to_string(&header)
-        .map_err(|e| InteropError::Safetensors(e.to_string()))?
+        .map_err(InteropError::Header)?
         .into_bytes();
     header.resize(header.len().next_multiple_of(8), b' ');
     let json = serde_json::to_string_pretty(model.spec()).expect("a spec always serializes");

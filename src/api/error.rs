@@ -8,6 +8,7 @@ use thiserror::Error;
 
 /// Ways the API can fail.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// `user_ids`, `item_ids` and `ratings` have different lengths, or are empty.
     #[error(
@@ -24,6 +25,13 @@ pub enum ApiError {
     /// A setting is out of range, or a rating is not finite.
     #[error("{0}")]
     Invalid(String),
+    /// A row of side-feature values does not fit the model's fields (the id maps or feature
+    /// tables do not match the model).
+    #[error("side features: {0}")]
+    Row(#[from] crate::batch::RowShapeError),
+    /// An evaluation metric could not be computed from the predictions.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// `try_predict` on a user not seen in training.
     #[error("unknown user")]
     UnknownUser,

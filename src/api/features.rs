@@ -370,9 +370,7 @@ impl<U: Id, I: Id> Sides<'_, U, I> {
         let mut row = Vec::new();
         for (u, i) in pairs {
             self.push_row(self.user(u), self.item(i), &mut row);
-            batch
-                .push_row(&row)
-                .map_err(|e| ApiError::Invalid(e.to_string()))?;
+            batch.push_row(&row)?;
         }
         Ok(batch)
     }

@@ -94,9 +94,8 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             .zip(item_ids.iter().cloned())
             .collect();
         let p = self.batch_predict(&pairs)?;
-        let rmse =
-            crate::metrics::rmse(&p, ratings).map_err(|e| ApiError::Invalid(e.to_string()))?;
-        let mae = crate::metrics::mae(&p, ratings).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let rmse = crate::metrics::rmse(&p, ratings)?;
+        let mae = crate::metrics::mae(&p, ratings)?;
         Ok((rmse, mae))
     }
 
@@ -128,9 +127,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         for k in 0..users.len() {
             let user = (users[k], user_features[k]);
             sides.push_row(user, (items[k], item_features[k]), &mut row);
-            batch
-                .push_row(&row)
-                .map_err(|e| ApiError::Invalid(e.to_string()))?;
+            batch.push_row(&row)?;
         }
         self.score_batch(&batch, out)
     }

@@ -67,6 +67,7 @@ pub struct Checkpointing {
 
 /// Every way a checkpoint can fail to load. Each check has its own variant.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The operating system refused to read the file.
     #[error("{path}: {source}")]
@@ -102,9 +103,12 @@ pub enum CheckpointError {
     /// The state does not match its checksum.
     #[error("checkpoint state checksum mismatch")]
     StateChecksum,
-    /// The state is not UTF-8 JSON of the expected form, or is inconsistent.
+    /// The state is inconsistent, or cannot be read on this machine.
     #[error("checkpoint state: {0}")]
     State(String),
+    /// The state is not UTF-8 JSON of the expected form.
+    #[error("checkpoint state: {0}")]
+    StateJson(#[source] serde_json::Error),
     /// The checkpoint is of another model or training configuration than the trainer's.
     #[error("checkpoint was written by another run: {0} differs")]
     Mismatch(&'static str),
@@ -417,8 +421,7 @@ pub(crate) fn read(
     if xxh3_64(&json) != u64_at(&header, 32) {
         return Err(CheckpointError::StateChecksum);
     }
-    let state: State =
-        serde_json::from_slice(&json).map_err(|e| CheckpointError::State(e.to_string()))?;
+    let state: State = serde_json::from_slice(&json).map_err(CheckpointError::StateJson)?;
 
     let (spec, config, batch_size, patience) = identity(trainer, fit);
     if state.spec != spec {

@@ -5,6 +5,7 @@ use thiserror::Error;
 
 /// Ways training can fail.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TrainError {
     /// A setting is out of range.
     #[error("training configuration: {0}")]

@@ -45,6 +45,7 @@ impl Default for Features {
 
 /// A rating that cannot be encoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FeatureError {
     /// The rating's user is not in the users file.
     #[error("user {0} is rated but absent from the users file")]
