@@ -1,7 +1,8 @@
 use crate::format::{FormatError, ModelFile, SectionId};
 use crate::kernels::Isa;
+use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
-use crate::spec::{FieldKind, ModelSpec, Output};
+use crate::spec::{ModelSpec, Output};
 use std::path::Path;
 
 /// How to open a model.
@@ -15,14 +16,6 @@ pub struct OpenOptions {
     /// Also check the checksums of the embedding table and first-order weights (reads the whole
     /// file; see [`ModelFile::verify`]).
     pub verify: bool,
-}
-
-/// What scoring needs to know about one field.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FieldPlan {
-    pub kind: FieldKind,
-    /// First row of the field in the stacked table.
-    pub row_offset: u64,
 }
 
 /// An open model: the validated map plus weights packed for the kernels. Immutable, `Send +
@@ -76,16 +69,7 @@ impl Model {
             None => Isa::detect()?,
         };
         let spec = file.spec().clone();
-        let offsets = spec.row_offsets();
-        let fields = spec
-            .fields
-            .iter()
-            .zip(offsets)
-            .map(|(f, row_offset)| FieldPlan {
-                kind: f.kind,
-                row_offset,
-            })
-            .collect();
+        let fields = FieldPlan::of(&spec);
         let section = |id: SectionId| file.f32s(id).expect("validated files have every section");
         let shapes = spec.layer_shapes();
         let layers = shapes[..spec.hidden.len()]

@@ -1,22 +1,18 @@
 use super::BLOCK_ROWS;
-use super::model::{FieldPlan, Model};
+use super::model::Model;
 use super::scratch::{Scratch, ScratchPool};
+use crate::batch::Columns;
 use crate::batch::ScoreError;
-use crate::batch::{Column, Columns};
 use crate::kernels::dot::dot;
 use crate::kernels::fm::fm_pairwise;
+use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
-use crate::kernels::prefetch::{copy_row, prefetch};
-use crate::spec::{FieldKind, Pooling};
 use rayon::prelude::*;
 use std::ops::Range;
 
 /// Smallest chunk of rows worth a task of its own in [`score_parallel`].
 const MIN_CHUNK: usize = 48;
-
-/// Samples ahead whose table rows are prefetched during the gather.
-const PREFETCH_AHEAD: usize = 8;
 
 /// Blocks of at most this many rows go through the one-row GEMV kernel.
 const GEMV_ROWS: usize = 1;
@@ -102,7 +98,9 @@ fn score_range<C: Columns + ?Sized>(
 }
 
 /// Gathers the embeddings of rows `rows` into `scratch.x` (one row of `fields × D` per
-/// sample) and their first-order + FM terms (plus the global bias) into `scratch.fm`.
+/// sample) and their first-order + FM terms (plus the global bias) into `scratch.fm`: the
+/// shared gather ([`gather`]), then the FM pairwise term of each row by this instruction set's
+/// kernel.
 pub(crate) fn gather_block<C: Columns + ?Sized>(
     model: &Model,
     batch: &C,
@@ -115,35 +113,13 @@ pub(crate) fn gather_block<C: Columns + ?Sized>(
     let x: &mut [f32] = &mut bytemuck::cast_slice_mut(&mut scratch.x)[..n * width];
     let fm = &mut scratch.fm[..n];
     fm.fill(model.bias);
-    let (table, linear) = (model.embedding(), model.linear());
-    if n <= PREFETCH_AHEAD {
-        // Too few rows for the per-field look-ahead below: ask for every row up front so the
-        // misses of all fields overlap.
-        for (f, plan) in model.fields.iter().enumerate() {
-            if let Column::Categorical(ids) = batch.column(f) {
-                for &id in &ids[rows.clone()] {
-                    let r = plan.row_offset as usize + id as usize;
-                    prefetch(table, r * d);
-                    prefetch(linear, r);
-                }
-            }
-        }
-    }
-    for (f, plan) in model.fields.iter().enumerate() {
-        let column = batch.column(f);
-        gather_field(
-            plan,
-            column,
-            rows.clone(),
-            table,
-            linear,
-            d,
-            x,
-            width,
-            f,
-            fm,
-        );
-    }
+    let tables = Tables {
+        fields: &model.fields,
+        embedding: model.embedding(),
+        linear: model.linear(),
+        dim: d,
+    };
+    gather(tables, batch, rows, x, fm);
     for (b, fm) in fm.iter_mut().enumerate() {
         *fm += fm_pairwise(model.isa(), &x[b * width..(b + 1) * width], fields, d);
     }
@@ -212,78 +188,5 @@ fn score_block<C: Columns + ?Sized>(
         let row = &last[r * in_width..(r + 1) * in_width];
         let deep = dot(model.isa(), row, &model.out_weight) + model.out_bias;
         *o = model.output.activate(model.clamp, deep + fm);
-    }
-}
-
-/// Writes field `f` of every row of the block into `x` and adds its first-order term to `fm`.
-#[allow(clippy::too_many_arguments)]
-fn gather_field(
-    plan: &FieldPlan,
-    column: Column<'_>,
-    rows: Range<usize>,
-    table: &[f32],
-    linear: &[f32],
-    d: usize,
-    x: &mut [f32],
-    width: usize,
-    f: usize,
-    fm: &mut [f32],
-) {
-    // Ids were validated below the field's vocabulary, so every row index below is inside the
-    // table (validated against the spec when the file was opened).
-    let base = plan.row_offset as usize;
-    let dst_rows = x
-        .chunks_exact_mut(width)
-        .map(|r| &mut r[f * d..(f + 1) * d]);
-    match column {
-        Column::Categorical(ids) => {
-            let ids = &ids[rows];
-            for (i, ((dst, &id), fm)) in dst_rows.zip(ids).zip(fm.iter_mut()).enumerate() {
-                if let Some(&ahead) = ids.get(i + PREFETCH_AHEAD) {
-                    let r = base + ahead as usize;
-                    prefetch(table, r * d);
-                    prefetch(linear, r);
-                }
-                let r = base + id as usize;
-                copy_row(dst, &table[r * d..(r + 1) * d]);
-                *fm += linear[r];
-            }
-        }
-        Column::Numeric(values) => {
-            let row = &table[base * d..(base + 1) * d];
-            for ((dst, &v), fm) in dst_rows.zip(&values[rows]).zip(fm.iter_mut()) {
-                for (o, &e) in dst.iter_mut().zip(row) {
-                    *o = e * v;
-                }
-                *fm += linear[base] * v;
-            }
-        }
-        Column::MultiHot { ids, offsets } => {
-            let mean = matches!(
-                plan.kind,
-                FieldKind::MultiHot {
-                    pooling: Pooling::Mean,
-                    ..
-                }
-            );
-            for ((dst, r), fm) in dst_rows.zip(rows).zip(fm.iter_mut()) {
-                let list = &ids[offsets[r]..offsets[r + 1]];
-                dst.fill(0.0);
-                let mut lin = 0.0;
-                for &id in list {
-                    let row = base + id as usize;
-                    for (o, &e) in dst.iter_mut().zip(&table[row * d..(row + 1) * d]) {
-                        *o += e;
-                    }
-                    lin += linear[row];
-                }
-                if mean && !list.is_empty() {
-                    let scale = 1.0 / list.len() as f32;
-                    dst.iter_mut().for_each(|o| *o *= scale);
-                    lin *= scale;
-                }
-                *fm += lin;
-            }
-        }
     }
 }

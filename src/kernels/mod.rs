@@ -8,6 +8,9 @@
 //! - [`dot`]: the output unit, one dot product per row (`DotKernel`).
 //! - [`fm`]: the FM pairwise term `½·Σ_d((Σ_f e_fd)² − Σ_f e_fd²)` over a gathered row
 //!   (`FmKernel`).
+//! - `gather`: the embedding gather of the scorer and the trainer, one code for both: rows of
+//!   the stacked table by id, multi-hot pooling, the first-order sum, prefetch (plain scalar
+//!   code, the same on every instruction set).
 //!
 //! **Instruction sets.** An [`Isa`] is a token that only detection creates ([`isa`]), so the
 //! kernels run on one without checking the CPU again. Each instruction set is a zero-sized type
@@ -32,6 +35,7 @@
 mod avx2;
 pub mod dot;
 pub mod fm;
+pub(crate) mod gather;
 pub mod gemm;
 pub mod gemv;
 pub mod isa;

@@ -1,23 +1,20 @@
-//! The forward pass: gather and pool embeddings, FM term, MLP (GEMM kernels of inference),
-//! batch norm with batch or running statistics, dropout, output unit.
+//! The forward pass: gather and pool embeddings (the gather of scoring, `kernels::gather`),
+//! FM term, MLP (GEMM kernels of inference), batch norm with batch or running statistics,
+//! dropout, output unit.
 //!
 //! Every parallel split here is by rows (or by fixed 64-row blocks for dropout), and no value
 //! is summed across a split, so results are the same for any thread count.
 
 use super::Trainer;
 use super::backward::add_blocks;
-use super::params::{Dense, Params};
-use crate::batch::{Column, Columns};
+use super::params::Dense;
+use crate::batch::Columns;
 use crate::kernels::Isa;
 use crate::kernels::dot::dot;
+use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::{PackBuffer, PackedMatrix};
-use crate::kernels::prefetch::{copy_row, prefetch};
 use crate::rng::Rng;
-use crate::spec::{FieldKind, ModelSpec};
 use rayon::prelude::*;
-
-/// Samples between a prefetch and the gather that uses it.
-const PREFETCH_AHEAD: usize = 4;
 
 /// Rows per parallel task of the element-wise passes, and per dropout random stream.
 pub(crate) const ROW_BLOCK: usize = 64;
@@ -83,88 +80,20 @@ fn stream(seed: u64, step: u64, layer: usize, block: usize) -> Rng {
     Rng::new(h)
 }
 
-/// Gathers rows `first..first + fm.len()` of `batch`: field embeddings into `x0`, their sum
-/// into `sum`, and bias + first-order + pairwise terms into `fm`.
-#[allow(clippy::too_many_arguments)]
-fn gather<C: Columns + ?Sized>(
-    spec: &ModelSpec,
-    offsets: &[u64],
-    params: &Params,
-    batch: &C,
-    first: usize,
-    x0: &mut [f32],
-    sum: &mut [f32],
-    fm: &mut [f32],
-) {
-    let d = spec.embedding_dim;
-    let width = spec.mlp_input_width();
-    let (table, linear) = (&params.embedding, &params.linear);
-    let bias = params.dense.0[Dense::BIAS][0];
-    let fm_len = fm.len();
-    for (i, ((x, s), fm)) in x0
-        .chunks_exact_mut(width)
-        .zip(sum.chunks_exact_mut(d))
-        .zip(fm.iter_mut())
-        .enumerate()
-    {
-        let r = first + i;
-        // Random table rows miss every cache: ask for the rows of a later sample now.
-        let ahead = r + PREFETCH_AHEAD;
-        if ahead < first + fm_len {
-            for (f, &base) in offsets.iter().enumerate() {
-                if let Column::Categorical(ids) = batch.column(f) {
-                    let row = base as usize + ids[ahead] as usize;
-                    prefetch(table, row * d);
-                    prefetch(linear, row);
-                }
-            }
+/// The FM pairwise term of one gathered row `x` (`fields × d`), leaving the sum of its field
+/// embeddings `Σ_f e_f` in `sum` for the backward pass (the FM gradient of `e_f` is
+/// `sum − e_f`). Scalar, in field order: the trainer's own order, not the SIMD kernel's of
+/// scoring (`kernels::fm`), which sums differently and keeps no sum.
+fn pairwise(x: &[f32], d: usize, sum: &mut [f32]) -> f32 {
+    sum.fill(0.0);
+    let mut squares = 0.0;
+    for e in x.chunks_exact(d) {
+        for (s, &v) in sum.iter_mut().zip(e) {
+            *s += v;
+            squares += v * v;
         }
-        let mut first_order = bias;
-        for (f, field) in spec.fields.iter().enumerate() {
-            let base = offsets[f] as usize;
-            let e = &mut x[f * d..(f + 1) * d];
-            match (batch.column(f), field.kind) {
-                (Column::Categorical(ids), _) => {
-                    let row = base + ids[r] as usize;
-                    copy_row(e, &table[row * d..(row + 1) * d]);
-                    first_order += linear[row];
-                }
-                (Column::Numeric(values), _) => {
-                    let v = values[r];
-                    for (e, &t) in e.iter_mut().zip(&table[base * d..(base + 1) * d]) {
-                        *e = v * t;
-                    }
-                    first_order += v * linear[base];
-                }
-                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                    let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = pooling.weight(list.len());
-                    e.fill(0.0);
-                    let mut lin = 0.0;
-                    for &id in list {
-                        let row = base + id as usize;
-                        for (e, &t) in e.iter_mut().zip(&table[row * d..(row + 1) * d]) {
-                            *e += t;
-                        }
-                        lin += linear[row];
-                    }
-                    e.iter_mut().for_each(|e| *e *= w);
-                    first_order += w * lin;
-                }
-                _ => unreachable!("columns were validated against the spec"),
-            }
-        }
-        s.fill(0.0);
-        let mut squares = 0.0;
-        for e in x.chunks_exact(d) {
-            for (s, &v) in s.iter_mut().zip(e) {
-                *s += v;
-                squares += v * v;
-            }
-        }
-        let pairwise = 0.5 * (s.iter().map(|v| v * v).sum::<f32>() - squares);
-        *fm = first_order + pairwise;
     }
+    0.5 * (sum.iter().map(|v| v * v).sum::<f32>() - squares)
 }
 
 impl Trainer {
@@ -176,14 +105,27 @@ impl Trainer {
         ws.ensure(m);
         let (spec, params) = (&self.spec, &self.params);
         let (d, width) = (spec.embedding_dim, spec.mlp_input_width());
-        let offsets = &self.offsets;
+        let tables = Tables {
+            fields: &self.fields,
+            embedding: &params.embedding,
+            linear: &params.linear,
+            dim: d,
+        };
+        let bias = params.dense.0[Dense::BIAS][0];
+        // Per block of rows: embeddings into `x0`, bias + first-order terms into `fm` (the
+        // gather shared with scoring), then the pairwise term, keeping each row's field sum.
         ws.x0[..m * width]
             .par_chunks_mut(ROW_BLOCK * width)
             .zip(ws.sum[..m * d].par_chunks_mut(ROW_BLOCK * d))
             .zip(ws.fm[..m].par_chunks_mut(ROW_BLOCK))
             .enumerate()
             .for_each(|(b, ((x, s), fm))| {
-                gather(spec, offsets, params, batch, b * ROW_BLOCK, x, s, fm)
+                let first = b * ROW_BLOCK;
+                fm.fill(bias);
+                gather(tables, batch, first..first + fm.len(), x, fm);
+                for ((x, s), fm) in x.chunks_exact(width).zip(s.chunks_exact_mut(d)).zip(fm) {
+                    *fm += pairwise(x, d, s);
+                }
             });
         let hidden = spec.hidden.len();
         for l in 0..hidden {

@@ -57,6 +57,7 @@ pub use table::Table;
 
 use crate::batch::{Columns, validate};
 use crate::kernels::Isa;
+use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
 use crate::spec::{ModelSpec, Output};
 use forward::Mode;
@@ -92,6 +93,8 @@ pub struct Trainer {
     isa: Isa,
     pool: Arc<rayon::ThreadPool>,
     offsets: Vec<u64>,
+    /// The fields as the gather shared with scoring reads them (kind and first row).
+    fields: Vec<FieldPlan>,
     params: Params,
     grads: Dense,
     /// Embedding-row gradients of the last batch, one per field.
@@ -185,6 +188,7 @@ impl Trainer {
         let ws = Workspace::new(&spec, config.threads, config.dropout > 0.0);
         let mut trainer = Trainer {
             offsets: spec.row_offsets(),
+            fields: FieldPlan::of(&spec),
             row_grads: (0..spec.fields.len())
                 .map(|_| RowGrads::new(spec.embedding_dim))
                 .collect(),
