@@ -155,6 +155,7 @@ pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
 }
 
 /// Labelled samples drawn from a known "teacher" model.
+#[cfg(feature = "train")]
 #[derive(Debug, Clone)]
 pub struct Planted {
     /// The samples.
@@ -169,6 +170,7 @@ pub struct Planted {
 /// most are rare, as in click logs), numeric values uniform in `[0, 2)`, multi-hot lists of
 /// 0–4 ids, labelled by `teacher`: a click drawn with the teacher's probability for a sigmoid
 /// output, the teacher's score plus N(0, `noise`²) for a linear one.
+#[cfg(feature = "train")]
 pub fn planted(
     teacher: &mut crate::train::Trainer,
     rows: usize,

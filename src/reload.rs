@@ -2,7 +2,7 @@
 //! keep scoring.
 //!
 //! [`Reloadable`] holds the current value (a [`Model`], a recommender
-//! [`DeepFM`](crate::api::DeepFM), or anything that implements [`Load`]) behind an atomic
+//! `api::DeepFM` with the `train` feature, or anything that implements [`Load`]) behind an atomic
 //! pointer. A request takes [`Reloadable::current`] once and keeps the returned
 //! [`Arc<Loaded<T>>`](Loaded) until it has answered: everything it computes comes from that one
 //! version, which it can report ([`Loaded::version`]), and the old map is unmapped only when the
@@ -23,7 +23,9 @@
 //! ([`ReloadError::ChangedInPlace`]), and [`Reloadable::check_current`] lets a service detect
 //! such a rewrite at any time.
 //!
-//! ```
+#![cfg_attr(feature = "train", doc = "```")]
+// The example writes its models with `fixtures`, which the inference-only build lacks.
+#![cfg_attr(not(feature = "train"), doc = "```ignore")]
 //! use deepfm::reload::ModelHandle;
 //! # let dir = tempfile::tempdir()?;
 //! # let (old, new) = (dir.path().join("a.dfm"), dir.path().join("b.dfm"));

@@ -68,7 +68,9 @@ pub struct Installed {
 /// survive a power loss. A crash leaves at most the temporary file (never at `live`'s name),
 /// which the next install or save to `live` removes.
 ///
-/// ```
+#[cfg_attr(feature = "train", doc = "```")]
+// The example writes its models with `fixtures`, which the inference-only build lacks.
+#[cfg_attr(not(feature = "train"), doc = "```ignore")]
 /// use deepfm::format::install;
 /// # let dir = tempfile::tempdir()?;
 /// # let (new, live) = (dir.path().join("next.dfm"), dir.path().join("live.dfm"));

@@ -79,7 +79,7 @@ impl Scratch {
 }
 
 /// Scratches for callers that share one model: the workers of [`super::score_parallel`], or the
-/// request threads of a service (what [`crate::api::DeepFM`] does inside `predict`).
+/// request threads of a service (what `api::DeepFM` does inside `predict`).
 ///
 /// Every caller gets a scratch of its own, so callers never wait for each other's scoring: the
 /// pool is a free list, locked only to take a scratch out and put it back. It starts with one

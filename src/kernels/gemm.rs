@@ -67,6 +67,7 @@ pub(crate) enum Operand<'a> {
 
 impl Operand<'_> {
     /// The operand without its first `i0` rows.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // the trainer's (train/forward.rs)
     pub(crate) fn skip_rows(self, i0: usize) -> Self {
         match self {
             Operand::Rows(a, lda) => Operand::Rows(&a[i0 * lda..], lda),
@@ -98,6 +99,7 @@ impl Operand<'_> {
     /// # Panics
     /// As [`gemm_bias_act`].
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // the trainer's (train/fused.rs)
     pub(crate) fn gemm_then(
         self,
         isa: Isa,
@@ -140,6 +142,7 @@ impl Operand<'_> {
 }
 
 /// A block of rows of `C` that [`Operand::gemm_then`] has finished.
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // read by the trainer (train/fused.rs)
 pub(crate) struct DoneRows<'a> {
     /// Rows of `C` (of the product's `m`) the block covers: a multiple of [`MC`] onwards.
     pub rows: Range<usize>,

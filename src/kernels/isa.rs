@@ -61,7 +61,7 @@ pub struct Isa(IsaKind);
 
 /// Environment variable that forces an instruction set by its [`IsaKind::name`] (`portable` or
 /// `avx2`), e.g. to test the fallback on a CPU that has more. Read by [`Isa::detect`], so by
-/// [`crate::Model::open`] and [`crate::train::Trainer::new`]. Unset or empty, the best this CPU
+/// [`crate::Model::open`] and `train::Trainer::new`. Unset or empty, the best this CPU
 /// has is used. Any other name, or one this CPU lacks, is an [`IsaError`] rather than a
 /// silent fallback to slower kernels.
 pub const ISA_ENV: &str = "DEEPFM_ISA";
@@ -74,7 +74,7 @@ pub enum IsaSource {
     Env,
     /// [`crate::OpenOptions::isa`].
     OpenOptions,
-    /// [`crate::train::Trainer::with_isa`].
+    /// `train::Trainer::with_isa` (the `train` feature).
     Trainer,
     /// A command-line flag (`deepfm bench --isa`).
     Flag,
