@@ -302,6 +302,19 @@ mod tests {
                 gemm_bias_act(isa, last, k, 1, &packed, relu, &mut alone, n, &mut buffer);
                 prop_assert_eq!(&alone[..], &got[(m - 1) * ldc..(m - 1) * ldc + n]);
             }
+            // The x86 SIMD kernels form every element as the same chain of FMAs, so AVX2 and
+            // AVX-512 agree bit for bit (where this CPU runs both), whatever their tile heights.
+            let simd: Vec<_> = Isa::available()
+                .into_iter()
+                .filter(|isa| isa.kind() != crate::kernels::IsaKind::Portable)
+                .collect();
+            for pair in simd.windows(2) {
+                let mut first = vec![7.0f32; m * ldc];
+                let mut second = vec![7.0f32; m * ldc];
+                gemm_bias_act(pair[0], &a, lda, m, &packed, relu, &mut first, ldc, &mut buffer);
+                gemm_bias_act(pair[1], &a, lda, m, &packed, relu, &mut second, ldc, &mut buffer);
+                prop_assert_eq!(&first, &second, "{:?} vs {:?}", pair[0], pair[1]);
+            }
         }
     }
 }

@@ -13,15 +13,17 @@ pub enum IsaKind {
     Portable,
     /// AVX2 with FMA (x86-64, detected at run time).
     Avx2Fma,
+    /// AVX-512F, with AVX2 and FMA (x86-64, detected at run time).
+    Avx512,
 }
 
 impl IsaKind {
     /// Every instruction set the kernels are written for, worst first (this CPU may lack some:
     /// see [`Isa::available`]).
-    pub const ALL: [IsaKind; 2] = [IsaKind::Portable, IsaKind::Avx2Fma];
+    pub const ALL: [IsaKind; 3] = [IsaKind::Portable, IsaKind::Avx2Fma, IsaKind::Avx512];
 
     /// The names [`IsaKind::from_name`] accepts, in the order of [`IsaKind::ALL`].
-    pub const NAMES: [&'static str; 2] = ["portable", "avx2"];
+    pub const NAMES: [&'static str; 3] = ["portable", "avx2", "avx512"];
 
     /// Parses one of [`IsaKind::NAMES`] (exactly: names are lower case); `None` for anything
     /// else.
@@ -29,11 +31,12 @@ impl IsaKind {
         IsaKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    /// Short name (`portable`, `avx2`), as [`IsaKind::from_name`] parses it.
+    /// Short name (`portable`, `avx2`, `avx512`), as [`IsaKind::from_name`] parses it.
     pub fn name(self) -> &'static str {
         match self {
             IsaKind::Portable => "portable",
             IsaKind::Avx2Fma => "avx2",
+            IsaKind::Avx512 => "avx512",
         }
     }
 
@@ -47,8 +50,13 @@ impl IsaKind {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
             }
+            // The AVX-512 kernels use the AVX2 dot product and FM term (`kernels/avx512`).
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f") && IsaKind::Avx2Fma.is_supported()
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            IsaKind::Avx2Fma => false,
+            IsaKind::Avx2Fma | IsaKind::Avx512 => false,
         }
     }
 }
@@ -59,8 +67,8 @@ impl IsaKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Isa(IsaKind);
 
-/// Environment variable that forces an instruction set by its [`IsaKind::name`] (`portable` or
-/// `avx2`), e.g. to test the fallback on a CPU that has more. Read by [`Isa::detect`], so by
+/// Environment variable that forces an instruction set by its [`IsaKind::name`] (`portable`,
+/// `avx2` or `avx512`), e.g. to test the fallback on a CPU that has more. Read by [`Isa::detect`], so by
 /// [`crate::Model::open`] and `train::Trainer::new`. Unset or empty, the best this CPU
 /// has is used. Any other name, or one this CPU lacks, is an [`IsaError`] rather than a
 /// silent fallback to slower kernels.
@@ -145,7 +153,7 @@ impl Isa {
     ///
     /// # Errors
     /// [`IsaError::Unknown`] if the variable holds a name other than [`IsaKind::NAMES`] (e.g.
-    /// `AVX2`, `avx512`), [`IsaError::Unsupported`] if it names one this CPU lacks.
+    /// `AVX2`, `avx-512`), [`IsaError::Unsupported`] if it names one this CPU lacks.
     pub fn detect() -> Result<Isa, IsaError> {
         let value = std::env::var_os(ISA_ENV);
         Isa::from_env_value(value.as_ref().map(|v| v.to_string_lossy()).as_deref())
@@ -162,7 +170,7 @@ impl Isa {
         self.0
     }
 
-    /// Short name (`portable`, `avx2`).
+    /// Short name (`portable`, `avx2`, `avx512`).
     pub fn name(self) -> &'static str {
         self.0.name()
     }
@@ -241,7 +249,9 @@ mod tests {
     #[test]
     fn an_unknown_env_value_is_an_error_listing_the_valid_names() {
         let both = IsaKind::ALL;
-        for value in ["AVX2", "avx512", "avx-2", "scalar", "Portable", " avx2"] {
+        for value in [
+            "AVX2", "avx-512", "avx512f", "avx-2", "scalar", "Portable", " avx2",
+        ] {
             let err = from_env_value_in(Some(value), &both).unwrap_err();
             assert_eq!(
                 err,
@@ -251,7 +261,7 @@ mod tests {
             );
             let message = err.to_string();
             assert!(
-                message.contains("DEEPFM_ISA") && message.contains("portable, avx2"),
+                message.contains("DEEPFM_ISA") && message.contains("portable, avx2, avx512"),
                 "{message}"
             );
         }
@@ -275,7 +285,12 @@ mod tests {
 
     #[test]
     fn env_value_unset_or_empty_picks_the_best_and_a_name_picks_that() {
-        let both = IsaKind::ALL;
+        let all = IsaKind::ALL;
+        let best = from_env_value_in(None, &all).map(Isa::kind);
+        assert_eq!(best, Ok(IsaKind::Avx512));
+        let avx2_on_avx512 = from_env_value_in(Some("avx2"), &all).map(Isa::kind);
+        assert_eq!(avx2_on_avx512, Ok(IsaKind::Avx2Fma));
+        let both = [IsaKind::Portable, IsaKind::Avx2Fma];
         let kind = |r: Result<Isa, IsaError>| r.map(Isa::kind);
         assert_eq!(kind(from_env_value_in(None, &both)), Ok(IsaKind::Avx2Fma));
         assert_eq!(

@@ -33,6 +33,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod dot;
 pub mod fm;
 pub(crate) mod gather;
@@ -129,9 +131,14 @@ macro_rules! dispatch {
                 type $k = $crate::kernels::avx2::Avx2Fma;
                 $body
             }
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::IsaKind::Avx512 => {
+                type $k = $crate::kernels::avx512::Avx512;
+                $body
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            $crate::kernels::IsaKind::Avx2Fma => {
-                unreachable!("detection never makes an Avx2Fma token off x86-64")
+            $crate::kernels::IsaKind::Avx2Fma | $crate::kernels::IsaKind::Avx512 => {
+                unreachable!("detection never makes an x86-64 token off x86-64")
             }
         }
     };

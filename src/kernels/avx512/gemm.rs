@@ -1,0 +1,118 @@
+//! GEMM micro-kernel on AVX-512: a 12 × 16 tile of `C` in twelve zmm accumulators; per `k`, one
+//! aligned load of the weight line and twelve broadcasts from the packed `A` micro-panel (and
+//! the same kernel for 1 to 11 rows, for short tiles).
+
+use super::Avx512;
+use crate::kernels::GemmKernel;
+use crate::kernels::pack::{NR, Tile, store_tile};
+use std::arch::x86_64::*;
+
+/// Rows per tile: twelve accumulators hide the FMA latency on two ports with room to spare, and
+/// twelve divides the loop nest's 48-row blocks and the scorer's 144-row blocks.
+const MR: usize = 12;
+
+impl GemmKernel for Avx512 {
+    const MR: usize = MR;
+
+    unsafe fn tile(t: &mut Tile<'_>) {
+        // SAFETY: the trait's contract (AVX-512F present, the tile as the loop nest builds it),
+        // passed on.
+        unsafe { micro(t) }
+    }
+}
+
+/// Runs one tile with a kernel of as many rows as the tile has (a short tile does not pay for
+/// twelve). Each row's sums are formed in the same order whatever the kernel.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `t` must be built as the GEMM loop nest builds it:
+/// `t.a` holds `MR × t.b.len()` packed values and `t.c` holds `rows` rows `ldc` apart of `cols`
+/// values each, `rows` ≤ 12.
+#[target_feature(enable = "avx512f")]
+unsafe fn micro(t: &mut Tile<'_>) {
+    // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
+    unsafe {
+        match t.rows {
+            1 => rows::<1>(t),
+            2 => rows::<2>(t),
+            3 => rows::<3>(t),
+            4 => rows::<4>(t),
+            5 => rows::<5>(t),
+            6 => rows::<6>(t),
+            7 => rows::<7>(t),
+            8 => rows::<8>(t),
+            9 => rows::<9>(t),
+            10 => rows::<10>(t),
+            11 => rows::<11>(t),
+            _ => rows::<MR>(t),
+        }
+    }
+}
+
+/// The kernel for tiles of `R ≤ MR` rows: `R × 16` of `C` in `R` zmm accumulators.
+///
+/// # Safety
+/// As [`micro`], with `t.rows ≤ R`.
+#[target_feature(enable = "avx512f")]
+unsafe fn rows<const R: usize>(t: &mut Tile<'_>) {
+    let kc = t.b.len();
+    assert!(R <= MR && t.rows <= R, "tile taller than the kernel");
+    assert!(t.a.len() >= kc * MR, "packed A too short");
+    let a = t.a.as_ptr();
+    let b = t.b.as_ptr() as *const f32;
+    let mut acc = [_mm512_setzero_ps(); R];
+    // One step of `k`: one weight vector, `R` broadcasts, `R` FMAs.
+    let step = |kk: usize, acc: &mut [__m512; R]| {
+        // SAFETY: `kk < kc = t.b.len()`, each line is 16 f32 and 64-byte aligned (`Line`);
+        // `kk * MR + r < kc * MR <= t.a.len()` for `r < R <= MR` (asserted above).
+        unsafe {
+            let bv = _mm512_load_ps(b.add(kk * NR));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(kk * MR + r));
+                *acc = _mm512_fmadd_ps(av, bv, *acc);
+            }
+        }
+    };
+    // Four steps per iteration, as in the AVX2 kernel: the FMAs into each accumulator keep
+    // their order, so the result is the same as with one step per iteration.
+    let mut kk = 0;
+    while kk + 4 <= kc {
+        step(kk, &mut acc);
+        step(kk + 1, &mut acc);
+        step(kk + 2, &mut acc);
+        step(kk + 3, &mut acc);
+        kk += 4;
+    }
+    while kk < kc {
+        step(kk, &mut acc);
+        kk += 1;
+    }
+    if t.cols < NR || t.rows < R {
+        let mut out = [[0.0f32; NR]; R];
+        for (row, acc) in out.iter_mut().zip(&acc) {
+            // SAFETY: each row of `out` holds 16 f32.
+            unsafe { _mm512_storeu_ps(row.as_mut_ptr(), *acc) };
+        }
+        store_tile(t, &out);
+        return;
+    }
+    let zero = _mm512_setzero_ps();
+    for (r, &acc) in acc.iter().enumerate() {
+        let row = &mut t.c[r * t.ldc..r * t.ldc + NR];
+        let p = row.as_mut_ptr();
+        // SAFETY: `row` is a 16-element slice (bounds-checked above); `bias` is `[f32; 16]`.
+        unsafe {
+            let mut v = acc;
+            if t.epilogue.accumulate {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(p));
+            }
+            if let Some((bias, relu)) = t.epilogue.finish {
+                v = _mm512_add_ps(v, _mm512_loadu_ps(bias.as_ptr()));
+                if relu {
+                    v = _mm512_max_ps(v, zero);
+                }
+            }
+            _mm512_storeu_ps(p, v);
+        }
+    }
+}
