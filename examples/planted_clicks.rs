@@ -47,6 +47,7 @@ fn spec(embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
         .map(|i| Field {
             name: format!("I{i}"),
             kind: FieldKind::Numeric,
+            table: None,
         })
         .collect();
     fields.extend((1..=26).map(|i| Field {
@@ -54,6 +55,7 @@ fn spec(embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
         kind: FieldKind::Categorical {
             vocab: (10.0 * 1.35f64.powi(i - 1)).round() as u64,
         },
+        table: None,
     }));
     ModelSpec {
         fields,

@@ -43,17 +43,25 @@ impl Column<'_> {
 
     /// Calls `f(id, weight)` for the terms of row `r`: the field's embedding is the weighted sum
     /// of the rows of those ids (and its first-order term the weighted sum of their first-order
-    /// weights). A categorical id has weight 1, a numeric field's single row (id 0) the value,
-    /// each id of a multi-hot list its pooling weight. The column must already be validated
-    /// against `kind` (scoring and training do that); a mismatched kind yields no terms.
+    /// weights). A categorical id has weight 1, a numeric (or dense) field's single row (id 0)
+    /// the value, each id of a multi-hot list but its padding id its pooling weight (of the
+    /// embedding pooling; for `max` pooling, which is no weighted sum, each id gets 1 and the
+    /// caller takes the maximum). The column must already be validated against `kind` (scoring
+    /// and training do that); a mismatched kind yields no terms.
     pub fn for_each_term(&self, kind: &FieldKind, r: usize, mut f: impl FnMut(u64, f32)) {
         match (self, kind) {
             (Column::Categorical(ids), _) => f(ids[r], 1.0),
             (Column::Numeric(values), _) => f(0, values[r]),
-            (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
+            (
+                Column::MultiHot { ids, offsets },
+                FieldKind::MultiHot {
+                    pooling, padding, ..
+                },
+            ) => {
                 let list = &ids[offsets[r]..offsets[r + 1]];
-                let w = pooling.weight(list.len());
-                list.iter().for_each(|&id| f(id, w));
+                let real = || list.iter().filter(|&&id| Some(id) != *padding);
+                let w = pooling.weight(real().count());
+                real().for_each(|&id| f(id, w));
             }
             (Column::MultiHot { .. }, _) => {}
         }
@@ -157,7 +165,7 @@ impl BatchBuf {
             .iter()
             .map(|f| match f.kind {
                 FieldKind::Categorical { .. } => OwnedColumn::Categorical(Vec::new()),
-                FieldKind::Numeric => OwnedColumn::Numeric(Vec::new()),
+                FieldKind::Numeric | FieldKind::Dense => OwnedColumn::Numeric(Vec::new()),
                 FieldKind::MultiHot { .. } => OwnedColumn::MultiHot {
                     ids: Vec::new(),
                     offsets: vec![0],
@@ -309,13 +317,12 @@ mod tests {
                 Field {
                     name: "c".into(),
                     kind: FieldKind::Categorical { vocab: 5 },
+                    table: None,
                 },
                 Field {
                     name: "m".into(),
-                    kind: FieldKind::MultiHot {
-                        vocab: 5,
-                        pooling: Pooling::Sum,
-                    },
+                    kind: FieldKind::multi_hot(5, Pooling::Sum),
+                    table: None,
                 },
             ],
             embedding_dim: 2,

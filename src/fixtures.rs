@@ -28,11 +28,13 @@ pub fn criteo_like() -> ModelSpec {
         .map(|i| Field {
             name: format!("I{i}"),
             kind: FieldKind::Numeric,
+            table: None,
         })
         .collect();
     fields.extend(vocabs.iter().enumerate().map(|(i, &vocab)| Field {
         name: format!("C{}", i + 1),
         kind: FieldKind::Categorical { vocab },
+        table: None,
     }));
     ModelSpec {
         fields,
@@ -51,10 +53,12 @@ pub fn movielens_like() -> ModelSpec {
             Field {
                 name: "user".into(),
                 kind: FieldKind::Categorical { vocab: 6040 },
+                table: None,
             },
             Field {
                 name: "item".into(),
                 kind: FieldKind::Categorical { vocab: 3706 },
+                table: None,
             },
         ],
         embedding_dim: 32,
@@ -71,24 +75,22 @@ pub fn mixed_small() -> ModelSpec {
             Field {
                 name: "user".into(),
                 kind: FieldKind::Categorical { vocab: 500 },
+                table: None,
             },
             Field {
                 name: "age".into(),
                 kind: FieldKind::Numeric,
+                table: None,
             },
             Field {
                 name: "genres".into(),
-                kind: FieldKind::MultiHot {
-                    vocab: 18,
-                    pooling: Pooling::Mean,
-                },
+                kind: FieldKind::multi_hot(18, Pooling::Mean),
+                table: None,
             },
             Field {
                 name: "tags".into(),
-                kind: FieldKind::MultiHot {
-                    vocab: 40,
-                    pooling: Pooling::Sum,
-                },
+                kind: FieldKind::multi_hot(40, Pooling::Sum),
+                table: None,
             },
         ],
         embedding_dim: 13,
@@ -142,10 +144,21 @@ pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
         for f in &spec.fields {
             row.push(match f.kind {
                 FieldKind::Categorical { vocab } => Value::Id(rng.below(vocab)),
-                FieldKind::Numeric => Value::Num(rng.uniform() * 3.0),
-                FieldKind::MultiHot { vocab, .. } => {
-                    let n = rng.below(6);
-                    Value::Ids((0..n).map(|_| rng.below(vocab)).collect())
+                FieldKind::Numeric | FieldKind::Dense => Value::Num(rng.uniform() * 3.0),
+                FieldKind::MultiHot {
+                    vocab,
+                    pooling,
+                    linear_pooling,
+                    padding,
+                } => {
+                    let mut ids: Vec<u64> = (0..rng.below(6)).map(|_| rng.below(vocab)).collect();
+                    // A max-pooled list needs one id that is not padding (see `Pooling::Max`).
+                    let is_real = |id: &u64| Some(*id) != padding;
+                    let max = pooling == Pooling::Max || linear_pooling == Pooling::Max;
+                    if max && !ids.iter().any(is_real) {
+                        ids.push((padding.unwrap_or(0) + 1) % vocab);
+                    }
+                    Value::Ids(ids)
                 }
             });
         }
@@ -190,7 +203,7 @@ pub fn planted(
         for f in &spec.fields {
             row.push(match f.kind {
                 FieldKind::Categorical { vocab } => Value::Id(skewed(vocab, &mut rng)),
-                FieldKind::Numeric => Value::Num(rng.uniform() * 2.0),
+                FieldKind::Numeric | FieldKind::Dense => Value::Num(rng.uniform() * 2.0),
                 FieldKind::MultiHot { vocab, .. } => {
                     let n = rng.below(5);
                     Value::Ids((0..n).map(|_| skewed(vocab, &mut rng)).collect())
@@ -290,12 +303,14 @@ impl SparseShape {
                     kind: FieldKind::Categorical {
                         vocab: self.big_vocab,
                     },
+                    table: None,
                 },
                 Field {
                     name: "small".into(),
                     kind: FieldKind::Categorical {
                         vocab: self.small_vocab,
                     },
+                    table: None,
                 },
             ],
             embedding_dim: self.dim,

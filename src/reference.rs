@@ -3,10 +3,10 @@
 //! It reads the same file (embedding rows, first-order weights, the unpacked `[out, in]` layer
 //! weights) with straightforward loops. Input must already be valid (see [`crate::score`]).
 
-use crate::batch::Columns;
+use crate::batch::{Column, Columns};
 use crate::format::SectionId;
 use crate::infer::Model;
-use crate::spec::Output;
+use crate::spec::{FieldKind, Output, Pooling};
 
 /// The score of every row of `batch`, in f64.
 pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64> {
@@ -20,31 +20,53 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
     let rows = batch.rows();
     let mut scores = Vec::with_capacity(rows);
     for r in 0..rows {
+        // The embedded fields' vectors, then the dense fields' values.
         let mut x: Vec<f64> = Vec::with_capacity(spec.mlp_input_width());
+        let mut dense: Vec<f64> = Vec::new();
         let mut first_order = section(SectionId::Bias)[0] as f64;
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
-            // (row, weight) pairs whose weighted sum is this field's embedding.
-            let mut terms: Vec<(usize, f64)> = Vec::new();
-            batch.column(f).for_each_term(&field.kind, r, |id, w| {
-                terms.push((base + id as usize, w as f64))
-            });
-            for j in 0..d {
-                x.push(
-                    terms
+            let embedding = |row: usize| table[row * d..(row + 1) * d].iter().map(|&v| v as f64);
+            match (batch.column(f), field.kind) {
+                (Column::Numeric(values), FieldKind::Dense) => {
+                    dense.push(values[r] as f64);
+                    first_order += linear[base] as f64 * values[r] as f64;
+                }
+                (Column::Numeric(values), _) => {
+                    x.extend(embedding(base).map(|e| e * values[r] as f64));
+                    first_order += linear[base] as f64 * values[r] as f64;
+                }
+                (Column::Categorical(ids), _) => {
+                    x.extend(embedding(base + ids[r] as usize));
+                    first_order += linear[base + ids[r] as usize] as f64;
+                }
+                (
+                    Column::MultiHot { ids, offsets },
+                    FieldKind::MultiHot {
+                        pooling,
+                        linear_pooling,
+                        padding,
+                        ..
+                    },
+                ) => {
+                    let rows: Vec<usize> = ids[offsets[r]..offsets[r + 1]]
                         .iter()
-                        .map(|&(row, w)| table[row * d + j] as f64 * w)
-                        .sum(),
-                );
+                        .filter(|&&id| Some(id) != padding)
+                        .map(|&id| base + id as usize)
+                        .collect();
+                    for j in 0..d {
+                        x.push(pool(pooling, rows.iter().map(|&row| table[row * d + j])));
+                    }
+                    first_order += pool(linear_pooling, rows.iter().map(|&row| linear[row]));
+                }
+                (Column::MultiHot { .. }, _) => unreachable!("validated against the spec"),
             }
-            first_order += terms
-                .iter()
-                .map(|&(row, w)| linear[row] as f64 * w)
-                .sum::<f64>();
         }
+        let embedded = x.len() / d;
+        x.extend(dense);
         let mut pairwise = 0.0;
         for j in 0..d {
-            let column: Vec<f64> = (0..spec.fields.len()).map(|f| x[f * d + j]).collect();
+            let column: Vec<f64> = (0..embedded).map(|f| x[f * d + j]).collect();
             let sum: f64 = column.iter().sum();
             let squares: f64 = column.iter().map(|v| v * v).sum();
             pairwise += 0.5 * (sum * sum - squares);
@@ -72,6 +94,16 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
         });
     }
     scores
+}
+
+/// `values` pooled in f64: summed, averaged (0 for none) or their maximum.
+fn pool(pooling: Pooling, values: impl Iterator<Item = f32>) -> f64 {
+    let values: Vec<f64> = values.map(f64::from).collect();
+    match pooling {
+        Pooling::Sum => values.iter().sum(),
+        Pooling::Mean => values.iter().sum::<f64>() / values.len().max(1) as f64,
+        Pooling::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    }
 }
 
 /// Largest `|a − b| / max(|b|, 1)` over two score vectors: the agreement measure used by tests,

@@ -9,6 +9,19 @@
 //! spec.validate().unwrap();
 //! assert_eq!(spec.total_rows().unwrap(), 1000 + 1 + 18);
 //! ```
+//!
+//! The field kinds beyond those three exist so that models trained by other frameworks can be
+//! scored exactly (see [`crate::interop`]):
+//! - `dense`: a raw value fed to the MLP as it is (DeepCTR-Torch's `DenseFeat`). It has a
+//!   first-order weight (`w · v`) but no embedding and no part in the FM term. The MLP input is
+//!   the embedded fields' vectors in field order, then the dense values in field order.
+//! - `"table": "item"` on a categorical or multi-hot field: the field reads the rows of the
+//!   field named `item` (embedding and first-order weight) and owns none itself
+//!   (DeepCTR-Torch's `embedding_name`, FuxiCTR's `share_embedding`).
+//! - multi-hot `"pooling": "max"` (element-wise maximum), `"linear_pooling"` (how the
+//!   first-order weights of the list combine, when not as the embeddings do; FuxiCTR sums them
+//!   under a mean-pooled embedding), and `"padding": 0` (an id that stands for no id: it
+//!   contributes nothing and is not counted by `mean`).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -33,6 +46,9 @@ pub enum Pooling {
     Mean,
     /// Sum of the rows; an empty list gives the zero vector.
     Sum,
+    /// Element-wise maximum of the rows. An empty list (after padding ids are dropped) has no
+    /// maximum: a batch holding one is refused ([`crate::ScoreError::EmptyMaxPool`]).
+    Max,
 }
 
 /// The kind of a field and the size of its slice of the embedding table.
@@ -50,44 +66,90 @@ pub enum FieldKind {
     MultiHot {
         /// Number of distinct ids (rows).
         vocab: u64,
-        /// How the rows of the ids are combined.
+        /// How the embedding rows of the ids are combined.
         pooling: Pooling,
+        /// How the first-order weights of the ids are combined (usually `pooling`).
+        linear_pooling: Pooling,
+        /// An id that stands for "no id" (padding of a fixed-length list): it adds nothing and
+        /// is not counted by `mean`.
+        padding: Option<u64>,
     },
+    /// One finite value per sample, fed to the MLP as it is, after all embedded fields; the
+    /// field owns one row whose first-order weight is multiplied by the value (its embedding
+    /// row is unused) and it takes no part in the FM term.
+    Dense,
 }
 
 impl Pooling {
-    /// The factor each id's row gets in a list of `len` ids (an empty list pools to zero).
+    /// The factor each id's row gets in a list of `len` ids (an empty list pools to zero); for
+    /// `max`, which weighs nothing, 1.
     pub fn weight(self, len: usize) -> f32 {
         match self {
-            Pooling::Sum => 1.0,
+            Pooling::Sum | Pooling::Max => 1.0,
             Pooling::Mean => 1.0 / len.max(1) as f32,
         }
     }
 }
 
 impl FieldKind {
-    /// Rows this field owns in the stacked embedding table.
+    /// The ids this field takes (`0..vocab`): the rows it owns in the stacked table, or reads
+    /// from a shared one (see [`Field::table`]). Numeric and dense fields have one row.
     pub fn rows(&self) -> u64 {
         match self {
             FieldKind::Categorical { vocab } | FieldKind::MultiHot { vocab, .. } => *vocab,
-            FieldKind::Numeric => 1,
+            FieldKind::Numeric | FieldKind::Dense => 1,
         }
     }
 
-    /// The spec's name for this kind (`categorical`, `numeric`, `multi_hot`).
+    /// The spec's name for this kind (`categorical`, `numeric`, `multi_hot`, `dense`).
     pub fn name(&self) -> &'static str {
         match self {
             FieldKind::Categorical { .. } => "categorical",
             FieldKind::Numeric => "numeric",
             FieldKind::MultiHot { .. } => "multi_hot",
+            FieldKind::Dense => "dense",
+        }
+    }
+
+    /// A multi-hot field pooled as DeepFM trainers usually do: the first-order weights like the
+    /// embeddings, no padding id.
+    pub fn multi_hot(vocab: u64, pooling: Pooling) -> FieldKind {
+        FieldKind::MultiHot {
+            vocab,
+            pooling,
+            linear_pooling: pooling,
+            padding: None,
+        }
+    }
+
+    /// Whether the field has an embedding (in the FM term and the MLP's embedded part); only
+    /// a dense field has none.
+    pub fn is_embedded(&self) -> bool {
+        !matches!(self, FieldKind::Dense)
+    }
+
+    /// Whether the field is one this crate's trainer can train: every kind except `dense`,
+    /// with `sum` or `mean` pooling, the first-order weights pooled as the embeddings, and no
+    /// padding id. The other kinds exist to serve imported models.
+    pub fn is_trainable(&self) -> bool {
+        match *self {
+            FieldKind::Categorical { .. } | FieldKind::Numeric => true,
+            FieldKind::MultiHot {
+                pooling,
+                linear_pooling,
+                padding,
+                ..
+            } => pooling != Pooling::Max && linear_pooling == pooling && padding.is_none(),
+            FieldKind::Dense => false,
         }
     }
 }
 
 /// One input field. In JSON: `{"name": "C1", "kind": "categorical", "vocab": 1000}`,
-/// `{"name": "I1", "kind": "numeric"}` or
-/// `{"name": "genres", "kind": "multi_hot", "vocab": 18, "pooling": "mean"}`; any other key, or
-/// a key the kind does not take, is refused.
+/// `{"name": "I1", "kind": "numeric"}`, `{"name": "I1", "kind": "dense"}` or
+/// `{"name": "genres", "kind": "multi_hot", "vocab": 18, "pooling": "mean"}` (optionally with
+/// `"linear_pooling"` and `"padding"`); a categorical or multi-hot field may add
+/// `"table": "<field>"`. Any other key, or a key the kind does not take, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawField", into = "RawField")]
 pub struct Field {
@@ -95,6 +157,20 @@ pub struct Field {
     pub name: String,
     /// Kind and vocabulary.
     pub kind: FieldKind,
+    /// The field whose table rows this one reads (embeddings and first-order weights), owning
+    /// none itself; `None`: the field owns its rows.
+    pub table: Option<String>,
+}
+
+impl Field {
+    /// A field that owns its rows.
+    pub fn new(name: impl Into<String>, kind: FieldKind) -> Field {
+        Field {
+            name: name.into(),
+            kind,
+            table: None,
+        }
+    }
 }
 
 /// The JSON form of a field, flat so that unknown keys can be refused (serde cannot refuse
@@ -108,49 +184,87 @@ struct RawField {
     vocab: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pooling: Option<Pooling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    linear_pooling: Option<Pooling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    padding: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    table: Option<String>,
 }
 
 impl TryFrom<RawField> for Field {
     type Error = String;
     fn try_from(raw: RawField) -> Result<Field, String> {
         let name = raw.name;
+        let pooling_keys = raw.pooling.is_some() || raw.linear_pooling.is_some();
+        let list_keys = pooling_keys || raw.padding.is_some();
         let kind = match (raw.kind.as_str(), raw.vocab, raw.pooling) {
-            ("categorical", Some(vocab), None) => FieldKind::Categorical { vocab },
-            ("numeric", None, None) => FieldKind::Numeric,
-            ("multi_hot", Some(vocab), Some(pooling)) => FieldKind::MultiHot { vocab, pooling },
+            ("categorical", Some(vocab), None) if !list_keys => FieldKind::Categorical { vocab },
+            ("numeric", None, None) if !list_keys && raw.table.is_none() => FieldKind::Numeric,
+            ("dense", None, None) if !list_keys && raw.table.is_none() => FieldKind::Dense,
+            ("multi_hot", Some(vocab), Some(pooling)) => FieldKind::MultiHot {
+                vocab,
+                pooling,
+                linear_pooling: raw.linear_pooling.unwrap_or(pooling),
+                padding: raw.padding,
+            },
             ("categorical", ..) => {
                 return Err(format!(
-                    "field {name:?}: categorical takes vocab (and no pooling)"
+                    "field {name:?}: categorical takes vocab (and table), no pooling or padding"
                 ));
             }
-            ("numeric", ..) => {
-                return Err(format!("field {name:?}: numeric takes no vocab or pooling"));
+            (kind @ ("numeric" | "dense"), ..) => {
+                return Err(format!(
+                    "field {name:?}: {kind} takes no vocab, pooling, padding or table"
+                ));
             }
             ("multi_hot", ..) => {
-                return Err(format!("field {name:?}: multi_hot takes vocab and pooling"));
+                return Err(format!(
+                    "field {name:?}: multi_hot takes vocab and pooling (and linear_pooling, \
+                     padding, table)"
+                ));
             }
             (other, ..) => {
                 return Err(format!(
-                    "field {name:?}: unknown kind {other:?} (categorical, numeric, multi_hot)"
+                    "field {name:?}: unknown kind {other:?} (categorical, numeric, multi_hot, dense)"
                 ));
             }
         };
-        Ok(Field { name, kind })
+        Ok(Field {
+            name,
+            kind,
+            table: raw.table,
+        })
     }
 }
 
 impl From<Field> for RawField {
     fn from(f: Field) -> RawField {
-        let (vocab, pooling) = match f.kind {
-            FieldKind::Categorical { vocab } => (Some(vocab), None),
-            FieldKind::Numeric => (None, None),
-            FieldKind::MultiHot { vocab, pooling } => (Some(vocab), Some(pooling)),
+        let (vocab, pooling, linear_pooling, padding) = match f.kind {
+            FieldKind::Categorical { vocab } => (Some(vocab), None, None, None),
+            FieldKind::Numeric | FieldKind::Dense => (None, None, None, None),
+            // `linear_pooling` is written only when it differs, so that the specs of models
+            // without the newer keys serialize exactly as before.
+            FieldKind::MultiHot {
+                vocab,
+                pooling,
+                linear_pooling,
+                padding,
+            } => (
+                Some(vocab),
+                Some(pooling),
+                (linear_pooling != pooling).then_some(linear_pooling),
+                padding,
+            ),
         };
         RawField {
             name: f.name,
             kind: f.kind.name().to_string(),
             vocab,
             pooling,
+            linear_pooling,
+            padding,
+            table: f.table,
         }
     }
 }
@@ -212,6 +326,26 @@ pub enum SpecError {
     /// A categorical or multi-hot field has vocabulary 0.
     #[error("field {0:?} has an empty vocabulary")]
     EmptyVocab(String),
+    /// A multi-hot field's padding id is outside its vocabulary.
+    #[error("field {field:?}: padding id {padding} is outside its vocabulary of {vocab}")]
+    BadPadding {
+        /// The field.
+        field: String,
+        /// Its padding id.
+        padding: u64,
+        /// Its vocabulary.
+        vocab: u64,
+    },
+    /// A field's `table` does not name a field whose rows it can read.
+    #[error("field {field:?} reads the table of {table:?}, {reason}")]
+    BadTable {
+        /// The field.
+        field: String,
+        /// The table it names.
+        table: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The embedding dimension is outside 1..=256.
     #[error("embedding_dim {0} is outside 1..={MAX_EMBEDDING_DIM}")]
     BadEmbeddingDim(usize),
@@ -270,6 +404,24 @@ impl ModelSpec {
             if f.kind.rows() == 0 {
                 return Err(SpecError::EmptyVocab(f.name.clone()));
             }
+            if let FieldKind::MultiHot {
+                vocab,
+                padding: Some(padding),
+                ..
+            } = f.kind
+                && padding >= vocab
+            {
+                return Err(SpecError::BadPadding {
+                    field: f.name.clone(),
+                    padding,
+                    vocab,
+                });
+            }
+        }
+        for f in &self.fields {
+            if let Some(table) = &f.table {
+                self.check_table(f, table)?;
+            }
         }
         if !(1..=MAX_EMBEDDING_DIM).contains(&self.embedding_dim) {
             return Err(SpecError::BadEmbeddingDim(self.embedding_dim));
@@ -302,30 +454,101 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Total rows of the stacked embedding table (sum of the fields' rows).
+    /// Checks that `field` may read the rows of the field named `table`: one that exists, is
+    /// not `field`, owns its rows, and is categorical or multi-hot like `field`, with at least
+    /// as many rows as `field` has ids.
+    fn check_table(&self, field: &Field, table: &str) -> Result<(), SpecError> {
+        let bad = |reason| {
+            Err(SpecError::BadTable {
+                field: field.name.clone(),
+                table: table.to_string(),
+                reason,
+            })
+        };
+        let Some(owner) = self.fields.iter().find(|o| o.name == table) else {
+            return bad("which is not a field of this spec");
+        };
+        let rows_of = |kind: &FieldKind| match kind {
+            FieldKind::Categorical { vocab } | FieldKind::MultiHot { vocab, .. } => Some(*vocab),
+            FieldKind::Numeric | FieldKind::Dense => None,
+        };
+        if owner.name == field.name {
+            bad("its own")
+        } else if owner.table.is_some() {
+            bad("which reads another field's table itself")
+        } else if rows_of(&field.kind).is_none() || rows_of(&owner.kind).is_none() {
+            bad("but only categorical and multi-hot fields have tables to share")
+        } else if rows_of(&field.kind) > rows_of(&owner.kind) {
+            bad("which has fewer rows than this field has ids")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Total rows of the stacked embedding table: the rows of the fields that own theirs
+    /// (fields reading a shared table own none).
     pub fn total_rows(&self) -> Result<u64, SpecError> {
         self.fields
             .iter()
+            .filter(|f| f.table.is_none())
             .try_fold(0u64, |acc, f| acc.checked_add(f.kind.rows()))
             .ok_or(SpecError::Overflow)
     }
 
-    /// First row of each field in the stacked table.
+    /// First row of each field in the stacked table (a field reading a shared table starts at
+    /// the first row of its owner). The spec must be valid.
     pub fn row_offsets(&self) -> Vec<u64> {
         let mut next = 0u64;
-        self.fields
+        let mut offsets: Vec<u64> = self
+            .fields
             .iter()
             .map(|f| {
                 let start = next;
-                next += f.kind.rows();
+                if f.table.is_none() {
+                    next += f.kind.rows();
+                }
+                start
+            })
+            .collect();
+        for (f, field) in self.fields.iter().enumerate() {
+            if let Some(table) = &field.table
+                && let Some(owner) = self.fields.iter().position(|o| &o.name == table)
+            {
+                offsets[f] = offsets[owner];
+            }
+        }
+        offsets
+    }
+
+    /// Fields with an embedding (every kind but `dense`): they make the FM term and the first
+    /// `embedded_fields() × D` values of the MLP input.
+    pub fn embedded_fields(&self) -> usize {
+        self.fields.iter().filter(|f| f.kind.is_embedded()).count()
+    }
+
+    /// Where each field's values start in a row of the MLP input: the embedded fields' `D`
+    /// values side by side in field order, then one value per dense field in field order.
+    pub fn input_offsets(&self) -> Vec<usize> {
+        let d = self.embedding_dim;
+        let (mut embedded, mut dense) = (0, self.embedded_fields() * d);
+        self.fields
+            .iter()
+            .map(|f| {
+                let slot = if f.kind.is_embedded() {
+                    &mut embedded
+                } else {
+                    &mut dense
+                };
+                let start = *slot;
+                *slot += if f.kind.is_embedded() { d } else { 1 };
                 start
             })
             .collect()
     }
 
-    /// Width of the MLP input: fields × D.
+    /// Width of the MLP input: embedded fields × D, plus one per dense field.
     pub fn mlp_input_width(&self) -> usize {
-        self.fields.len() * self.embedding_dim
+        self.embedded_fields() * self.embedding_dim + (self.fields.len() - self.embedded_fields())
     }
 
     /// `(in, out)` of every hidden layer, then of the output unit (`out` = 1).
@@ -369,6 +592,88 @@ mod tests {
         assert_eq!(ModelSpec::from_json(&spec.to_json()).unwrap(), spec);
     }
 
+    /// The kinds that serve imported models: a dense field (MLP input after the embedded
+    /// fields, no rows of the table but its one first-order weight), shared tables (no rows of
+    /// their own), max pooling, a separate first-order pooling and a padding id.
+    #[test]
+    fn imported_kinds_parse_lay_out_and_round_trip() {
+        let json = r#"{"fields":[
+            {"name":"age","kind":"dense"},
+            {"name":"item","kind":"categorical","vocab":10},
+            {"name":"prev_item","kind":"categorical","vocab":10,"table":"item"},
+            {"name":"genres","kind":"multi_hot","vocab":5,"pooling":"mean","linear_pooling":"sum","padding":0},
+            {"name":"tags","kind":"multi_hot","vocab":7,"pooling":"max"},
+            {"name":"hist","kind":"multi_hot","vocab":9,"pooling":"sum","table":"item"},
+            {"name":"price","kind":"dense"}],
+            "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#;
+        let spec = ModelSpec::from_json(json).unwrap();
+        assert_eq!(spec.total_rows().unwrap(), 1 + 10 + 5 + 7 + 1);
+        assert_eq!(spec.row_offsets(), vec![0, 1, 1, 11, 16, 1, 23]);
+        assert_eq!(spec.embedded_fields(), 5);
+        assert_eq!(spec.input_offsets(), vec![20, 0, 4, 8, 12, 16, 21]);
+        assert_eq!(spec.mlp_input_width(), 22);
+        assert_eq!(spec.layer_shapes(), vec![(22, 8), (8, 1)]);
+        let FieldKind::MultiHot {
+            linear_pooling,
+            padding,
+            ..
+        } = spec.fields[4].kind
+        else {
+            panic!("tags is multi-hot")
+        };
+        assert_eq!((linear_pooling, padding), (Pooling::Max, None));
+        assert_eq!(ModelSpec::from_json(&spec.to_json()).unwrap(), spec);
+        assert!(!spec.to_json().contains(r#""linear_pooling":"max""#));
+        assert_eq!(
+            spec.fields.iter().filter(|f| f.kind.is_trainable()).count(),
+            3
+        );
+    }
+
+    #[test]
+    fn shared_tables_and_padding_ids_are_checked() {
+        let mut spec = ModelSpec::from_json(&spec_json("")).unwrap();
+        spec.fields
+            .push(Field::new("c", FieldKind::Categorical { vocab: 3 }));
+        let table = |spec: &mut ModelSpec, t: &str| spec.fields[2].table = Some(t.into());
+        let reason = |spec: &ModelSpec| match spec.validate() {
+            Err(SpecError::BadTable { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        table(&mut spec, "a");
+        assert_eq!(spec.validate(), Ok(()));
+        table(&mut spec, "nope");
+        assert!(reason(&spec).contains("not a field"));
+        table(&mut spec, "c");
+        assert!(reason(&spec).contains("own"));
+        table(&mut spec, "b");
+        assert!(reason(&spec).contains("only categorical"));
+        table(&mut spec, "a");
+        spec.fields[2].kind = FieldKind::Categorical { vocab: 4 };
+        assert!(reason(&spec).contains("fewer rows"));
+        spec.fields[2].kind = FieldKind::Categorical { vocab: 2 };
+        spec.fields.push(Field {
+            table: Some("c".into()),
+            ..Field::new("d", FieldKind::multi_hot(2, Pooling::Sum))
+        });
+        assert!(reason(&spec).contains("another field's table"));
+        spec.fields.pop();
+        spec.fields[2].kind = FieldKind::MultiHot {
+            vocab: 3,
+            pooling: Pooling::Max,
+            linear_pooling: Pooling::Sum,
+            padding: Some(3),
+        };
+        assert_eq!(
+            spec.validate(),
+            Err(SpecError::BadPadding {
+                field: "c".into(),
+                padding: 3,
+                vocab: 3
+            })
+        );
+    }
+
     #[test]
     fn rejects_bad_specs() {
         let mut spec = ModelSpec::from_json(&spec_json("")).unwrap();
@@ -400,7 +705,12 @@ mod tests {
             r#"{"name":"g","kind":"numeric","vocab":3}"#,
             r#"{"name":"g","kind":"multi_hot","vocab":3}"#,
             r#"{"name":"g","kind":"categorical","vocab":3,"vocabulary":4}"#,
-            r#"{"name":"g","kind":"dense"}"#,
+            r#"{"name":"g","kind":"dense","vocab":3}"#,
+            r#"{"name":"g","kind":"dense","table":"x"}"#,
+            r#"{"name":"g","kind":"numeric","padding":0}"#,
+            r#"{"name":"g","kind":"categorical","vocab":3,"linear_pooling":"sum"}"#,
+            r#"{"name":"g","kind":"multi_hot","vocab":3,"pooling":"median"}"#,
+            r#"{"name":"g","kind":"wide"}"#,
         ] {
             let json =
                 format!(r#"{{"fields":[{bad}],"embedding_dim":4,"hidden":[],"output":"sigmoid"}}"#);
@@ -414,10 +724,7 @@ mod tests {
             ModelSpec::from_json(json),
             Err(SpecError::Json(_))
         ));
-        spec.fields = vec![Field {
-            name: "x".into(),
-            kind: FieldKind::Numeric,
-        }];
+        spec.fields = vec![Field::new("x", FieldKind::Numeric)];
         spec.embedding_dim = 256;
         spec.hidden = vec![16_384, 16_384, 16_384];
         assert!(matches!(spec.validate(), Err(SpecError::TooManyParams(_))));

@@ -914,3 +914,94 @@ fn install_replaces_a_file_a_running_scorer_has_mapped() {
     );
     assert_eq!(std::fs::read(&live).unwrap(), installed);
 }
+
+/// `deepfm import --from` reads a framework's state dict and description (here DeepCTR-Torch,
+/// with a shared table, a padded mean-pooled list and a dense feature), and `deepfm score`
+/// then scores the framework's inputs as the framework did; a description of another
+/// framework is refused, naming what is wrong, and writes nothing.
+#[test]
+fn import_from_a_framework_then_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/interop/deepctr-ml100k");
+    let (weights, description) = (
+        fixture
+            .join("model.safetensors")
+            .to_string_lossy()
+            .into_owned(),
+        fixture
+            .join("description.json")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let model = dir.path().join("m.dfm").to_string_lossy().into_owned();
+    let import = |from: &str| {
+        deepfm(
+            &[
+                "import",
+                "--from",
+                from,
+                "--weights",
+                &weights,
+                "--description",
+                &description,
+                "--out",
+                &model,
+            ],
+            None,
+        )
+    };
+    let out = import("fuxictr");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("fuxictr description"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new(&model).exists());
+    let out = import("deepctr-torch");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("prev_item reads item"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // The first 50 rows as `score` input: one column per field in the model's order.
+    let batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("batch.json")).unwrap())
+            .unwrap();
+    let spec = Model::open(&model).unwrap().spec().clone();
+    let rows = 50;
+    let mut input = String::new();
+    for r in 0..rows {
+        let cells: Vec<String> = spec
+            .fields
+            .iter()
+            .map(|f| match &batch["features"][&f.name][r] {
+                serde_json::Value::Array(ids) => ids
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                v => v.to_string(),
+            })
+            .collect();
+        input += &(cells.join("\t") + "\n");
+    }
+    let out = deepfm(&["score", "--model", &model, "--input", "-"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: Vec<f32> = text(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let want: Vec<f64> = (0..rows)
+        .map(|r| batch["predictions"][r].as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), rows);
+    let err = max_relative_error(&got, &want);
+    assert!(
+        err <= 1e-5,
+        "max error {err:.3e} against DeepCTR-Torch's predictions"
+    );
+}

@@ -377,6 +377,7 @@ fn valid_file_allocates_only_what_it_holds() {
         fields: vec![Field {
             name: "id".into(),
             kind: FieldKind::Categorical { vocab: 1 << 20 },
+            table: None,
         }],
         embedding_dim: 64,
         hidden: vec![32],

@@ -12,26 +12,54 @@ use deepfm::{
 use proptest::prelude::*;
 use std::sync::Arc;
 
+fn random_pooling(rng: &mut Rng) -> Pooling {
+    [Pooling::Mean, Pooling::Sum, Pooling::Max][rng.below(3) as usize]
+}
+
+/// A spec with fields of every kind: categorical, numeric, dense, multi-hot with any pooling
+/// of embeddings and first-order weights and maybe a padding id, and fields reading the table
+/// of an earlier one.
 fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> ModelSpec {
-    let fields = (0..fields)
-        .map(|i| Field {
-            name: format!("f{i}"),
-            kind: match rng.below(4) {
+    let mut fields: Vec<Field> = (0..fields)
+        .map(|i| {
+            let kind = match rng.below(6) {
                 0 => FieldKind::Numeric,
-                1 => FieldKind::MultiHot {
-                    vocab: 1 + rng.below(30),
-                    pooling: if rng.below(2) == 0 {
-                        Pooling::Mean
-                    } else {
-                        Pooling::Sum
-                    },
-                },
+                1 => FieldKind::Dense,
+                2 => {
+                    let vocab = 1 + rng.below(30);
+                    FieldKind::MultiHot {
+                        vocab,
+                        pooling: random_pooling(rng),
+                        linear_pooling: random_pooling(rng),
+                        // A padding id leaves an id to pool (see `random_batch`).
+                        padding: (vocab > 1 && rng.below(2) == 0).then(|| rng.below(vocab)),
+                    }
+                }
                 _ => FieldKind::Categorical {
                     vocab: 1 + rng.below(200),
                 },
-            },
+            };
+            Field::new(format!("f{i}"), kind)
         })
         .collect();
+    for i in 1..fields.len() {
+        let owner = (0..i).find(|&j| fields[j].table.is_none() && owns_ids(&fields[j].kind));
+        if let Some(j) = owner
+            && owns_ids(&fields[i].kind)
+            && rng.below(3) == 0
+        {
+            let rows = fields[j].kind.rows();
+            if let FieldKind::Categorical { vocab } | FieldKind::MultiHot { vocab, .. } =
+                &mut fields[i].kind
+            {
+                *vocab = (*vocab).min(rows);
+            }
+            if let FieldKind::MultiHot { vocab, padding, .. } = &mut fields[i].kind {
+                *padding = padding.filter(|&p| p < *vocab && *vocab > 1);
+            }
+            fields[i].table = Some(fields[j].name.clone());
+        }
+    }
     let sigmoid = rng.below(2) == 0;
     ModelSpec {
         fields,
@@ -44,6 +72,13 @@ fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> Model
         },
         clamp: (!sigmoid && rng.below(2) == 0).then_some([-1.0, 1.0]),
     }
+}
+
+fn owns_ids(kind: &FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Categorical { .. } | FieldKind::MultiHot { .. }
+    )
 }
 
 proptest! {

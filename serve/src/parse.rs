@@ -79,7 +79,9 @@ impl Samples {
             .iter()
             .map(|f| match f.kind {
                 FieldKind::Categorical { .. } => Col::Categorical(Vec::with_capacity(rows_hint)),
-                FieldKind::Numeric => Col::Numeric(Vec::with_capacity(rows_hint)),
+                FieldKind::Numeric | FieldKind::Dense => {
+                    Col::Numeric(Vec::with_capacity(rows_hint))
+                }
                 FieldKind::MultiHot { .. } => Col::MultiHot {
                     ids: Vec::new(),
                     offsets: vec![0],
@@ -476,7 +478,7 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self.kind {
             FieldKind::Categorical { vocab } => write!(f, "a categorical id in 0..{vocab}"),
-            FieldKind::Numeric => f.write_str("a finite number"),
+            FieldKind::Numeric | FieldKind::Dense => f.write_str("a finite number"),
             FieldKind::MultiHot { vocab, .. } => write!(f, "a list of ids in 0..{vocab}"),
         }
     }
@@ -490,7 +492,7 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
                 }
                 Ok(())
             }
-            FieldKind::Numeric => self.number(v as f64),
+            FieldKind::Numeric | FieldKind::Dense => self.number(v as f64),
             FieldKind::MultiHot { .. } => Err(self.fail(format!(
                 "expected a list of ids, got the number {v} (write [{v}])"
             ))),
@@ -499,7 +501,7 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
 
     fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
         match self.kind {
-            FieldKind::Numeric => self.number(v as f64),
+            FieldKind::Numeric | FieldKind::Dense => self.number(v as f64),
             _ => Err(self.fail(format!("id {v} is negative"))),
         }
     }
@@ -512,7 +514,7 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
         let FieldKind::MultiHot { vocab, .. } = self.kind else {
             return Err(self.fail(format!(
                 "a list is not {}",
-                if matches!(self.kind, FieldKind::Numeric) {
+                if matches!(self.kind, FieldKind::Numeric | FieldKind::Dense) {
                     "a number"
                 } else {
                     "an id (this field takes one id)"

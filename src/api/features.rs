@@ -254,8 +254,9 @@ impl<K: Id> FeatureTable<K> {
                     kind: match f.kind {
                         FeatureKind::Categorical => FieldKind::Categorical { vocab },
                         FeatureKind::Numeric => FieldKind::Numeric,
-                        FeatureKind::MultiHot(pooling) => FieldKind::MultiHot { vocab, pooling },
+                        FeatureKind::MultiHot(pooling) => FieldKind::multi_hot(vocab, pooling),
                     },
+                    table: None,
                 }
             })
             .collect()

@@ -106,12 +106,14 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 kind: FieldKind::Categorical {
                     vocab: users.rows(),
                 },
+                table: None,
             },
             Field {
                 name: "item".into(),
                 kind: FieldKind::Categorical {
                     vocab: items.rows(),
                 },
+                table: None,
             },
         ];
         if let Some(t) = &user_features {

@@ -69,6 +69,15 @@ pub enum ScoreError {
         /// First row whose offsets are wrong.
         row: usize,
     },
+    /// A max-pooled multi-hot list has no id but padding: it has no maximum (the framework the
+    /// model came from would score it as a vector of about −1e9, which no caller means).
+    #[error("field {field}, row {row}: the list has no id to take the maximum of")]
+    EmptyMaxPool {
+        /// Field name.
+        field: String,
+        /// Row in the batch.
+        row: usize,
+    },
     /// The output slice is shorter than the batch.
     #[error("output holds {found} scores, the batch has {needed} rows")]
     OutputTooShort {

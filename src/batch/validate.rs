@@ -1,7 +1,7 @@
 //! Checking a batch against the fields of a spec, before it is scored or trained on.
 
 use super::{Column, Columns, ScoreError};
-use crate::spec::{FieldKind, ModelSpec};
+use crate::spec::{FieldKind, ModelSpec, Pooling};
 
 /// Checks `batch` against the fields of `spec` (column count and kinds, row counts, ids inside
 /// their vocabularies, finite values, well-formed offsets) and that `out_len` can hold a score
@@ -28,7 +28,7 @@ pub(crate) fn validate<C: Columns + ?Sized>(
         let kind_ok = matches!(
             (&spec_field.kind, &column),
             (FieldKind::Categorical { .. }, Column::Categorical(_))
-                | (FieldKind::Numeric, Column::Numeric(_))
+                | (FieldKind::Numeric | FieldKind::Dense, Column::Numeric(_))
                 | (FieldKind::MultiHot { .. }, Column::MultiHot { .. })
         );
         if !kind_ok {
@@ -84,6 +84,24 @@ pub(crate) fn validate<C: Columns + ?Sized>(
                 }
                 // The row of a bad id is found only on the error path.
                 check_ids(ids, &|p| offsets.partition_point(|&o| o <= p) - 1)?;
+                if let FieldKind::MultiHot {
+                    pooling,
+                    linear_pooling,
+                    padding,
+                    ..
+                } = spec_field.kind
+                    && (pooling == Pooling::Max || linear_pooling == Pooling::Max)
+                    && let Some(row) = (0..rows).find(|&r| {
+                        ids[offsets[r]..offsets[r + 1]]
+                            .iter()
+                            .all(|&id| Some(id) == padding)
+                    })
+                {
+                    return Err(ScoreError::EmptyMaxPool {
+                        field: field(),
+                        row,
+                    });
+                }
             }
         }
     }

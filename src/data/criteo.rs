@@ -327,6 +327,7 @@ impl CriteoPreprocessor {
                     };
                     FieldKind::Categorical { vocab }
                 },
+                table: None,
             })
             .collect()
     }

@@ -386,14 +386,14 @@ impl SchemaEncoder {
                 let kind = match f.kind {
                     SchemaKind::Numeric => FieldKind::Numeric,
                     SchemaKind::Categorical => FieldKind::Categorical { vocab },
-                    SchemaKind::MultiHot => FieldKind::MultiHot {
-                        vocab,
-                        pooling: f.pooling.unwrap_or(Pooling::Mean),
-                    },
+                    SchemaKind::MultiHot => {
+                        FieldKind::multi_hot(vocab, f.pooling.unwrap_or(Pooling::Mean))
+                    }
                 };
                 Field {
                     name: f.name.clone(),
                     kind,
+                    table: None,
                 }
             })
             .collect()

@@ -59,7 +59,7 @@ pub fn push_line(
         };
         row.push(match field.kind {
             FieldKind::Categorical { vocab } => Value::Id(id(text, vocab)?),
-            FieldKind::Numeric => {
+            FieldKind::Numeric | FieldKind::Dense => {
                 let v: f32 = text
                     .trim()
                     .parse()

@@ -37,6 +37,11 @@ pub struct Model {
     pub(crate) out_bias: f32,
     pub(crate) bias: f32,
     pub(crate) dim: usize,
+    /// Width of a row of the MLP input (embedded fields × D + dense fields).
+    pub(crate) input_width: usize,
+    /// Fields with an embedding: the FM term runs over the first `embedded_fields × D` values
+    /// of an input row.
+    pub(crate) embedded_fields: usize,
     pub(crate) output: Output,
     pub(crate) clamp: Option<[f32; 2]>,
 }
@@ -84,6 +89,8 @@ impl Model {
             isa,
             bias: section(SectionId::Bias)[0],
             dim: spec.embedding_dim,
+            input_width: spec.mlp_input_width(),
+            embedded_fields: spec.embedded_fields(),
             output: spec.output,
             clamp: spec.clamp,
             fields,

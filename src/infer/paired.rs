@@ -145,7 +145,7 @@ impl PairedScorer {
     /// Starts the helper thread for `model`; fails only if the thread cannot be spawned.
     pub fn new(model: Arc<Model>) -> std::io::Result<PairedScorer> {
         let widest = model.layers.iter().map(|l| l.n()).max().unwrap_or(0).max(1);
-        let input_width = model.fields.len() * model.dim;
+        let input_width = model.input_width;
         let shared = Arc::new(Shared {
             posted: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -192,7 +192,7 @@ impl PairedScorer {
     ) -> Result<(), ScoreError> {
         let model = self.shared.model.clone();
         let rows = validate(&model, batch, out.len())?;
-        let width = model.fields.len() * model.dim;
+        let width = model.input_width;
         for (r, out) in out[..rows].iter_mut().enumerate() {
             gather_block(&model, batch, r..r + 1, &mut self.scratch);
             let x: &[f32] = &bytemuck::cast_slice(&self.scratch.x)[..width];

@@ -97,18 +97,18 @@ fn score_range<C: Columns + ?Sized>(
     }
 }
 
-/// Gathers the embeddings of rows `rows` into `scratch.x` (one row of `fields × D` per
-/// sample) and their first-order + FM terms (plus the global bias) into `scratch.fm`: the
-/// shared gather ([`gather`]), then the FM pairwise term of each row by this instruction set's
-/// kernel.
+/// Gathers the MLP input of rows `rows` into `scratch.x` (one row of
+/// [`ModelSpec::mlp_input_width`](crate::ModelSpec::mlp_input_width) per sample: the embedded
+/// fields' vectors, then the dense values) and their first-order + FM terms (plus the global
+/// bias) into `scratch.fm`: the shared gather ([`gather`]), then the FM pairwise term over the
+/// embedded fields of each row by this instruction set's kernel.
 pub(crate) fn gather_block<C: Columns + ?Sized>(
     model: &Model,
     batch: &C,
     rows: Range<usize>,
     scratch: &mut Scratch,
 ) {
-    let (d, fields) = (model.dim, model.fields.len());
-    let width = d * fields;
+    let (d, width, embedded) = (model.dim, model.input_width, model.embedded_fields);
     let n = rows.len();
     let x: &mut [f32] = &mut bytemuck::cast_slice_mut(&mut scratch.x)[..n * width];
     let fm = &mut scratch.fm[..n];
@@ -118,10 +118,14 @@ pub(crate) fn gather_block<C: Columns + ?Sized>(
         embedding: model.embedding(),
         linear: model.linear(),
         dim: d,
+        width,
     };
     gather(tables, batch, rows, x, fm);
-    for (b, fm) in fm.iter_mut().enumerate() {
-        *fm += fm_pairwise(model.isa(), &x[b * width..(b + 1) * width], fields, d);
+    if embedded > 0 {
+        for (b, fm) in fm.iter_mut().enumerate() {
+            let row = &x[b * width..][..embedded * d];
+            *fm += fm_pairwise(model.isa(), row, embedded, d);
+        }
     }
 }
 
@@ -133,7 +137,7 @@ fn score_block<C: Columns + ?Sized>(
     out: &mut [f32],
 ) {
     let n = rows.len();
-    let width = model.dim * model.fields.len();
+    let width = model.input_width;
     gather_block(model, batch, rows, scratch);
     let Scratch {
         x,

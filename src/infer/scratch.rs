@@ -11,8 +11,8 @@ fn lines_for(floats: usize) -> Vec<Line> {
 /// The shapes a [`Scratch`] is sized for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
-    fields: usize,
-    dim: usize,
+    /// Width of a row of the MLP input.
+    input: usize,
     /// Widest hidden layer (at least one).
     width: usize,
 }
@@ -20,16 +20,13 @@ struct Shape {
 impl Shape {
     fn of(model: &Model) -> Shape {
         Shape {
-            fields: model.fields.len(),
-            dim: model.dim,
+            input: model.input_width,
             width: model.max_hidden_width().max(1),
         }
     }
 
     fn fits(self, model: &Model) -> bool {
-        self.fields == model.fields.len()
-            && self.dim == model.dim
-            && self.width >= model.max_hidden_width()
+        self.input == model.input_width && self.width >= model.max_hidden_width()
     }
 }
 
@@ -37,8 +34,7 @@ impl Shape {
 /// and the FM terms. Allocated once by [`Scratch::new`]; scoring any batch size reuses them.
 #[derive(Debug)]
 pub struct Scratch {
-    pub(crate) fields: usize,
-    pub(crate) dim: usize,
+    pub(crate) input: usize,
     pub(crate) width: usize,
     pub(crate) x: Vec<Line>,
     pub(crate) h: [Vec<Line>; 2],
@@ -48,30 +44,28 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Buffers sized for `model` (about `BLOCK_ROWS` (144) `× (fields × D + 2 × widest layer)` floats, plus a 192 KiB GEMM packing buffer).
+    /// Buffers sized for `model` (about `BLOCK_ROWS` (144) `× (MLP input width + 2 × widest layer)` floats, plus a 192 KiB GEMM packing buffer).
     pub fn new(model: &Model) -> Scratch {
         Scratch::with_shape(Shape::of(model))
     }
 
     fn with_shape(shape: Shape) -> Scratch {
-        let Shape { fields, dim, width } = shape;
+        let Shape { input, width } = shape;
         Scratch {
-            fields,
-            dim,
+            input,
             width,
-            x: lines_for(BLOCK_ROWS * fields * dim),
+            x: lines_for(BLOCK_ROWS * input),
             h: [lines_for(BLOCK_ROWS * width), lines_for(BLOCK_ROWS * width)],
             fm: vec![0.0; BLOCK_ROWS],
             pack: PackBuffer::new(),
-            nonzeros: NonZeros::with_capacity(width.max(fields * dim)),
+            nonzeros: NonZeros::with_capacity(width.max(input)),
         }
     }
 
     /// True when this scratch fits `model`'s shapes.
     pub fn fits(&self, model: &Model) -> bool {
         Shape {
-            fields: self.fields,
-            dim: self.dim,
+            input: self.input,
             width: self.width,
         }
         .fits(model)

@@ -12,7 +12,7 @@
 
 use super::prefetch::{copy_row, prefetch};
 use crate::batch::{Column, Columns};
-use crate::spec::{FieldKind, ModelSpec};
+use crate::spec::{FieldKind, ModelSpec, Pooling};
 use std::ops::Range;
 
 /// Samples ahead whose table rows are prefetched, within one field.
@@ -22,8 +22,11 @@ const PREFETCH_AHEAD: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FieldPlan {
     pub kind: FieldKind,
-    /// First row of the field in the stacked table.
+    /// First row of the field in the stacked table (of its owner, for a shared table).
     pub row_offset: u64,
+    /// Where the field's values start in a row of the MLP input
+    /// ([`ModelSpec::input_offsets`]).
+    pub input_offset: usize,
 }
 
 impl FieldPlan {
@@ -32,9 +35,11 @@ impl FieldPlan {
         spec.fields
             .iter()
             .zip(spec.row_offsets())
-            .map(|(f, row_offset)| FieldPlan {
+            .zip(spec.input_offsets())
+            .map(|((f, row_offset), input_offset)| FieldPlan {
                 kind: f.kind,
                 row_offset,
+                input_offset,
             })
             .collect()
     }
@@ -52,22 +57,29 @@ pub(crate) struct Tables<'a> {
     pub linear: &'a [f32],
     /// The embedding dimension.
     pub dim: usize,
+    /// The width of a row of the MLP input ([`ModelSpec::mlp_input_width`]).
+    pub width: usize,
 }
 
 /// Gathers samples `rows` of `batch` (validated against the fields of `t`): field `f` of the
-/// `i`-th sample goes to `x[i·W + f·D..][..D]` (`W = fields × D`, `x` holds `rows.len()` rows of
-/// `W`), and its first-order term is added to `first_order[i]`, field after field (the caller
-/// sets the starting value, the global bias). Field by field, and within a field sample by
-/// sample.
+/// `i`-th sample goes to `x[i·W + s_f..]` (`W` = [`Tables::width`], `s_f` the field's
+/// [`FieldPlan::input_offset`]; `x` holds `rows.len()` rows of `W`): `D` values for an embedded
+/// field, one for a dense field. Its first-order term is added to `first_order[i]`, field after
+/// field (the caller sets the starting value, the global bias). Field by field, and within a
+/// field sample by sample.
 ///
 /// The terms of a field, for a sample:
 /// - categorical id `i`: row `e = E[o + i]`, term `w[o + i]` (`o` the field's first row);
 /// - numeric value `v`: `e = E[o] · v`, term `w[o] · v`;
-/// - multi-hot list `l`: `e = (Σ_{i∈l} E[o + i]) · p`, term `(Σ_{i∈l} w[o + i]) · p`, summed in
-///   list order, with `p` the pooling weight ([`Pooling::weight`](crate::spec::Pooling::weight):
-///   1 for sum, `1/|l|` for mean, 1 for an empty list). A weight of exactly 1 is not multiplied
-///   by: `v · 1 = v` exactly, so skipping it changes no bit (the scorer's gather skipped it, the
-///   trainer's multiplied; `tests` checks the two agree bit for bit).
+/// - dense value `v`: the value `v` itself, term `w[o] · v`;
+/// - multi-hot list `l`, less its padding id: for sum and mean pooling
+///   `e = (Σ_{i∈l} E[o + i]) · p`, summed in list order, with `p` the pooling weight
+///   ([`Pooling::weight`](crate::spec::Pooling::weight): 1 for sum, `1/|l|` for mean, 1 for an
+///   empty list); for max pooling the element-wise maximum of the rows (a NaN wins). The term is
+///   the same pooling, by the field's `linear_pooling`, of the weights `w[o + i]`. A weight of
+///   exactly 1 is not multiplied by: `v · 1 = v` exactly, so skipping it changes no bit (the
+///   scorer's gather skipped it, the trainer's multiplied; `tests` checks the two agree bit for
+///   bit).
 pub(crate) fn gather<C: Columns + ?Sized>(
     t: Tables<'_>,
     batch: &C,
@@ -75,7 +87,8 @@ pub(crate) fn gather<C: Columns + ?Sized>(
     x: &mut [f32],
     first_order: &mut [f32],
 ) {
-    let (d, width) = (t.dim, t.dim * t.fields.len());
+    let width = t.width;
+    let d = t.dim;
     debug_assert_eq!(x.len(), rows.len() * width);
     debug_assert_eq!(first_order.len(), rows.len());
     if rows.len() <= PREFETCH_AHEAD {
@@ -92,30 +105,39 @@ pub(crate) fn gather<C: Columns + ?Sized>(
         }
     }
     for (f, plan) in t.fields.iter().enumerate() {
-        gather_field(t, f, plan, batch.column(f), rows.clone(), x, first_order);
+        gather_field(t, plan, batch.column(f), rows.clone(), x, first_order);
     }
 }
 
-/// Writes field `f` of every sample of `rows` into `x` and adds its first-order term to
-/// `first_order` (see [`gather`]).
+/// Writes the field of `plan` of every sample of `rows` into `x` and adds its first-order term
+/// to `first_order` (see [`gather`]).
 fn gather_field(
     t: Tables<'_>,
-    f: usize,
     plan: &FieldPlan,
     column: Column<'_>,
     rows: Range<usize>,
     x: &mut [f32],
     first_order: &mut [f32],
 ) {
-    let (d, width) = (t.dim, t.dim * t.fields.len());
+    let (d, width) = (t.dim, t.width);
     let (table, linear) = (t.embedding, t.linear);
     // Ids were validated below the field's vocabulary, so every row index below is inside the
     // table (the scorer's was checked against the spec when the file was opened, the trainer's
     // is built from it).
     let base = plan.row_offset as usize;
-    let dst_rows = x
-        .chunks_exact_mut(width)
-        .map(|r| &mut r[f * d..(f + 1) * d]);
+    let start = plan.input_offset;
+    if let (Column::Numeric(values), FieldKind::Dense) = (column, plan.kind) {
+        for ((dst, &v), fo) in x
+            .chunks_exact_mut(width)
+            .zip(&values[rows])
+            .zip(first_order)
+        {
+            dst[start] = v;
+            *fo += linear[base] * v;
+        }
+        return;
+    }
+    let dst_rows = x.chunks_exact_mut(width).map(|r| &mut r[start..start + d]);
     match (column, plan.kind) {
         (Column::Categorical(ids), _) => {
             let ids = &ids[rows];
@@ -139,27 +161,69 @@ fn gather_field(
                 *fo += linear[base] * v;
             }
         }
-        (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
+        (
+            Column::MultiHot { ids, offsets },
+            FieldKind::MultiHot {
+                pooling,
+                linear_pooling,
+                padding,
+                ..
+            },
+        ) => {
             for ((dst, r), fo) in dst_rows.zip(rows).zip(first_order) {
                 let list = &ids[offsets[r]..offsets[r + 1]];
-                dst.fill(0.0);
-                let mut lin = 0.0;
-                for &id in list {
-                    let row = base + id as usize;
-                    for (o, &e) in dst.iter_mut().zip(&table[row * d..(row + 1) * d]) {
-                        *o += e;
-                    }
-                    lin += linear[row];
-                }
-                let w = pooling.weight(list.len());
-                if w != 1.0 {
-                    dst.iter_mut().for_each(|o| *o *= w);
-                    lin *= w;
-                }
-                *fo += lin;
+                let rows = list
+                    .iter()
+                    .filter(|&&id| Some(id) != padding)
+                    .map(|&id| base + id as usize);
+                pool_rows(rows.clone(), pooling, d, table, dst);
+                let mut lin = [0.0];
+                pool_rows(rows, linear_pooling, 1, linear, &mut lin);
+                *fo += lin[0];
             }
         }
         (Column::MultiHot { .. }, _) => unreachable!("columns were validated against the spec"),
+    }
+}
+
+/// Pools the `width`-wide rows `rows` of `table` into `dst` (see [`gather`]): sums them in
+/// order and multiplies by the pooling weight unless it is 1, or takes their element-wise
+/// maximum (validation saw to it that a max-pooled list has a row).
+fn pool_rows(
+    rows: impl Iterator<Item = usize> + Clone,
+    pooling: Pooling,
+    width: usize,
+    table: &[f32],
+    dst: &mut [f32],
+) {
+    let row = |r: usize| &table[r * width..(r + 1) * width];
+    if pooling == Pooling::Max {
+        let mut rows = rows;
+        let first = rows
+            .next()
+            .expect("validation refuses empty max-pooled lists");
+        dst.copy_from_slice(row(first));
+        for r in rows {
+            for (o, &e) in dst.iter_mut().zip(row(r)) {
+                // A NaN wins, as in PyTorch's `max`.
+                if e > *o || e.is_nan() {
+                    *o = e;
+                }
+            }
+        }
+        return;
+    }
+    dst.fill(0.0);
+    let mut count = 0;
+    for r in rows {
+        for (o, &e) in dst.iter_mut().zip(row(r)) {
+            *o += e;
+        }
+        count += 1;
+    }
+    let w = pooling.weight(count);
+    if w != 1.0 {
+        dst.iter_mut().for_each(|o| *o *= w);
     }
 }
 
@@ -171,6 +235,7 @@ mod tests {
 
     /// Row `r` of `batch` gathered the plain way, every term multiplied by its weight (as the
     /// trainer's own gather did): the embeddings into `x`, bias + first-order terms returned.
+    /// For the fields the trainer trains (whose MLP input is `fields × D`).
     fn naive<C: Columns + ?Sized>(t: Tables<'_>, batch: &C, r: usize, x: &mut [f32]) -> f32 {
         let d = t.dim;
         let mut first_order = 0.25;
@@ -225,6 +290,7 @@ mod tests {
             embedding: &embedding,
             linear: &linear,
             dim: d,
+            width: spec.mlp_input_width(),
         };
         let batch = random_batch(&spec, 200, 3);
         let width = spec.mlp_input_width();

@@ -110,6 +110,7 @@ impl Trainer {
             embedding: &params.embedding,
             linear: &params.linear,
             dim: d,
+            width,
         };
         let bias = params.dense.0[Dense::BIAS][0];
         // Per block of rows: embeddings into `x0`, bias + first-order terms into `fm` (the

@@ -116,18 +116,19 @@ fn random_spec(rng: &mut Rng, output: Output) -> ModelSpec {
             name: format!("f{i}"),
             kind: match rng.below(4) {
                 0 => FieldKind::Numeric,
-                1 => FieldKind::MultiHot {
-                    vocab: 1 + rng.below(6),
-                    pooling: if rng.below(2) == 0 {
+                1 => FieldKind::multi_hot(
+                    1 + rng.below(6),
+                    if rng.below(2) == 0 {
                         Pooling::Mean
                     } else {
                         Pooling::Sum
                     },
-                },
+                ),
                 _ => FieldKind::Categorical {
                     vocab: 1 + rng.below(6),
                 },
             },
+            table: None,
         })
         .collect();
     ModelSpec {
@@ -149,7 +150,7 @@ fn random_rows(spec: &ModelSpec, rng: &mut Rng, m: usize) -> BatchBuf {
             .iter()
             .map(|f| match f.kind {
                 FieldKind::Categorical { vocab } => Value::Id(rng.below(vocab)),
-                FieldKind::Numeric => Value::Num(rng.uniform() * 2.0 - 0.5),
+                FieldKind::Numeric | FieldKind::Dense => Value::Num(rng.uniform() * 2.0 - 0.5),
                 FieldKind::MultiHot { vocab, .. } => {
                     Value::Ids((0..rng.below(4)).map(|_| rng.below(vocab)).collect())
                 }

@@ -151,6 +151,19 @@ impl Trainer {
     pub fn with_isa(spec: ModelSpec, config: TrainConfig, isa: Isa) -> Result<Trainer, TrainError> {
         spec.validate()?;
         config.validate()?;
+        if let Some(field) = spec
+            .fields
+            .iter()
+            .find(|f| !f.kind.is_trainable() || f.table.is_some())
+        {
+            return Err(TrainError::Mismatch(format!(
+                "field {f:?}: the trainer trains categorical, numeric and sum- or mean-pooled \
+                 multi-hot fields with tables of their own; dense fields, max pooling, a \
+                 separate first-order pooling, padding ids and shared tables are for serving \
+                 imported models",
+                f = field.name
+            )));
+        }
         match (config.loss, spec.output) {
             (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
             (loss, output) => {

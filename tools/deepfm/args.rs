@@ -37,12 +37,24 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Convert safetensors weights + a JSON spec into a model file.
+    /// Convert safetensors weights into a model file: a DeepFM trained by DeepCTR-Torch,
+    /// FuxiCTR or CoreRec (`--from`, its state dict and the description `tools/export/`
+    /// writes), or tensors with this crate's own names and a JSON spec (`--spec`).
     Import {
+        /// The weights: the framework's `state_dict` saved with `safetensors.torch.save_file`,
+        /// or this crate's tensors (what `deepfm export` writes).
         #[arg(long)]
         weights: PathBuf,
-        #[arg(long)]
-        spec: PathBuf,
+        /// The framework that trained the model; needs --description.
+        #[arg(long, value_enum, requires = "description", conflicts_with = "spec")]
+        from: Option<FrameworkArg>,
+        /// The framework's description of the model (JSON, as `tools/export/<framework>.py`
+        /// writes it: feature columns or feature map, layers, task).
+        #[arg(long, requires = "from")]
+        description: Option<PathBuf>,
+        /// This crate's spec (JSON), for weights with this crate's tensor names.
+        #[arg(long, required_unless_present = "from")]
+        spec: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -314,6 +326,30 @@ pub struct BenchTrainArgs {
 }
 
 /// The built-in model shapes of `random`, `bench` and `bench-train`.
+/// `--from`: the frameworks `deepfm::interop::import_from` reads.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FrameworkArg {
+    /// DeepCTR-Torch 0.3 (`deepctr_torch.models.DeepFM`).
+    #[value(name = "deepctr-torch")]
+    DeepCtrTorch,
+    /// FuxiCTR 2.3 (`model_zoo/DeepFM`).
+    Fuxictr,
+    /// CoreRec 0.6 (`corerec.engines.deepfm.DeepFM`).
+    Corerec,
+}
+
+impl FrameworkArg {
+    /// The library's name for it.
+    pub fn framework(self) -> deepfm::interop::Framework {
+        use deepfm::interop::Framework;
+        match self {
+            FrameworkArg::DeepCtrTorch => Framework::DeepCtrTorch,
+            FrameworkArg::Fuxictr => Framework::FuxiCtr,
+            FrameworkArg::Corerec => Framework::CoreRec,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Shape {
     /// 13 numeric + 26 categorical fields, 1M rows, D=16, hidden 400-400-400.

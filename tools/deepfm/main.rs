@@ -34,7 +34,19 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo { samples, threads } => demo::demo(samples, threads),
         Command::Random { shape, out, seed } => model_io::random(shape, &out, seed),
-        Command::Import { weights, spec, out } => model_io::import(&weights, &spec, &out),
+        Command::Import {
+            weights,
+            from,
+            description,
+            spec,
+            out,
+        } => match (from, description, spec) {
+            (Some(from), Some(description), _) => {
+                model_io::import_from(from.framework(), &weights, &description, &out)
+            }
+            (None, _, Some(spec)) => model_io::import(&weights, &spec, &out),
+            _ => unreachable!("clap requires --spec or --from with --description"),
+        },
         Command::Export {
             model,
             weights,

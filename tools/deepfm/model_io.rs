@@ -23,6 +23,52 @@ pub fn import(weights: &Path, spec: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `deepfm import --from`: a model trained by another framework, from its state dict
+/// `weights` and its `description`; says what it wrote.
+pub fn import_from(
+    framework: deepfm::interop::Framework,
+    weights: &Path,
+    description: &Path,
+    out: &Path,
+) -> Result<()> {
+    let json = std::fs::read_to_string(description)
+        .with_context(|| format!("reading {}", description.display()))?;
+    let path = deepfm::interop::import_from(framework, weights, &json, out).with_context(|| {
+        format!(
+            "importing the {} model {}",
+            framework.name(),
+            weights.display()
+        )
+    })?;
+    let spec = ModelFile::open(&path)?.spec().clone();
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for f in &spec.fields {
+        match kinds.iter_mut().find(|(k, _)| *k == f.kind.name()) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((f.kind.name(), 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let shared: Vec<String> = (spec.fields.iter())
+        .filter_map(|f| Some(format!("{} reads {}", f.name, f.table.as_ref()?)))
+        .collect();
+    println!(
+        "wrote {}: {} fields ({}{}), D = {}, hidden {:?}, {:?} output",
+        path.display(),
+        spec.fields.len(),
+        kinds.join(", "),
+        if shared.is_empty() {
+            String::new()
+        } else {
+            format!("; shared tables: {}", shared.join(", "))
+        },
+        spec.embedding_dim,
+        spec.hidden,
+        spec.output
+    );
+    Ok(())
+}
+
 /// `deepfm export`: the model file `model` as safetensors `weights` and a JSON `spec`.
 pub fn export(model: &Path, weights: &Path, spec: &Path) -> Result<()> {
     let file = ModelFile::open(model)?;

@@ -134,6 +134,7 @@ impl Encoder {
             kind: FieldKind::Categorical {
                 vocab: vocab.max(1) as u64,
             },
+            table: None,
         };
         let mut fields = vec![
             cat("user", self.users.len()),
@@ -144,10 +145,8 @@ impl Encoder {
             fields.extend(names.iter().zip(side.vocab).map(|(n, v)| cat(n, v)));
             fields.push(Field {
                 name: "genres".into(),
-                kind: FieldKind::MultiHot {
-                    vocab: side.vocab[5].max(1) as u64,
-                    pooling: Pooling::Mean,
-                },
+                kind: FieldKind::multi_hot(side.vocab[5].max(1) as u64, Pooling::Mean),
+                table: None,
             });
         }
         fields

@@ -54,13 +54,7 @@ fn fits_vocabularies_and_builds_the_spec() {
     assert_eq!(spec.fields[0].kind, FieldKind::Categorical { vocab: 2 });
     assert_eq!(spec.fields[1].kind, FieldKind::Categorical { vocab: 50 });
     assert_eq!(spec.fields[2].kind, FieldKind::Numeric);
-    assert_eq!(
-        spec.fields[3].kind,
-        FieldKind::MultiHot {
-            vocab: 3,
-            pooling: Pooling::Sum
-        }
-    );
+    assert_eq!(spec.fields[3].kind, FieldKind::multi_hot(3, Pooling::Sum));
     assert_eq!(spec.output, Output::Sigmoid);
 }
 

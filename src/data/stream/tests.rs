@@ -9,6 +9,7 @@ fn id_spec(n: u64) -> ModelSpec {
         fields: vec![Field {
             name: "id".into(),
             kind: FieldKind::Categorical { vocab: n },
+            table: None,
         }],
         embedding_dim: 4,
         hidden: vec![],

@@ -1,9 +1,21 @@
-//! Import from and export to safetensors + a JSON spec, so that a model trained elsewhere
-//! (PyTorch, DeepCTR-Torch, torchrec) can be served, and ours read by anything.
+//! Import from and export to safetensors, so that a model trained elsewhere can be served,
+//! and ours read by anything.
 //!
-//! Tensor names and shapes are those of the model file's sections (see [`crate::format`]):
-//! `embedding [R, D]`, `linear [R]`, `bias [1]`, `mlp.{i}.weight [out, in]`, `mlp.{i}.bias [out]`,
-//! `out.weight [1, last]`, `out.bias [1]`, all f32.
+//! Two ways in:
+//! - [`import_from`]: a DeepFM trained by DeepCTR-Torch, FuxiCTR or CoreRec, from its own
+//!   `state_dict` (saved with `safetensors.torch.save_file`) and the framework's description
+//!   of its features, as the scripts in `tools/export/` write them. Batch norm is folded into
+//!   the layers before it, tables are stacked, and anything the framework does that this crate
+//!   cannot score exactly is refused with [`InteropError::Unsupported`], never approximated.
+//! - [`import`]: this crate's own tensor names plus a [`ModelSpec`] (what [`export`] writes):
+//!   `embedding [R, D]`, `linear [R]`, `bias [1]`, `mlp.{i}.weight [out, in]`,
+//!   `mlp.{i}.bias [out]`, `out.weight [1, last]`, `out.bias [1]`, all f32.
+
+mod assemble;
+mod corerec;
+mod deepctr;
+mod fuxictr;
+mod tensors;
 
 use crate::format::atomic::{AtomicFile, write_atomically};
 use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
@@ -45,16 +57,18 @@ pub enum InteropError {
     /// A tensor the spec does not use is present (refused rather than silently ignored).
     #[error("tensor {0} is not part of this spec's model")]
     UnexpectedTensor(String),
-    /// A tensor is not f32.
-    #[error("tensor {name} is {dtype}, expected F32")]
+    /// A tensor has another element type than expected (F32 for weights).
+    #[error("tensor {name} is {dtype}, expected {expected}")]
     Dtype {
         /// Tensor name.
         name: String,
         /// Its dtype.
         dtype: String,
+        /// The dtype expected.
+        expected: String,
     },
-    /// A tensor's shape differs from what the spec implies.
-    #[error("tensor {name} has shape {found:?}, the spec implies {expected:?}")]
+    /// A tensor's shape differs from what the spec (or the framework's description) implies.
+    #[error("tensor {name} has shape {found:?}, expected {expected:?}")]
     Shape {
         /// Tensor name.
         name: String,
@@ -63,6 +77,94 @@ pub enum InteropError {
         /// Shape in the file.
         found: Vec<usize>,
     },
+    /// The framework's description of the model could not be read.
+    #[error("{framework} description: {message}")]
+    Description {
+        /// The framework.
+        framework: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The model uses something this crate cannot score exactly (another activation, a
+    /// feature form it has no field kind for): refused rather than served approximately.
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The feature, tensor or setting at fault.
+        what: String,
+        /// Why it cannot be imported.
+        reason: String,
+    },
+    /// A tensor holds values the import cannot take (a padding row that is not zero, batch
+    /// norm with a negative variance, offsets that do not match the fields).
+    #[error("tensor {name}: {reason}")]
+    BadValue {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A framework whose DeepFM models [`import_from`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Framework {
+    /// DeepCTR-Torch 0.3 (`deepctr_torch.models.DeepFM`); description by
+    /// `tools/export/deepctr_torch.py`.
+    DeepCtrTorch,
+    /// FuxiCTR 2.3 (`model_zoo/DeepFM`); description by `tools/export/fuxictr.py`.
+    FuxiCtr,
+    /// CoreRec 0.6 (`corerec.engines.deepfm.DeepFM`); description by `tools/export/corerec.py`.
+    CoreRec,
+}
+
+impl Framework {
+    /// Every framework, in the order of [`Framework::NAMES`].
+    pub const ALL: [Framework; 3] = [
+        Framework::DeepCtrTorch,
+        Framework::FuxiCtr,
+        Framework::CoreRec,
+    ];
+    /// The names [`Framework::from_name`] takes (and descriptions carry as `"framework"`).
+    pub const NAMES: [&'static str; 3] = ["deepctr-torch", "fuxictr", "corerec"];
+
+    /// The framework's name, as in [`Framework::NAMES`].
+    pub fn name(self) -> &'static str {
+        let i = Framework::ALL
+            .iter()
+            .position(|&f| f == self)
+            .expect("listed");
+        Framework::NAMES[i]
+    }
+
+    /// The framework called `name` (one of [`Framework::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Framework> {
+        let i = Framework::NAMES.iter().position(|&n| n == name)?;
+        Some(Framework::ALL[i])
+    }
+}
+
+/// Writes a model file at `out` from a DeepFM trained by `framework`: its `state_dict` as
+/// safetensors at `weights` and the framework's description of the model (`description`,
+/// JSON; see `tools/export/` and the module docs of each framework). Every tensor must be
+/// used, of the dtype and shape the description implies; nothing is left at `out` on error.
+pub fn import_from(
+    framework: Framework,
+    weights: &Path,
+    description: &str,
+    out: &Path,
+) -> Result<PathBuf, InteropError> {
+    let file = File::open(weights).map_err(io(weights))?;
+    // SAFETY: the input must not be modified while it is imported (the same rule as for model
+    // files); safetensors validates the header and all offsets against the map's length.
+    let map = unsafe { Mmap::map(&file) }.map_err(io(weights))?;
+    let tensors = tensors::Tensors::new(&map)?;
+    let plan = match framework {
+        Framework::DeepCtrTorch => deepctr::plan(&tensors, description)?,
+        Framework::FuxiCtr => fuxictr::plan(&tensors, description)?,
+        Framework::CoreRec => corerec::plan(&tensors, description)?,
+    };
+    assemble::assemble(&tensors, &plan, out)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InteropError + '_ {
@@ -100,6 +202,7 @@ pub fn import(weights: &Path, spec_json: &str, out: &Path) -> Result<PathBuf, In
             return Err(InteropError::Dtype {
                 name: name.clone(),
                 dtype: view.dtype().to_string(),
+                expected: Dtype::F32.to_string(),
             });
         }
         let want = torch_shape(shape.rank, shape.dims);

@@ -1,0 +1,214 @@
+"""Export a trained FuxiCTR ``DeepFM`` (PyTorch) to ``model.safetensors`` + ``description.json``.
+
+Usage (from the repository root; put ``tools/`` on ``sys.path`` and import this file as
+``export.fuxictr`` so that it does not shadow the ``fuxictr`` package itself)::
+
+    import sys
+    sys.path.insert(0, "tools")
+    from export import fuxictr_shims
+    fuxictr_shims.install()                       # ray / polars shims for fuxictr 2.3.10
+    from export.fuxictr import export
+    from export.fuxictr_model_zoo import DeepFM   # FuxiCTR's model_zoo class (not in the wheel)
+
+    model = DeepFM(feature_map, embedding_dim=8, hidden_units=[32, 16], batch_norm=True, ...)
+    ...train...
+    export(model, feature_map, "out/my-model")   # writes out/my-model/{model.safetensors,description.json}
+
+What is written:
+
+* ``model.safetensors``: ``model.state_dict()`` exactly as PyTorch names it (float32 parameters and
+  BatchNorm buffers, int64 ``num_batches_tracked``). A ``share_embedding`` feature's table appears
+  under both names, as in the state_dict (``embedding_layer.embedding_layer.embedding_layers.
+  <owner>.weight`` and ``...<sharer>.weight``, equal values); each tensor is written as its own
+  contiguous copy because safetensors refuses tensors that share memory. For DeepFM with
+  ``D = embedding_dim`` the keys are:
+
+  - ``embedding_layer.embedding_layer.embedding_layers.<f>.weight``: [vocab_size, D] for a
+    categorical or sequence feature (``nn.Embedding``, row ``padding_idx`` = 0 is zero);
+    [D, 1] for a numeric feature (``nn.Linear(1, D, bias=False)``: embedding = value * weight[:, 0]).
+  - ``fm.lr_layer.bias``: [1] (the only first-order bias; added once).
+  - ``fm.lr_layer.embedding_layer.embedding_layer.embedding_layers.<f>.weight``: [vocab_size, 1]
+    for categorical/sequence (never shared: a sharing feature has its own first-order table),
+    [1, 1] for numeric (``nn.Linear(1, 1, bias=False)``).
+  - ``mlp.mlp.<i>.*``: ``MLP_Block``'s ``nn.Sequential``; per hidden layer ``Linear`` (weight
+    [out, in], bias [out]), then ``BatchNorm1d`` if batch_norm (weight, bias, running_mean,
+    running_var, num_batches_tracked), then the activation (ReLU: no keys), then ``Dropout`` if
+    net_dropout > 0 (no keys); then ``Linear(last, 1)`` with bias. With batch_norm and dropout and
+    hidden_units [32, 16]: 0 Linear, 1 BN, 2 ReLU, 3 Dropout, 4 Linear, 5 BN, 6 ReLU, 7 Dropout,
+    8 Linear(16, 1).
+
+* ``description.json``: ``{"framework": "fuxictr", "framework_version": <fuxictr.__version__>,
+  "feature_map": <feature_map.json exactly as FuxiCTR's own FeatureMap.save writes it for this
+  FeatureMap>, "model": {"model": "DeepFM", "embedding_dim", "hidden_units", "hidden_activations",
+  "net_dropout", "batch_norm", "bn_eps", "output_activation": "sigmoid" | null}}``. The MLP input
+  is the per-field embeddings concatenated in ``feature_map["features"]`` order (meta features
+  skipped), each field D wide.
+
+The exporter refuses (ValueError) what it cannot describe with these keys: other model classes,
+feature types other than categorical/numeric/sequence/meta, pretrained embeddings, fields of
+different widths (per-feature embedding_dim) or emb_output_dim, feature encoders other than a sequence's
+``layers.MaskedAveragePooling()`` / ``layers.MaskedSumPooling()``, MLP layouts other than
+(Linear [BN] act [Dropout])* Linear(., 1), activations other than ReLU, and non-zero padding rows.
+"""
+
+import json
+import os
+import tempfile
+
+__all__ = ["export", "describe"]
+
+_SEQUENCE_ENCODERS = ("layers.MaskedAveragePooling()", "layers.MaskedSumPooling()")
+
+
+def _feature_map_json(feature_map):
+    """The feature map as FuxiCTR's own ``FeatureMap.save`` writes it (parsed, order kept)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "feature_map.json")
+        feature_map.save(path)
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+
+
+def _mlp_description(mlp_block):
+    from torch import nn
+
+    layers = list(mlp_block.mlp)
+    hidden_units, dropouts, bn_eps, batch_norm, acts = [], [], [], None, []
+    i = 0
+    while i < len(layers):
+        lin = layers[i]
+        if type(lin) is not nn.Linear:
+            raise ValueError(f"mlp.mlp.{i}: expected Linear, found {type(lin).__name__} "
+                             "(bn_only_once or a custom block is not supported)")
+        i += 1
+        if i == len(layers):  # output layer
+            if lin.out_features != 1 or lin.bias is None:
+                raise ValueError("the MLP's last Linear must be (., 1) with a bias")
+            break
+        hidden_units.append(lin.out_features)
+        if lin.bias is None:
+            raise ValueError("MLP Linear layers without bias (use_bias=False) are not supported")
+        has_bn = i < len(layers) and type(layers[i]) is nn.BatchNorm1d
+        if batch_norm is None:
+            batch_norm = has_bn
+        elif batch_norm != has_bn:
+            raise ValueError("batch norm on some hidden layers only is not supported")
+        if has_bn:
+            bn = layers[i]
+            if not (bn.affine and bn.track_running_stats):
+                raise ValueError("BatchNorm1d without affine/running stats is not supported")
+            bn_eps.append(float(bn.eps))
+            i += 1
+        if i < len(layers) and type(layers[i]) is nn.ReLU:
+            acts.append("relu")
+            i += 1
+        else:
+            found = type(layers[i]).__name__ if i < len(layers) else "nothing"
+            raise ValueError(f"mlp.mlp.{i}: hidden activation {found} is not supported (ReLU only)")
+        if i < len(layers) and type(layers[i]) is nn.Dropout:
+            dropouts.append(float(layers[i].p))
+            i += 1
+        else:
+            dropouts.append(0.0)
+    if len(set(dropouts)) > 1:
+        raise ValueError(f"per-layer dropout rates {dropouts} are not supported by this description")
+    if len(set(bn_eps)) > 1:
+        raise ValueError(f"per-layer BatchNorm eps {bn_eps} are not supported")
+    return {
+        "hidden_units": hidden_units,
+        "hidden_activations": "relu",
+        "net_dropout": dropouts[0] if dropouts else 0.0,
+        "batch_norm": bool(batch_norm),
+        "bn_eps": bn_eps[0] if bn_eps else 1e-05,
+    }
+
+
+def _check_features(model, fmap_json):
+    """Refuse feature specs the description cannot express; return the common embedding dim."""
+    from torch import nn
+
+    emb_layers = model.embedding_layer.embedding_layer.embedding_layers
+    dims = set()
+    for entry in fmap_json["features"]:
+        ((name, spec),) = entry.items()
+        ftype = spec["type"]
+        if ftype == "meta":
+            continue
+        if ftype not in ("categorical", "numeric", "sequence"):
+            raise ValueError(f"feature {name}: type {ftype!r} is not supported")
+        for key in ("pretrained_emb", "emb_output_dim", "category_processor"):
+            if key in spec:
+                raise ValueError(f"feature {name}: {key!r} is not supported")
+        enc = spec.get("feature_encoder")
+        if ftype == "sequence":
+            if enc not in _SEQUENCE_ENCODERS:
+                raise ValueError(f"feature {name}: sequence feature_encoder {enc!r} is not supported")
+        elif enc is not None:
+            raise ValueError(f"feature {name}: feature_encoder {enc!r} is not supported")
+        if "share_embedding" in spec:
+            owner = spec["share_embedding"]
+            if emb_layers[name] is not emb_layers[owner]:
+                raise ValueError(f"feature {name}: share_embedding={owner!r} but the tables differ")
+        layer = emb_layers[name]
+        if ftype == "numeric":
+            if type(layer) is not nn.Linear or layer.bias is not None or layer.in_features != 1:
+                raise ValueError(f"feature {name}: unexpected numeric embedding {layer}")
+            dims.add(layer.out_features)
+        else:
+            if type(layer) is not nn.Embedding:
+                raise ValueError(f"feature {name}: unexpected embedding {type(layer).__name__}")
+            if layer.num_embeddings != spec["vocab_size"]:
+                raise ValueError(f"feature {name}: table has {layer.num_embeddings} rows, "
+                                 f"vocab_size is {spec['vocab_size']}")
+            pad = spec.get("padding_idx")
+            if pad is not None and bool((layer.weight[pad] != 0).any()):
+                raise ValueError(f"feature {name}: padding row {pad} is not zero")
+            dims.add(layer.embedding_dim)
+    if len(dims) != 1:
+        raise ValueError(f"fields have different embedding widths {sorted(dims)}")
+    return dims.pop()
+
+
+def describe(model, feature_map):
+    """description.json's content for a FuxiCTR DeepFM and the FeatureMap it was built with."""
+    import fuxictr
+    from torch import nn
+
+    if type(model).__name__ != "DeepFM":
+        raise ValueError(f"only DeepFM is supported, got {type(model).__name__}")
+    fmap_json = _feature_map_json(feature_map)
+    embedding_dim = _check_features(model, fmap_json)
+    mlp = _mlp_description(model.mlp)
+    if isinstance(model.output_activation, nn.Sigmoid):
+        output_activation = "sigmoid"
+    elif isinstance(model.output_activation, nn.Identity):
+        output_activation = None
+    else:
+        raise ValueError(f"output activation {model.output_activation} is not supported")
+    return {
+        "framework": "fuxictr",
+        "framework_version": fuxictr.__version__,
+        "feature_map": fmap_json,
+        "model": {
+            "model": "DeepFM",
+            "embedding_dim": embedding_dim,
+            **mlp,
+            "output_activation": output_activation,
+        },
+    }
+
+
+def export(model, feature_map, out_dir):
+    """Write out_dir/model.safetensors and out_dir/description.json; returns the description."""
+    from safetensors.torch import save_file
+
+    description = describe(model, feature_map)
+    os.makedirs(out_dir, exist_ok=True)
+    # clone(): a shared table is in the state_dict under two names with one storage, which
+    # safetensors refuses; each name gets its own copy (same values).
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, os.path.join(out_dir, "model.safetensors"))
+    with open(os.path.join(out_dir, "description.json"), "w", encoding="utf-8") as f:
+        json.dump(description, f, indent=2)
+        f.write("\n")
+    return description

@@ -1,0 +1,271 @@
+"""Train FuxiCTR's own DeepFM on MovieLens 100K and write the fuxictr-ml100k interop fixture.
+
+Run from anywhere (the repository root is found from this file's location):
+
+    python3 -m venv /tmp/venv-fuxi
+    /tmp/venv-fuxi/bin/pip install -r tools/export/requirements-fuxictr.txt
+    /tmp/venv-fuxi/bin/python tools/export/make_fixtures_fuxictr.py
+
+Writes tests/fixtures/interop/fuxictr-ml100k/{model.safetensors,description.json,batch.json}. The
+data is read from ../shared/data relative to the repository root (override with
+DEEPFM_DATA=/path/to/data); it is never copied into the repository: the CSV files FuxiCTR's
+FeatureProcessor reads and everything it writes (feature_map.json, vocab, pickle) go to a temporary
+directory that is deleted afterwards. Only the trained weights, the feature map, 1000 held-out rows'
+model inputs and FuxiCTR's predictions for them are kept.
+
+The pipeline is FuxiCTR's own where it matters:
+
+* ``fuxictr.preprocess.FeatureProcessor``: ``read_data`` (CSV through polars), ``preprocess``,
+  ``fit`` on the training rows (vocabularies, share_embedding vocab merge, StandardScaler from
+  train statistics, ``feature_map.json`` written by FuxiCTR) and ``transform`` (index encoding,
+  OOV, padding) on both splits. Only ``build_dataset``'s ray/parquet stage is skipped: its
+  ``transform`` calls ``feature_processor.transform`` on numpy batches, which is done directly.
+* ``fuxictr.features.FeatureMap.load(feature_map.json, params={"embedding_dim": 8})`` as FuxiCTR's
+  run scripts do, and the model zoo's ``DeepFM`` class (vendored in ``fuxictr_model_zoo/``).
+* ``BaseModel.train_step`` (Adam, BCE, gradient-norm clipping at 10) for one epoch over shuffled
+  batches of 256 (387 steps); ``model.forward(inputs)["y_pred"]`` in eval mode for the predictions.
+
+Features (feature_map order, which is also the MLP input order): user_id, item_id, prev_item
+(the user's previous rated item by timestamp, ``share_embedding: item_id``; missing for a user's
+first rating, which FuxiCTR encodes as the OOV index), gender, occupation (categorical), age
+(numeric, StandardScaler), genres (sequence, ``^``-separated genre names, max_len 6, post-padded
+with 0, MaskedAveragePooling). Label: rating >= 4. Held-out rows: a fixed permutation (numpy
+RandomState(20240601)); its first 1000 rows are the batch, rows 1100.. are the training data (the
+same training rows as the deepctr-ml100k fixture); held-out items absent from the training rows
+get the OOV index.
+
+Deterministic: CPU, one torch thread, fuxictr.pytorch.torch_utils.seed_everything(2024).
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(HERE)
+REPO = os.path.dirname(TOOLS)
+# This directory holds fuxictr.py (the exporter): keep it off sys.path so that `import fuxictr`
+# finds the framework; the exporter is `export.fuxictr`.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+sys.path.insert(0, TOOLS)
+
+from export import fuxictr_shims  # noqa: E402
+
+SHIMS = fuxictr_shims.install()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+import fuxictr  # noqa: E402
+from fuxictr.features import FeatureMap  # noqa: E402
+from fuxictr.preprocess import FeatureProcessor  # noqa: E402
+from fuxictr.pytorch.torch_utils import seed_everything  # noqa: E402
+
+from export.fuxictr import export  # noqa: E402
+from export.fuxictr_model_zoo import DeepFM  # noqa: E402
+
+DATA = os.environ.get("DEEPFM_DATA", os.path.join(REPO, os.pardir, "shared", "data"))
+OUT = os.path.join(REPO, "tests", "fixtures", "interop", "fuxictr-ml100k")
+N_BATCH = 1000
+BATCH_SIZE = 256
+SEED = 2024
+DATASET_ID = "ml100k_fuxictr"
+PRODUCED_BY = (
+    "model.forward(inputs)['y_pred'] of FuxiCTR's DeepFM in eval mode under torch.no_grad(), one batch "
+    "of 1000 rows; inputs = {name: torch tensor} with int64 indices for categorical, float32 for age, "
+    "int64 [1000, 6] for genres, exactly the values listed here"
+)
+
+FEATURE_COLS = [
+    {"name": "user_id", "type": "categorical", "dtype": "str", "active": True},
+    {"name": "item_id", "type": "categorical", "dtype": "str", "active": True},
+    {"name": "prev_item", "type": "categorical", "dtype": "str", "active": True,
+     "share_embedding": "item_id"},
+    {"name": "gender", "type": "categorical", "dtype": "str", "active": True},
+    {"name": "occupation", "type": "categorical", "dtype": "str", "active": True},
+    {"name": "age", "type": "numeric", "dtype": "float", "active": True, "normalizer": "StandardScaler"},
+    {"name": "genres", "type": "sequence", "dtype": "str", "active": True, "splitter": "^",
+     "max_len": 6, "padding": "post", "feature_encoder": "layers.MaskedAveragePooling()"},
+]
+LABEL_COL = {"name": "label", "dtype": "float"}
+
+
+# ----------------------------------------------------------------------------------------------
+# batch.json writing: float32 values as the shortest decimal that round-trips to the same float32
+# ----------------------------------------------------------------------------------------------
+
+def _f32_text(v):
+    x = np.float32(v)
+    if not np.isfinite(x):
+        raise ValueError(f"non-finite value {v!r}")
+    s = str(x)
+    if np.float32(float(s)) != x:
+        s = repr(float(x))
+    return s
+
+
+def _json_list(values, kind):
+    if kind == "int":
+        return "[" + ",".join(str(int(v)) for v in values) + "]"
+    if kind == "f32":
+        return "[" + ",".join(_f32_text(v) for v in values) + "]"
+    if kind == "seq":
+        return "[" + ",".join("[" + ",".join(str(int(t)) for t in row) + "]" for row in values) + "]"
+    raise ValueError(kind)
+
+
+def write_batch(out_dir, features, predictions, produced_by):
+    """features: ordered list of (name, kind, values), kind in int | f32 | seq."""
+    n = len(predictions)
+    lines = ["{", f'  "rows": {n},', '  "features": {']
+    for i, (name, kind, values) in enumerate(features):
+        assert len(values) == n, (name, len(values), n)
+        comma = "," if i + 1 < len(features) else ""
+        lines.append(f'    "{name}": {_json_list(values, kind)}{comma}')
+    lines.append("  },")
+    lines.append(f'  "predictions": {_json_list(np.asarray(predictions).reshape(-1), "f32")},')
+    lines.append(f"  \"produced_by\": {json.dumps(produced_by)}")
+    lines.append("}")
+    with open(os.path.join(out_dir, "batch.json"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# MovieLens 100K as the CSV FuxiCTR reads
+# ----------------------------------------------------------------------------------------------
+
+def load_ml100k():
+    d = os.path.join(DATA, "ml-100k")
+    r = pd.read_csv(os.path.join(d, "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
+    u = pd.read_csv(os.path.join(d, "u.user"), sep="|", names=["user", "age", "gender", "occupation", "zip"])
+    genre_names = [line.split("|")[0] for line in open(os.path.join(d, "u.genre")) if line.strip()]
+    assert len(genre_names) == 19
+    genres = {}
+    for line in open(os.path.join(d, "u.item"), encoding="latin-1"):
+        row = line.rstrip("\n").split("|")
+        flags = [int(x) for x in row[5:24]]
+        genres[int(row[0])] = "^".join(g for g, f in zip(genre_names, flags) if f)
+    assert len(r) == 100000 and len(genres) == 1682
+
+    r = r.merge(u[["user", "age", "gender", "occupation"]], on="user", how="left")
+    r["orig"] = np.arange(len(r))
+    # The same user's previous rated item by timestamp (ties broken by the order in u.data).
+    order = np.lexsort((r.orig.values, r.ts.values, r.user.values))
+    users_sorted, items_sorted = r.user.values[order], r.item.values[order]
+    prev = np.full(len(r), "", dtype=object)
+    for pos in range(1, len(order)):
+        if users_sorted[pos - 1] == users_sorted[pos]:
+            prev[order[pos]] = str(items_sorted[pos - 1])
+
+    df = pd.DataFrame({
+        "user_id": r.user.astype(str),
+        "item_id": r.item.astype(str),
+        "prev_item": prev,
+        "gender": r.gender,
+        "occupation": r.occupation,
+        "age": r.age.astype(float),
+        "genres": [genres[i] for i in r.item.values],
+        "label": (r.rating.values >= 4).astype(float),
+    })
+    perm = np.random.RandomState(20240601).permutation(len(df))
+    return df, perm[:N_BATCH], perm[1100:]
+
+
+def to_numpy_batch(ddf):
+    """A polars LazyFrame as the dict of numpy columns that build_dataset's ray map_batches gives."""
+    out = {}
+    for k, v in ddf.collect().to_dict(as_series=False).items():
+        out[k] = np.array(v, dtype=object) if any(isinstance(x, str) for x in v) else np.array(v)
+    return out
+
+
+def to_tensors(batch, feature_map):
+    t = {}
+    for name, spec in feature_map.features.items():
+        v = batch[name]
+        if spec["type"] == "numeric":
+            t[name] = torch.from_numpy(np.asarray(v, dtype=np.float32))
+        else:
+            t[name] = torch.from_numpy(np.asarray(v, dtype=np.int64))
+    for label in feature_map.labels:
+        t[label] = torch.from_numpy(np.asarray(batch[label], dtype=np.float32))
+    return t
+
+
+def take(tensors, idx):
+    return {k: v[idx] for k, v in tensors.items()}
+
+
+def main():
+    t0 = time.time()
+    torch.set_num_threads(1)
+    df, test_rows, train_rows = load_ml100k()
+    with tempfile.TemporaryDirectory(prefix="fuxictr-ml100k-") as tmp:
+        train_csv, test_csv = os.path.join(tmp, "train.csv"), os.path.join(tmp, "test.csv")
+        df.iloc[train_rows].to_csv(train_csv, index=False)
+        df.iloc[test_rows].to_csv(test_csv, index=False)
+
+        fp = FeatureProcessor(feature_cols=FEATURE_COLS, label_col=LABEL_COL, dataset_id=DATASET_ID,
+                              data_root=os.path.join(tmp, "data"))
+        train_ddf = fp.preprocess(fp.read_data(train_csv))
+        test_ddf = fp.preprocess(fp.read_data(test_csv))
+        fp.fit(train_ddf, min_categr_count=1)
+        train_np = fp.transform(to_numpy_batch(train_ddf))
+        test_np = fp.transform(to_numpy_batch(test_ddf))
+
+        json_path = os.path.join(fp.data_dir, "feature_map.json")
+        with open(json_path, encoding="utf-8") as f:
+            written_by_fuxictr = json.load(f)
+        feature_map = FeatureMap(DATASET_ID, fp.data_dir)
+        feature_map.load(json_path, params={"embedding_dim": 8})
+
+        seed_everything(SEED)
+        model = DeepFM(feature_map, model_id="DeepFM", gpu=-1, task="binary_classification",
+                       learning_rate=1e-3, embedding_dim=8, hidden_units=[32, 16],
+                       hidden_activations="relu", net_dropout=0.1, batch_norm=True,
+                       embedding_regularizer=None, net_regularizer=None,
+                       optimizer="adam", loss="binary_crossentropy", metrics=["logloss", "AUC"],
+                       verbose=0, model_root=os.path.join(tmp, "checkpoints"))
+        model._max_gradient_norm = 10.0  # BaseModel.fit's default, used by train_step
+
+        train_t, test_t = to_tensors(train_np, feature_map), to_tensors(test_np, feature_map)
+        n = len(train_rows)
+        order = np.random.RandomState(SEED).permutation(n)
+        model.train()
+        steps, loss_sum = 0, 0.0
+        for start in range(0, n, BATCH_SIZE):
+            batch = take(train_t, torch.from_numpy(order[start:start + BATCH_SIZE]))
+            loss_sum += model.train_step(batch).item()
+            steps += 1
+        print(f"trained {steps} steps (1 epoch, batch {BATCH_SIZE}), mean train loss {loss_sum / steps:.4f}")
+
+        model.eval()
+        with torch.no_grad():
+            pred = model.forward(test_t)["y_pred"].cpu().numpy().reshape(-1)
+        logs = model.evaluate([test_t])
+        print("held-out:", {k: round(float(v), 4) for k, v in logs.items()})
+
+        description = export(model, feature_map, OUT)
+        # The feature map in description.json is the one FuxiCTR's FeatureProcessor wrote.
+        assert description["feature_map"] == written_by_fuxictr, "feature_map differs from FuxiCTR's file"
+
+        features = []
+        for name, spec in feature_map.features.items():
+            kind = {"categorical": "int", "numeric": "f32", "sequence": "seq"}[spec["type"]]
+            values = test_t[name].numpy()
+            features.append((name, kind, values.tolist() if kind == "seq" else values))
+        write_batch(OUT, features, pred, PRODUCED_BY)
+
+        oov = {name: int((test_t[name] == spec["vocab_size"] - 1).sum())
+               for name, spec in feature_map.features.items() if spec["type"] == "categorical"}
+        print("held-out rows at the OOV index (vocab_size - 1):", oov)
+    sizes = {f: os.path.getsize(os.path.join(OUT, f)) for f in sorted(os.listdir(OUT))}
+    print("wrote", OUT, sizes, "total", sum(sizes.values()), "B")
+    print(f"fuxictr {fuxictr.__version__}, torch {torch.__version__}, shims {SHIMS}, {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
