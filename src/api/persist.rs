@@ -67,9 +67,17 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             path: path.to_path_buf(),
             problem,
         };
-        let meta: Meta<U, I> = model.file().metadata_json()?.ok_or_else(|| {
-            bad("no recommender metadata: not a model saved by DeepFM::save or `deepfm train --ratings`".into())
-        })?;
+        // Other metadata (a click model's preprocessing, an imported model's provenance) is
+        // not a recommender's: say so rather than name a missing key.
+        let meta: serde_json::Value = model
+            .file()
+            .metadata_json()?
+            .filter(|m: &serde_json::Value| m.get("settings").is_some())
+            .ok_or_else(|| {
+                bad("no recommender metadata: not a model saved by DeepFM::save or `deepfm train --ratings`".into())
+            })?;
+        let meta: Meta<U, I> = serde_json::from_value(meta)
+            .map_err(|e| crate::format::FormatError::MetadataJson(e.to_string()))?;
         let vocab = |f: usize| match model.spec().fields.get(f).map(|f| f.kind) {
             Some(FieldKind::Categorical { vocab }) => Some(vocab),
             _ => None,

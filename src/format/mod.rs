@@ -45,7 +45,8 @@
 //! `[out, in]`, `R` = total embedding rows, `D` = embedding dim, `F` = fields):
 //! `embedding [R, D]`, `linear [R]`, `bias [1]`, then for each hidden layer `i`:
 //! `mlp.i.weight [out, in]`, `mlp.i.bias [out]`; then `out.weight [1, last]`, `out.bias [1]`
-//! (`in` of layer 0 and `last` with no hidden layer are `F × D`).
+//! (`in` of layer 0 and `last` with no hidden layer are the MLP input width: `D` per embedded
+//! field plus one per dense field, [`ModelSpec::mlp_input_width`](crate::ModelSpec::mlp_input_width)).
 //! An optional last entry, kind 8 `metadata`, dtype 5 (u8), rank 1, dims `[length, 1]`, holds
 //! the application's metadata (the recommender API keeps its id maps and settings there, so that
 //! a model and what it needs to be used are one file, replaced by one rename): UTF-8 JSON, at
@@ -53,8 +54,10 @@
 //! section. Its checksum, UTF-8 and JSON are checked when it is read
 //! ([`reader::ModelFile::metadata`]) and by `verify`, not at open (its size grows with the
 //! data). Files without it are complete models.
-//! Field `f`'s rows start at the sum of the rows of the fields before it (a numeric field has one
-//! row, the others `vocab`).
+//! Field `f`'s rows start at the sum of the rows of the fields before it that own rows (a
+//! numeric or dense field owns one row, a categorical or multi-hot field `vocab`, a field with
+//! `table` none: it reads the rows of the field it names). A dense field's embedding row is
+//! unused (written as zeros).
 //!
 //! Sections may sit in any order in the file but must start at or after the end of the spec,
 //! lie inside the file, not overlap, and be aligned: 64 bytes, the embedding table 65536 bytes
@@ -65,8 +68,10 @@
 //! `verify` for all).
 //!
 //! The spec is the JSON of [`crate::spec::ModelSpec`]: keys `fields` (each `name`, `kind` =
-//! `categorical` with `vocab`, `numeric`, or `multi_hot` with `vocab` and `pooling` = `mean` or
-//! `sum`), `embedding_dim` (1..=256), `hidden` (widths 1..=16384, at most 64 layers), `output`
+//! `categorical` with `vocab`, `numeric`, `dense`, or `multi_hot` with `vocab` and `pooling` =
+//! `mean`, `sum` or `max`, optional `linear_pooling` (default: `pooling`) and `padding` (an id
+//! below `vocab`); a categorical or multi-hot field may name the field whose rows it reads with
+//! `table`), `embedding_dim` (1..=256), `hidden` (widths 1..=16384, at most 64 layers), `output`
 //! (`sigmoid` or `linear`) and optional `clamp` (`[lo, hi]`, linear output only); unknown keys
 //! are refused, names are unique, at most 4096 fields and 2^28 MLP parameters.
 //!

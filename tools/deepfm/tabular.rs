@@ -32,13 +32,18 @@ pub fn metadata_json(prep: &Preprocessing) -> Result<String> {
 
 /// The preprocessing saved in the model file's metadata section.
 fn load_preprocessing(model: &Model, path: &Path) -> Result<Preprocessing> {
-    let meta: Option<ClickMetadata> = model.file().metadata_json()?;
+    // Other metadata (a recommender's, an imported model's provenance) holds no preprocessing.
+    let meta: Option<serde_json::Value> = model.file().metadata_json()?;
+    let meta = meta.filter(|m| m.get("preprocessing").is_some());
     let meta = meta.with_context(|| {
         format!(
-            "{} holds no preprocessing (train it with `deepfm train --data --schema` or `--format criteo`)",
+            "{} holds no preprocessing (train it with `deepfm train --data --schema` or `--format criteo`; \
+             a model from `deepfm import` takes the framework's ids: `deepfm score`)",
             path.display()
         )
     })?;
+    let meta: ClickMetadata = serde_json::from_value(meta)
+        .with_context(|| format!("the preprocessing in {}", path.display()))?;
     Ok(meta.preprocessing)
 }
 

@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""Side by side: each framework's own CPU inference vs `deepfm` on the model imported from it.
+
+For every interop fixture (tests/fixtures/interop/<name>: a DeepFM trained by DeepCTR-Torch,
+FuxiCTR or CoreRec, its state_dict, description.json and 1000 rows with the framework's own
+predictions) this script
+
+1. rebuilds the framework's model object from description.json, loads model.safetensors with
+   load_state_dict (strict) and checks that it reproduces batch.json's predictions
+   (max |diff| <= 1e-5, through every timed path, batch and one row at a time), else exits 1;
+2. imports the fixture into a temporary .dfm with `deepfm import --from <framework>`;
+3. times, at batch 1 and 4096, one thread everywhere, interleaved (a, b, c back to back per
+   round, `--repeat` rounds, medians of the per-round figures and ratios):
+   (a) the framework's predict path as its users call it,
+   (b) a bare module forward under torch.no_grad() on ready tensors,
+   (c) `deepfm bench --model M.dfm --batch N --threads 1 --seconds S --json`;
+4. prints a markdown table (microseconds per sample, ratios framework/deepfm) and, with
+   --json FILE, writes every raw number.
+
+Exact commands (from the repository root; the venvs are described in tools/peers/README.md):
+
+    # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR in a child process of its venv
+    /work/venv-interop/bin/python tools/peers/frameworks.py \\
+        --fuxi-python /work/venv-fuxi/bin/python --json frameworks.json
+
+    # or one invocation per venv
+    /work/venv-interop/bin/python tools/peers/frameworks.py \\
+        --fixtures deepctr-ml100k,deepctr-criteo,corerec-ml100k --json frameworks-interop.json
+    /work/venv-fuxi/bin/python tools/peers/frameworks.py \\
+        --fixtures fuxictr-ml100k --json frameworks-fuxi.json
+
+    # smoke run (busy machine; numbers not worth keeping)
+    /work/venv-interop/bin/python tools/peers/frameworks.py \\
+        --fuxi-python /work/venv-fuxi/bin/python --seconds 0.3 --repeat 1
+
+What (a) is, per framework:
+
+* DeepCTR-Torch: `model.predict(x_dict, batch_size=<batch>)` on a dict of numpy arrays (one per
+  feature column, as the fixture was predicted). That call builds a TensorDataset + DataLoader
+  (per-row indexing and collation), runs the module under no_grad and returns float64 numpy.
+  (b) is `model(x)` on the float32 [B, input_dim] tensor predict would build.
+* FuxiCTR: `model.predict([batch_dict])`, i.e. BaseModel.predict's loop for one batch: eval(),
+  no_grad, `forward` (get_inputs, embeddings, FM, MLP, sigmoid), `.cpu().numpy()`, its
+  `list.extend` of the scores and `np.array(..., float64)`. `batch_dict` is what FuxiCTR's own
+  data loaders hand that loop, built off the clock with FuxiCTR's BatchCollator from rows of
+  the column-stacked array NpzDataset keeps (float64 column views, labels included). A fourth
+  figure (FuxiCTR only, printed under the table and in the JSON as `predict_loader`) also puts
+  the loader on the clock: `model.predict(DataLoader(NpzDataset, batch_size=<batch>,
+  num_workers=0, collate_fn=BatchCollator))`, which is closer to what DeepCTR's predict
+  includes (FuxiCTR's default num_workers=1 would add a worker process; not used).
+  (b) is `model(tensors)["y_pred"]` under no_grad with int64/float32 contiguous tensors.
+* CoreRec: `recommender.predict(user, item)` resolves raw ids and side features through Python
+  dicts, one row per call, so it is not timed. (a) is the rest of the recommender's own path on
+  pre-resolved per-field indices: eval(), no_grad, the inner module on `torch.LongTensor(...)`,
+  `.item()` for batch 1 (as predict does), `.detach().cpu().numpy().flatten()` for batch 4096 (as
+  its `_score_all_items` does). (b) is the inner module on a ready LongTensor. Both are the
+  inner module's forward under no_grad; they differ only by the tensor plumbing.
+
+Inputs: the fixture's 1000 rows; batch 1 cycles through them one row per call, batch 4096 is
+the rows tiled (row i -> i % 1000). Input building is off the clock. `deepfm bench` draws its own
+random inputs from the imported model's spec (uniform ids, multi-hot lists of 0-5 ids, cycling
+2^17 rows); the tables of these models are small (well under 1 MB) so both sides run from cache.
+Timing of (a)/(b) is as in compare.py: warm-up min(10% of --seconds, 0.5 s), then calls until
+--seconds have passed; samples/s = calls * batch / elapsed. 0.5 s pauses separate measurements.
+"""
+import os
+
+# One thread everywhere, fixed before torch / numpy load their thread pools.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TOOLS = HERE.parent
+REPO = TOOLS.parent
+FIXTURES = REPO / "tests" / "fixtures" / "interop"
+DEFAULT_FIXTURES = ("deepctr-ml100k", "deepctr-criteo", "fuxictr-ml100k", "corerec-ml100k")
+TOLERANCE = 1e-5
+# fixture-name prefix -> (framework as `deepfm import --from` spells it, python package)
+FRAMEWORKS = {"deepctr": ("deepctr-torch", "deepctr_torch"), "fuxictr": ("fuxictr", "fuxictr"),
+              "corerec": ("corerec", "corerec")}
+
+
+def framework_of(fixture):
+    prefix = fixture.split("-", 1)[0]
+    if prefix not in FRAMEWORKS:
+        sys.exit(f"{fixture}: unknown framework prefix {prefix!r} (expected one of {sorted(FRAMEWORKS)})")
+    return FRAMEWORKS[prefix]
+
+
+def import_torch():
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (or parallel work already ran): keep going
+        pass
+    return torch
+
+
+def load_batch(fixture_dir):
+    b = json.loads((fixture_dir / "batch.json").read_text())
+    return b["features"], np.asarray(b["predictions"], dtype=np.float32).astype(np.float64)
+
+
+def max_abs(a, ref):
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64).reshape(-1) - ref)))
+
+
+# ----------------------------------------------------------------------------- frameworks
+# Each runner: .model (the framework's object), .versions(), .predict_input(idx) / .predict(inp),
+# .forward_input(idx) / .forward(inp); optional .loader_input(idx) / .predict_loader(inp).
+# The *_input methods build everything off the clock; predict/forward return the scores.
+
+class DeepCTRRunner:
+    def __init__(self, d):
+        # deepctr_torch starts a thread on import that asks PyPI for a newer version: keep it offline.
+        import requests
+
+        def offline(*args, **kwargs):
+            raise requests.ConnectionError("frameworks.py runs offline")
+
+        requests.get = offline
+        import deepctr_torch
+        from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
+        from deepctr_torch.models import DeepFM
+        from safetensors.torch import load_file
+
+        self.torch = torch = import_torch()
+        self.version = deepctr_torch.__version__
+        desc = json.loads((d / "description.json").read_text())
+        types = {"SparseFeat": SparseFeat, "DenseFeat": DenseFeat, "VarLenSparseFeat": VarLenSparseFeat}
+
+        def column(c):
+            kw = {k: v for k, v in c.items() if k != "type"}
+            if c["type"] == "VarLenSparseFeat":
+                kw["sparsefeat"] = column(kw["sparsefeat"])
+            return types[c["type"]](**kw)
+
+        linear = [column(c) for c in desc["linear_feature_columns"]]
+        dnn = [column(c) for c in desc["dnn_feature_columns"]]
+        self.model = DeepFM(linear, dnn, use_fm=desc["use_fm"], dnn_hidden_units=tuple(desc["dnn_hidden_units"]),
+                            dnn_activation=desc["dnn_activation"] or "relu", dnn_use_bn=desc["dnn_use_bn"],
+                            task=desc["task"], device="cpu")
+        if desc["dnn_use_bn"]:
+            for bn in self.model.dnn.bn:
+                bn.eps = desc["bn_eps"]
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        self.model.eval()
+        feats, _ = load_batch(d)
+        dense = {c.name for c in linear + dnn if isinstance(c, DenseFeat)}
+        # One array per input, in feature_index order (the order predict concatenates them in).
+        self.arrays = {name: np.asarray(feats[name], dtype=np.float32 if name in dense else np.int64)
+                       for name in self.model.feature_index}
+
+    def versions(self):
+        return {"deepctr-torch": self.version}
+
+    def predict_input(self, idx):
+        return {k: np.ascontiguousarray(v[idx]) for k, v in self.arrays.items()}
+
+    def predict(self, x):
+        return self.model.predict(x, batch_size=len(next(iter(x.values()))))
+
+    def forward_input(self, idx):
+        # What predict builds: the columns concatenated (float64 here, as numpy promotes), then .float().
+        cols = [v[idx].reshape(len(idx), -1) for v in self.arrays.values()]
+        return self.torch.from_numpy(np.concatenate(cols, axis=-1)).float()
+
+    def forward(self, x):
+        with self.torch.no_grad():
+            return self.model(x)
+
+
+class FuxiCTRRunner:
+    def __init__(self, d):
+        sys.path.insert(0, str(TOOLS))  # for export.fuxictr_shims / export.fuxictr_model_zoo
+        from export import fuxictr_shims
+
+        fuxictr_shims.install()
+        import fuxictr
+        from export.fuxictr_model_zoo import DeepFM
+        from fuxictr.features import FeatureMap
+        from fuxictr.pytorch.dataloaders.npz_dataloader import BatchCollator, NpzDataset
+        from safetensors.torch import load_file
+        from torch.utils.data import DataLoader
+
+        self.torch = torch = import_torch()
+        self.version = fuxictr.__version__
+        self.DataLoader, self.NpzDataset = DataLoader, NpzDataset
+        desc = json.loads((d / "description.json").read_text())
+        fmap, m = desc["feature_map"], desc["model"]
+        self.tmp = tempfile.TemporaryDirectory(prefix="frameworks-fuxictr-")
+        path = os.path.join(self.tmp.name, "feature_map.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(fmap, f)
+        self.feature_map = FeatureMap(fmap["dataset_id"], self.tmp.name)
+        self.feature_map.load(path, params={"embedding_dim": m["embedding_dim"]})
+        sigmoid = m["output_activation"] == "sigmoid"
+        self.model = DeepFM(self.feature_map, model_id="DeepFM", gpu=-1,
+                            task="binary_classification" if sigmoid else "regression",
+                            learning_rate=1e-3, embedding_dim=m["embedding_dim"], hidden_units=m["hidden_units"],
+                            hidden_activations=m["hidden_activations"], net_dropout=m["net_dropout"],
+                            batch_norm=m["batch_norm"], embedding_regularizer=None, net_regularizer=None,
+                            optimizer="adam", loss="binary_crossentropy" if sigmoid else "mse",
+                            metrics=["logloss", "AUC"] if sigmoid else ["MSE"], verbose=0,
+                            model_root=os.path.join(self.tmp.name, "checkpoints"))
+        for mod in self.model.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d) and m.get("bn_eps") is not None:
+                mod.eps = m["bn_eps"]
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        self.model.eval()
+        feats, _ = load_batch(d)
+        spec = self.feature_map.features
+        self.arrays = {name: np.asarray(feats[name], dtype=np.float32 if spec[name]["type"] == "numeric"
+                                        else np.int64) for name in spec}
+        rows = len(next(iter(self.arrays.values())))
+        # The array FuxiCTR's NpzDataset keeps: features then labels, column-stacked (the label is
+        # not in batch.json and not read by predict: zeros).
+        self.darray = np.column_stack([self.arrays[n] for n in spec] +
+                                      [np.zeros(rows, np.float32) for _ in self.feature_map.labels])
+        self.collate = BatchCollator(self.feature_map)
+
+    def versions(self):
+        return {"fuxictr": self.version}
+
+    def predict_input(self, idx):
+        # One batch as FuxiCTR's DataLoader yields it (NpzDataset.__getitem__ rows + BatchCollator).
+        return self.collate([self.darray[i, :] for i in idx])
+
+    def predict(self, batch):
+        return self.model.predict([batch])
+
+    def loader_input(self, idx):
+        ds = self.NpzDataset.__new__(self.NpzDataset)  # its __init__ reads an .npz file; same fields
+        ds.feature_map, ds.darray = self.feature_map, np.ascontiguousarray(self.darray[idx])
+        return self.DataLoader(ds, batch_size=len(idx), shuffle=False, num_workers=0, collate_fn=self.collate)
+
+    def predict_loader(self, loader):
+        return self.model.predict(loader)
+
+    def forward_input(self, idx):
+        return {k: self.torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in self.arrays.items()}
+
+    def forward(self, x):
+        with self.torch.no_grad():
+            return self.model(x)["y_pred"]
+
+
+class CoreRecRunner:
+    def __init__(self, d):
+        import corerec
+        from corerec.engines.deepfm import DeepFM
+        from safetensors.torch import load_file
+
+        self.torch = import_torch()
+        self.version = getattr(corerec, "__version__", "unknown")
+        desc = json.loads((d / "description.json").read_text())
+        # The recommender only serves to build its inner module (dropout is irrelevant in eval mode).
+        self.rec = DeepFM(embedding_dim=desc["embedding_dim"], hidden_layers=desc["hidden_layers"], device="cpu")
+        self.model = self.rec._build_model(desc["field_dims"], use_sigmoid=desc["use_sigmoid"])
+        for mod in self.model.modules():
+            if isinstance(mod, self.torch.nn.BatchNorm1d) and desc.get("bn_eps") is not None:
+                mod.eps = desc["bn_eps"]
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        self.model.eval()
+        self.rec.model, self.rec.field_dims, self.rec.is_fitted = self.model, list(desc["field_dims"]), True
+        feats, _ = load_batch(d)
+        self.x = np.stack([np.asarray(feats[n], dtype=np.int64) for n in desc["field_names"]], axis=1)
+
+    def versions(self):
+        return {"corerec": self.version}
+
+    def predict_input(self, idx):
+        if len(idx) == 1:
+            return [int(v) for v in self.x[idx[0]]]  # predict() builds a list of per-field indices
+        return np.ascontiguousarray(self.x[idx])
+
+    def predict(self, x):
+        model = self.rec.model
+        if isinstance(x, list):  # DeepFM.predict after its dict lookups
+            model.eval()
+            with self.torch.no_grad():
+                return model(self.torch.LongTensor([x]).to(self.rec.device)).item()
+        model.eval()  # DeepFM._score_all_items after building its index matrix
+        with self.torch.no_grad():
+            return model(self.torch.LongTensor(x).to(self.rec.device)).detach().cpu().numpy().flatten()
+
+    def forward_input(self, idx):
+        return self.torch.from_numpy(np.ascontiguousarray(self.x[idx]))
+
+    def forward(self, x):
+        with self.torch.no_grad():
+            return self.model(x)
+
+
+RUNNERS = {"deepctr-torch": DeepCTRRunner, "fuxictr": FuxiCTRRunner, "corerec": CoreRecRunner}
+
+
+# ----------------------------------------------------------------------------- checks and timing
+def to_numpy(y):
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    return np.asarray(y, dtype=np.float64).reshape(-1)
+
+
+def check(runner, expected):
+    """Max |framework - batch.json| through every timed path, in one batch and one row a call."""
+    n = len(expected)
+    rows = np.arange(n)
+    errs = {"predict": max_abs(to_numpy(runner.predict(runner.predict_input(rows))), expected),
+            "forward": max_abs(to_numpy(runner.forward(runner.forward_input(rows))), expected)}
+    one = [np.array([i]) for i in range(n)]
+    errs["predict_rowwise"] = max_abs([to_numpy(runner.predict(runner.predict_input(i)))[0] for i in one], expected)
+    errs["forward_rowwise"] = max_abs([to_numpy(runner.forward(runner.forward_input(i)))[0] for i in one], expected)
+    if hasattr(runner, "predict_loader"):
+        errs["predict_loader"] = max_abs(to_numpy(runner.predict_loader(runner.loader_input(rows))), expected)
+        errs["predict_loader_rowwise"] = max_abs(
+            [to_numpy(runner.predict_loader(runner.loader_input(i)))[0] for i in one], expected)
+    return errs
+
+
+def timed(fn, inputs, batch, seconds):
+    """samples/s of fn cycling over pre-built inputs for `seconds`, after a warm-up of
+    min(10% of that, 0.5 s); as compare.py and `deepfm bench` do."""
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min(0.1 * seconds, 0.5):
+        fn(inputs[n % len(inputs)])
+        n += 1
+    n, start = 0, time.perf_counter()
+    while True:
+        fn(inputs[n % len(inputs)])
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n * batch / elapsed
+
+
+def cool_down():
+    """A pause between measurements so that nothing one left running overlaps the next."""
+    time.sleep(0.5)
+
+
+def run(cmd):
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"`{' '.join(map(str, cmd))}` failed ({p.returncode}):\n{p.stderr.strip()}")
+    return p.stdout
+
+
+def deepfm_bench(deepfm, model_file, batch, seconds):
+    out = run([deepfm, "bench", "--model", model_file, "--batch", batch, "--threads", 1,
+               "--seconds", seconds, "--json"])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median(xs):
+    return float(np.median(xs))
+
+
+def run_fixture(name, deepfm, args, workdir):
+    framework, _ = framework_of(name)
+    d = FIXTURES / name
+    if not d.is_dir():
+        sys.exit(f"no fixture folder {d}")
+    runner = RUNNERS[framework](d)
+    _, expected = load_batch(d)
+    errs = check(runner, expected)
+    bad = [k for k, e in errs.items() if not e <= TOLERANCE]
+    print(f"{name}: rebuilt {framework} model vs batch.json, max |diff|: " +
+          ", ".join(f"{k} {e:.2e}" for k, e in errs.items()) + ("  FAIL" if bad else "  ok"), flush=True)
+    if bad:
+        sys.exit(f"{name}: the rebuilt {framework} model does not reproduce batch.json "
+                 f"({', '.join(bad)} > {TOLERANCE:g}); not timing it")
+    model_file = workdir / f"{name}.dfm"
+    run([deepfm, "import", "--from", framework, "--weights", d / "model.safetensors",
+         "--description", d / "description.json", "--out", model_file])
+    info = {"framework": framework, **runner.versions(), "torch": runner.torch.__version__, "max_abs_diff": errs}
+    rows = len(expected)
+    results = []
+    for batch in [] if args.check_only else args.batches:
+        if batch == 1:
+            idxs = [np.array([i]) for i in range(rows)]  # one row per call, cycling through the rows
+        else:
+            idxs = [np.arange(batch) % rows]  # the rows tiled
+        p_in = [runner.predict_input(i) for i in idxs]
+        f_in = [runner.forward_input(i) for i in idxs]
+        l_in = [runner.loader_input(i) for i in idxs] if hasattr(runner, "predict_loader") else None
+        cool_down()
+        rounds = []
+        for _ in range(args.repeat):
+            r = {"predict": timed(runner.predict, p_in, batch, args.seconds)}
+            cool_down()
+            r["forward"] = timed(runner.forward, f_in, batch, args.seconds)
+            cool_down()
+            bench = deepfm_bench(deepfm, model_file, batch, args.seconds)
+            r["deepfm"], r["deepfm_isa"] = bench["samples_per_sec"], bench.get("isa")
+            cool_down()
+            if l_in is not None:  # FuxiCTR only, after the three the table compares
+                r["predict_loader"] = timed(runner.predict_loader, l_in, batch, args.seconds)
+                cool_down()
+            rounds.append(r)
+        res = {"fixture": name, "framework": framework, "batch": batch, "rounds": rounds,
+               "samples_per_sec": {}, "us_per_sample": {}, "ratio_vs_deepfm": {}}
+        for k in ("predict", "forward", "deepfm") + (("predict_loader",) if l_in is not None else ()):
+            res["samples_per_sec"][k] = median([x[k] for x in rounds])
+            res["us_per_sample"][k] = median([1e6 / x[k] for x in rounds])
+            if k != "deepfm":  # framework us/sample over deepfm us/sample, median of the per-round ratios
+                res["ratio_vs_deepfm"][k] = median([x["deepfm"] / x[k] for x in rounds])
+        us, ratio = res["us_per_sample"], res["ratio_vs_deepfm"]
+        print(f"  {name} batch {batch}: predict {us['predict']:.3g} us/sample, forward {us['forward']:.3g}, "
+              f"deepfm {us['deepfm']:.3g}; predict/deepfm {ratio['predict']:.1f}, forward/deepfm "
+              f"{ratio['forward']:.1f}" + (f" (medians of {args.repeat})" if args.repeat > 1 else ""), flush=True)
+        results.append(res)
+    return info, results
+
+
+# ----------------------------------------------------------------------------- report
+def environment(deepfm):
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").exists():
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
+    env = {"python_executable": sys.executable, "cpu": cpu, "cores": os.cpu_count(),
+           "load average (1 min)": round(os.getloadavg()[0], 2), "python": platform.python_version(),
+           "numpy": np.__version__}
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        env["torch"] = torch.__version__
+    env["deepfm"] = run([deepfm, "--version"]).strip()
+    return env
+
+
+def fmt_us(x):
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 0.1 else f"{x:.3f}"
+
+
+def table(timings):
+    head = ("| fixture | batch | framework predict µs/sample | no_grad forward µs/sample | deepfm µs/sample "
+            "| predict/deepfm | forward/deepfm |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in timings:
+        us, ratio = r["us_per_sample"], r["ratio_vs_deepfm"]
+        lines.append(f"| {r['fixture']} | {r['batch']} | {fmt_us(us['predict'])} | {fmt_us(us['forward'])} | "
+                     f"{fmt_us(us['deepfm'])} | {ratio['predict']:.1f} | {ratio['forward']:.1f} |")
+    extra = [r for r in timings if "predict_loader" in r["us_per_sample"]]
+    if extra:
+        lines.append("")
+        for r in extra:
+            lines.append(f"{r['fixture']} batch {r['batch']}: predict with FuxiCTR's DataLoader on the clock "
+                         f"(NpzDataset + BatchCollator, num_workers=0): "
+                         f"{fmt_us(r['us_per_sample']['predict_loader'])} µs/sample, "
+                         f"{r['ratio_vs_deepfm']['predict_loader']:.1f}x deepfm")
+    return "\n".join(lines)
+
+
+def main():
+    ints = lambda s: [int(x) for x in s.split(",") if x]
+    names = lambda s: [x for x in s.split(",") if x]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fixtures", type=names, default=list(DEFAULT_FIXTURES),
+                   help=f"comma-separated fixture folders (default {','.join(DEFAULT_FIXTURES)})")
+    p.add_argument("--batches", type=ints, default=[1, 4096])
+    p.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
+    p.add_argument("--deepfm", type=Path, default=REPO / "target" / "release" / "deepfm")
+    p.add_argument("--fuxi-python", type=Path,
+                   help="a Python with fuxictr installed: FuxiCTR fixtures run in a child process of it "
+                        "(needed when this interpreter has no fuxictr)")
+    p.add_argument("--json", type=Path, help="write environment, checks and raw timings here")
+    p.add_argument("--check-only", action="store_true", help="rebuild, check and import; no timing")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run by --fuxi-python
+    args = p.parse_args()
+    deepfm = args.deepfm.resolve()
+    if not deepfm.exists():
+        p.error(f"{deepfm} not found: run `cargo build --release` or pass --deepfm")
+    if bad := [b for b in args.batches if b < 1]:
+        p.error(f"bad batch sizes {bad}")
+
+    here, child = [], []
+    for name in args.fixtures:
+        framework, package = framework_of(name)
+        if importlib.util.find_spec(package):
+            here.append(name)
+        elif framework == "fuxictr" and args.fuxi_python and not args.child:
+            child.append(name)
+        else:
+            p.error(f"{name}: {package} is not importable by {sys.executable}"
+                    + (" (pass --fuxi-python PATH or run this fixture under that venv)" if framework == "fuxictr"
+                       else " (run it under the venv that has it)"))
+
+    env = environment(deepfm)
+    if not args.child:
+        print("\n".join(f"{k}: {v}" for k, v in env.items()), flush=True)
+        if env["load average (1 min)"] > 0.5:
+            print("WARNING: the machine is busy; these timings are not worth keeping", flush=True)
+    report = {"settings": {"seconds": args.seconds, "repeat": args.repeat, "batches": args.batches, "threads": 1},
+              "environments": [env], "fixtures": {}, "timings": []}
+    with tempfile.TemporaryDirectory(prefix="deepfm-frameworks-") as tmp:
+        for name in args.fixtures:
+            if name in here:
+                info, results = run_fixture(name, deepfm, args, Path(tmp))
+                report["fixtures"][name] = info
+                report["timings"] += results
+            elif name == child[0]:  # all FuxiCTR fixtures in one child run, at the first one's turn
+                out = Path(tmp) / "child.json"
+                cmd = [args.fuxi_python, __file__, "--child", "--fixtures", ",".join(child),
+                       "--batches", ",".join(map(str, args.batches)), "--seconds", args.seconds,
+                       "--repeat", args.repeat, "--deepfm", deepfm, "--json", out]
+                cmd += ["--check-only"] if args.check_only else []
+                rc = subprocess.run([str(c) for c in cmd]).returncode
+                if rc:
+                    sys.exit(f"the --fuxi-python child run failed ({rc})")
+                sub = json.loads(out.read_text())
+                report["environments"] += sub["environments"]
+                report["fixtures"].update(sub["fixtures"])
+                report["timings"] += sub["timings"]
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.child:
+        return
+    print()
+    for name, info in report["fixtures"].items():
+        versions = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("framework", "max_abs_diff"))
+        print(f"{name}: {versions}")
+    if not report["timings"]:
+        return
+    print(f"CPU: {env['cpu']}; one thread (torch.set_num_threads(1), OMP/MKL 1; deepfm --threads 1); "
+          f"deepfm isa: {', '.join(sorted({x['deepfm_isa'] or '?' for r in report['timings'] for x in r['rounds']}))}; "
+          f"{args.seconds:g} s per measurement, medians of {args.repeat} interleaved round(s)\n")
+    print(table(report["timings"]))
+
+
+if __name__ == "__main__":
+    main()
