@@ -16,6 +16,9 @@ mod corerec;
 mod deepctr;
 mod fuxictr;
 mod tensors;
+mod tokens;
+
+pub use tokens::{TokenParser, Vocabularies, Vocabulary};
 
 use crate::format::atomic::{AtomicFile, write_atomically};
 use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
@@ -159,11 +162,25 @@ pub fn import_from(
     // files); safetensors validates the header and all offsets against the map's length.
     let map = unsafe { Mmap::map(&file) }.map_err(io(weights))?;
     let tensors = tensors::Tensors::new(&map)?;
-    let plan = match framework {
+    let mut plan = match framework {
         Framework::DeepCtrTorch => deepctr::plan(&tensors, description)?,
         Framework::FuxiCtr => fuxictr::plan(&tensors, description)?,
         Framework::CoreRec => corerec::plan(&tensors, description)?,
     };
+    // The vocabularies are the same in every framework's description.
+    let bad = |message: String| InteropError::Description {
+        framework: framework.name(),
+        message,
+    };
+    let described: serde_json::Value =
+        serde_json::from_str(description).map_err(|e| bad(e.to_string()))?;
+    if let Some(vocabularies) = described.get("vocabularies") {
+        let vocabularies: Vocabularies = serde_json::from_value(vocabularies.clone())
+            .map_err(|e| bad(format!("vocabularies: {e}")))?;
+        vocabularies.check(&plan.spec).map_err(bad)?;
+        plan.metadata["vocabularies"] =
+            serde_json::to_value(&vocabularies).expect("vocabularies serialize");
+    }
     assemble::assemble(&tensors, &plan, out)
 }
 

@@ -7,7 +7,8 @@ use crate::train::train_with;
 use anyhow::{Context, Result};
 use deepfm::data::prep::Preprocessing;
 use deepfm::data::schema::{Schema, SchemaEncoder};
-use deepfm::data::stream::Streamed;
+use deepfm::data::stream::{LineParser, Streamed};
+use deepfm::interop::{TokenParser, Vocabularies};
 use deepfm::train::{TrainData, TrainError};
 use deepfm::{Model, ScratchPool, score_parallel};
 use std::io::{BufWriter, Write};
@@ -76,6 +77,10 @@ pub fn train_schema(args: &TrainArgs, data: &Path, schema_path: &Path) -> Result
 /// batches (memory does not grow with the file).
 pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> Result<()> {
     let model = Model::open(model_path)?;
+    let meta: Option<serde_json::Value> = model.file().metadata_json()?;
+    if meta.is_some_and(|m| m.get("imported_from").is_some()) {
+        return predict_imported(&model, data, threads);
+    }
     let prep = load_preprocessing(&model, model_path)?;
     let fields = prep.fields();
     let spec_fields: Vec<_> = model
@@ -90,16 +95,26 @@ pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> R
         "the preprocessing in {} does not fit its fields",
         model_path.display()
     );
+    score_lines(&model, data, prep.parser(data, false)?, threads)
+}
+
+/// Scores every sample `parser` reads from `data`, in file order (buffer 0: no shuffle),
+/// printing one score a line; streamed in batches, so memory does not grow with the file.
+fn score_lines<P: LineParser + Sync>(
+    model: &Model,
+    data: &Path,
+    parser: P,
+    threads: Option<usize>,
+) -> Result<()> {
     let pool = thread_pool(threads)?;
-    let scratch = pool.install(|| ScratchPool::new(&model));
-    // Buffer 0: file order, no shuffle.
-    let mut source = Streamed::new(data, prep.parser(data, false)?, 0, 0)?;
+    let scratch = pool.install(|| ScratchPool::new(model));
+    let mut source = Streamed::new(data, parser, 0, 0)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut scores = vec![0.0f32; PREDICT_BATCH];
     let mut written = 0usize;
     source.for_each_batch(0, PREDICT_BATCH, &mut |batch, _labels| {
         let scores = &mut scores[..batch.len()];
-        pool.install(|| score_parallel(&model, batch, &scratch, scores))?;
+        pool.install(|| score_parallel(model, batch, &scratch, scores))?;
         for s in scores.iter() {
             writeln!(out, "{s}").map_err(|e| TrainError::Data(format!("stdout: {e}").into()))?;
         }
@@ -109,4 +124,22 @@ pub fn predict_data(model_path: &Path, data: &Path, threads: Option<usize>) -> R
     out.flush()?;
     eprintln!("{written} predictions");
     Ok(())
+}
+
+/// `predict --data` for a model from `deepfm import`: a header naming the fields, raw tokens
+/// mapped by the framework's vocabularies stored at import (ids and values as they are for the
+/// fields without one).
+fn predict_imported(model: &Model, data: &Path, threads: Option<usize>) -> Result<()> {
+    let vocabularies = Vocabularies::of(model.file())?.unwrap_or_default();
+    let header = {
+        let file =
+            std::fs::File::open(data).with_context(|| format!("reading {}", data.display()))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut line)
+            .with_context(|| format!("reading {}", data.display()))?;
+        line
+    };
+    let parser = TokenParser::new(model.spec(), &vocabularies, header.trim_end_matches('\n'))
+        .with_context(|| format!("{}: the header line", data.display()))?;
+    score_lines(model, data, parser, threads)
 }

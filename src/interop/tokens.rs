@@ -1,0 +1,307 @@
+//! Raw tokens for an imported model: the token-to-id vocabularies of the framework that
+//! trained it, kept in the model file's metadata, and a parser of raw rows that maps tokens to
+//! ids as the framework's preprocessing did.
+//!
+//! A framework's description may carry `"vocabularies": {"<field>": {"ids": {"<token>": id},
+//! "oov": id or null, "sep": "|"}}` (see `tools/export/`). [`import_from`](super::import_from)
+//! checks them against the model (fields that exist and take ids; ids and `oov` below the
+//! field's vocabulary) and stores them. A token not in a vocabulary takes `oov`, or is an
+//! error naming line, field and token when the framework has no out-of-vocabulary id.
+
+use super::InteropError;
+use crate::batch::{BatchBuf, Value};
+use crate::data::DataError;
+use crate::data::error::At;
+use crate::data::stream::LineParser;
+use crate::format::ModelFile;
+use crate::spec::{FieldKind, ModelSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One field's vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vocabulary {
+    /// Token → id.
+    pub ids: BTreeMap<String, u64>,
+    /// The id of a token not in `ids`; `None`: such a token is an error.
+    pub oov: Option<u64>,
+    /// For a multi-hot field: what separates its tokens in a raw value (default `|`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sep: Option<String>,
+}
+
+impl Vocabulary {
+    /// The id of `token`: its own, the out-of-vocabulary id, or `None`.
+    pub fn id(&self, token: &str) -> Option<u64> {
+        self.ids.get(token).copied().or(self.oov)
+    }
+}
+
+/// The vocabularies of an imported model's fields, by field name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Vocabularies(pub BTreeMap<String, Vocabulary>);
+
+/// The metadata an import writes: where the model came from and its vocabularies.
+#[derive(Debug, Deserialize)]
+struct ImportMetadata {
+    #[serde(default)]
+    vocabularies: Option<Vocabularies>,
+}
+
+impl Vocabularies {
+    /// The vocabularies stored in `file`'s metadata by an import, if any.
+    pub fn of(file: &ModelFile) -> Result<Option<Vocabularies>, InteropError> {
+        let meta: Option<serde_json::Value> = file.metadata_json()?;
+        let Some(vocabularies) = meta.and_then(|mut m| m.get_mut("vocabularies").map(|v| v.take()))
+        else {
+            return Ok(None);
+        };
+        let meta: ImportMetadata = serde_json::from_value(
+            serde_json::json!({"vocabularies": vocabularies}),
+        )
+        .map_err(|e| InteropError::BadValue {
+            name: "metadata".into(),
+            reason: format!("vocabularies: {e}"),
+        })?;
+        Ok(meta.vocabularies)
+    }
+
+    /// Checks the vocabularies against `spec`: each names a categorical or multi-hot field,
+    /// and every id (and `oov`) is below the field's vocabulary.
+    pub fn check(&self, spec: &ModelSpec) -> Result<(), String> {
+        for (name, vocab) in &self.0 {
+            let field = spec
+                .fields
+                .iter()
+                .find(|f| &f.name == name)
+                .ok_or_else(|| format!("vocabularies: {name:?} is not a field of the model"))?;
+            let rows = match field.kind {
+                FieldKind::Categorical { vocab } | FieldKind::MultiHot { vocab, .. } => vocab,
+                FieldKind::Numeric | FieldKind::Dense => {
+                    return Err(format!(
+                        "vocabularies: field {name:?} takes a number, not ids"
+                    ));
+                }
+            };
+            let ids = vocab.ids.iter().map(|(t, &id)| (t.as_str(), id));
+            let oov = vocab.oov.map(|id| ("(oov)", id));
+            if let Some((token, id)) = ids.chain(oov).find(|&(_, id)| id >= rows) {
+                return Err(format!(
+                    "vocabularies: field {name:?}: token {token:?} has id {id}, outside 0..{rows}"
+                ));
+            }
+            if matches!(vocab.sep.as_deref(), Some("")) {
+                return Err(format!("vocabularies: field {name:?}: empty sep"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads raw rows for an imported model: a header line naming the columns, then one sample a
+/// line, tab-separated if the header has a tab, else comma-separated (no quoting). Every field
+/// of the spec must have a column of its name; other columns are ignored. A field with a
+/// vocabulary takes tokens (a multi-hot one several, split by its `sep`); one without takes
+/// what `deepfm score` takes (an id, comma-separated ids, a number).
+#[derive(Debug, Clone)]
+pub struct TokenParser {
+    spec: ModelSpec,
+    /// For each field, its column and vocabulary.
+    columns: Vec<(usize, Option<Vocabulary>)>,
+    delimiter: char,
+}
+
+impl TokenParser {
+    /// A parser for `spec` with `vocabularies`, reading the columns named by `header` (the
+    /// file's first line, which [`LineParser::accepts`] then skips).
+    pub fn new(
+        spec: &ModelSpec,
+        vocabularies: &Vocabularies,
+        header: &str,
+    ) -> Result<TokenParser, DataError> {
+        let header = header.strip_suffix('\r').unwrap_or(header);
+        let delimiter = if header.contains('\t') { '\t' } else { ',' };
+        let names: Vec<&str> = header.split(delimiter).map(str::trim).collect();
+        let columns = spec
+            .fields
+            .iter()
+            .map(|f| {
+                let column = names.iter().position(|n| *n == f.name).ok_or_else(|| {
+                    DataError::Config(format!(
+                        "the header has no column {:?} (it has: {})",
+                        f.name,
+                        names.join(", ")
+                    ))
+                })?;
+                Ok((column, vocabularies.0.get(&f.name).cloned()))
+            })
+            .collect::<Result<_, DataError>>()?;
+        Ok(TokenParser {
+            spec: spec.clone(),
+            columns,
+            delimiter,
+        })
+    }
+}
+
+impl LineParser for TokenParser {
+    fn new_batch(&self) -> BatchBuf {
+        BatchBuf::new(&self.spec)
+    }
+
+    fn accepts(&self, line: &str, line_no: usize) -> bool {
+        line_no > 1 && !line.trim().is_empty()
+    }
+
+    fn parse(
+        &self,
+        line: &str,
+        line_no: usize,
+        batch: &mut BatchBuf,
+        labels: &mut Vec<f32>,
+    ) -> Result<(), DataError> {
+        let at = At {
+            file: "",
+            line: line_no,
+        };
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let cells: Vec<&str> = line.split(self.delimiter).collect();
+        let mut row = Vec::with_capacity(self.columns.len());
+        for (field, (column, vocab)) in self.spec.fields.iter().zip(&self.columns) {
+            let name = field.name.as_str();
+            let text = cells.get(*column).copied().unwrap_or("").trim();
+            let bad =
+                |problem: String, text: &str| at.err(column + 1, name, problem, text.as_bytes());
+            let id = |token: &str| -> Result<u64, DataError> {
+                let id = match vocab {
+                    Some(v) => v.id(token).ok_or_else(|| {
+                        bad(
+                            "not in the vocabulary, which has no out-of-vocabulary id".into(),
+                            token,
+                        )
+                    })?,
+                    None => token.parse().map_err(|_| bad("not an id".into(), token))?,
+                };
+                match field.kind.rows() {
+                    rows if id < rows => Ok(id),
+                    rows => Err(bad(format!("id {id} is outside 0..{rows}"), token)),
+                }
+            };
+            row.push(match field.kind {
+                FieldKind::Categorical { .. } => Value::Id(id(text)?),
+                FieldKind::Numeric | FieldKind::Dense => {
+                    let v: f32 = text.parse().map_err(|_| bad("not a number".into(), text))?;
+                    if !v.is_finite() {
+                        return Err(bad("not finite".into(), text));
+                    }
+                    Value::Num(v)
+                }
+                FieldKind::MultiHot { .. } => {
+                    let sep = match vocab {
+                        Some(v) => v.sep.as_deref().unwrap_or("|"),
+                        None => ",",
+                    };
+                    let tokens = text.split(sep).map(str::trim).filter(|t| !t.is_empty());
+                    Value::Ids(tokens.map(id).collect::<Result<_, _>>()?)
+                }
+            });
+        }
+        batch.push_row(&row)?;
+        labels.push(0.0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Column, Columns};
+    use crate::spec::{Field, Output, Pooling};
+
+    fn spec() -> ModelSpec {
+        ModelSpec {
+            fields: vec![
+                Field::new("user", FieldKind::Categorical { vocab: 10 }),
+                Field::new("genres", FieldKind::multi_hot(5, Pooling::Mean)),
+                Field::new("age", FieldKind::Dense),
+                Field::new("item", FieldKind::Categorical { vocab: 4 }),
+            ],
+            embedding_dim: 2,
+            hidden: vec![],
+            output: Output::Sigmoid,
+            clamp: None,
+        }
+    }
+
+    fn vocabularies() -> Vocabularies {
+        let ids = |pairs: &[(&str, u64)]| pairs.iter().map(|&(t, i)| (t.to_string(), i)).collect();
+        Vocabularies(BTreeMap::from([
+            (
+                "genres".to_string(),
+                Vocabulary {
+                    ids: ids(&[("Comedy", 1), ("Drama", 2)]),
+                    oov: Some(4),
+                    sep: Some("|".into()),
+                },
+            ),
+            (
+                "item".to_string(),
+                Vocabulary {
+                    ids: ids(&[("A", 0), ("B", 3)]),
+                    oov: None,
+                    sep: None,
+                },
+            ),
+        ]))
+    }
+
+    fn parse(parser: &TokenParser, line: &str) -> Result<BatchBuf, DataError> {
+        let mut batch = parser.new_batch();
+        parser.parse(line, 2, &mut batch, &mut Vec::new())?;
+        Ok(batch)
+    }
+
+    #[test]
+    fn tokens_map_to_ids_by_header_name_and_unknown_ones_take_oov_or_fail() {
+        let spec = spec();
+        let v = vocabularies();
+        v.check(&spec).unwrap();
+        // Columns in another order than the fields, and one the model does not read.
+        let parser = TokenParser::new(&spec, &v, "item\tage\tnote\tgenres\tuser\r").unwrap();
+        assert!(!parser.accepts("item\tage", 1) && parser.accepts("B\t1", 2));
+        let batch = parse(&parser, "B\t0.5\tx\tDrama|Western||Comedy\t7").unwrap();
+        assert!(matches!(batch.column(0), Column::Categorical(&[7])));
+        let Column::MultiHot { ids, .. } = batch.column(1) else {
+            panic!()
+        };
+        assert_eq!(ids, [2, 4, 1]);
+        assert!(matches!(batch.column(2), Column::Numeric(&[0.5])));
+        assert!(matches!(batch.column(3), Column::Categorical(&[3])));
+        let err = parse(&parser, "Z\t0.5\tx\tDrama\t7").unwrap_err().to_string();
+        assert!(err.contains("(item)") && err.contains("not in the vocabulary"), "{err}");
+        let err = parse(&parser, "A\t0.5\tx\tDrama\t10").unwrap_err().to_string();
+        assert!(err.contains("(user)") && err.contains("outside 0..10"), "{err}");
+        let err = TokenParser::new(&spec, &v, "item,age,genres").unwrap_err();
+        assert!(err.to_string().contains("no column \"user\""), "{err}");
+    }
+
+    #[test]
+    fn vocabularies_that_do_not_fit_the_model_are_refused() {
+        let spec = spec();
+        let mut v = vocabularies();
+        v.0.get_mut("item").unwrap().ids.insert("C".into(), 4);
+        assert!(v.check(&spec).unwrap_err().contains("outside 0..4"));
+        let mut v = vocabularies();
+        v.0.get_mut("genres").unwrap().oov = Some(5);
+        assert!(v.check(&spec).unwrap_err().contains("(oov)"));
+        let mut v = vocabularies();
+        let item = v.0.remove("item").unwrap();
+        v.0.insert("age".into(), item.clone());
+        assert!(v.check(&spec).unwrap_err().contains("takes a number"));
+        v.0.remove("age");
+        v.0.insert("price".into(), item);
+        assert!(v.check(&spec).unwrap_err().contains("not a field"));
+    }
+}
