@@ -54,7 +54,12 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
             "CoreRec's DeepFM has at least one hidden layer".into(),
         ));
     }
-    let total: u64 = desc.field_dims.iter().sum();
+    let total = desc
+        .field_dims
+        .iter()
+        .try_fold(0u64, |acc, &d| acc.checked_add(d))
+        .filter(|&t| t <= i64::MAX as u64)
+        .ok_or_else(|| description("the field dims overflow".into()))?;
     // The offsets buffer must be the one these fields imply: else the fields are not where the
     // description says.
     let offsets_name = "fm_layer.offsets";
@@ -63,6 +68,7 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
         .field_dims
         .iter()
         .scan(0i64, |next, &dim| {
+            // No overflow: the dims' sum fits an i64 (checked above).
             let start = *next;
             *next += dim as i64;
             Some(start)

@@ -248,7 +248,8 @@ fn check_zero_row(
     padding: usize,
 ) -> Result<(), InteropError> {
     let values = tensors.f32s(table, &[rows, width])?;
-    match values.get(padding * width..(padding + 1) * width) {
+    let row = (padding < rows).then(|| &values[padding * width..(padding + 1) * width]);
+    match row {
         Some(row) if row.iter().all(|&v| v == 0.0) => Ok(()),
         Some(_) => Err(InteropError::BadValue {
             name: table.into(),

@@ -279,10 +279,20 @@ mod tests {
         assert_eq!(ids, [2, 4, 1]);
         assert!(matches!(batch.column(2), Column::Numeric(&[0.5])));
         assert!(matches!(batch.column(3), Column::Categorical(&[3])));
-        let err = parse(&parser, "Z\t0.5\tx\tDrama\t7").unwrap_err().to_string();
-        assert!(err.contains("(item)") && err.contains("not in the vocabulary"), "{err}");
-        let err = parse(&parser, "A\t0.5\tx\tDrama\t10").unwrap_err().to_string();
-        assert!(err.contains("(user)") && err.contains("outside 0..10"), "{err}");
+        let err = parse(&parser, "Z\t0.5\tx\tDrama\t7")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(item)") && err.contains("not in the vocabulary"),
+            "{err}"
+        );
+        let err = parse(&parser, "A\t0.5\tx\tDrama\t10")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(user)") && err.contains("outside 0..10"),
+            "{err}"
+        );
         let err = TokenParser::new(&spec, &v, "item,age,genres").unwrap_err();
         assert!(err.to_string().contains("no column \"user\""), "{err}");
     }

@@ -7,6 +7,11 @@ tests/fixtures/interop/ it loads model.safetensors + description.json, recompute
 for batch.json from the raw tensors following each framework's own forward pass step by step
 (nothing folded), and prints max |numpy - framework|. Exits 1 if any difference exceeds 1e-5.
 
+It also maps raw.tsv (the first 50 batch rows with raw tokens) through description.json's
+"vocabularies" (token -> id, unknown -> "oov", a multi-valued feature split on its "sep" and
+0-padded) and requires exactly batch.json's ids and values (vocabularies.check_raw_tsv); a fixture
+with vocabularies must have a raw.tsv.
+
 This file is the executable specification of the math a Rust importer must follow:
 `deepctr_forward` for DeepCTR-Torch's DeepFM, `corerec_forward` for CoreRec's DeepFM.
 """
@@ -17,6 +22,8 @@ import sys
 
 import numpy as np
 from safetensors.numpy import load_file
+
+import vocabularies  # tools/export/vocabularies.py (this script's folder is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -206,11 +213,31 @@ def check(fixture):
     return float(diff.max()), float(np.abs(expected).max()), int(diff.argmax())
 
 
+def check_raw(fixture):
+    """(ok, message) for raw.tsv against the vocabularies and batch.json."""
+    name = os.path.basename(os.path.normpath(fixture))
+    with open(os.path.join(fixture, "description.json"), encoding="utf-8") as f:
+        has_vocab = "vocabularies" in json.load(f)
+    if not os.path.isfile(os.path.join(fixture, "raw.tsv")):
+        return not has_vocab, f"{name:20s} no raw.tsv" + ("  FAIL (the description has vocabularies)" if has_vocab else "")
+    try:
+        rows, oov = vocabularies.check_raw_tsv(fixture)
+    except AssertionError as e:
+        return False, f"{name:20s} raw.tsv FAIL: {e}"
+    hits = {k: v for k, v in oov.items() if v}
+    return True, (f"{name:20s} raw.tsv: {rows} rows map through the vocabularies to batch.json's values  ok"
+                  + (f" (tokens at oov: {hits})" if hits else ""))
+
+
 def main(argv):
     dirs = argv or sorted(os.path.join(FIXTURES, d) for d in os.listdir(FIXTURES)
                           if os.path.isfile(os.path.join(FIXTURES, d, "description.json")))
     worst = 0.0
+    raw_ok = True
     for d in dirs:
+        ok, message = check_raw(d)
+        raw_ok &= ok
+        print(message)
         if framework_of(d) not in FORWARD:  # fixtures of other frameworks have their own checks
             print(f"{os.path.basename(os.path.normpath(d)):20s} skipped (framework {framework_of(d)!r} is not "
                   f"re-implemented here)")
@@ -220,7 +247,7 @@ def main(argv):
         status = "ok" if max_diff <= TOLERANCE else "FAIL"
         print(f"{os.path.basename(os.path.normpath(d)):20s} max |numpy f64 - framework| = {max_diff:.3e} "
               f"(row {at}; max |prediction| {max_abs:.4g})  {status}")
-    return 0 if worst <= TOLERANCE else 1
+    return 0 if worst <= TOLERANCE and raw_ok else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Needs numpy only (model.safetensors is parsed here: 8-byte little-endian header 
 header, raw little-endian tensors). Reads description.json (FuxiCTR's feature_map.json + the
 model's shape) and batch.json (the inputs exactly as fed to the model and FuxiCTR's predictions),
 follows FuxiCTR 2.3.10's DeepFM math, prints the max absolute difference and exits non-zero if it
-exceeds --tol (default 1e-5).
+exceeds --tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows with FuxiCTR's raw
+tokens) through description.json's "vocabularies" (token -> index, unknown -> "oov" = FuxiCTR's
+__OOV__, a sequence split on its "sep" and post-padded with 0) and requires batch.json's inputs
+exactly (tools/export/vocabularies.py, check_raw_tsv).
 
 FuxiCTR's DeepFM, field by field in feature_map["features"] order (meta features skipped):
 
@@ -36,6 +39,8 @@ import struct
 import sys
 
 import numpy as np
+
+import vocabularies  # tools/export/vocabularies.py (this script's folder is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -150,8 +155,18 @@ def main():
     print(f"{args.fixture}: {len(ref)} rows, max |numpy float64 - FuxiCTR| = {diff.max():.3e} "
           f"(mean {diff.mean():.3e}); predictions in [{ref.min():.4f}, {ref.max():.4f}]; "
           f"sequence positions where the zero-vector mask differs from id != padding_idx: {mask_dis}")
-    if diff.max() > args.tol:
+    failed = diff.max() > args.tol
+    if failed:
         print(f"FAIL: above tolerance {args.tol}")
+    if "vocabularies" in desc or os.path.isfile(os.path.join(args.fixture, "raw.tsv")):
+        try:
+            rows, oov = vocabularies.check_raw_tsv(args.fixture)
+            print(f"raw.tsv: {rows} rows map through the vocabularies to batch.json's inputs; "
+                  f"tokens at oov: {oov}")
+        except (AssertionError, OSError) as e:
+            print(f"FAIL: raw.tsv: {e}")
+            failed = True
+    if failed:
         sys.exit(1)
 
 

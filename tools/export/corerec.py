@@ -24,17 +24,31 @@ What is written:
   ``recommender.feature_map`` in order: "user", "item", then "user_<feature>" and
   "item_<feature>" sorted by feature name, as ``fit`` builds them), ``field_dims``,
   ``embedding_dim``, ``hidden_layers``, ``use_sigmoid`` (the inner module's plain attribute, set
-  from the fit task: implicit -> sigmoid, rating -> raw score), ``bn_eps`` and ``feature_map``
-  (field -> {raw token as a string: index within the field}).
+  from the fit task: implicit -> sigmoid, rating -> raw score), ``bn_eps``, ``feature_map``
+  (field -> {raw token as a string: index within the field}) and ``vocabularies`` (the schema of
+  ``tools/export/vocabularies.py``: the same token -> index maps, one entry per field, with
+  ``"oov"``: null for "user" and "item", 0 for every side-feature field). CoreRec's own
+  ``predict(user_id, item_id)`` (corerec/engines/deepfm.py, 0.6.0) returns 0.0 for an unknown user
+  or item (``if user_id not in self.feature_map["user"]: return 0.0``): there is no id to give
+  them, so an importer refuses them (oov null). An unknown side-feature value is looked up with
+  ``self.feature_map[f"user_{feature_type}"].get(value, 0)`` (the same for items), and a missing one
+  is ``x.append(0)``: index 0 of that field, which is also the index of the field's first token in
+  sorted order.
 
 The model's input is one index per field, each *within its field* (0 .. field_dims[f]-1); the
 module adds ``fm_layer.offsets`` itself.
 """
 
-import json
 import os
 
+from . import vocabularies as _vocabularies
+
 __all__ = ["export", "describe"]
+
+# CoreRec 0.6.0 predict(): unknown user / item -> `return 0.0` (no id: refused on import);
+# unknown or missing side-feature value -> `.get(value, 0)` / `x.append(0)`: index 0 of its field.
+_UNKNOWN_ID = {"user": None, "item": None}
+_SIDE_FEATURE_OOV = 0
 
 
 def describe(recommender):
@@ -67,6 +81,11 @@ def describe(recommender):
             tokens[key] = int(idx)
         feature_map[name] = tokens
 
+    vocabularies = {
+        name: _vocabularies.entry(tokens, oov=_UNKNOWN_ID.get(name, _SIDE_FEATURE_OOV), what=f"field {name}")
+        for name, tokens in feature_map.items()
+    }
+
     return {
         "framework": "corerec",
         "framework_version": getattr(corerec, "__version__", "unknown"),
@@ -77,6 +96,7 @@ def describe(recommender):
         "use_sigmoid": bool(module.use_sigmoid),
         "bn_eps": eps[0] if eps else None,
         "feature_map": feature_map,
+        "vocabularies": vocabularies,
     }
 
 
@@ -94,6 +114,5 @@ def export(recommender, out_dir):
         os.path.join(out_dir, "model.safetensors"),
     )
     with open(os.path.join(out_dir, "description.json"), "w", encoding="utf-8") as f:
-        json.dump(description, f, indent=2)
-        f.write("\n")
+        _vocabularies.dump_description(description, f)
     return description

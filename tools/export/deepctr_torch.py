@@ -12,6 +12,14 @@ Usage (from the repository root; put ``tools/`` on ``sys.path`` and import this 
     model.fit(x, y, batch_size=256, epochs=1)
     export(model, "out/my-model")          # writes out/my-model/{model.safetensors,description.json}
 
+    # with the token vocabularies the ids came from (optional; see "vocabularies" below):
+    export(model, "out/my-model", encoders={
+        "gender": gender_label_encoder,                       # a fitted sklearn LabelEncoder
+        "city": {"Paris": 1, "Oslo": 2},                      # token -> id
+        "genres": vocabulary(genre_ids, sep="|"),             # a VarLenSparseFeat: its separator
+        "country": vocabulary(country_ids, oov=0),            # an id for unknown tokens
+    })
+
 What is written:
 
 * ``model.safetensors``: ``model.state_dict()`` exactly as PyTorch names it (every tensor made
@@ -27,7 +35,20 @@ What is written:
 * ``description.json``: framework, version, task, use_fm, DNN shape, activation, batch-norm use
   and eps (``dnn_hidden_units`` [], ``dnn_activation`` null, ``dnn_use_bn`` false and ``bn_eps``
   null when the model has no DNN), and the linear and DNN feature columns (DeepCTR's own namedtuples written with
-  ``_asdict()`` plus a ``"type"`` key; a ``VarLenSparseFeat`` nests its ``SparseFeat``).
+  ``_asdict()`` plus a ``"type"`` key; a ``VarLenSparseFeat`` nests its ``SparseFeat``), and, when
+  ``encoders`` is given, ``"vocabularies"``: ``{feature name: {"ids": {token: id}, "oov": id | null,
+  "sep": str}}`` (schema in ``tools/export/vocabularies.py``; ``sep`` only for a
+  ``VarLenSparseFeat``). DeepCTR-Torch has no vocabulary of its own: the ids are whatever the user
+  fed, so the vocabularies are the user's encoders. ``encoders`` maps a ``SparseFeat`` /
+  ``VarLenSparseFeat`` name to a fitted sklearn ``LabelEncoder`` (id = index in ``classes_``), a
+  dict token -> id, or ``vocabulary(ids, sep=None, oov=None)`` (= ``{"ids": ..., "sep": ...,
+  "oov": ...}``, ``ids`` either of the two former). ``oov`` is null unless given: DeepCTR itself
+  has no out-of-vocabulary id (LabelEncoder.transform raises on an unknown token). A
+  ``VarLenSparseFeat`` needs ``sep`` (what separates its tokens in one raw value); a ``SparseFeat``
+  takes none. Features without an encoder (dense ones, ids used as they are) get no entry; every id
+  and ``oov`` must be below the column's ``vocabulary_size``. Note that DeepCTR masks id 0 of a
+  ``VarLenSparseFeat`` without ``length_name`` as padding, so a token encoded as 0 there is
+  ignored by the model, in training as in serving.
 
 ``DeepFM``/``BaseModel`` do not keep ``linear_feature_columns`` as such: the ``Linear`` module keeps
 them split by type (``sparse_feature_columns``, ``dense_feature_columns``,
@@ -37,10 +58,77 @@ column's position there is its position in the original list). Pass ``linear_fea
 explicitly to write a given list instead.
 """
 
-import json
 import os
+from collections.abc import Mapping
 
-__all__ = ["export", "describe"]
+from . import vocabularies as _vocabularies
+
+__all__ = ["export", "describe", "vocabulary"]
+
+
+def vocabulary(ids, sep=None, oov=None):
+    """An ``encoders`` value with options: ids (a fitted LabelEncoder or a dict token -> id), the
+    separator of a VarLenSparseFeat's tokens, and the id of an unknown token (default: none)."""
+    out = {"ids": ids}
+    if sep is not None:
+        out["sep"] = sep
+    if oov is not None:
+        out["oov"] = oov
+    return out
+
+
+def _is_label_encoder(obj):
+    return hasattr(obj, "classes_") and hasattr(obj, "transform")
+
+
+def _token_ids(ids, what):
+    if _is_label_encoder(ids):
+        return {c.item() if hasattr(c, "item") else c: i for i, c in enumerate(ids.classes_)}
+    if isinstance(ids, Mapping):
+        return {(k.item() if hasattr(k, "item") else k): (v.item() if hasattr(v, "item") else v)
+                for k, v in ids.items()}
+    raise TypeError(f"{what}: expected a fitted LabelEncoder or a dict token -> id, "
+                    f"got {type(ids).__name__}")
+
+
+def _encoder_vocabularies(encoders, columns):
+    """The "vocabularies" dict for encoders, in column order, checked against the columns."""
+    from deepctr_torch.inputs import DenseFeat, VarLenSparseFeat
+
+    by_name = {}
+    for fc in columns:
+        by_name.setdefault(fc.name, fc)
+    unknown = [n for n in encoders if n not in by_name]
+    if unknown:
+        raise ValueError(f"encoders for features that are not columns of the model: {unknown}")
+    out = {}
+    for name, fc in by_name.items():
+        if name not in encoders:
+            continue
+        what = f"encoders[{name!r}]"
+        if isinstance(fc, DenseFeat):
+            raise ValueError(f"{what}: {name} is a DenseFeat (a number, not ids)")
+        enc = encoders[name]
+        if (isinstance(enc, Mapping) and "ids" in enc and set(enc) <= {"ids", "sep", "oov"}
+                and (isinstance(enc["ids"], Mapping) or _is_label_encoder(enc["ids"]))):
+            ids, sep, oov = enc["ids"], enc.get("sep"), enc.get("oov")
+        else:
+            ids, sep, oov = enc, None, None
+        varlen = isinstance(fc, VarLenSparseFeat)
+        if varlen and sep is None:
+            raise ValueError(f"{what}: {name} is a VarLenSparseFeat: give the separator of its tokens, "
+                             f"e.g. vocabulary(ids, sep='|')")
+        if not varlen and sep is not None:
+            raise ValueError(f"{what}: {name} is a SparseFeat (one token): it takes no sep")
+        entry = _vocabularies.entry(_token_ids(ids, what), oov=oov, sep=sep, what=what)
+        size = fc.vocabulary_size
+        bad = [(t, i) for t, i in entry["ids"].items() if i >= size]
+        if entry["oov"] is not None and entry["oov"] >= size:
+            bad.append(("(oov)", entry["oov"]))
+        if bad:
+            raise ValueError(f"{what}: ids outside 0..{size - 1} (vocabulary_size {size}): {bad[:5]}")
+        out[name] = entry
+    return out
 
 
 def _column_dict(fc):
@@ -78,7 +166,7 @@ def _activation_name(layer):
     raise ValueError(f"unsupported DNN activation layer {cls}")
 
 
-def describe(model, linear_feature_columns=None):
+def describe(model, linear_feature_columns=None, encoders=None):
     """The description.json contents (a dict) for a deepctr_torch DeepFM instance."""
     import deepctr_torch
     from deepctr_torch.models import DeepFM
@@ -104,7 +192,7 @@ def describe(model, linear_feature_columns=None):
     else:
         hidden, activation, use_bn, bn_eps = [], None, False, None
 
-    return {
+    description = {
         "framework": "deepctr-torch",
         "framework_version": deepctr_torch.__version__,
         "task": model.out.task,
@@ -116,22 +204,26 @@ def describe(model, linear_feature_columns=None):
         "linear_feature_columns": [_column_dict(fc) for fc in linear_feature_columns],
         "dnn_feature_columns": [_column_dict(fc) for fc in model.dnn_feature_columns],
     }
+    if encoders:
+        description["vocabularies"] = _encoder_vocabularies(
+            encoders, list(model.dnn_feature_columns) + list(linear_feature_columns))
+    return description
 
 
-def export(model, out_dir, linear_feature_columns=None):
+def export(model, out_dir, linear_feature_columns=None, encoders=None):
     """Write out_dir/model.safetensors and out_dir/description.json for a trained DeepFM.
 
-    Returns the description dict.
+    encoders: optional {feature name: LabelEncoder | dict token -> id | vocabulary(...)}, written
+    as description.json's "vocabularies". Returns the description dict.
     """
     from safetensors.torch import save_file
 
-    description = describe(model, linear_feature_columns)
+    description = describe(model, linear_feature_columns, encoders)
     os.makedirs(out_dir, exist_ok=True)
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         os.path.join(out_dir, "model.safetensors"),
     )
     with open(os.path.join(out_dir, "description.json"), "w", encoding="utf-8") as f:
-        json.dump(description, f, indent=2)
-        f.write("\n")
+        _vocabularies.dump_description(description, f)
     return description

@@ -13,6 +13,7 @@ Usage (from the repository root; put ``tools/`` on ``sys.path`` and import this 
     model = DeepFM(feature_map, embedding_dim=8, hidden_units=[32, 16], batch_norm=True, ...)
     ...train...
     export(model, feature_map, "out/my-model")   # writes out/my-model/{model.safetensors,description.json}
+    export(model, feature_map, "out/my-model", vocab=feature_processor)   # + "vocabularies"
 
 What is written:
 
@@ -42,7 +43,30 @@ What is written:
   FeatureMap>, "model": {"model": "DeepFM", "embedding_dim", "hidden_units", "hidden_activations",
   "net_dropout", "batch_norm", "bn_eps", "output_activation": "sigmoid" | null}}``. The MLP input
   is the per-field embeddings concatenated in ``feature_map["features"]`` order (meta features
-  skipped), each field D wide.
+  skipped), each field D wide. With ``vocab`` also ``"vocabularies"`` (schema in
+  ``tools/export/vocabularies.py``): one entry per categorical and sequence feature.
+
+Vocabularies: the FeatureMap and the model do not hold FuxiCTR's token vocabularies; its
+``FeatureProcessor`` does (``processor_dict["<feature>::tokenizer"].vocab``, a dict token -> index,
+written by ``fit`` to ``<data_dir>/feature_vocab.json`` as ``{feature: {token: index}}`` sorted by
+index). Pass ``vocab=`` the fitted FeatureProcessor (preferred: the splitters and fill_na values
+come with it), or the path of feature_vocab.json or its parsed dict (then ``splitters={sequence
+feature: splitter}``, default FuxiCTR's "^", and fill_na "" are assumed). What FuxiCTR 2.3.10 does
+(fuxictr/preprocess/tokenizer.py) and what is written:
+
+* ``build_vocab``: tokens indexed from 1 by count (ties by token), ``vocab["__PAD__"] = 0``,
+  ``vocab["__OOV__"] = self.vocab_size()`` = max index + 1; the fill_na token (default "") is left
+  out. ``encode_category``: ``self.vocab.get(x, self.vocab["__OOV__"])``; ``encode_sequence``:
+  ``text.split(self._splitter)``, each piece ``self.vocab.get(x, self.vocab["__OOV__"]) if x !=
+  self._na_value else self.vocab["__PAD__"]``, then padded / truncated to max_len.
+  So ``"oov"`` = ``vocab["__OOV__"]`` (checked to be ``vocab_size - 1``, the table's last row) and
+  ``"ids"`` = the vocabulary without the two reserved markers ``__PAD__`` / ``__OOV__`` (a literal
+  raw token "__PAD__" would get id 0 in FuxiCTR, and the oov id here). For a sequence, ``"sep"`` =
+  the tokenizer's splitter; an empty piece is padding (dropped), as FuxiCTR gives it the padding
+  id 0; a non-empty fill_na token of a sequence is written with id 0.
+* ``share_embedding``: ``fit`` merges the sharer's tokens into the owner's tokenizer and then gives
+  the sharer the owner's vocabulary (``tokenizer.vocab = self.processor_dict[spec["share_embedding"]
+  + "::tokenizer"].vocab``); the sharer's entry is that same vocabulary under its own name.
 
 The exporter refuses (ValueError) what it cannot describe with these keys: other model classes,
 feature types other than categorical/numeric/sequence/meta, pretrained embeddings, fields of
@@ -55,7 +79,11 @@ import json
 import os
 import tempfile
 
+from . import vocabularies as _vocabularies
+
 __all__ = ["export", "describe"]
+
+_RESERVED = ("__PAD__", "__OOV__")
 
 _SEQUENCE_ENCODERS = ("layers.MaskedAveragePooling()", "layers.MaskedSumPooling()")
 
@@ -169,8 +197,62 @@ def _check_features(model, fmap_json):
     return dims.pop()
 
 
-def describe(model, feature_map):
-    """description.json's content for a FuxiCTR DeepFM and the FeatureMap it was built with."""
+def _tokenizer_vocabularies(vocab, splitters):
+    """{feature: (token -> index dict, splitter or None, na_value)} from a FeatureProcessor, the
+    path of its feature_vocab.json or that file's parsed dict."""
+    if hasattr(vocab, "processor_dict"):
+        out = {}
+        for key, proc in vocab.processor_dict.items():
+            if key.endswith("::tokenizer"):
+                out[key[: -len("::tokenizer")]] = (proc.vocab, getattr(proc, "_splitter", None),
+                                                   getattr(proc, "_na_value", ""))
+        return out, True
+    if isinstance(vocab, (str, os.PathLike)):
+        with open(vocab, "r", encoding="utf-8") as f:
+            vocab = json.load(f)
+    if not isinstance(vocab, dict):
+        raise TypeError("vocab: expected a FeatureProcessor, the path of feature_vocab.json or its dict, "
+                        f"got {type(vocab).__name__}")
+    splitters = splitters or {}
+    return {name: (v, splitters.get(name, "^"), "") for name, v in vocab.items()}, False
+
+
+def _vocabularies_description(fmap_json, vocab, splitters):
+    tokenizers, from_processor = _tokenizer_vocabularies(vocab, splitters)
+    specs = {n: s for e in fmap_json["features"] for n, s in e.items()}
+    out = {}
+    for name, spec in specs.items():
+        if spec["type"] not in ("categorical", "sequence"):
+            continue
+        if name not in tokenizers:
+            raise ValueError(f"vocab has no vocabulary for feature {name!r}")
+        v, splitter, na_value = tokenizers[name]
+        owner = spec.get("share_embedding")
+        if owner is not None and owner in tokenizers and tokenizers[owner][0] != v:
+            raise ValueError(f"feature {name}: share_embedding={owner!r} but its vocabulary differs")
+        if v.get("__PAD__") != 0 or "__OOV__" not in v:
+            raise ValueError(f"feature {name}: vocabulary without __PAD__ = 0 and __OOV__")
+        oov, size = int(v["__OOV__"]), int(spec["vocab_size"])
+        if oov != size - 1:
+            raise ValueError(f"feature {name}: __OOV__ is {oov}, not vocab_size - 1 = {size - 1}")
+        ids = {k: int(i) for k, i in v.items() if k not in _RESERVED}
+        bad = [(k, i) for k, i in ids.items() if not 0 <= i < oov]
+        if bad:
+            raise ValueError(f"feature {name}: token ids outside 0..{oov - 1}: {bad[:5]}")
+        sep = None
+        if spec["type"] == "sequence":
+            sep = splitter if splitter is not None else "^"
+            if na_value not in ("", None):
+                ids[na_value] = 0  # encode_sequence: a piece equal to fill_na is __PAD__
+        elif from_processor and splitter is not None:
+            raise ValueError(f"feature {name}: a categorical tokenizer with a splitter")
+        out[name] = _vocabularies.entry(ids, oov=oov, sep=sep, what=f"feature {name}")
+    return out
+
+
+def describe(model, feature_map, vocab=None, splitters=None):
+    """description.json's content for a FuxiCTR DeepFM and the FeatureMap it was built with; with
+    ``vocab`` (FeatureProcessor, feature_vocab.json path or dict) also its "vocabularies"."""
     import fuxictr
     from torch import nn
 
@@ -185,7 +267,7 @@ def describe(model, feature_map):
         output_activation = None
     else:
         raise ValueError(f"output activation {model.output_activation} is not supported")
-    return {
+    description = {
         "framework": "fuxictr",
         "framework_version": fuxictr.__version__,
         "feature_map": fmap_json,
@@ -196,19 +278,25 @@ def describe(model, feature_map):
             "output_activation": output_activation,
         },
     }
+    if vocab is not None:
+        description["vocabularies"] = _vocabularies_description(fmap_json, vocab, splitters)
+    return description
 
 
-def export(model, feature_map, out_dir):
-    """Write out_dir/model.safetensors and out_dir/description.json; returns the description."""
+def export(model, feature_map, out_dir, vocab=None, splitters=None):
+    """Write out_dir/model.safetensors and out_dir/description.json; returns the description.
+
+    vocab: optional fitted FeatureProcessor (or feature_vocab.json's path or dict, with
+    ``splitters`` for its sequence features) whose vocabularies are written as "vocabularies".
+    """
     from safetensors.torch import save_file
 
-    description = describe(model, feature_map)
+    description = describe(model, feature_map, vocab, splitters)
     os.makedirs(out_dir, exist_ok=True)
     # clone(): a shared table is in the state_dict under two names with one storage, which
     # safetensors refuses; each name gets its own copy (same values).
     tensors = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, os.path.join(out_dir, "model.safetensors"))
     with open(os.path.join(out_dir, "description.json"), "w", encoding="utf-8") as f:
-        json.dump(description, f, indent=2)
-        f.write("\n")
+        _vocabularies.dump_description(description, f)
     return description

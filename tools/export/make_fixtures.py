@@ -4,9 +4,10 @@ Run from anywhere (the repository root is found from this file's location):
 
     /tmp/venv-interop/bin/python tools/export/make_fixtures.py
 
-Writes tests/fixtures/interop/<name>/{model.safetensors,description.json,batch.json} for
+Writes tests/fixtures/interop/<name>/{model.safetensors,description.json,batch.json,raw.tsv} for
 deepctr-ml100k, deepctr-ml100k-max, deepctr-criteo and corerec-ml100k (see
-tests/fixtures/interop/README.md). The data is read from ../shared/data relative to the repository
+tests/fixtures/interop/README.md). description.json carries the token vocabularies the ids came
+from ("vocabularies"), raw.tsv the first 50 batch rows with raw tokens in place of those ids. The data is read from ../shared/data relative to the repository
 root (override with DEEPFM_DATA=/path/to/data); it is never copied into the repository, only the
 trained weights, 1000 input rows' feature values and the frameworks' predictions are.
 
@@ -49,6 +50,8 @@ from corerec.engines.deepfm import DeepFM as CoreRecDeepFM  # noqa: E402
 
 from export import corerec as corerec_export  # noqa: E402
 from export import deepctr_torch as deepctr_export  # noqa: E402
+from export import vocabularies  # noqa: E402
+from sklearn.preprocessing import LabelEncoder  # noqa: E402
 
 DATA = os.environ.get("DEEPFM_DATA", os.path.join(REPO, os.pardir, "shared", "data"))
 OUT = os.path.join(REPO, "tests", "fixtures", "interop")
@@ -99,6 +102,29 @@ def write_batch(out_dir, features, predictions, produced_by):
     lines.append("}")
     with open(os.path.join(out_dir, "batch.json"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def write_raw(out_dir, features, raw_tokens):
+    """raw.tsv: the first vocabularies.RAW_ROWS batch rows; features as for write_batch, raw_tokens
+    {name: one raw value (str) per row} for the features with a vocabulary; the others are written
+    from their batch values (ids as integers, float32 as in batch.json, id lists comma-separated)."""
+    n = vocabularies.RAW_ROWS
+    rows = [[] for _ in range(n)]
+    for name, kind, values in features:
+        for i in range(n):
+            if name in raw_tokens:
+                cell = raw_tokens[name][i]
+            elif kind == "int":
+                cell = str(int(values[i]))
+            elif kind == "f32":
+                cell = _f32_text(values[i])
+            else:
+                cell = ",".join(str(int(t)) for t in values[i])
+            rows[i].append(cell)
+    vocabularies.write_raw_tsv(out_dir, [name for name, _, _ in features], rows)
+    checked, oov = vocabularies.check_raw_tsv(out_dir)
+    assert checked == n
+    return oov
 
 
 def fixture_dir(name):
@@ -153,6 +179,10 @@ def load_ml100k():
     occupation_vocab = sorted(u.occupation.unique())  # 21 names
     r["gender_id"] = r.gender.map({g: i for i, g in enumerate(gender_vocab)}).astype(np.int64)
     r["occupation_id"] = r.occupation.map({o: i for i, o in enumerate(occupation_vocab)}).astype(np.int64)
+    # The same ids as fitted sklearn LabelEncoders (for the exported vocabularies only).
+    gender_encoder, occupation_encoder = LabelEncoder().fit(u.gender), LabelEncoder().fit(u.occupation)
+    assert (gender_encoder.transform(r.gender) == r.gender_id.values).all()
+    assert (occupation_encoder.transform(r.occupation) == r.occupation_id.values).all()
 
     # Held-out rows: a fixed permutation; the first 1100 are the pool, the rest is training data;
     # the batch is the first 1000 pool rows whose user and item both occur in the training data
@@ -165,7 +195,21 @@ def load_ml100k():
     return {
         "ratings": r, "genres": genres, "hist": hist, "users": u, "n_users": n_users, "n_items": n_items,
         "genre_names": genre_names, "gender_vocab": gender_vocab, "occupation_vocab": occupation_vocab,
-        "train": train, "test": test,
+        "train": train, "test": test, "encoders": {
+            "gender": gender_encoder, "occupation": occupation_encoder,
+            # genre flag k -> id k + 1 (0 is padding), written as "|"-separated genre names
+            "genres": deepctr_export.vocabulary({g: k + 1 for k, g in enumerate(genre_names)}, sep="|"),
+        },
+    }
+
+
+def ml100k_raw_tokens(ml, rows):
+    """Raw gender / occupation / genres of the given ratings rows (genres "|"-joined names)."""
+    r = ml["ratings"]
+    return {
+        "gender": [str(r.gender.values[i]) for i in rows],
+        "occupation": [str(r.occupation.values[i]) for i in rows],
+        "genres": ["|".join(ml["genre_names"][g - 1] for g in ml["genres"][int(r.item.values[i])]) for i in rows],
     }
 
 
@@ -220,12 +264,14 @@ def make_deepctr_ml100k(ml):
     pred = model.predict(x_test, batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out)
-    write_batch(out, [
+    deepctr_export.export(model, out, encoders=ml["encoders"])
+    batch_features = [
         ("user", "int", x_test["user"]), ("item", "int", x_test["item"]), ("prev_item", "int", x_test["prev_item"]),
         ("gender", "int", x_test["gender"]), ("occupation", "int", x_test["occupation"]),
         ("genres", "seq", x_test["genres"]), ("age", "f32", x_test["age"]),
-    ], pred, DEEPCTR_PRODUCED_BY)
+    ]
+    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
+    write_raw(out, batch_features, ml100k_raw_tokens(ml, te[:vocabularies.RAW_ROWS]))
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(y_all[te], pred)
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; held-out AUC {auc:.4f}; "
@@ -274,12 +320,14 @@ def make_deepctr_ml100k_max(ml):
     pred = model.predict(x_test, batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out)
-    write_batch(out, [
+    deepctr_export.export(model, out, encoders=ml["encoders"])
+    batch_features = [
         ("age", "f32", x_test["age"]), ("user", "int", x_test["user"]), ("genres", "seq", x_test["genres"]),
         ("item", "int", x_test["item"]), ("recent_items", "seq", x_test["recent_items"]),
         ("gender", "int", x_test["gender"]), ("occupation", "int", x_test["occupation"]),
-    ], pred, DEEPCTR_PRODUCED_BY)
+    ]
+    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
+    write_raw(out, batch_features, ml100k_raw_tokens(ml, te[:vocabularies.RAW_ROWS]))
     rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - y_all[te]) ** 2)))
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; rows dropped for an empty "
                       f"genre list: {dropped}; held-out RMSE (clipped to [1,5]) {rmse:.4f}; empty recent_items "
@@ -306,6 +354,7 @@ def make_deepctr_criteo():
     dense_names = [f"I{k}" for k in range(1, 14)]
     cat_names = [f"C{k}" for k in range(1, 27)]
     x_all, columns, D = {}, [], 4
+    encoders, raw_tokens = {}, {}
     for k, n in enumerate(dense_names):
         # missing -> 0; negative values (only I2 has them, down to -2) are clamped to 0 before log(1+x)
         vals = [math.log1p(max(float(r[1 + k]), 0.0)) if r[1 + k] != "" else 0.0 for r in rows]
@@ -316,6 +365,8 @@ def make_deepctr_criteo():
         vocab = {t: i for i, t in enumerate(sorted(set(tokens)))}
         x_all[n] = np.array([vocab[t] for t in tokens], dtype=np.int64)
         columns.append(SparseFeat(n, len(vocab), embedding_dim=D))
+        encoders[n] = vocab  # token -> id, "" (missing) included; no oov: every batch token is in it
+        raw_tokens[n] = tokens[: vocabularies.RAW_ROWS]
     model = DeepCTRDeepFM(columns, columns, dnn_hidden_units=(32, 16), dnn_use_bn=False, dnn_dropout=0.0,
                           task="binary", device="cpu", seed=1024)
     # A small learning rate: 800 rows are memorised fast and larger steps leave most predictions
@@ -327,9 +378,10 @@ def make_deepctr_criteo():
     pred = model.predict(dict(x_all), batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out)
-    write_batch(out, [(n, "f32", x_all[n]) for n in dense_names] + [(n, "int", x_all[n]) for n in cat_names],
-                pred, DEEPCTR_PRODUCED_BY)
+    deepctr_export.export(model, out, encoders=encoders)
+    batch_features = [(n, "f32", x_all[n]) for n in dense_names] + [(n, "int", x_all[n]) for n in cat_names]
+    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
+    write_raw(out, batch_features, raw_tokens)
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(labels[800:], pred[800:])
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on rows 0..799; AUC on rows 800..999 {auc:.4f} "
@@ -390,7 +442,14 @@ def make_corerec_ml100k(ml):
         max_single = max(max_single, abs(p - float(pred[k])))
     assert max_single < 1e-6, max_single
 
-    write_batch(out, [(n, "int", x[:, j]) for j, n in enumerate(names)], pred, COREREC_PRODUCED_BY)
+    batch_features = [(n, "int", x[:, j]) for j, n in enumerate(names)]
+    write_batch(out, batch_features, pred, COREREC_PRODUCED_BY)
+    raw_rows = []  # the raw user, item and side-feature values, in field order
+    for row in te[: vocabularies.RAW_ROWS]:
+        uid, iid = int(r.user.values[row]), int(r.item.values[row])
+        raw_rows.append([str(uid), str(iid)] + [str(user_features[uid][ft]) for ft in rec.user_feature_types]
+                        + [str(item_features[iid][ft]) for ft in rec.item_feature_types])
+    write_raw(out, batch_features, {n: [v[j] for v in raw_rows] for j, n in enumerate(names)})
     n_train = len(tr) * (1 + rec.num_negatives)
     report(name, out, f"{rec.epochs} epochs x {(n_train + rec.batch_size - 1) // rec.batch_size} Adam steps "
                       f"({len(tr)} ratings + {rec.num_negatives} negatives each) in {fit_s:.1f} s; "

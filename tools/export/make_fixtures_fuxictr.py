@@ -6,7 +6,9 @@ Run from anywhere (the repository root is found from this file's location):
     /tmp/venv-fuxi/bin/pip install -r tools/export/requirements-fuxictr.txt
     /tmp/venv-fuxi/bin/python tools/export/make_fixtures_fuxictr.py
 
-Writes tests/fixtures/interop/fuxictr-ml100k/{model.safetensors,description.json,batch.json}. The
+Writes tests/fixtures/interop/fuxictr-ml100k/{model.safetensors,description.json,batch.json,raw.tsv}
+(description.json with FuxiCTR's own token vocabularies, passed to the exporter as the fitted
+FeatureProcessor; raw.tsv: the first 50 batch rows with the raw tokens). The
 data is read from ../shared/data relative to the repository root (override with
 DEEPFM_DATA=/path/to/data); it is never copied into the repository: the CSV files FuxiCTR's
 FeatureProcessor reads and everything it writes (feature_map.json, vocab, pickle) go to a temporary
@@ -64,7 +66,8 @@ from fuxictr.features import FeatureMap  # noqa: E402
 from fuxictr.preprocess import FeatureProcessor  # noqa: E402
 from fuxictr.pytorch.torch_utils import seed_everything  # noqa: E402
 
-from export.fuxictr import export  # noqa: E402
+from export import vocabularies  # noqa: E402
+from export.fuxictr import describe, export  # noqa: E402
 from export.fuxictr_model_zoo import DeepFM  # noqa: E402
 
 DATA = os.environ.get("DEEPFM_DATA", os.path.join(REPO, os.pardir, "shared", "data"))
@@ -174,6 +177,35 @@ def load_ml100k():
     return df, perm[:N_BATCH], perm[1100:]
 
 
+def write_raw(out_dir, features, raw_df, vocab_desc):
+    """raw.tsv: the first vocabularies.RAW_ROWS batch rows; a feature with a vocabulary takes its raw
+    value from raw_df (the CSV rows FuxiCTR read: a sequence's tokens re-joined by its sep, empty
+    pieces, i.e. padding, dropped), any other its batch value (age: the normalized float32 text)."""
+    n = vocabularies.RAW_ROWS
+    rows = [[] for _ in range(n)]
+    for name, kind, values in features:
+        for i in range(n):
+            if name in vocab_desc:
+                raw = raw_df[name].iloc[i]
+                raw = "" if pd.isna(raw) else str(raw)
+                sep = vocab_desc[name].get("sep")
+                if sep is not None:
+                    cell = sep.join(t for t in raw.split(sep) if t != "")
+                else:
+                    cell = raw
+            elif kind == "int":
+                cell = str(int(values[i]))
+            elif kind == "f32":
+                cell = _f32_text(values[i])
+            else:
+                cell = ",".join(str(int(t)) for t in values[i])
+            rows[i].append(cell)
+    vocabularies.write_raw_tsv(out_dir, [name for name, _, _ in features], rows)
+    checked, oov = vocabularies.check_raw_tsv(out_dir)
+    assert checked == n
+    return oov
+
+
 def to_numpy_batch(ddf):
     """A polars LazyFrame as the dict of numpy columns that build_dataset's ray map_batches gives."""
     out = {}
@@ -248,7 +280,7 @@ def main():
         logs = model.evaluate([test_t])
         print("held-out:", {k: round(float(v), 4) for k, v in logs.items()})
 
-        description = export(model, feature_map, OUT)
+        description = export(model, feature_map, OUT, vocab=fp)
         # The feature map in description.json is the one FuxiCTR's FeatureProcessor wrote.
         assert description["feature_map"] == written_by_fuxictr, "feature_map differs from FuxiCTR's file"
 
@@ -258,6 +290,21 @@ def main():
             values = test_t[name].numpy()
             features.append((name, kind, values.tolist() if kind == "seq" else values))
         write_batch(OUT, features, pred, PRODUCED_BY)
+        # Cross-check: the vocabularies written are FuxiCTR's feature_vocab.json less __PAD__/__OOV__,
+        # with oov = __OOV__ = vocab_size - 1.
+        with open(fp.vocab_file, encoding="utf-8") as f:
+            vocab_json = json.load(f)
+        vocabs = description["vocabularies"]
+        assert sorted(vocabs) == sorted(vocab_json), (sorted(vocabs), sorted(vocab_json))
+        for name, v in vocabs.items():
+            ref = vocab_json[name]
+            assert v["ids"] == {k: i for k, i in ref.items() if k not in ("__PAD__", "__OOV__")}, name
+            assert ref["__PAD__"] == 0 and v["oov"] == ref["__OOV__"] == feature_map.features[name]["vocab_size"] - 1
+        # The exporter's other input form (feature_vocab.json + splitters) gives the same.
+        assert describe(model, feature_map, fp.vocab_file, {"genres": "^"})["vocabularies"] == vocabs
+        oov_raw = write_raw(OUT, features, df.iloc[test_rows[: vocabularies.RAW_ROWS]], vocabs)
+        print("vocabularies:", {n: (len(v["ids"]), v["oov"], v.get("sep")) for n, v in vocabs.items()},
+              "; raw.tsv tokens at oov:", oov_raw)
 
         oov = {name: int((test_t[name] == spec["vocab_size"] - 1).sum())
                for name, spec in feature_map.features.items() if spec["type"] == "categorical"}

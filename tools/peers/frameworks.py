@@ -17,21 +17,47 @@ predictions) this script
 4. prints a markdown table (microseconds per sample, ratios framework/deepfm) and, with
    --json FILE, writes every raw number.
 
+The fixtures are tiny (D = 4..8, DNN 32-16), so framework overhead dominates their figures. After
+them (unless --no-synthetic) comes a production-sized case, `deepctr-criteo-400`, built in the
+same interpreter (it needs deepctr_torch): a DeepCTR-Torch DeepFM with 13 DenseFeat + 26
+SparseFeat (vocabularies in SYNTHETIC_VOCABS, a realistic mix for one Criteo day after min-count
+filtering: 938,755 ids, ~64 MB of tables), embedding_dim 16, dnn_hidden_units (400, 400, 400),
+dnn_use_bn=True, relu, task "binary". Nothing is trained; every weight is drawn with a fixed seed
+(DeepCTR's own init_std of 1e-4 would leave each score at sigmoid(bias) to ~1e-8, which would
+make the agreement check empty): embeddings N(0, 0.1), first-order weights N(0, 0.05) / N(0, 0.1)
+(dense), He-scaled DNN weights, batch norm with random running_mean/running_var around each
+layer's pre-activation scale and random weight/bias, out bias -1 (scores 0.04..0.94 on the check
+rows). It is exported with tools/export/deepctr_torch.py's export() into the temporary folder
+with a batch.json (1000 random rows: uniform ids, dense values in [0, 1); predictions by the
+in-memory model's `predict`), then goes through steps 1-3 like a fixture, with one more check
+after the import: `deepfm score` of those rows (a TSV in the imported model's field order, read
+from `deepfm inspect`) must agree with the framework's predictions within 1e-5, else exit 1.
+Its timing inputs are 2^17 random rows (the checked ones first), the number `deepfm bench`
+cycles through, so that both sides read from the whole ~64 MB table rather than from cache:
+batch 4096 cycles through 32 distinct batches, batch 1 through the first 4096 rows.
+
 Exact commands (from the repository root; the venvs are described in tools/peers/README.md):
 
     # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR in a child process of its venv
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fuxi-python /work/venv-fuxi/bin/python --json frameworks.json
 
-    # or one invocation per venv
+    # or one invocation per venv (deepctr-criteo-400 is added to the first one by default)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fixtures deepctr-ml100k,deepctr-criteo,corerec-ml100k --json frameworks-interop.json
     /work/venv-fuxi/bin/python tools/peers/frameworks.py \\
-        --fixtures fuxictr-ml100k --json frameworks-fuxi.json
+        --fixtures fuxictr-ml100k --no-synthetic --json frameworks-fuxi.json
+
+    # only the production-sized case
+    /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures deepctr-criteo-400
 
     # smoke run (busy machine; numbers not worth keeping)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fuxi-python /work/venv-fuxi/bin/python --seconds 0.3 --repeat 1
+
+    # agreement checks and imports only, no timing (~30 s)
+    /work/venv-interop/bin/python tools/peers/frameworks.py \\
+        --fuxi-python /work/venv-fuxi/bin/python --check-only
 
 What (a) is, per framework:
 
@@ -60,6 +86,7 @@ Inputs: the fixture's 1000 rows; batch 1 cycles through them one row per call, b
 the rows tiled (row i -> i % 1000). Input building is off the clock. `deepfm bench` draws its own
 random inputs from the imported model's spec (uniform ids, multi-hot lists of 0-5 ids, cycling
 2^17 rows); the tables of these models are small (well under 1 MB) so both sides run from cache.
+(deepctr-criteo-400 differs: see above.)
 Timing of (a)/(b) is as in compare.py: warm-up min(10% of --seconds, 0.5 s), then calls until
 --seconds have passed; samples/s = calls * batch / elapsed. 0.5 s pauses separate measurements.
 """
@@ -124,15 +151,19 @@ def max_abs(a, ref):
 # .forward_input(idx) / .forward(inp); optional .loader_input(idx) / .predict_loader(inp).
 # The *_input methods build everything off the clock; predict/forward return the scores.
 
+def deepctr_offline():
+    """deepctr_torch starts a thread on import that asks PyPI for a newer version: keep it offline."""
+    import requests
+
+    def offline(*args, **kwargs):
+        raise requests.ConnectionError("frameworks.py runs offline")
+
+    requests.get = offline
+
+
 class DeepCTRRunner:
     def __init__(self, d):
-        # deepctr_torch starts a thread on import that asks PyPI for a newer version: keep it offline.
-        import requests
-
-        def offline(*args, **kwargs):
-            raise requests.ConnectionError("frameworks.py runs offline")
-
-        requests.get = offline
+        deepctr_offline()
         import deepctr_torch
         from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat
         from deepctr_torch.models import DeepFM
@@ -309,6 +340,119 @@ class CoreRecRunner:
 RUNNERS = {"deepctr-torch": DeepCTRRunner, "fuxictr": FuxiCTRRunner, "corerec": CoreRecRunner}
 
 
+# ----------------------------------------------------------------------------- the production-sized case
+SYNTHETIC = "deepctr-criteo-400"
+SYNTHETIC_SEED = 20240607
+SYNTHETIC_CHECK_ROWS = 1000
+SYNTHETIC_TIMING_ROWS = 1 << 17  # distinct rows cycled while timing, as many as `deepfm bench` cycles
+# C1..C26: a realistic mix for one Criteo day after min-count filtering (a few fields with 1e5+ ids,
+# many small ones): 938,755 ids, so the two tables (D = 16 and the first-order one) are ~64 MB.
+SYNTHETIC_VOCABS = (1445, 553, 175781, 128509, 305, 19, 11930, 629, 3, 39530, 5131, 156655, 3175, 26,
+                    11043, 148912, 10, 4559, 1919, 3, 154563, 16, 15, 52989, 81, 40954)
+
+
+def make_synthetic(out_dir, seed=SYNTHETIC_SEED):
+    """Build the untrained production-sized DeepCTR-Torch DeepFM, export it with
+    tools/export/deepctr_torch.py into out_dir and write out_dir/batch.json (the first
+    SYNTHETIC_CHECK_ROWS random rows and the in-memory model's `predict` of them), as a fixture.
+    Returns the SYNTHETIC_TIMING_ROWS random rows (a dict of arrays in feature_index order, the
+    batch.json rows first) and a description of the case for the report."""
+    deepctr_offline()
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))  # for export.deepctr_torch
+    from deepctr_torch.inputs import DenseFeat, SparseFeat, combined_dnn_input
+    from deepctr_torch.models import DeepFM
+    from export.deepctr_torch import export
+
+    torch = import_torch()
+    dense = [DenseFeat(f"I{i}", 1) for i in range(1, 14)]
+    sparse = [SparseFeat(f"C{i}", v, embedding_dim=16) for i, v in enumerate(SYNTHETIC_VOCABS, 1)]
+    columns = dense + sparse
+    model = DeepFM(columns, columns, dnn_hidden_units=(400, 400, 400), dnn_activation="relu", dnn_use_bn=True,
+                   task="binary", device="cpu", seed=seed)
+    model.eval()
+
+    # Inputs: uniform ids (as `deepfm bench` draws them), dense values in [0, 1) skewed towards 0.
+    rng = np.random.RandomState(seed)
+    n = SYNTHETIC_TIMING_ROWS
+    cols = {c.name: (rng.random_sample(n) ** 2).astype(np.float32) for c in dense}
+    cols.update({c.name: rng.randint(0, c.vocabulary_size, n).astype(np.int64) for c in sparse})
+    arrays = {name: cols[name] for name in model.feature_index}
+    check = {k: v[:SYNTHETIC_CHECK_ROWS] for k, v in arrays.items()}
+
+    # Weights (nothing trained). DeepCTR's own init_std (1e-4) leaves every score at sigmoid(out
+    # bias) up to ~1e-8, which would make the agreement check check nothing, so every tensor is
+    # redrawn with a fixed seed at a scale where each part of the model moves the score.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for emb in model.embedding_dict.values():
+            emb.weight.normal_(0.0, 0.1, generator=g)
+        for emb in model.linear_model.embedding_dict.values():
+            emb.weight.normal_(0.0, 0.05, generator=g)
+        model.linear_model.weight.normal_(0.0, 0.1, generator=g)
+        x = torch.from_numpy(np.concatenate([v.reshape(len(v), -1) for v in check.values()], axis=-1)).float()
+        emb_list, dense_list = model.input_from_feature_columns(x, model.dnn_feature_columns, model.embedding_dict)
+        h = combined_dnn_input(emb_list, dense_list)
+        # Layer by layer: He-scaled weights, then batch norm with random running statistics around
+        # the scale s of this layer's pre-activations on the check rows (running_mean ~ N(0, s/2),
+        # running_var ~ s^2 U(0.5, 2)), weight ~ U(0.5, 1.5), bias ~ N(0, 0.2).
+        for lin, bn, act in zip(model.dnn.linears, model.dnn.bn, model.dnn.activation_layers):
+            lin.weight.normal_(0.0, (2.0 / lin.in_features) ** 0.5, generator=g)
+            lin.bias.normal_(0.0, 0.05, generator=g)
+            z = lin(h)
+            scale = float(z.std())
+            bn.running_mean.normal_(0.0, 0.5 * scale, generator=g)
+            bn.running_var.uniform_(0.5, 2.0, generator=g).mul_(scale * scale)
+            bn.weight.uniform_(0.5, 1.5, generator=g)
+            bn.bias.normal_(0.0, 0.2, generator=g)
+            h = act(bn(z))
+        model.dnn_linear.weight.normal_(0.0, model.dnn_linear.in_features ** -0.5, generator=g)
+        model.out.bias.fill_(-1.0)
+
+    predictions = model.predict(dict(check), batch_size=256).reshape(-1)
+    export(model, str(out_dir))
+    batch = {"rows": SYNTHETIC_CHECK_ROWS,
+             "features": {k: [float(x) if v.dtype.kind == "f" else int(x) for x in v] for k, v in check.items()},
+             "predictions": [float(p) for p in predictions],
+             "produced_by": "model.predict(x, batch_size=256) in eval mode (frameworks.py, untrained)"}
+    (Path(out_dir) / "batch.json").write_text(json.dumps(batch))
+    table_rows = sum(SYNTHETIC_VOCABS)
+    info = {"seed": seed, "dense": len(dense), "sparse": len(sparse), "vocabulary_sizes": list(SYNTHETIC_VOCABS),
+            "table_rows": table_rows, "table_mb": round(table_rows * (16 + 1) * 4 / 1e6, 1), "embedding_dim": 16,
+            "dnn_hidden_units": [400, 400, 400], "dnn_use_bn": True, "timing_rows": n,
+            "prediction_range": [float(predictions.min()), float(predictions.max())],
+            "prediction_std": float(predictions.std())}
+    return arrays, info
+
+
+def deepfm_spec(deepfm, model_file):
+    """The imported model's spec, from the `spec: {...}` line of `deepfm inspect`."""
+    for line in run([deepfm, "inspect", model_file]).splitlines():
+        if line.startswith("spec:"):
+            return json.loads(line.split(":", 1)[1])
+    sys.exit(f"`deepfm inspect {model_file}` printed no spec line")
+
+
+def deepfm_score_check(deepfm, model_file, features, expected, tsv):
+    """Max |deepfm score - expected| over the rows of `features` (one scalar per field and row),
+    scored by `deepfm score` from a TSV in the imported model's field order."""
+    columns = []
+    for f in deepfm_spec(deepfm, model_file)["fields"]:
+        v = features[f["name"]]
+        if f["kind"] == "categorical":
+            columns.append([str(int(x)) for x in v])
+        elif f["kind"] == "dense":
+            columns.append([repr(float(x)) for x in v])  # exact: a float32 written as float64 text
+        else:
+            sys.exit(f"{model_file}: field {f['name']} of kind {f['kind']!r}: no TSV writer for it here")
+    tsv.write_text("".join("\t".join(row) + "\n" for row in zip(*columns)))
+    out = run([deepfm, "score", "--model", model_file, "--input", tsv, "--threads", 1])
+    scores = np.array([float(x) for x in out.split()])
+    if len(scores) != len(expected):
+        sys.exit(f"`deepfm score` printed {len(scores)} scores for {len(expected)} rows")
+    return max_abs(scores, expected)
+
+
 # ----------------------------------------------------------------------------- checks and timing
 def to_numpy(y):
     if hasattr(y, "detach"):
@@ -372,9 +516,21 @@ def median(xs):
 
 def run_fixture(name, deepfm, args, workdir):
     framework, _ = framework_of(name)
-    d = FIXTURES / name
-    if not d.is_dir():
-        sys.exit(f"no fixture folder {d}")
+    synthetic = name == SYNTHETIC
+    if synthetic:  # built, exported and predicted here, then treated as a fixture folder
+        d = workdir / name
+        start = time.perf_counter()
+        timing_arrays, synthetic_info = make_synthetic(d)
+        print(f"{name}: built and exported in {time.perf_counter() - start:.1f} s: "
+              f"{synthetic_info['dense']} DenseFeat + {synthetic_info['sparse']} SparseFeat, "
+              f"{synthetic_info['table_rows']:,} ids ({synthetic_info['table_mb']} MB of tables), D=16, "
+              f"DNN 400-400-400 relu + BN (random running stats), untrained; {SYNTHETIC_CHECK_ROWS} check rows' "
+              f"predictions {synthetic_info['prediction_range'][0]:.3f}..{synthetic_info['prediction_range'][1]:.3f} "
+              f"(std {synthetic_info['prediction_std']:.3f})", flush=True)
+    else:
+        d = FIXTURES / name
+        if not d.is_dir():
+            sys.exit(f"no fixture folder {d}")
     runner = RUNNERS[framework](d)
     _, expected = load_batch(d)
     errs = check(runner, expected)
@@ -389,10 +545,24 @@ def run_fixture(name, deepfm, args, workdir):
          "--description", d / "description.json", "--out", model_file])
     info = {"framework": framework, **runner.versions(), "torch": runner.torch.__version__, "max_abs_diff": errs}
     rows = len(expected)
+    if synthetic:
+        err = deepfm_score_check(deepfm, model_file, runner.arrays, expected, workdir / f"{name}-rows.tsv")
+        ok = err <= TOLERANCE
+        print(f"{name}: `deepfm score` of the imported model vs the framework's predict on {rows} rows, "
+              f"max |diff| {err:.2e}" + ("  ok" if ok else "  FAIL"), flush=True)
+        if not ok:
+            sys.exit(f"{name}: deepfm's scores differ from {framework}'s by {err:.2e} > {TOLERANCE:g}; not timing it")
+        info["deepfm_score_max_abs_diff"] = err
+        info["synthetic"] = synthetic_info
+        runner.arrays = timing_arrays  # the checked rows first, then fresh ones
+        rows = SYNTHETIC_TIMING_ROWS
     results = []
     for batch in [] if args.check_only else args.batches:
         if batch == 1:
-            idxs = [np.array([i]) for i in range(rows)]  # one row per call, cycling through the rows
+            # one row per call, cycling through the rows (at most 4096 distinct: one input object each)
+            idxs = [np.array([i]) for i in range(min(rows, 4096))]
+        elif synthetic:
+            idxs = [np.arange(k * batch, (k + 1) * batch) % rows for k in range(max(1, rows // batch))]
         else:
             idxs = [np.arange(batch) % rows]  # the rows tiled
         p_in = [runner.predict_input(i) for i in idxs]
@@ -471,7 +641,10 @@ def main():
     names = lambda s: [x for x in s.split(",") if x]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fixtures", type=names, default=list(DEFAULT_FIXTURES),
-                   help=f"comma-separated fixture folders (default {','.join(DEFAULT_FIXTURES)})")
+                   help=f"comma-separated fixture folders (default {','.join(DEFAULT_FIXTURES)}); "
+                        f"the production-sized {SYNTHETIC} runs after them unless --no-synthetic")
+    p.add_argument("--no-synthetic", action="store_true",
+                   help=f"skip {SYNTHETIC} (built here: needs deepctr_torch in this interpreter)")
     p.add_argument("--batches", type=ints, default=[1, 4096])
     p.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
@@ -489,6 +662,9 @@ def main():
     if bad := [b for b in args.batches if b < 1]:
         p.error(f"bad batch sizes {bad}")
 
+    args.fixtures = [n for n in args.fixtures if n != SYNTHETIC]
+    if not args.no_synthetic and not args.child:
+        args.fixtures.append(SYNTHETIC)
     here, child = [], []
     for name in args.fixtures:
         framework, package = framework_of(name)
@@ -499,6 +675,7 @@ def main():
         else:
             p.error(f"{name}: {package} is not importable by {sys.executable}"
                     + (" (pass --fuxi-python PATH or run this fixture under that venv)" if framework == "fuxictr"
+                       else " (run it under the venv that has it, or pass --no-synthetic)" if name == SYNTHETIC
                        else " (run it under the venv that has it)"))
 
     env = environment(deepfm)
@@ -518,7 +695,7 @@ def main():
                 out = Path(tmp) / "child.json"
                 cmd = [args.fuxi_python, __file__, "--child", "--fixtures", ",".join(child),
                        "--batches", ",".join(map(str, args.batches)), "--seconds", args.seconds,
-                       "--repeat", args.repeat, "--deepfm", deepfm, "--json", out]
+                       "--repeat", args.repeat, "--deepfm", deepfm, "--json", out, "--no-synthetic"]
                 cmd += ["--check-only"] if args.check_only else []
                 rc = subprocess.run([str(c) for c in cmd]).returncode
                 if rc:
@@ -533,7 +710,8 @@ def main():
         return
     print()
     for name, info in report["fixtures"].items():
-        versions = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("framework", "max_abs_diff"))
+        versions = ", ".join(f"{k} {v}" for k, v in info.items()
+                             if k not in ("framework", "max_abs_diff", "deepfm_score_max_abs_diff", "synthetic"))
         print(f"{name}: {versions}")
     if not report["timings"]:
         return
