@@ -231,3 +231,92 @@ fn unknown_missing_and_misshapen_tensors_are_named() {
     assert!(matches!(err, InteropError::Description { .. }), "{err}");
     assert!(!out.exists());
 }
+
+/// Replaces one node of `value`, picked by `pick`, with `replacement` (or, for a key of an
+/// object, removes it when `replacement` is `None`). Returns whether a node was reached.
+fn mutate(value: &mut Json, pick: &mut usize, replacement: &Option<Json>) -> bool {
+    if *pick == 0 {
+        match replacement {
+            Some(r) => *value = r.clone(),
+            None => *value = Json::Null,
+        }
+        return true;
+    }
+    *pick -= 1;
+    match value {
+        Json::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                if *pick == 0 && replacement.is_none() {
+                    map.remove(&key);
+                    return true;
+                }
+                if mutate(map.get_mut(&key).unwrap(), pick, replacement) {
+                    return true;
+                }
+            }
+            false
+        }
+        Json::Array(items) => items.iter_mut().any(|v| mutate(v, pick, replacement)),
+        _ => false,
+    }
+}
+
+/// Descriptions are untrusted input: any value anywhere replaced by another type, a huge or
+/// negative number, or a key removed, gives a typed error or a model, never a panic (and a
+/// model only if it imports cleanly: it then opens and validates).
+#[test]
+fn damaged_descriptions_are_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m.dfm");
+    let replacements = [
+        None,
+        Some(Json::Null),
+        Some(serde_json::json!(-1)),
+        Some(serde_json::json!(0)),
+        Some(serde_json::json!(u64::MAX)),
+        Some(serde_json::json!(1e300)),
+        Some(serde_json::json!("")),
+        Some(serde_json::json!([])),
+        Some(serde_json::json!({})),
+        Some(serde_json::json!(4_000_000_000u64)),
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut errors, mut models) = (0, 0);
+    for (name, framework) in FIXTURES {
+        let dir = fixture(name);
+        let weights = dir.join("model.safetensors");
+        let original: Json =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("description.json")).unwrap())
+                .unwrap();
+        // Nodes outside the (large) vocabularies, so that the mutations hit the structure.
+        let mut structure = original.clone();
+        structure.as_object_mut().unwrap().remove("vocabularies");
+        for _ in 0..120 {
+            let mut description = structure.clone();
+            let replacement = &replacements[(next() % replacements.len() as u64) as usize];
+            let mut pick = (next() % 400) as usize;
+            if !mutate(&mut description, &mut pick, replacement) {
+                continue;
+            }
+            match import_from(framework, &weights, &description.to_string(), &out) {
+                Ok(path) => {
+                    Model::open(&path).unwrap();
+                    models += 1;
+                }
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    println!("{errors} damaged descriptions refused, {models} still imported");
+    assert!(
+        errors > 100,
+        "the mutations must reach the parts that matter"
+    );
+}

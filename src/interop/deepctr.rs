@@ -40,6 +40,7 @@ enum Column {
     SparseFeat(Sparse),
     VarLenSparseFeat {
         sparsefeat: Sparse,
+        maxlen: usize,
         combiner: String,
         length_name: Option<String>,
     },
@@ -142,15 +143,19 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
         .map(Column::name)
         .collect();
     let mut owners: HashMap<String, String> = HashMap::new();
+    // The longest list each multi-hot field takes (its padded length).
+    let mut max_len = serde_json::Map::new();
     let (mut fields, mut tables) = (Vec::new(), Vec::new());
     for column in &columns {
         let (sparse, pooling) = match column {
             Column::SparseFeat(s) => (s, None),
             Column::VarLenSparseFeat {
                 sparsefeat,
+                maxlen,
                 combiner,
                 length_name,
             } => {
+                max_len.insert(sparsefeat.name.clone(), (*maxlen).into());
                 if let Some(length) = length_name {
                     return Err(unsupported(
                         format!("feature {}", sparsefeat.name),
@@ -272,7 +277,8 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
         out_bias: Vec::new(),
         bias: vec!["out.bias".into()],
         metadata: serde_json::json!({"imported_from": {
-            "framework": FRAMEWORK, "framework_version": desc.framework_version}}),
+            "framework": FRAMEWORK, "framework_version": desc.framework_version},
+            "max_len": max_len}),
     })
 }
 

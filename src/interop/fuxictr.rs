@@ -36,7 +36,7 @@ struct FeatureMap {
 }
 
 /// One feature of the feature map: the keys that change how it is scored. The others
-/// (`source`, `dtype`, `max_len`, `share_embedding`, ...) do not: a shared table is in the
+/// (`source`, `dtype`, `share_embedding`, ...) do not: a shared table is in the
 /// state dict under each sharing field's name too.
 #[derive(Debug, Deserialize)]
 struct FeatureSpec {
@@ -47,6 +47,7 @@ struct FeatureSpec {
     feature_encoder: Option<Value>,
     embedding_dim: Option<usize>,
     pretrained_emb: Option<Value>,
+    max_len: Option<usize>,
 }
 
 /// The model's settings.
@@ -98,6 +99,8 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
     check_relu(&m.hidden_activations)?;
     let d = m.embedding_dim;
     let (mut fields, mut tables) = (Vec::new(), Vec::new());
+    // The longest list each sequence field takes (FuxiCTR's preprocessing truncates to it).
+    let mut max_len = serde_json::Map::new();
     for (name, f) in desc.feature_map.features.iter().flat_map(|m| m.iter()) {
         let what = || format!("feature {name}");
         if f.kind == "meta" {
@@ -152,6 +155,9 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
                     }
                 };
                 let padding = f.padding_idx.unwrap_or(0);
+                if let Some(n) = f.max_len {
+                    max_len.insert(name.clone(), n.into());
+                }
                 let vocab = vocab()?;
                 for (table, width) in [(&embedding, d), (&linear, 1)] {
                     check_zero_row(tensors, table, vocab as usize, width, padding as usize)?;
@@ -216,7 +222,8 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
         out_bias: vec![format!("mlp.mlp.{out}.bias")],
         bias: vec!["fm.lr_layer.bias".into()],
         metadata: serde_json::json!({"imported_from": {
-            "framework": FRAMEWORK, "framework_version": desc.framework_version}}),
+            "framework": FRAMEWORK, "framework_version": desc.framework_version},
+            "max_len": max_len}),
     })
 }
 

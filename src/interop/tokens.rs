@@ -43,29 +43,33 @@ impl Vocabulary {
 #[serde(transparent)]
 pub struct Vocabularies(pub BTreeMap<String, Vocabulary>);
 
-/// The metadata an import writes: where the model came from and its vocabularies.
-#[derive(Debug, Deserialize)]
+/// The metadata an import writes: where the model came from, its vocabularies, and the
+/// longest list each multi-hot field takes.
+#[derive(Debug, Default, Deserialize)]
 struct ImportMetadata {
     #[serde(default)]
     vocabularies: Option<Vocabularies>,
+    #[serde(default)]
+    max_len: BTreeMap<String, usize>,
+}
+
+impl ImportMetadata {
+    fn of(file: &ModelFile) -> Result<ImportMetadata, InteropError> {
+        let meta: Option<serde_json::Value> = file.metadata_json()?;
+        let Some(meta) = meta.filter(|m| m.get("imported_from").is_some()) else {
+            return Ok(ImportMetadata::default());
+        };
+        serde_json::from_value(meta).map_err(|e| InteropError::BadValue {
+            name: "metadata".into(),
+            reason: e.to_string(),
+        })
+    }
 }
 
 impl Vocabularies {
     /// The vocabularies stored in `file`'s metadata by an import, if any.
     pub fn of(file: &ModelFile) -> Result<Option<Vocabularies>, InteropError> {
-        let meta: Option<serde_json::Value> = file.metadata_json()?;
-        let Some(vocabularies) = meta.and_then(|mut m| m.get_mut("vocabularies").map(|v| v.take()))
-        else {
-            return Ok(None);
-        };
-        let meta: ImportMetadata = serde_json::from_value(
-            serde_json::json!({"vocabularies": vocabularies}),
-        )
-        .map_err(|e| InteropError::BadValue {
-            name: "metadata".into(),
-            reason: format!("vocabularies: {e}"),
-        })?;
-        Ok(meta.vocabularies)
+        Ok(ImportMetadata::of(file)?.vocabularies)
     }
 
     /// Checks the vocabularies against `spec`: each names a categorical or multi-hot field,
@@ -108,12 +112,36 @@ impl Vocabularies {
 #[derive(Debug, Clone)]
 pub struct TokenParser {
     spec: ModelSpec,
-    /// For each field, its column and vocabulary.
-    columns: Vec<(usize, Option<Vocabulary>)>,
+    /// For each field, its column, vocabulary and longest list.
+    columns: Vec<(usize, Option<Vocabulary>, Option<usize>)>,
     delimiter: char,
 }
 
 impl TokenParser {
+    /// A parser for the model in `file` (imported: its vocabularies and list lengths from the
+    /// metadata), reading the columns named by `header`.
+    pub fn for_model(file: &ModelFile, header: &str) -> Result<TokenParser, InteropError> {
+        let meta = ImportMetadata::of(file)?;
+        let vocabularies = meta.vocabularies.unwrap_or_default();
+        let parser = TokenParser::new(file.spec(), &vocabularies, header).map_err(|e| {
+            InteropError::BadValue {
+                name: "header".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(parser.with_max_len(&meta.max_len))
+    }
+
+    /// Refuses a multi-hot list longer than `max_len[field]` (the framework's preprocessing
+    /// truncates such lists, and which end it keeps is its setting, not the model's): the
+    /// caller truncates as the framework did.
+    pub fn with_max_len(mut self, max_len: &BTreeMap<String, usize>) -> TokenParser {
+        for (field, (_, _, limit)) in self.spec.fields.iter().zip(&mut self.columns) {
+            *limit = max_len.get(&field.name).copied();
+        }
+        self
+    }
+
     /// A parser for `spec` with `vocabularies`, reading the columns named by `header` (the
     /// file's first line, which [`LineParser::accepts`] then skips).
     pub fn new(
@@ -135,7 +163,7 @@ impl TokenParser {
                         names.join(", ")
                     ))
                 })?;
-                Ok((column, vocabularies.0.get(&f.name).cloned()))
+                Ok((column, vocabularies.0.get(&f.name).cloned(), None))
             })
             .collect::<Result<_, DataError>>()?;
         Ok(TokenParser {
@@ -169,7 +197,7 @@ impl LineParser for TokenParser {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let cells: Vec<&str> = line.split(self.delimiter).collect();
         let mut row = Vec::with_capacity(self.columns.len());
-        for (field, (column, vocab)) in self.spec.fields.iter().zip(&self.columns) {
+        for (field, (column, vocab, limit)) in self.spec.fields.iter().zip(&self.columns) {
             let name = field.name.as_str();
             let text = cells.get(*column).copied().unwrap_or("").trim();
             let bad =
@@ -204,7 +232,18 @@ impl LineParser for TokenParser {
                         None => ",",
                     };
                     let tokens = text.split(sep).map(str::trim).filter(|t| !t.is_empty());
-                    Value::Ids(tokens.map(id).collect::<Result<_, _>>()?)
+                    let ids: Vec<u64> = tokens.map(id).collect::<Result<_, _>>()?;
+                    if let Some(limit) = *limit
+                        && ids.len() > limit
+                    {
+                        let problem = format!(
+                            "{} values; the model was trained on at most {limit} (truncate as \
+                             its preprocessing did)",
+                            ids.len()
+                        );
+                        return Err(bad(problem, text));
+                    }
+                    Value::Ids(ids)
                 }
             });
         }
@@ -293,6 +332,12 @@ mod tests {
             err.contains("(user)") && err.contains("outside 0..10"),
             "{err}"
         );
+        // A list longer than the framework's padded length is refused, not truncated: which
+        // end the framework's preprocessing keeps is not in the model.
+        let limited = parser.with_max_len(&BTreeMap::from([("genres".to_string(), 2)]));
+        assert!(parse(&limited, "B\t0.5\tx\tDrama|Comedy\t7").is_ok());
+        let err = parse(&limited, "B\t0.5\tx\tDrama|Comedy|Drama\t7").unwrap_err();
+        assert!(err.to_string().contains("at most 2"), "{err}");
         let err = TokenParser::new(&spec, &v, "item,age,genres").unwrap_err();
         assert!(err.to_string().contains("no column \"user\""), "{err}");
     }

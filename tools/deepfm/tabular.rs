@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use deepfm::data::prep::Preprocessing;
 use deepfm::data::schema::{Schema, SchemaEncoder};
 use deepfm::data::stream::{LineParser, Streamed};
-use deepfm::interop::{TokenParser, Vocabularies};
+use deepfm::interop::TokenParser;
 use deepfm::train::{TrainData, TrainError};
 use deepfm::{Model, ScratchPool, score_parallel};
 use std::io::{BufWriter, Write};
@@ -130,7 +130,6 @@ fn score_lines<P: LineParser + Sync>(
 /// mapped by the framework's vocabularies stored at import (ids and values as they are for the
 /// fields without one).
 fn predict_imported(model: &Model, data: &Path, threads: Option<usize>) -> Result<()> {
-    let vocabularies = Vocabularies::of(model.file())?.unwrap_or_default();
     let header = {
         let file =
             std::fs::File::open(data).with_context(|| format!("reading {}", data.display()))?;
@@ -139,7 +138,7 @@ fn predict_imported(model: &Model, data: &Path, threads: Option<usize>) -> Resul
             .with_context(|| format!("reading {}", data.display()))?;
         line
     };
-    let parser = TokenParser::new(model.spec(), &vocabularies, header.trim_end_matches('\n'))
+    let parser = TokenParser::for_model(model.file(), header.trim_end_matches('\n'))
         .with_context(|| format!("{}: the header line", data.display()))?;
     score_lines(model, data, parser, threads)
 }
