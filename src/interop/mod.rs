@@ -18,7 +18,7 @@ mod fuxictr;
 mod tensors;
 mod tokens;
 
-pub use tokens::{TokenParser, Vocabularies, Vocabulary};
+pub use tokens::{NumericTransform, TokenParser, Vocabularies, Vocabulary};
 
 use crate::format::atomic::{AtomicFile, write_atomically};
 use crate::format::{FormatError, ModelFile, ModelWriter, tensor_shapes};
@@ -180,6 +180,12 @@ pub fn import_from(
         vocabularies.check(&plan.spec).map_err(bad)?;
         plan.metadata["vocabularies"] =
             serde_json::to_value(&vocabularies).expect("vocabularies serialize");
+    }
+    if let Some(numeric) = described.get("numeric") {
+        let numeric: std::collections::BTreeMap<String, NumericTransform> =
+            serde_json::from_value(numeric.clone()).map_err(|e| bad(format!("numeric: {e}")))?;
+        tokens::check_numeric(&numeric, &plan.spec).map_err(bad)?;
+        plan.metadata["numeric"] = serde_json::to_value(&numeric).expect("transforms serialize");
     }
     assemble::assemble(&tensors, &plan, out)
 }

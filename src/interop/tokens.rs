@@ -7,6 +7,10 @@
 //! checks them against the model (fields that exist and take ids; ids and `oov` below the
 //! field's vocabulary) and stores them. A token not in a vocabulary takes `oov`, or is an
 //! error naming line, field and token when the framework has no out-of-vocabulary id.
+//!
+//! It may also carry `"numeric": {"<field>": {"fill_na": v, "log1p": true, "scale": a,
+//! "shift": b}}`: how the framework's preprocessing turned a raw number into the field's value
+//! ([`NumericTransform`]), so that raw numbers can be given too.
 
 use super::InteropError;
 use crate::batch::{BatchBuf, Value};
@@ -38,6 +42,43 @@ impl Vocabulary {
     }
 }
 
+/// How a raw number becomes a numeric or dense field's value, as the framework's preprocessing
+/// did it: an empty value takes `fill_na` (without it, an empty value is an error), then
+/// `ln(1 + max(v, 0))` if `log1p`, then `v · scale + shift`, in f64, rounded to f32 once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumericTransform {
+    /// The value of an empty cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_na: Option<f64>,
+    /// Take `ln(1 + max(v, 0))` first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log1p: bool,
+    /// Multiplier.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Offset.
+    #[serde(default)]
+    pub shift: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl NumericTransform {
+    /// The field's value for the raw text `text` (`None`: not a number, or empty without
+    /// `fill_na`).
+    pub fn apply(&self, text: &str) -> Option<f32> {
+        let v = match (text.is_empty(), self.fill_na) {
+            (true, Some(fill)) => fill,
+            _ => text.parse::<f64>().ok()?,
+        };
+        let v = if self.log1p { v.max(0.0).ln_1p() } else { v };
+        Some((v * self.scale + self.shift) as f32)
+    }
+}
+
 /// The vocabularies of an imported model's fields, by field name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -51,6 +92,8 @@ struct ImportMetadata {
     vocabularies: Option<Vocabularies>,
     #[serde(default)]
     max_len: BTreeMap<String, usize>,
+    #[serde(default)]
+    numeric: BTreeMap<String, NumericTransform>,
 }
 
 impl ImportMetadata {
@@ -104,6 +147,28 @@ impl Vocabularies {
     }
 }
 
+/// Checks numeric transforms against `spec`: each names a numeric or dense field, with
+/// finite numbers.
+pub(crate) fn check_numeric(
+    numeric: &BTreeMap<String, NumericTransform>,
+    spec: &ModelSpec,
+) -> Result<(), String> {
+    for (name, t) in numeric {
+        match spec.fields.iter().find(|f| &f.name == name).map(|f| f.kind) {
+            Some(FieldKind::Numeric | FieldKind::Dense) => {}
+            Some(_) => return Err(format!("numeric: field {name:?} takes ids, not a number")),
+            None => return Err(format!("numeric: {name:?} is not a field of the model")),
+        }
+        let numbers = [t.scale, t.shift, t.fill_na.unwrap_or(0.0)];
+        if numbers.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "numeric: field {name:?} has a number that is not finite"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads raw rows for an imported model: a header line naming the columns, then one sample a
 /// line, tab-separated if the header has a tab, else comma-separated (no quoting). Every field
 /// of the spec must have a column of its name; other columns are ignored. A field with a
@@ -114,6 +179,8 @@ pub struct TokenParser {
     spec: ModelSpec,
     /// For each field, its column, vocabulary and longest list.
     columns: Vec<(usize, Option<Vocabulary>, Option<usize>)>,
+    /// For each field, how a raw number becomes its value.
+    numeric: Vec<Option<NumericTransform>>,
     delimiter: char,
 }
 
@@ -129,7 +196,17 @@ impl TokenParser {
                 reason: e.to_string(),
             }
         })?;
-        Ok(parser.with_max_len(&meta.max_len))
+        Ok(parser
+            .with_max_len(&meta.max_len)
+            .with_numeric(&meta.numeric))
+    }
+
+    /// Turns the raw numbers of the fields in `numeric` into their values by its transforms.
+    pub fn with_numeric(mut self, numeric: &BTreeMap<String, NumericTransform>) -> TokenParser {
+        self.numeric = (self.spec.fields.iter())
+            .map(|f| numeric.get(&f.name).copied())
+            .collect();
+        self
     }
 
     /// Refuses a multi-hot list longer than `max_len[field]` (the framework's preprocessing
@@ -169,6 +246,7 @@ impl TokenParser {
         Ok(TokenParser {
             spec: spec.clone(),
             columns,
+            numeric: vec![None; spec.fields.len()],
             delimiter,
         })
     }
@@ -197,7 +275,13 @@ impl LineParser for TokenParser {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let cells: Vec<&str> = line.split(self.delimiter).collect();
         let mut row = Vec::with_capacity(self.columns.len());
-        for (field, (column, vocab, limit)) in self.spec.fields.iter().zip(&self.columns) {
+        let fields = self
+            .spec
+            .fields
+            .iter()
+            .zip(&self.columns)
+            .zip(&self.numeric);
+        for ((field, (column, vocab, limit)), numeric) in fields {
             let name = field.name.as_str();
             let text = cells.get(*column).copied().unwrap_or("").trim();
             let bad =
@@ -220,7 +304,11 @@ impl LineParser for TokenParser {
             row.push(match field.kind {
                 FieldKind::Categorical { .. } => Value::Id(id(text)?),
                 FieldKind::Numeric | FieldKind::Dense => {
-                    let v: f32 = text.parse().map_err(|_| bad("not a number".into(), text))?;
+                    let v = match numeric {
+                        Some(t) => t.apply(text),
+                        None => text.parse().ok(),
+                    };
+                    let v = v.ok_or_else(|| bad("not a number".into(), text))?;
                     if !v.is_finite() {
                         return Err(bad("not finite".into(), text));
                     }
@@ -340,6 +428,40 @@ mod tests {
         assert!(err.to_string().contains("at most 2"), "{err}");
         let err = TokenParser::new(&spec, &v, "item,age,genres").unwrap_err();
         assert!(err.to_string().contains("no column \"user\""), "{err}");
+    }
+
+    #[test]
+    fn raw_numbers_go_through_the_frameworks_transform() {
+        let t: NumericTransform =
+            serde_json::from_str(r#"{"fill_na": 0, "log1p": true, "scale": 2, "shift": -1}"#)
+                .unwrap();
+        assert_eq!(t.apply("0"), Some(-1.0));
+        assert_eq!(t.apply(""), Some(-1.0));
+        assert_eq!(t.apply("-5"), Some(-1.0)); // log1p of max(v, 0)
+        assert_eq!(t.apply("3"), Some((2.0 * 4f64.ln() - 1.0) as f32));
+        assert_eq!(t.apply("x"), None);
+        let standard: NumericTransform = serde_json::from_str(r#"{"scale": 0.5}"#).unwrap();
+        assert_eq!((standard.apply("3"), standard.apply("")), (Some(1.5), None));
+        assert!(serde_json::from_str::<NumericTransform>(r#"{"mean": 1}"#).is_err());
+        let spec = spec();
+        let numeric = BTreeMap::from([("age".to_string(), standard)]);
+        check_numeric(&numeric, &spec).unwrap();
+        let parser = TokenParser::new(&spec, &vocabularies(), "user,genres,age,item")
+            .unwrap()
+            .with_numeric(&numeric);
+        let batch = parse(&parser, "1,Drama,4,A").unwrap();
+        assert!(matches!(batch.column(2), Column::Numeric(&[2.0])));
+        let err = parse(&parser, "1,Drama,,A").unwrap_err().to_string();
+        assert!(
+            err.contains("(age)") && err.contains("not a number"),
+            "{err}"
+        );
+        let wrong = BTreeMap::from([("user".to_string(), standard)]);
+        assert!(
+            check_numeric(&wrong, &spec)
+                .unwrap_err()
+                .contains("takes ids")
+        );
     }
 
     #[test]

@@ -7,10 +7,13 @@ tests/fixtures/interop/ it loads model.safetensors + description.json, recompute
 for batch.json from the raw tensors following each framework's own forward pass step by step
 (nothing folded), and prints max |numpy - framework|. Exits 1 if any difference exceeds 1e-5.
 
-It also maps raw.tsv (the first 50 batch rows with raw tokens) through description.json's
-"vocabularies" (token -> id, unknown -> "oov", a multi-valued feature split on its "sep" and
-0-padded) and requires exactly batch.json's ids and values (vocabularies.check_raw_tsv); a fixture
-with vocabularies must have a raw.tsv.
+It also maps raw.tsv (the first 50 batch rows with raw tokens and raw numbers) through
+description.json's "vocabularies" (token -> id, unknown -> "oov", a multi-valued feature split on
+its "sep" and 0-padded) and "numeric" entries (empty -> fill_na, ln(1 + max(v, 0)) if log1p,
+v * scale + shift in float64, rounded to float32) and requires exactly batch.json's ids and, for a
+numeric entry, batch.json's float32 value within RAW_NUMERIC_MAX_ULPS float32 steps (the max is
+printed; every other value exactly) (vocabularies.check_raw_tsv); a fixture with vocabularies or
+numeric entries must have a raw.tsv.
 
 This file is the executable specification of the math a Rust importer must follow:
 `deepctr_forward` for DeepCTR-Torch's DeepFM, `corerec_forward` for CoreRec's DeepFM.
@@ -29,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "interop")
 TOLERANCE = 1e-5
+RAW_NUMERIC_MAX_ULPS = 1  # FuxiCTR: v * (1/s) + (-m/s) vs its (v - m) / s; DeepCTR fixtures: exact
 
 
 def sigmoid(z):
@@ -217,15 +221,19 @@ def check_raw(fixture):
     """(ok, message) for raw.tsv against the vocabularies and batch.json."""
     name = os.path.basename(os.path.normpath(fixture))
     with open(os.path.join(fixture, "description.json"), encoding="utf-8") as f:
-        has_vocab = "vocabularies" in json.load(f)
+        desc = json.load(f)
+    needs_raw = "vocabularies" in desc or "numeric" in desc
     if not os.path.isfile(os.path.join(fixture, "raw.tsv")):
-        return not has_vocab, f"{name:20s} no raw.tsv" + ("  FAIL (the description has vocabularies)" if has_vocab else "")
+        return not needs_raw, f"{name:20s} no raw.tsv" + (
+            "  FAIL (the description has vocabularies / numeric entries)" if needs_raw else "")
     try:
-        rows, oov = vocabularies.check_raw_tsv(fixture)
-    except AssertionError as e:
+        rows, oov, ulps = vocabularies.check_raw_tsv(fixture, max_ulps=RAW_NUMERIC_MAX_ULPS)
+    except (AssertionError, ValueError, TypeError) as e:
         return False, f"{name:20s} raw.tsv FAIL: {e}"
     hits = {k: v for k, v in oov.items() if v}
-    return True, (f"{name:20s} raw.tsv: {rows} rows map through the vocabularies to batch.json's values  ok"
+    numeric = (f"; numeric entries on {len(ulps)} features, max {max(ulps.values())} float32 steps from "
+               f"batch.json's values" if ulps else "")
+    return True, (f"{name:20s} raw.tsv: {rows} rows map through the vocabularies to batch.json's values{numeric}  ok"
                   + (f" (tokens at oov: {hits})" if hits else ""))
 
 

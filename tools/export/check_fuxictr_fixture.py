@@ -7,9 +7,12 @@ header, raw little-endian tensors). Reads description.json (FuxiCTR's feature_ma
 model's shape) and batch.json (the inputs exactly as fed to the model and FuxiCTR's predictions),
 follows FuxiCTR 2.3.10's DeepFM math, prints the max absolute difference and exits non-zero if it
 exceeds --tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows with FuxiCTR's raw
-tokens) through description.json's "vocabularies" (token -> index, unknown -> "oov" = FuxiCTR's
-__OOV__, a sequence split on its "sep" and post-padded with 0) and requires batch.json's inputs
-exactly (tools/export/vocabularies.py, check_raw_tsv).
+tokens and raw numbers) through description.json's "vocabularies" (token -> index, unknown ->
+"oov" = FuxiCTR's __OOV__, a sequence split on its "sep" and post-padded with 0) and "numeric"
+entries (FuxiCTR's fill_na, then its StandardScaler / MinMaxScaler as ``v * scale + shift`` in
+float64, rounded to float32) and requires batch.json's indices exactly and its float32 numeric
+inputs within --raw-ulps float32 steps (default 1: ``v * (1/s) + (-m/s)`` is not bit for bit
+sklearn's ``(v - m) / s``; the max is printed) (tools/export/vocabularies.py, check_raw_tsv).
 
 FuxiCTR's DeepFM, field by field in feature_map["features"] order (meta features skipped):
 
@@ -142,6 +145,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("fixture", nargs="?", default=DEFAULT)
     ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--raw-ulps", type=int, default=1,
+                    help="float32 steps allowed between a numeric entry applied to raw.tsv and batch.json")
     args = ap.parse_args()
     with open(os.path.join(args.fixture, "description.json"), encoding="utf-8") as f:
         desc = json.load(f)
@@ -158,12 +163,13 @@ def main():
     failed = diff.max() > args.tol
     if failed:
         print(f"FAIL: above tolerance {args.tol}")
-    if "vocabularies" in desc or os.path.isfile(os.path.join(args.fixture, "raw.tsv")):
+    if "vocabularies" in desc or "numeric" in desc or os.path.isfile(os.path.join(args.fixture, "raw.tsv")):
         try:
-            rows, oov = vocabularies.check_raw_tsv(args.fixture)
-            print(f"raw.tsv: {rows} rows map through the vocabularies to batch.json's inputs; "
-                  f"tokens at oov: {oov}")
-        except (AssertionError, OSError) as e:
+            rows, oov, ulps = vocabularies.check_raw_tsv(args.fixture, max_ulps=args.raw_ulps)
+            print(f"raw.tsv: {rows} rows map through the vocabularies and numeric entries to batch.json's "
+                  f"inputs; tokens at oov: {oov}; numeric entries {desc.get('numeric', {})}: max float32 "
+                  f"steps from batch.json's values {ulps}")
+        except (AssertionError, OSError, ValueError, TypeError) as e:
             print(f"FAIL: raw.tsv: {e}")
             failed = True
     if failed:

@@ -20,6 +20,12 @@ Usage (from the repository root; put ``tools/`` on ``sys.path`` and import this 
         "country": vocabulary(country_ids, oov=0),            # an id for unknown tokens
     })
 
+    # with how raw numbers became the DenseFeat values (optional; see "numeric" below):
+    export(model, "out/my-model", numeric={
+        "age": {"scale": 0.01},                               # fed age / 100
+        "I1": {"fill_na": 0, "log1p": True},                  # missing -> 0, then ln(1 + max(v, 0))
+    })
+
 What is written:
 
 * ``model.safetensors``: ``model.state_dict()`` exactly as PyTorch names it (every tensor made
@@ -49,6 +55,13 @@ What is written:
   and ``oov`` must be below the column's ``vocabulary_size``. Note that DeepCTR masks id 0 of a
   ``VarLenSparseFeat`` without ``length_name`` as padding, so a token encoded as 0 there is
   ignored by the model, in training as in serving.
+  With ``numeric``, ``"numeric"``: ``{DenseFeat name: {"fill_na": number, "log1p": bool, "scale":
+  number, "shift": number}}`` (every key optional; schema in ``tools/export/vocabularies.py``):
+  how the user's preprocessing turned a raw number into the value fed to the model (an empty
+  cell -> fill_na, then ln(1 + max(v, 0)) if log1p, then v * scale + shift, in float64, rounded
+  to float32). The preprocessing is the user's, so the entries are written as given, after
+  checking them (DenseFeat names of dimension 1, only those keys, finite numbers, log1p a bool).
+  Leave out the features fed as they are.
 
 ``DeepFM``/``BaseModel`` do not keep ``linear_feature_columns`` as such: the ``Linear`` module keeps
 them split by type (``sparse_feature_columns``, ``dense_feature_columns``,
@@ -166,7 +179,20 @@ def _activation_name(layer):
     raise ValueError(f"unsupported DNN activation layer {cls}")
 
 
-def describe(model, linear_feature_columns=None, encoders=None):
+def _numeric(numeric, columns):
+    """The "numeric" dict as given, checked: DenseFeat names of dimension 1, valid entries."""
+    from deepctr_torch.inputs import DenseFeat
+
+    dense = {fc.name: fc for fc in columns if isinstance(fc, DenseFeat)}
+    out = _vocabularies.check_numeric(numeric, features=dense, what="numeric")
+    for name in out:
+        if dense[name].dimension != 1:
+            raise ValueError(f"numeric[{name!r}]: DenseFeat of dimension {dense[name].dimension}: a raw "
+                             "cell holds one number")
+    return out
+
+
+def describe(model, linear_feature_columns=None, encoders=None, numeric=None):
     """The description.json contents (a dict) for a deepctr_torch DeepFM instance."""
     import deepctr_torch
     from deepctr_torch.models import DeepFM
@@ -207,18 +233,21 @@ def describe(model, linear_feature_columns=None, encoders=None):
     if encoders:
         description["vocabularies"] = _encoder_vocabularies(
             encoders, list(model.dnn_feature_columns) + list(linear_feature_columns))
+    if numeric:
+        description["numeric"] = _numeric(numeric, list(model.dnn_feature_columns) + list(linear_feature_columns))
     return description
 
 
-def export(model, out_dir, linear_feature_columns=None, encoders=None):
+def export(model, out_dir, linear_feature_columns=None, encoders=None, numeric=None):
     """Write out_dir/model.safetensors and out_dir/description.json for a trained DeepFM.
 
     encoders: optional {feature name: LabelEncoder | dict token -> id | vocabulary(...)}, written
-    as description.json's "vocabularies". Returns the description dict.
+    as description.json's "vocabularies". numeric: optional {DenseFeat name: {"fill_na", "log1p",
+    "scale", "shift"}} (each key optional), written as "numeric". Returns the description dict.
     """
     from safetensors.torch import save_file
 
-    description = describe(model, linear_feature_columns, encoders)
+    description = describe(model, linear_feature_columns, encoders, numeric)
     os.makedirs(out_dir, exist_ok=True)
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},

@@ -13,7 +13,7 @@ Usage (from the repository root; put ``tools/`` on ``sys.path`` and import this 
     model = DeepFM(feature_map, embedding_dim=8, hidden_units=[32, 16], batch_norm=True, ...)
     ...train...
     export(model, feature_map, "out/my-model")   # writes out/my-model/{model.safetensors,description.json}
-    export(model, feature_map, "out/my-model", vocab=feature_processor)   # + "vocabularies"
+    export(model, feature_map, "out/my-model", vocab=feature_processor)   # + "vocabularies", "numeric"
 
 What is written:
 
@@ -44,7 +44,9 @@ What is written:
   "net_dropout", "batch_norm", "bn_eps", "output_activation": "sigmoid" | null}}``. The MLP input
   is the per-field embeddings concatenated in ``feature_map["features"]`` order (meta features
   skipped), each field D wide. With ``vocab`` also ``"vocabularies"`` (schema in
-  ``tools/export/vocabularies.py``): one entry per categorical and sequence feature.
+  ``tools/export/vocabularies.py``): one entry per categorical and sequence feature. With
+  ``numeric`` (by default the FeatureProcessor given as ``vocab``) also ``"numeric"`` (schema in
+  ``tools/export/vocabularies.py``): how a raw number of a numeric feature becomes its value.
 
 Vocabularies: the FeatureMap and the model do not hold FuxiCTR's token vocabularies; its
 ``FeatureProcessor`` does (``processor_dict["<feature>::tokenizer"].vocab``, a dict token -> index,
@@ -67,6 +69,34 @@ feature: splitter}``, default FuxiCTR's "^", and fill_na "" are assumed). What F
 * ``share_embedding``: ``fit`` merges the sharer's tokens into the owner's tokenizer and then gives
   the sharer the owner's vocabulary (``tokenizer.vocab = self.processor_dict[spec["share_embedding"]
   + "::tokenizer"].vocab``); the sharer's entry is that same vocabulary under its own name.
+
+Numeric features: FuxiCTR 2.3.10 (fuxictr/preprocess/feature_processor.py, normalizer.py) turns a
+raw number into the model's input in three steps, all in float64 for a "float" / "int" column:
+
+* ``preprocess``: ``fill_na = col.get("fill_na", 0.0)`` for dtype float (``0`` for int), then
+  ``ddf.with_columns(pl.col(name).fill_null(fill_na))``: a missing value becomes fill_na, before
+  any statistics are taken.
+* ``fit`` -> ``fit_numeric_col``: with a ``"normalizer"`` in the column, ``Normalizer(col
+  ["normalizer"]).fit_from_stats(min, max, mean, std)`` from the filled training column (std with
+  ddof=0, 1 for a constant column) builds an sklearn ``StandardScaler`` (``mean_``, ``scale_`` =
+  std) or ``MinMaxScaler`` (``scale_`` = 1 / range, ``min_`` = -min / range) and keeps its bound
+  ``transform`` as ``processor_dict["<f>::normalizer"].normalizer``.
+* ``transform``: ``batch[f] = normalizer.transform(np.array(col_series))``, i.e. sklearn's
+  ``X -= mean_`` (if with_mean), ``X /= scale_`` (if with_std), or ``X *= scale_; X += min_``
+  (MinMaxScaler); the model then takes the value as float32.
+
+So a feature's ``"numeric"`` entry is ``fill_na`` (the column's, as above) and, with a normalizer,
+StandardScaler: ``scale = 1 / scale_`` (1 without with_std), ``shift = -mean_ / scale_`` (0 without
+with_mean); MinMaxScaler: ``scale = scale_``, ``shift = min_``. ``v * (1/s) + (-m/s)`` is not
+bit for bit ``(v - m) / s``: after the rounding to float32 they agree within a float32 step
+(fuxictr-ml100k's age: see make_fixtures_fuxictr.py). A numeric feature without a normalizer gets
+``{"fill_na": ...}`` only (its value is otherwise used as is). ``numeric=`` takes the fitted
+FeatureProcessor (its ``feature_cols`` give fill_na, its ``processor_dict`` the normalizers) or a
+dict ``{feature: entry}``, each entry either a ready "numeric" entry (keys fill_na / log1p /
+scale / shift, written as is) or ``{"normalizer": <fitted fuxictr Normalizer or sklearn
+StandardScaler / MinMaxScaler>, "fill_na": <number, optional>}``. Refused: a column with a
+``"preprocess"`` function, a custom callable normalizer, an unfitted normalizer, MinMaxScaler with
+``clip=True``, a scaler fitted on more than one column.
 
 The exporter refuses (ValueError) what it cannot describe with these keys: other model classes,
 feature types other than categorical/numeric/sequence/meta, pretrained embeddings, fields of
@@ -250,9 +280,95 @@ def _vocabularies_description(fmap_json, vocab, splitters):
     return out
 
 
-def describe(model, feature_map, vocab=None, splitters=None):
+def _scaler_entry(obj, fill_na, what):
+    """The "numeric" entry of a fitted fuxictr Normalizer or sklearn StandardScaler / MinMaxScaler."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    scaler = obj
+    if hasattr(obj, "normalizer") and not isinstance(obj, (StandardScaler, MinMaxScaler)):
+        fn = obj.normalizer  # fuxictr Normalizer: the fitted scaler's bound transform, or a name
+        if isinstance(fn, str):
+            raise ValueError(f"{what}: normalizer {fn!r} is not fitted")
+        scaler = getattr(fn, "__self__", None)
+        if getattr(fn, "__name__", None) != "transform" or not isinstance(scaler, (StandardScaler, MinMaxScaler)):
+            raise ValueError(f"{what}: a custom normalizer function {fn!r} cannot be described")
+    if not isinstance(scaler, (StandardScaler, MinMaxScaler)):
+        raise TypeError(f"{what}: expected a fuxictr Normalizer or a fitted sklearn StandardScaler / "
+                        f"MinMaxScaler, got {type(obj).__name__}")
+    if getattr(scaler, "n_features_in_", None) != 1:
+        raise ValueError(f"{what}: the scaler must be fitted on one column")
+    if isinstance(scaler, StandardScaler):
+        mean = float(scaler.mean_[0]) if scaler.with_mean else 0.0
+        std = float(scaler.scale_[0]) if scaler.with_std else 1.0  # scale_ is the std (None without with_std)
+        scale, shift = 1.0 / std, 0.0 - mean / std  # 0.0 - x: no -0.0 without with_mean
+    else:
+        if scaler.clip:
+            raise ValueError(f"{what}: MinMaxScaler(clip=True) cannot be described")
+        scale, shift = float(scaler.scale_[0]), float(scaler.min_[0])
+    return _vocabularies.numeric_entry(fill_na=fill_na, scale=scale, shift=shift, what=what)
+
+
+def _column_fill_na(col, what):
+    """FuxiCTR's FeatureProcessor.preprocess: the value a missing cell of this column takes."""
+    if col.get("preprocess"):
+        raise ValueError(f"{what}: a column with a preprocess function ({col['preprocess']!r}) cannot "
+                         "be described")
+    dtype = col.get("dtype")
+    if dtype in ("int", int):
+        fill = col.get("fill_na", 0)
+    elif dtype in ("float", float):
+        fill = col.get("fill_na", 0.0)
+    elif dtype in ("str", str):
+        raise ValueError(f"{what}: a numeric feature with dtype str")
+    else:
+        fill = None  # preprocess fills nothing: a missing value stays missing
+    if fill is not None:
+        _vocabularies.numeric_entry(fill_na=fill, what=what)  # a finite number
+    return fill
+
+
+def _numeric_description(fmap_json, numeric):
+    """The "numeric" dict from a FeatureProcessor or {feature: entry | {"normalizer", "fill_na"}}."""
+    specs = {n: s for e in fmap_json["features"] for n, s in e.items()}
+    names = [n for n, s in specs.items() if s["type"] == "numeric"]
+    out = {}
+    if hasattr(numeric, "processor_dict") and hasattr(numeric, "feature_cols"):
+        cols = {c["name"]: c for c in numeric.feature_cols}
+        for name in names:
+            what = f"numeric feature {name}"
+            if name not in cols:
+                raise ValueError(f"{what}: not a column of the FeatureProcessor")
+            fill = _column_fill_na(cols[name], what)
+            norm = numeric.processor_dict.get(name + "::normalizer")
+            if norm is not None:
+                out[name] = _scaler_entry(norm, fill, what)
+            elif "normalizer" in cols[name]:
+                raise ValueError(f"{what}: the column has a normalizer but the processor has none (not fitted)")
+            elif fill is not None:
+                out[name] = _vocabularies.numeric_entry(fill_na=fill, what=what)
+        return out
+    if not isinstance(numeric, dict):
+        raise TypeError("numeric: expected a fitted FeatureProcessor or a dict feature -> entry, "
+                        f"got {type(numeric).__name__}")
+    for name, e in numeric.items():
+        what = f"numeric[{name!r}]"
+        if name not in names:
+            raise ValueError(f"{what}: not a numeric feature of the feature map (those are {names})")
+        if isinstance(e, dict) and "normalizer" in e:
+            extra = sorted(set(e) - {"normalizer", "fill_na"})
+            if extra:
+                raise ValueError(f"{what}: unknown keys {extra} next to normalizer")
+            out[name] = _scaler_entry(e["normalizer"], e.get("fill_na"), what)
+        else:
+            out.update(_vocabularies.check_numeric({name: e}, what="numeric"))
+    return out
+
+
+def describe(model, feature_map, vocab=None, splitters=None, numeric=None):
     """description.json's content for a FuxiCTR DeepFM and the FeatureMap it was built with; with
-    ``vocab`` (FeatureProcessor, feature_vocab.json path or dict) also its "vocabularies"."""
+    ``vocab`` (FeatureProcessor, feature_vocab.json path or dict) also its "vocabularies"; with
+    ``numeric`` (FeatureProcessor or dict; default: ``vocab`` when that is a FeatureProcessor) also
+    "numeric" (left out when no feature has an entry)."""
     import fuxictr
     from torch import nn
 
@@ -280,18 +396,27 @@ def describe(model, feature_map, vocab=None, splitters=None):
     }
     if vocab is not None:
         description["vocabularies"] = _vocabularies_description(fmap_json, vocab, splitters)
+    if numeric is None and hasattr(vocab, "processor_dict"):
+        numeric = vocab
+    if numeric is not None:
+        entries = _numeric_description(fmap_json, numeric)
+        if entries:
+            description["numeric"] = entries
     return description
 
 
-def export(model, feature_map, out_dir, vocab=None, splitters=None):
+def export(model, feature_map, out_dir, vocab=None, splitters=None, numeric=None):
     """Write out_dir/model.safetensors and out_dir/description.json; returns the description.
 
     vocab: optional fitted FeatureProcessor (or feature_vocab.json's path or dict, with
     ``splitters`` for its sequence features) whose vocabularies are written as "vocabularies".
+    numeric: optional fitted FeatureProcessor or dict {feature: "numeric" entry | {"normalizer":
+    Normalizer or sklearn scaler, "fill_na": number}}, written as "numeric"; by default the
+    FeatureProcessor given as ``vocab``.
     """
     from safetensors.torch import save_file
 
-    description = describe(model, feature_map, vocab, splitters)
+    description = describe(model, feature_map, vocab, splitters, numeric)
     os.makedirs(out_dir, exist_ok=True)
     # clone(): a shared table is in the state_dict under two names with one storage, which
     # safetensors refuses; each name gets its own copy (same values).

@@ -7,7 +7,9 @@ Run from anywhere (the repository root is found from this file's location):
 Writes tests/fixtures/interop/<name>/{model.safetensors,description.json,batch.json,raw.tsv} for
 deepctr-ml100k, deepctr-ml100k-max, deepctr-criteo and corerec-ml100k (see
 tests/fixtures/interop/README.md). description.json carries the token vocabularies the ids came
-from ("vocabularies"), raw.tsv the first 50 batch rows with raw tokens in place of those ids. The data is read from ../shared/data relative to the repository
+from ("vocabularies") and how raw numbers became the dense values ("numeric": age / 100, Criteo's
+log(1 + x)), raw.tsv the first 50 batch rows with raw tokens in place of those ids and raw numbers
+in place of those values. The data is read from ../shared/data relative to the repository
 root (override with DEEPFM_DATA=/path/to/data); it is never copied into the repository, only the
 trained weights, 1000 input rows' feature values and the frameworks' predictions are.
 
@@ -106,8 +108,9 @@ def write_batch(out_dir, features, predictions, produced_by):
 
 def write_raw(out_dir, features, raw_tokens):
     """raw.tsv: the first vocabularies.RAW_ROWS batch rows; features as for write_batch, raw_tokens
-    {name: one raw value (str) per row} for the features with a vocabulary; the others are written
-    from their batch values (ids as integers, float32 as in batch.json, id lists comma-separated)."""
+    {name: one raw value (str) per row} for the features with a vocabulary or a "numeric" entry;
+    the others are written from their batch values (ids as integers, float32 as in batch.json, id
+    lists comma-separated). The numeric entries must give batch.json's float32 values exactly."""
     n = vocabularies.RAW_ROWS
     rows = [[] for _ in range(n)]
     for name, kind, values in features:
@@ -122,9 +125,22 @@ def write_raw(out_dir, features, raw_tokens):
                 cell = ",".join(str(int(t)) for t in values[i])
             rows[i].append(cell)
     vocabularies.write_raw_tsv(out_dir, [name for name, _, _ in features], rows)
-    checked, oov = vocabularies.check_raw_tsv(out_dir)
+    checked, oov, _ = vocabularies.check_raw_tsv(out_dir, max_ulps=0)
     assert checked == n
     return oov
+
+
+def check_numeric_entries(numeric, raw_values, x):
+    """Every batch row, not only raw.tsv's: each "numeric" entry applied to the raw values (str) must
+    give the float32 values fed to the model exactly. Returns {feature: max float32 steps} (all 0)."""
+    out = {}
+    for name, e in numeric.items():
+        assert len(raw_values[name]) == len(x[name])
+        steps = max(vocabularies.f32_ulps(vocabularies.apply_numeric(e, c, name), float(want))
+                    for c, want in zip(raw_values[name], x[name]))
+        assert steps == 0, (name, steps)
+        out[name] = steps
+    return out
 
 
 def fixture_dir(name):
@@ -203,10 +219,17 @@ def load_ml100k():
     }
 
 
+# The deepctr-ml100k* fixtures feed age / 100 as float32: float32(float64(age) * 0.01) is the same
+# float32 for every age (checked on all batch rows by check_numeric_entries).
+ML100K_NUMERIC = {"age": {"scale": 0.01}}
+
+
 def ml100k_raw_tokens(ml, rows):
-    """Raw gender / occupation / genres of the given ratings rows (genres "|"-joined names)."""
+    """Raw gender / occupation / genres / age of the given ratings rows (genres "|"-joined names, age
+    as in u.user)."""
     r = ml["ratings"]
     return {
+        "age": [str(int(r.age.values[i])) for i in rows],
         "gender": [str(r.gender.values[i]) for i in rows],
         "occupation": [str(r.occupation.values[i]) for i in rows],
         "genres": ["|".join(ml["genre_names"][g - 1] for g in ml["genres"][int(r.item.values[i])]) for i in rows],
@@ -264,7 +287,8 @@ def make_deepctr_ml100k(ml):
     pred = model.predict(x_test, batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out, encoders=ml["encoders"])
+    deepctr_export.export(model, out, encoders=ml["encoders"], numeric=ML100K_NUMERIC)
+    numeric_steps = check_numeric_entries(ML100K_NUMERIC, ml100k_raw_tokens(ml, te), x_test)
     batch_features = [
         ("user", "int", x_test["user"]), ("item", "int", x_test["item"]), ("prev_item", "int", x_test["prev_item"]),
         ("gender", "int", x_test["gender"]), ("occupation", "int", x_test["occupation"]),
@@ -275,7 +299,8 @@ def make_deepctr_ml100k(ml):
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(y_all[te], pred)
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; held-out AUC {auc:.4f}; "
-                      f"prev_item = 0 on {int((x_test['prev_item'] == 0).sum())} batch rows")
+                      f"prev_item = 0 on {int((x_test['prev_item'] == 0).sum())} batch rows; numeric "
+                      f"{ML100K_NUMERIC} on the 1000 raw ages: max float32 steps {numeric_steps}")
 
 
 def make_deepctr_ml100k_max(ml):
@@ -320,7 +345,8 @@ def make_deepctr_ml100k_max(ml):
     pred = model.predict(x_test, batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out, encoders=ml["encoders"])
+    deepctr_export.export(model, out, encoders=ml["encoders"], numeric=ML100K_NUMERIC)
+    numeric_steps = check_numeric_entries(ML100K_NUMERIC, ml100k_raw_tokens(ml, te), x_test)
     batch_features = [
         ("age", "f32", x_test["age"]), ("user", "int", x_test["user"]), ("genres", "seq", x_test["genres"]),
         ("item", "int", x_test["item"]), ("recent_items", "seq", x_test["recent_items"]),
@@ -331,7 +357,8 @@ def make_deepctr_ml100k_max(ml):
     rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - y_all[te]) ** 2)))
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; rows dropped for an empty "
                       f"genre list: {dropped}; held-out RMSE (clipped to [1,5]) {rmse:.4f}; empty recent_items "
-                      f"(all padding, sum = 0) on {int((x_test['recent_items'] == 0).all(1).sum())} batch rows")
+                      f"(all padding, sum = 0) on {int((x_test['recent_items'] == 0).all(1).sum())} batch rows; "
+                      f"numeric {ML100K_NUMERIC} on the 1000 raw ages: max float32 steps {numeric_steps}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,12 +381,16 @@ def make_deepctr_criteo():
     dense_names = [f"I{k}" for k in range(1, 14)]
     cat_names = [f"C{k}" for k in range(1, 27)]
     x_all, columns, D = {}, [], 4
-    encoders, raw_tokens = {}, {}
+    encoders, raw_tokens, raw_numbers = {}, {}, {}
     for k, n in enumerate(dense_names):
         # missing -> 0; negative values (only I2 has them, down to -2) are clamped to 0 before log(1+x)
         vals = [math.log1p(max(float(r[1 + k]), 0.0)) if r[1 + k] != "" else 0.0 for r in rows]
         x_all[n] = np.array(vals, dtype=np.float32)
         columns.append(DenseFeat(n, 1))
+        raw_numbers[n] = [r[1 + k] for r in rows]  # the raw integer text, "" when missing
+        raw_tokens[n] = raw_numbers[n][: vocabularies.RAW_ROWS]
+    # the same as "numeric" entries: an empty cell -> 0, then ln(1 + max(v, 0))
+    numeric = {n: {"fill_na": 0.0, "log1p": True} for n in dense_names}
     for k, n in enumerate(cat_names):
         tokens = [r[14 + k] for r in rows]  # missing = the empty token, its own id
         vocab = {t: i for i, t in enumerate(sorted(set(tokens)))}
@@ -378,14 +409,17 @@ def make_deepctr_criteo():
     pred = model.predict(dict(x_all), batch_size=256).reshape(-1)
 
     out = fixture_dir(name)
-    deepctr_export.export(model, out, encoders=encoders)
+    deepctr_export.export(model, out, encoders=encoders, numeric=numeric)
+    numeric_steps = max(check_numeric_entries(numeric, raw_numbers, x_all).values())
     batch_features = [(n, "f32", x_all[n]) for n in dense_names] + [(n, "int", x_all[n]) for n in cat_names]
     write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
     write_raw(out, batch_features, raw_tokens)
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(labels[800:], pred[800:])
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on rows 0..799; AUC on rows 800..999 {auc:.4f} "
-                      f"(1000 rows are too few to learn from; the fixture is about reproducing predictions)")
+                      f"(1000 rows are too few to learn from; the fixture is about reproducing predictions); "
+                      f"numeric {{fill_na 0, log1p}} on the raw I1..I13 of the 1000 rows: max float32 steps "
+                      f"{numeric_steps}")
 
 
 # ----------------------------------------------------------------------------------------------

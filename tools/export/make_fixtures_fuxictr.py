@@ -7,8 +7,11 @@ Run from anywhere (the repository root is found from this file's location):
     /tmp/venv-fuxi/bin/python tools/export/make_fixtures_fuxictr.py
 
 Writes tests/fixtures/interop/fuxictr-ml100k/{model.safetensors,description.json,batch.json,raw.tsv}
-(description.json with FuxiCTR's own token vocabularies, passed to the exporter as the fitted
-FeatureProcessor; raw.tsv: the first 50 batch rows with the raw tokens). The
+(description.json with FuxiCTR's own token vocabularies and age's fill_na + StandardScaler as a
+"numeric" entry, both from the fitted FeatureProcessor passed to the exporter; raw.tsv: the first 50
+batch rows with the raw tokens and the raw age). The "numeric" entry applied to the raw ages of all
+training and batch rows must give FuxiCTR's own float32 inputs within one float32 step (the max is
+printed; 0 for this fixture). The
 data is read from ../shared/data relative to the repository root (override with
 DEEPFM_DATA=/path/to/data); it is never copied into the repository: the CSV files FuxiCTR's
 FeatureProcessor reads and everything it writes (feature_map.json, vocab, pickle) go to a temporary
@@ -177,15 +180,27 @@ def load_ml100k():
     return df, perm[:N_BATCH], perm[1100:]
 
 
-def write_raw(out_dir, features, raw_df, vocab_desc):
+def raw_number_text(v):
+    """A raw number as written in raw.tsv: empty for a missing value, an integral value as an
+    integer (ages as in u.user), any other as Python's shortest float64 text."""
+    if pd.isna(v):
+        return ""
+    v = float(v)
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def write_raw(out_dir, features, raw_df, vocab_desc, numeric_desc):
     """raw.tsv: the first vocabularies.RAW_ROWS batch rows; a feature with a vocabulary takes its raw
     value from raw_df (the CSV rows FuxiCTR read: a sequence's tokens re-joined by its sep, empty
-    pieces, i.e. padding, dropped), any other its batch value (age: the normalized float32 text)."""
+    pieces, i.e. padding, dropped), as does a feature with a "numeric" entry (age: the raw age, as in
+    u.user); any other its batch value."""
     n = vocabularies.RAW_ROWS
     rows = [[] for _ in range(n)]
     for name, kind, values in features:
         for i in range(n):
-            if name in vocab_desc:
+            if name in numeric_desc:
+                cell = raw_number_text(raw_df[name].iloc[i])
+            elif name in vocab_desc:
                 raw = raw_df[name].iloc[i]
                 raw = "" if pd.isna(raw) else str(raw)
                 sep = vocab_desc[name].get("sep")
@@ -201,9 +216,24 @@ def write_raw(out_dir, features, raw_df, vocab_desc):
                 cell = ",".join(str(int(t)) for t in values[i])
             rows[i].append(cell)
     vocabularies.write_raw_tsv(out_dir, [name for name, _, _ in features], rows)
-    checked, oov = vocabularies.check_raw_tsv(out_dir)
+    checked, oov, ulps = vocabularies.check_raw_tsv(out_dir, max_ulps=1)
     assert checked == n
-    return oov
+    return oov, ulps
+
+
+def numeric_ulps(entries, raw_df, transformed):
+    """{feature: (max float32 steps, rows that differ, rows, max |difference|)} between each "numeric"
+    entry applied to raw_df's raw values and FuxiCTR's transformed values as the model takes them
+    (float32)."""
+    out = {}
+    for name, e in entries.items():
+        raw = [raw_number_text(v) for v in raw_df[name].values]
+        got = np.array([vocabularies.apply_numeric(e, c, name) for c in raw], dtype=np.float32)
+        want = np.asarray(transformed[name], dtype=np.float64).astype(np.float32)
+        steps = [vocabularies.f32_ulps(float(a), float(b)) for a, b in zip(got, want)]
+        out[name] = (max(steps), int(sum(s > 0 for s in steps)), len(steps),
+                     float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max()))
+    return out
 
 
 def to_numpy_batch(ddf):
@@ -280,7 +310,7 @@ def main():
         logs = model.evaluate([test_t])
         print("held-out:", {k: round(float(v), 4) for k, v in logs.items()})
 
-        description = export(model, feature_map, OUT, vocab=fp)
+        description = export(model, feature_map, OUT, vocab=fp, numeric=fp)
         # The feature map in description.json is the one FuxiCTR's FeatureProcessor wrote.
         assert description["feature_map"] == written_by_fuxictr, "feature_map differs from FuxiCTR's file"
 
@@ -302,9 +332,24 @@ def main():
             assert ref["__PAD__"] == 0 and v["oov"] == ref["__OOV__"] == feature_map.features[name]["vocab_size"] - 1
         # The exporter's other input form (feature_vocab.json + splitters) gives the same.
         assert describe(model, feature_map, fp.vocab_file, {"genres": "^"})["vocabularies"] == vocabs
-        oov_raw = write_raw(OUT, features, df.iloc[test_rows[: vocabularies.RAW_ROWS]], vocabs)
+        # "numeric": FuxiCTR's fill_na + StandardScaler as fill_na, scale, shift; applied to the raw
+        # values of the training and the batch rows it must give FuxiCTR's own float32 inputs
+        # (within a float32 step: v * (1/s) + (-m/s) is not bit for bit (v - m) / s).
+        numeric = description.get("numeric", {})
+        assert sorted(numeric) == ["age"], numeric
+        scaler = fp.processor_dict["age::normalizer"].normalizer.__self__
+        assert numeric["age"] == {"fill_na": 0.0, "scale": 1.0 / scaler.scale_[0],
+                                  "shift": -scaler.mean_[0] / scaler.scale_[0]}, numeric
+        for split, rows_, transformed in (("train", train_rows, train_np), ("batch", test_rows, test_np)):
+            for name, (steps, differ, total, absdiff) in numeric_ulps(
+                    numeric, df.iloc[rows_], transformed).items():
+                print(f"numeric {name} ({split} rows): entry on the raw values vs FuxiCTR's float32 values: "
+                      f"max {steps} float32 steps, {differ} of {total} rows differ, max |difference| {absdiff:.3g}")
+                assert steps <= 1, (split, name, steps)
+        oov_raw, ulps_raw = write_raw(OUT, features, df.iloc[test_rows[: vocabularies.RAW_ROWS]], vocabs, numeric)
         print("vocabularies:", {n: (len(v["ids"]), v["oov"], v.get("sep")) for n, v in vocabs.items()},
-              "; raw.tsv tokens at oov:", oov_raw)
+              "; raw.tsv tokens at oov:", oov_raw, "; numeric:", numeric,
+              "; raw.tsv numeric max float32 steps from batch.json:", ulps_raw)
 
         oov = {name: int((test_t[name] == spec["vocab_size"] - 1).sum())
                for name, spec in feature_map.features.items() if spec["type"] == "categorical"}

@@ -30,15 +30,40 @@ everything else keeps ``json.dump(..., indent=2)``'s layout.
 ``raw.tsv`` (interop fixtures): the first rows of ``batch.json`` in raw form. A header line with the
 feature names (tab-separated, in the description's feature order), then one line per row: a feature
 with a vocabulary holds its raw token (a multi-valued one its tokens joined by its ``sep``, padding
-dropped); every other feature holds its value as in ``batch.json`` (an id as an integer, a number in
-the same text, a list of ids without a vocabulary as comma-separated ids, padding included).
-:func:`check_raw_tsv` maps raw.tsv back through the vocabularies and compares with batch.json.
+dropped); a feature with a ``"numeric"`` entry holds its raw number (empty for a missing value);
+every other feature holds its value as in ``batch.json`` (an id as an integer, a number in the same
+text, a list of ids without a vocabulary as comma-separated ids, padding included).
+:func:`check_raw_tsv` maps raw.tsv back through the vocabularies and numeric entries and compares
+with batch.json.
+
+``"numeric"`` (optional top-level key, next to ``"vocabularies"``): how the framework's preprocessing
+turned a raw number into a numeric / dense feature's value, so that raw numbers can be given::
+
+    "numeric": {
+      "<feature name>": {
+        "fill_na": <number>,      # optional: the value of an empty cell (without it: an error)
+        "log1p": <bool>,          # optional, default false: v -> ln(1 + max(v, 0))
+        "scale": <number>,        # optional, default 1
+        "shift": <number>         # optional, default 0
+      },
+      ...
+    }
+
+applied in this order: an empty cell takes ``fill_na``, then ``ln(1 + max(v, 0))`` if ``log1p``,
+then ``v * scale + shift``, all in float64 (no fused multiply-add), rounded to float32 once at the
+end (:func:`apply_numeric`). Only features whose raw value the preprocessing transforms have an
+entry; no other keys. :func:`numeric_entry` builds and checks one entry.
 """
 
 import json
+import math
 import os
+import struct
 
-__all__ = ["entry", "dump_description", "write_raw_tsv", "check_raw_tsv", "RAW_ROWS"]
+__all__ = ["entry", "numeric_entry", "check_numeric", "apply_numeric", "f32", "f32_ulps",
+           "dump_description", "write_raw_tsv", "check_raw_tsv", "RAW_ROWS", "NUMERIC_KEYS"]
+
+NUMERIC_KEYS = ("fill_na", "log1p", "scale", "shift")
 
 RAW_ROWS = 50
 
@@ -68,6 +93,101 @@ def entry(ids, oov=None, sep=None, what="vocabulary"):
             raise ValueError(f"{what}: sep must be a non-empty string, got {sep!r}")
         e["sep"] = sep
     return e
+
+
+def _finite_number(x, what):
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError(f"{what}: {x!r} is not a finite number")
+    return x
+
+
+def numeric_entry(fill_na=None, log1p=False, scale=None, shift=None, what="numeric"):
+    """One feature's "numeric" entry, only the keys given (None / log1p False: left out, i.e. the
+    defaults: no fill, no log1p, scale 1, shift 0). Numbers must be finite ints or floats (numpy
+    scalars are converted); ``log1p`` a bool. Refuses an entry that does nothing."""
+    e = {}
+    if fill_na is not None:
+        e["fill_na"] = _finite_number(_py(fill_na), f"{what}: fill_na")
+    if not isinstance(_py(log1p), bool):
+        raise ValueError(f"{what}: log1p {log1p!r} is not a bool")
+    if _py(log1p):
+        e["log1p"] = True
+    if scale is not None:
+        e["scale"] = _finite_number(_py(scale), f"{what}: scale")
+    if shift is not None:
+        e["shift"] = _finite_number(_py(shift), f"{what}: shift")
+    if not e:
+        raise ValueError(f"{what}: an entry without fill_na, log1p, scale or shift (leave the feature out)")
+    return e
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x  # numpy scalars -> Python bool / int / float
+
+
+def check_numeric(numeric, features=None, what="numeric"):
+    """Check a "numeric" dict {feature: entry} (keys only ``NUMERIC_KEYS``, finite numbers, log1p a
+    bool) and return it as written: the same keys and values, numpy scalars as Python numbers.
+    ``features``: the names allowed (the numeric / dense features of the model), if given."""
+    if not isinstance(numeric, dict):
+        raise TypeError(f"{what}: expected a dict feature -> entry, got {type(numeric).__name__}")
+    out = {}
+    for name, e in numeric.items():
+        where = f"{what}[{name!r}]"
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: feature names are strings")
+        if features is not None and name not in features:
+            raise ValueError(f"{where}: not a numeric / dense feature of the model "
+                             f"(those are {sorted(features)})")
+        if not isinstance(e, dict):
+            raise TypeError(f"{where}: expected a dict with keys among {NUMERIC_KEYS}, got {type(e).__name__}")
+        unknown = [k for k in e if k not in NUMERIC_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown} (allowed: {list(NUMERIC_KEYS)})")
+        if not e:
+            raise ValueError(f"{where}: an empty entry (leave the feature out)")
+        checked = {}
+        for k, v in e.items():
+            v = _py(v)
+            if k == "log1p":
+                if not isinstance(v, bool):
+                    raise ValueError(f"{where}: log1p {v!r} is not a bool")
+            else:
+                _finite_number(v, f"{where}: {k}")
+            checked[k] = v
+        out[name] = checked
+    return out
+
+
+def f32(x):
+    """float64 x rounded to the nearest float32 (ties to even), as a Python float."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def f32_ulps(a, b):
+    """How many float32 steps apart two float32 values are (0 for equal values, +0 and -0 alike)."""
+    def key(x):
+        (i,) = struct.unpack("<i", struct.pack("<f", x))
+        return i if i >= 0 else -(i & 0x7FFFFFFF)
+    return abs(key(a) - key(b))
+
+
+def apply_numeric(e, cell, where="numeric"):
+    """The float32 value (a Python float) of a raw cell under a "numeric" entry: an empty cell takes
+    fill_na (an error without it), then ln(1 + max(v, 0)) if log1p, then v * scale + shift, in
+    float64, rounded to float32 once."""
+    if cell == "":
+        if "fill_na" not in e:
+            raise AssertionError(f"{where}: an empty cell and no fill_na")
+        v = float(e["fill_na"])
+    else:
+        v = float(cell)
+    if e.get("log1p", False):
+        v = math.log1p(max(v, 0.0))
+    v = v * float(e.get("scale", 1.0)) + float(e.get("shift", 0.0))
+    if not math.isfinite(v):
+        raise AssertionError(f"{where}: {cell!r} gives {v!r}")
+    return f32(v)
 
 
 def dump_description(description, f):
@@ -126,17 +246,21 @@ def _map_token(vocab, token, where):
     return idx
 
 
-def check_raw_tsv(fixture_dir, rows=RAW_ROWS):
-    """Map raw.tsv through description.json's vocabularies and compare with batch.json.
+def check_raw_tsv(fixture_dir, rows=RAW_ROWS, max_ulps=0):
+    """Map raw.tsv through description.json's vocabularies and numeric entries and compare with
+    batch.json.
 
-    Returns (rows checked, {feature: number of tokens mapped to oov}); raises AssertionError on the
-    first difference.
+    A feature with a "numeric" entry: the raw cell through :func:`apply_numeric` must be within
+    ``max_ulps`` float32 steps of batch.json's value parsed as float32 (0: equal). Returns (rows
+    checked, {feature: number of tokens mapped to oov}, {numeric feature: max float32 steps from
+    batch.json's value}); raises AssertionError on the first difference.
     """
     with open(os.path.join(fixture_dir, "description.json"), encoding="utf-8") as f:
         desc = json.load(f)
     with open(os.path.join(fixture_dir, "batch.json"), encoding="utf-8") as f:
         batch = json.load(f)
     vocabs = desc.get("vocabularies", {})
+    numeric = check_numeric(desc.get("numeric", {}))
     with open(os.path.join(fixture_dir, "raw.tsv"), encoding="utf-8", newline="") as f:
         lines = f.read().split("\n")
     assert lines[-1] == "", "raw.tsv must end with a newline"
@@ -147,15 +271,28 @@ def check_raw_tsv(fixture_dir, rows=RAW_ROWS):
     assert list(batch["features"]) == order, "batch.json's features are not in the description's order"
     for name in vocabs:
         assert name in order, f"vocabulary for unknown feature {name!r}"
+    for name in numeric:
+        assert name in order, f"numeric entry for unknown feature {name!r}"
+        assert name not in vocabs, f"{name!r} has both a vocabulary and a numeric entry"
     body = lines[1:]
     assert len(body) == min(rows, batch["rows"]), f"raw.tsv has {len(body)} rows, expected {rows}"
     oov_hits = {name: 0 for name in vocabs}
+    ulps = {name: 0 for name in numeric}
     for r, line in enumerate(body):
         cells = line.split("\t")
         assert len(cells) == len(header), f"raw.tsv line {r + 2}: {len(cells)} cells"
         for name, cell in zip(header, cells):
             want = batch["features"][name][r]
             where = f"raw.tsv line {r + 2}, {name}"
+            if name in numeric:
+                assert isinstance(want, (int, float)) and not isinstance(want, bool), \
+                    f"{where}: a numeric entry for a feature whose batch values are not numbers"
+                got = apply_numeric(numeric[name], cell, where)
+                steps = f32_ulps(got, f32(float(want)))
+                ulps[name] = max(ulps[name], steps)
+                assert steps <= max_ulps, (f"{where}: {cell!r} gives {got!r}, batch has {want!r} "
+                                           f"({steps} float32 steps apart, at most {max_ulps} allowed)")
+                continue
             v = vocabs.get(name)
             if v is None:
                 if isinstance(want, list):
@@ -178,4 +315,4 @@ def check_raw_tsv(fixture_dir, rows=RAW_ROWS):
                 got = _map_token(v, cell, where)
                 oov_hits[name] += cell not in v["ids"]
             assert got == want, f"{where}: {cell!r} maps to {got!r}, batch has {want!r}"
-    return len(body), oov_hits
+    return len(body), oov_hits, ulps
