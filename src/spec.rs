@@ -128,9 +128,10 @@ impl FieldKind {
         !matches!(self, FieldKind::Dense)
     }
 
-    /// Whether the field is one this crate's trainer can train: every kind except `dense`,
-    /// with `sum` or `mean` pooling, the first-order weights pooled as the embeddings, and no
-    /// padding id. The other kinds exist to serve imported models.
+    /// Whether the field is one this crate's trainer can train: every kind, multi-hot ones with
+    /// `sum` or `mean` pooling, the first-order weights pooled as the embeddings, and no
+    /// padding id (and no shared table: see [`Field::table`]). The other forms exist to serve
+    /// imported models.
     pub fn is_trainable(&self) -> bool {
         match *self {
             FieldKind::Categorical { .. } | FieldKind::Numeric => true,
@@ -140,7 +141,7 @@ impl FieldKind {
                 padding,
                 ..
             } => pooling != Pooling::Max && linear_pooling == pooling && padding.is_none(),
-            FieldKind::Dense => false,
+            FieldKind::Dense => true,
         }
     }
 }
@@ -626,7 +627,7 @@ mod tests {
         assert!(!spec.to_json().contains(r#""linear_pooling":"max""#));
         assert_eq!(
             spec.fields.iter().filter(|f| f.kind.is_trainable()).count(),
-            3
+            5
         );
     }
 

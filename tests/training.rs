@@ -8,7 +8,9 @@ use deepfm::train::{
     BatchNorm, EmbeddingInit, EmbeddingOptimizer, FitConfig, InMemory, Loss, TrainConfig,
     TrainError, Trainer, fit,
 };
-use deepfm::{Batch, Column, Columns, Model, ModelSpec, Output, Scratch, score};
+use deepfm::{
+    Batch, Column, Columns, Field, FieldKind, Model, ModelSpec, Output, Pooling, Scratch, score,
+};
 
 fn config(loss: Loss, threads: usize, seed: u64) -> TrainConfig {
     TrainConfig {
@@ -86,6 +88,83 @@ fn exported_model_scores_like_the_trainer() {
         // The trained model is not the initial one.
         let fresh = Trainer::new(spec.clone(), config(loss, 1, 1)).unwrap();
         assert_ne!(fresh.params(), trainer.params());
+    }
+}
+
+/// A dense field (a raw value into the MLP after the embedded fields, outside the FM term, with
+/// a first-order weight) trains, and the written model scores as the trainer predicts; the
+/// forms that exist only to serve imported models are refused by field name.
+#[test]
+fn dense_fields_train_and_import_only_forms_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = mixed_small();
+    spec.fields.insert(1, Field::new("price", FieldKind::Dense));
+    let mut trainer = train_some(&spec, config(Loss::Bce, 2, 1), 2000, 2);
+    let path = trainer.write(dir.path().join("m.dfm")).unwrap();
+    let model = Model::open(&path).unwrap();
+    let mut t = teacher(&spec, 5);
+    let test = planted(&mut t, 1000, 0.3, 11).unwrap();
+    let (mut want, mut got) = (vec![0.0; 1000], vec![0.0; 1000]);
+    trainer.predict(&test.batch, &mut want).unwrap();
+    score(&model, &test.batch, &mut Scratch::new(&model), &mut got).unwrap();
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "worst difference {worst}");
+    // The dense field's first-order weight (its one row, after user's 500) was trained.
+    let fresh = Trainer::new(spec.clone(), config(Loss::Bce, 1, 1)).unwrap();
+    assert_ne!(fresh.params().linear[500], trainer.params().linear[500]);
+
+    for (i, kind, table) in [
+        (
+            2,
+            FieldKind::MultiHot {
+                vocab: 18,
+                pooling: Pooling::Max,
+                linear_pooling: Pooling::Max,
+                padding: None,
+            },
+            None,
+        ),
+        (
+            2,
+            FieldKind::MultiHot {
+                vocab: 18,
+                pooling: Pooling::Mean,
+                linear_pooling: Pooling::Sum,
+                padding: None,
+            },
+            None,
+        ),
+        (
+            2,
+            FieldKind::MultiHot {
+                vocab: 18,
+                pooling: Pooling::Mean,
+                linear_pooling: Pooling::Mean,
+                padding: Some(0),
+            },
+            None,
+        ),
+        (
+            3,
+            FieldKind::multi_hot(18, Pooling::Sum),
+            Some("genres".to_string()),
+        ),
+    ] {
+        let mut other = mixed_small();
+        other.fields[i].kind = kind;
+        other.fields[i].table = table;
+        let name = other.fields[i].name.clone();
+        let err = Trainer::new(other, config(Loss::Bce, 1, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("field {name:?}")) && err.contains("imported"),
+            "{err}"
+        );
     }
 }
 

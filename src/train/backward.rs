@@ -256,6 +256,11 @@ impl Trainer {
         let spec = &self.spec;
         let d = spec.embedding_dim;
         let width = spec.mlp_input_width();
+        // The FM term covers the embedded fields, the first `embedded` values of a row; the
+        // dense fields' raw values after them have no embedding to update.
+        let embedded = spec.embedded_fields() * d;
+        let starts = spec.input_offsets();
+        let zeros = vec![0.0f32; d];
         let ws = &mut self.ws;
         let (x0, sum, dlogit) = (&ws.x0, &ws.sum, &ws.dlogit);
         ws.da[..m * width]
@@ -263,9 +268,9 @@ impl Trainer {
             .enumerate()
             .for_each(|(r, dx)| {
                 let dl = dlogit[r];
-                let x = &x0[r * width..(r + 1) * width];
+                let x = &x0[r * width..][..embedded];
                 let s = &sum[r * d..(r + 1) * d];
-                for (dxf, xf) in dx.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                for (dxf, xf) in dx[..embedded].chunks_exact_mut(d).zip(x.chunks_exact(d)) {
                     for ((g, &e), &s) in dxf.iter_mut().zip(xf).zip(s) {
                         *g += dl * (s - e);
                     }
@@ -278,8 +283,14 @@ impl Trainer {
             .enumerate()
             .for_each(|(f, (rg, field))| {
                 rg.clear();
-                let g = |r: usize| &dx[r * width + f * d..r * width + (f + 1) * d];
+                let g = |r: usize| &dx[r * width + starts[f]..][..d];
                 match (batch.column(f), field.kind) {
+                    // Only the first-order weight: a dense value has no embedding.
+                    (Column::Numeric(values), FieldKind::Dense) => {
+                        for (r, &v) in values[..m].iter().enumerate() {
+                            rg.add(0, v, &zeros, dlogit[r]);
+                        }
+                    }
                     (Column::Categorical(ids), _) => {
                         for (r, &id) in ids[..m].iter().enumerate() {
                             rg.add(id, 1.0, g(r), dlogit[r]);

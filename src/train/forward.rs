@@ -105,6 +105,7 @@ impl Trainer {
         ws.ensure(m);
         let (spec, params) = (&self.spec, &self.params);
         let (d, width) = (spec.embedding_dim, spec.mlp_input_width());
+        let embedded = spec.embedded_fields();
         let tables = Tables {
             fields: &self.fields,
             embedding: &params.embedding,
@@ -125,7 +126,8 @@ impl Trainer {
                 fm.fill(bias);
                 gather(tables, batch, first..first + fm.len(), x, fm);
                 for ((x, s), fm) in x.chunks_exact(width).zip(s.chunks_exact_mut(d)).zip(fm) {
-                    *fm += pairwise(x, d, s);
+                    // The FM term is over the embedded fields, not the dense values after them.
+                    *fm += pairwise(&x[..embedded * d], d, s);
                 }
             });
         let hidden = spec.hidden.len();

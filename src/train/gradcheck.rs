@@ -34,7 +34,8 @@ fn loss_f64(
     let mut xs = Vec::new();
     let mut fms = Vec::new();
     for r in 0..m {
-        let mut x = Vec::new();
+        // The embedded fields' vectors, then the dense fields' raw values.
+        let (mut x, mut dense) = (Vec::new(), Vec::new());
         let mut fm = p.dense[Dense::BIAS][0];
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
@@ -42,6 +43,12 @@ fn loss_f64(
             batch.column(f).for_each_term(&field.kind, r, |id, w| {
                 terms.push((base + id as usize, w as f64))
             });
+            if field.kind == FieldKind::Dense {
+                let (row, v) = terms[0];
+                dense.push(v);
+                fm += p.linear[row] * v;
+                continue;
+            }
             for j in 0..d {
                 x.push(
                     terms
@@ -52,8 +59,10 @@ fn loss_f64(
             }
             fm += terms.iter().map(|&(row, w)| p.linear[row] * w).sum::<f64>();
         }
+        let embedded = x.len() / d;
+        x.extend(dense);
         for j in 0..d {
-            let col: Vec<f64> = (0..spec.fields.len()).map(|f| x[f * d + j]).collect();
+            let col: Vec<f64> = (0..embedded).map(|f| x[f * d + j]).collect();
             let s: f64 = col.iter().sum();
             fm += 0.5 * (s * s - col.iter().map(|v| v * v).sum::<f64>());
         }
@@ -114,8 +123,9 @@ fn random_spec(rng: &mut Rng, output: Output) -> ModelSpec {
     let fields = (0..fields)
         .map(|i| Field {
             name: format!("f{i}"),
-            kind: match rng.below(4) {
+            kind: match rng.below(5) {
                 0 => FieldKind::Numeric,
+                4 => FieldKind::Dense,
                 1 => FieldKind::multi_hot(
                     1 + rng.below(6),
                     if rng.below(2) == 0 {

@@ -157,8 +157,8 @@ impl Trainer {
             .find(|f| !f.kind.is_trainable() || f.table.is_some())
         {
             return Err(TrainError::Mismatch(format!(
-                "field {f:?}: the trainer trains categorical, numeric and sum- or mean-pooled \
-                 multi-hot fields with tables of their own; dense fields, max pooling, a \
+                "field {f:?}: the trainer trains categorical, numeric, dense and sum- or \
+                 mean-pooled multi-hot fields with tables of their own; max pooling, a \
                  separate first-order pooling, padding ids and shared tables are for serving \
                  imported models",
                 f = field.name
