@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The field kinds beyond those three exist so that models trained by other frameworks can be
-//! scored exactly (see [`crate::interop`]):
+//! scored exactly (see `deepfm::interop`, with the `train` feature):
 //! - `dense`: a raw value fed to the MLP as it is (DeepCTR-Torch's `DenseFeat`). It has a
 //!   first-order weight (`w · v`) but no embedding and no part in the FM term. The MLP input is
 //!   the embedded fields' vectors in field order, then the dense values in field order.
