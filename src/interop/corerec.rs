@@ -9,6 +9,7 @@
 
 use super::InteropError;
 use super::assemble::{Layer, Norm, Plan, Source};
+use super::describe;
 use super::tensors::Tensors;
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use serde::Deserialize;
@@ -18,7 +19,6 @@ const FRAMEWORK: &str = "corerec";
 /// The description `tools/export/corerec.py` writes (the feature map, also there, is not read).
 #[derive(Debug, Deserialize)]
 struct Description {
-    framework: String,
     field_names: Vec<String>,
     field_dims: Vec<u64>,
     embedding_dim: usize,
@@ -31,17 +31,8 @@ struct Description {
 
 /// The plan for a CoreRec DeepFM described by `json`.
 pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
-    let description = |message: String| InteropError::Description {
-        framework: FRAMEWORK,
-        message,
-    };
-    let desc: Description = serde_json::from_str(json).map_err(|e| description(e.to_string()))?;
-    if desc.framework != FRAMEWORK {
-        return Err(description(format!(
-            "it says it describes a {} model",
-            desc.framework
-        )));
-    }
+    let description = |message: String| describe::error(FRAMEWORK, message);
+    let desc: Description = describe::read(FRAMEWORK, json)?;
     if desc.field_names.len() != desc.field_dims.len() {
         return Err(description(format!(
             "{} field names for {} field dims",

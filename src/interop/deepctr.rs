@@ -16,6 +16,7 @@
 
 use super::InteropError;
 use super::assemble::{Layer, Norm, Plan, Source};
+use super::describe::{self, unsupported};
 use super::tensors::Tensors;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
 use serde::Deserialize;
@@ -71,7 +72,6 @@ impl Column {
 /// The description `tools/export/deepctr_torch.py` writes.
 #[derive(Debug, Deserialize)]
 struct Description {
-    framework: String,
     task: String,
     use_fm: bool,
     dnn_hidden_units: Vec<usize>,
@@ -85,25 +85,9 @@ struct Description {
     framework_version: Option<String>,
 }
 
-fn unsupported(what: impl Into<String>, reason: impl Into<String>) -> InteropError {
-    InteropError::Unsupported {
-        what: what.into(),
-        reason: reason.into(),
-    }
-}
-
 /// The plan for a DeepCTR-Torch DeepFM described by `json`.
 pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
-    let desc: Description = serde_json::from_str(json).map_err(|e| InteropError::Description {
-        framework: FRAMEWORK,
-        message: e.to_string(),
-    })?;
-    if desc.framework != FRAMEWORK {
-        return Err(InteropError::Description {
-            framework: FRAMEWORK,
-            message: format!("it says it describes a {} model", desc.framework),
-        });
-    }
+    let desc: Description = describe::read(FRAMEWORK, json)?;
     if !desc.use_fm {
         return Err(unsupported(
             "use_fm",

@@ -20,6 +20,7 @@
 
 use super::InteropError;
 use super::assemble::{Layer, Norm, Plan, Source};
+use super::describe::{self, unsupported};
 use super::tensors::Tensors;
 use crate::spec::{Field, FieldKind, ModelSpec, Output, Pooling};
 use serde::Deserialize;
@@ -65,33 +66,16 @@ struct ModelSettings {
 
 #[derive(Debug, Deserialize)]
 struct Description {
-    framework: String,
     feature_map: FeatureMap,
     model: ModelSettings,
     #[serde(default)]
     framework_version: Option<String>,
 }
 
-fn unsupported(what: impl Into<String>, reason: impl Into<String>) -> InteropError {
-    InteropError::Unsupported {
-        what: what.into(),
-        reason: reason.into(),
-    }
-}
-
 /// The plan for a FuxiCTR DeepFM described by `json`.
 pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
-    let description = |message: String| InteropError::Description {
-        framework: FRAMEWORK,
-        message,
-    };
-    let desc: Description = serde_json::from_str(json).map_err(|e| description(e.to_string()))?;
-    if desc.framework != FRAMEWORK {
-        return Err(description(format!(
-            "it says it describes a {} model",
-            desc.framework
-        )));
-    }
+    let description = |message: String| describe::error(FRAMEWORK, message);
+    let desc: Description = describe::read(FRAMEWORK, json)?;
     let m = &desc.model;
     if m.model != "DeepFM" {
         return Err(unsupported("model", format!("{:?} (DeepFM)", m.model)));

@@ -14,6 +14,7 @@
 mod assemble;
 mod corerec;
 mod deepctr;
+mod describe;
 mod fuxictr;
 mod tensors;
 mod tokens;
@@ -168,10 +169,7 @@ pub fn import_from(
         Framework::CoreRec => corerec::plan(&tensors, description)?,
     };
     // The vocabularies are the same in every framework's description.
-    let bad = |message: String| InteropError::Description {
-        framework: framework.name(),
-        message,
-    };
+    let bad = |message: String| describe::error(framework.name(), message);
     let described: serde_json::Value =
         serde_json::from_str(description).map_err(|e| bad(e.to_string()))?;
     if let Some(vocabularies) = described.get("vocabularies") {
