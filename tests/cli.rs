@@ -1019,6 +1019,7 @@ fn imported_models_predict_raw_tokens_as_their_framework() {
         ("deepctr-criteo", "deepctr-torch"),
         ("fuxictr-ml100k", "fuxictr"),
         ("corerec-ml100k", "corerec"),
+        ("recbole-ml100k", "recbole"),
     ] {
         let fixture = root.join(name);
         let file = |f: &str| fixture.join(f).to_string_lossy().into_owned();

@@ -10,12 +10,13 @@ use safetensors::tensor::TensorView;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [(&str, Framework); 5] = [
+const FIXTURES: [(&str, Framework); 6] = [
     ("deepctr-ml100k", Framework::DeepCtrTorch),
     ("deepctr-ml100k-max", Framework::DeepCtrTorch),
     ("deepctr-criteo", Framework::DeepCtrTorch),
     ("fuxictr-ml100k", Framework::FuxiCtr),
     ("corerec-ml100k", Framework::CoreRec),
+    ("recbole-ml100k", Framework::RecBole),
 ];
 
 fn fixture(name: &str) -> PathBuf {

@@ -16,6 +16,7 @@ mod corerec;
 mod deepctr;
 mod describe;
 mod fuxictr;
+mod recbole;
 mod tensors;
 mod tokens;
 
@@ -120,17 +121,21 @@ pub enum Framework {
     FuxiCtr,
     /// CoreRec 0.6 (`corerec.engines.deepfm.DeepFM`); description by `tools/export/corerec.py`.
     CoreRec,
+    /// RecBole 1.2 (`recbole.model.context_aware_recommender.DeepFM`); description by
+    /// `tools/export/recbole.py`.
+    RecBole,
 }
 
 impl Framework {
     /// Every framework, in the order of [`Framework::NAMES`].
-    pub const ALL: [Framework; 3] = [
+    pub const ALL: [Framework; 4] = [
         Framework::DeepCtrTorch,
         Framework::FuxiCtr,
         Framework::CoreRec,
+        Framework::RecBole,
     ];
     /// The names [`Framework::from_name`] takes (and descriptions carry as `"framework"`).
-    pub const NAMES: [&'static str; 3] = ["deepctr-torch", "fuxictr", "corerec"];
+    pub const NAMES: [&'static str; 4] = ["deepctr-torch", "fuxictr", "corerec", "recbole"];
 
     /// The framework's name, as in [`Framework::NAMES`].
     pub fn name(self) -> &'static str {
@@ -167,6 +172,7 @@ pub fn import_from(
         Framework::DeepCtrTorch => deepctr::plan(&tensors, description)?,
         Framework::FuxiCtr => fuxictr::plan(&tensors, description)?,
         Framework::CoreRec => corerec::plan(&tensors, description)?,
+        Framework::RecBole => recbole::plan(&tensors, description)?,
     };
     // The vocabularies are the same in every framework's description.
     let bad = |message: String| describe::error(framework.name(), message);

@@ -336,6 +336,8 @@ pub enum FrameworkArg {
     Fuxictr,
     /// CoreRec 0.6 (`corerec.engines.deepfm.DeepFM`).
     Corerec,
+    /// RecBole 1.2 (`recbole.model.context_aware_recommender.DeepFM`).
+    Recbole,
 }
 
 impl FrameworkArg {
@@ -346,6 +348,7 @@ impl FrameworkArg {
             FrameworkArg::DeepCtrTorch => Framework::DeepCtrTorch,
             FrameworkArg::Fuxictr => Framework::FuxiCtr,
             FrameworkArg::Corerec => Framework::CoreRec,
+            FrameworkArg::Recbole => Framework::RecBole,
         }
     }
 }

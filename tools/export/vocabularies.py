@@ -234,6 +234,8 @@ def _feature_order(desc):
         return names
     if fw == "corerec":
         return list(desc["field_names"])
+    if fw == "recbole":
+        return [f["name"] for f in desc["fields"]]
     if fw == "fuxictr":
         return [n for e in desc["feature_map"]["features"] for n, s in e.items() if s["type"] != "meta"]
     raise ValueError(f"unknown framework {fw!r}")
