@@ -153,6 +153,17 @@ fn a_skipped_batch_norm_fold_or_swapped_fields_fail_the_check() {
         None,
     );
     assert!(err > 1e-3, "batch norm left out, error only {err:.2e}");
+    // RecBole's float field scales row `index` (1) of its rows: reading row 0 instead, as an
+    // importer that ignored the index would, is caught.
+    let wrong_row = edited_weights("recbole-ml100k", tmp.path(), |name, data| {
+        if name.ends_with("float_embedding_table.embedding.weight") {
+            let half = data.len() / 2;
+            let (a, b) = data.split_at_mut(half);
+            a.swap_with_slice(b);
+        }
+    });
+    let err = error_against_framework("recbole-ml100k", Framework::RecBole, &wrong_row, None);
+    assert!(err > 1e-3, "float row 0 read, error only {err:.2e}");
     // Two fields swapped: the weights of one read with the values of the other.
     for (name, framework, a, b) in [
         ("deepctr-criteo", Framework::DeepCtrTorch, "I1", "I2"),
