@@ -2,7 +2,7 @@
 """Side by side: each framework's own CPU inference vs `deepfm` on the model imported from it.
 
 For every interop fixture (tests/fixtures/interop/<name>: a DeepFM trained by DeepCTR-Torch,
-FuxiCTR or CoreRec, its state_dict, description.json and 1000 rows with the framework's own
+FuxiCTR, CoreRec or RecBole, its state_dict, description.json and 1000 rows with the framework's own
 predictions) this script
 
 1. rebuilds the framework's model object from description.json, loads model.safetensors with
@@ -38,26 +38,36 @@ batch 4096 cycles through 32 distinct batches, batch 1 through the first 4096 ro
 
 Exact commands (from the repository root; the venvs are described in tools/peers/README.md):
 
-    # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR in a child process of its venv
+    # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR and RecBole each in a child
+    # process of its own venv
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
-        --fuxi-python /work/venv-fuxi/bin/python --json frameworks.json
+        --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
+        --json frameworks.json
 
     # or one invocation per venv (deepctr-criteo-400 is added to the first one by default)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fixtures deepctr-ml100k,deepctr-criteo,corerec-ml100k --json frameworks-interop.json
     /work/venv-fuxi/bin/python tools/peers/frameworks.py \\
         --fixtures fuxictr-ml100k --no-synthetic --json frameworks-fuxi.json
+    /work/venv-recbole/bin/python tools/peers/frameworks.py \\
+        --fixtures recbole-ml100k --no-synthetic --json frameworks-recbole.json
 
     # only the production-sized case
     /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures deepctr-criteo-400
 
     # smoke run (busy machine; numbers not worth keeping)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
-        --fuxi-python /work/venv-fuxi/bin/python --seconds 0.3 --repeat 1
+        --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
+        --seconds 0.3 --repeat 1
 
     # agreement checks and imports only, no timing (~30 s)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
-        --fuxi-python /work/venv-fuxi/bin/python --check-only
+        --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
+        --check-only
+
+    # RecBole alone, from the interop venv
+    /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures recbole-ml100k --no-synthetic \\
+        --recbole-python /work/venv-recbole/bin/python --seconds 0.3 --repeat 1
 
 What (a) is, per framework:
 
@@ -81,6 +91,24 @@ What (a) is, per framework:
   `.item()` for batch 1 (as predict does), `.detach().cpu().numpy().flatten()` for batch 4096 (as
   its `_score_all_items` does). (b) is the inner module on a ready LongTensor. Both are the
   inner module's forward under no_grad; they differ only by the tensor plumbing.
+* RecBole: `model.predict(interaction)` under no_grad, model in eval mode, as
+  `Trainer.evaluate` / `_neg_sample_batch_eval` call it (evaluate sets eval() once and runs under
+  no_grad; it also calls `interaction.to(device)` first, a copy of the dict that is a no-op per
+  tensor on the CPU, left out here). `interaction` is a `recbole.data.interaction.Interaction`
+  built off the clock from the batch rows, holding what RecBole's loaders put there: int64 [B]
+  ids per token field, int64 [B, 6] padded `class` lists, float32 [B, 2] (value, 1.0) for `age`.
+  predict is `sigmoid(forward(interaction))` and forward reads those tensors by name: RecBole's
+  predict builds nothing, so there is no separate bare path to time. (b) is the same computation,
+  `torch.sigmoid(model(tensors))` on a plain dict of the same tensors (the Interaction lookups and
+  `predict`'s direct `self.forward` call replaced by a dict and `Module.__call__`), kept so that
+  the table has the column; (a) and (b) should agree within noise. The model is RecBole's own
+  `DeepFM(config, dataset)`: `config` a RecBole `Config` (model DeepFM, embedding_size,
+  mlp_hidden_size, dropout_prob, numerical_features = the float fields, CPU; it reads no data),
+  `dataset` a stand-in with the three things the model reads of a Dataset (`fields(source=...)`,
+  `field2type`, `num(field)`) from description.json's "fields". RecBole 1.2.1 runs in its own
+  venv with numpy 2, so the np.float_ / np.complex_ / np.unicode_ aliases that its Config reads are
+  set first (as tools/export/make_fixtures_recbole.py does); pandas (imported by recbole.data) is
+  not used on this path.
 
 Inputs: the fixture's 1000 rows; batch 1 cycles through them one row per call, batch 4096 is
 the rows tiled (row i -> i % 1000). Input building is off the clock. `deepfm bench` draws its own
@@ -112,11 +140,13 @@ HERE = Path(__file__).resolve().parent
 TOOLS = HERE.parent
 REPO = TOOLS.parent
 FIXTURES = REPO / "tests" / "fixtures" / "interop"
-DEFAULT_FIXTURES = ("deepctr-ml100k", "deepctr-criteo", "fuxictr-ml100k", "corerec-ml100k")
+DEFAULT_FIXTURES = ("deepctr-ml100k", "deepctr-criteo", "fuxictr-ml100k", "corerec-ml100k", "recbole-ml100k")
 TOLERANCE = 1e-5
 # fixture-name prefix -> (framework as `deepfm import --from` spells it, python package)
 FRAMEWORKS = {"deepctr": ("deepctr-torch", "deepctr_torch"), "fuxictr": ("fuxictr", "fuxictr"),
-              "corerec": ("corerec", "corerec")}
+              "corerec": ("corerec", "corerec"), "recbole": ("recbole", "recbole")}
+# frameworks that may run in a child process of another interpreter: framework -> its option
+CHILD_OPTIONS = {"fuxictr": "--fuxi-python", "recbole": "--recbole-python"}
 
 
 def framework_of(fixture):
@@ -337,7 +367,106 @@ class CoreRecRunner:
             return self.model(x)
 
 
-RUNNERS = {"deepctr-torch": DeepCTRRunner, "fuxictr": FuxiCTRRunner, "corerec": CoreRecRunner}
+class RecBoleRunner:
+    """RecBole's DeepFM (recbole.model.context_aware_recommender.DeepFM) rebuilt without its data.
+
+    The class takes (config, dataset). config is RecBole's own Config (model DeepFM, the fixture's
+    embedding_size / mlp_hidden_size / dropout_prob, numerical_features = its float fields, CPU);
+    Config reads no data and writes nothing. Of the dataset, RecBole's DeepFM (ContextRecommender and
+    FMFirstOrderLinear) reads only fields(source=...), field2type and num(field): a stand-in gives
+    them from description.json's "fields" (already in RecBole's order within each type)."""
+
+    def __init__(self, d):
+        # RecBole 1.2.1 with numpy 2 (as in tools/export/make_fixtures_recbole.py): Config's
+        # compatibility_settings reads np.float_ / np.complex_ / np.unicode_, removed in numpy 2.
+        for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
+            if not hasattr(np, old):
+                setattr(np, old, getattr(np, new))
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        if str(TOOLS) not in sys.path:
+            sys.path.insert(0, str(TOOLS))  # for export.recbole (tools/export itself stays off sys.path)
+        import pandas
+        import recbole
+        from recbole.config import Config
+        from recbole.data.interaction import Interaction
+        from recbole.model.context_aware_recommender import DeepFM
+        from recbole.utils import FeatureSource, FeatureType
+        from safetensors.torch import load_file
+
+        from export.recbole import field_order
+
+        self.torch = torch = import_torch()
+        self.version, self.pandas_version = recbole.__version__, pandas.__version__
+        self.Interaction = Interaction
+        desc = json.loads((d / "description.json").read_text())
+        if desc.get("framework") != "recbole" or desc.get("model") != "DeepFM":
+            sys.exit(f"{d}: not a RecBole DeepFM description")
+        desc_fields = desc["fields"]
+
+        class Dataset:  # what RecBole's DeepFM reads of a recbole.data.dataset.Dataset
+            field2type = {f["name"]: FeatureType(f["type"]) for f in desc_fields}
+            field2source = {f["name"]: FeatureSource(f["source"]) for f in desc_fields}
+
+            def fields(self, ftype=None, source=None):  # Dataset.fields, verbatim logic
+                ftype = set(ftype) if ftype is not None else set(FeatureType)
+                source = set(source) if source is not None else set(FeatureSource)
+                return [f for f, t in self.field2type.items() if t in ftype and self.field2source[f] in source]
+
+            def num(self, field):
+                return next(f["vocab"] for f in desc_fields if f["name"] == field)
+
+        # Config also parses sys.argv (--key=value overrides, others printed as unused): hide ours.
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            config = Config(model="DeepFM", dataset="frameworks-py", config_dict={
+                "embedding_size": desc["embedding_size"], "mlp_hidden_size": desc["mlp_hidden_size"],
+                "dropout_prob": desc["dropout_prob"], "LABEL_FIELD": desc["label"]["field"],
+                "numerical_features": [f["name"] for f in desc_fields if f["type"] == "float"],
+                "use_gpu": False, "state": "WARNING", "show_progress": False})
+        finally:
+            sys.argv = argv
+        self.model = DeepFM(config, Dataset())
+        if [n for n, _ in field_order(self.model)] != [f["name"] for f in desc_fields]:
+            sys.exit(f"{d}: the rebuilt model's field order {field_order(self.model)} differs from "
+                     "description.json's")
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        self.model.eval()
+        feats, _ = load_batch(d)
+        # The tensors an Interaction of these rows holds, as RecBole's dataloaders build them: int64
+        # ids (token), int64 [B, max_len] padded lists (token_seq), float32 [B, 2] = (value, index 1)
+        # (float, not discretised).
+        self.arrays = {}
+        for f in desc_fields:
+            x = feats[f["name"]]
+            if f["type"] == "float":
+                v = np.asarray(x, dtype=np.float32)
+                self.arrays[f["name"]] = np.stack([v, np.full_like(v, f["index"])], axis=1)
+            else:
+                self.arrays[f["name"]] = np.asarray(x, dtype=np.int64)
+
+    def versions(self):
+        return {"recbole": self.version, "pandas": self.pandas_version}
+
+    def forward_input(self, idx):
+        return {k: self.torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in self.arrays.items()}
+
+    def predict_input(self, idx):
+        return self.Interaction(self.forward_input(idx))
+
+    def predict(self, interaction):
+        with self.torch.no_grad():  # Trainer.evaluate: eval() once, no_grad, model.predict(batch)
+            return self.model.predict(interaction)
+
+    def forward(self, x):
+        with self.torch.no_grad():
+            return self.torch.sigmoid(self.model(x))
+
+
+RUNNERS = {"deepctr-torch": DeepCTRRunner, "fuxictr": FuxiCTRRunner, "corerec": CoreRecRunner,
+           "recbole": RecBoleRunner}
 
 
 # ----------------------------------------------------------------------------- the production-sized case
@@ -652,9 +781,12 @@ def main():
     p.add_argument("--fuxi-python", type=Path,
                    help="a Python with fuxictr installed: FuxiCTR fixtures run in a child process of it "
                         "(needed when this interpreter has no fuxictr)")
+    p.add_argument("--recbole-python", type=Path,
+                   help="a Python with recbole installed: RecBole fixtures run in a child process of it "
+                        "(needed when this interpreter has no recbole)")
     p.add_argument("--json", type=Path, help="write environment, checks and raw timings here")
     p.add_argument("--check-only", action="store_true", help="rebuild, check and import; no timing")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run by --fuxi-python
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run by --fuxi/recbole-python
     args = p.parse_args()
     deepfm = args.deepfm.resolve()
     if not deepfm.exists():
@@ -665,16 +797,18 @@ def main():
     args.fixtures = [n for n in args.fixtures if n != SYNTHETIC]
     if not args.no_synthetic and not args.child:
         args.fixtures.append(SYNTHETIC)
-    here, child = [], []
+    pythons = {"fuxictr": args.fuxi_python, "recbole": args.recbole_python}
+    here, child = [], {}  # child: framework -> its fixtures, run in a child process of pythons[framework]
     for name in args.fixtures:
         framework, package = framework_of(name)
         if importlib.util.find_spec(package):
             here.append(name)
-        elif framework == "fuxictr" and args.fuxi_python and not args.child:
-            child.append(name)
+        elif pythons.get(framework) and not args.child:
+            child.setdefault(framework, []).append(name)
         else:
             p.error(f"{name}: {package} is not importable by {sys.executable}"
-                    + (" (pass --fuxi-python PATH or run this fixture under that venv)" if framework == "fuxictr"
+                    + (f" (pass {CHILD_OPTIONS[framework]} PATH or run this fixture under that venv)"
+                       if framework in CHILD_OPTIONS
                        else " (run it under the venv that has it, or pass --no-synthetic)" if name == SYNTHETIC
                        else " (run it under the venv that has it)"))
 
@@ -691,15 +825,17 @@ def main():
                 info, results = run_fixture(name, deepfm, args, Path(tmp))
                 report["fixtures"][name] = info
                 report["timings"] += results
-            elif name == child[0]:  # all FuxiCTR fixtures in one child run, at the first one's turn
-                out = Path(tmp) / "child.json"
-                cmd = [args.fuxi_python, __file__, "--child", "--fixtures", ",".join(child),
+            elif name == child[framework_of(name)[0]][0]:
+                # all fixtures of that framework in one child run, at the first one's turn
+                framework = framework_of(name)[0]
+                out = Path(tmp) / f"child-{framework}.json"
+                cmd = [pythons[framework], __file__, "--child", "--fixtures", ",".join(child[framework]),
                        "--batches", ",".join(map(str, args.batches)), "--seconds", args.seconds,
                        "--repeat", args.repeat, "--deepfm", deepfm, "--json", out, "--no-synthetic"]
                 cmd += ["--check-only"] if args.check_only else []
                 rc = subprocess.run([str(c) for c in cmd]).returncode
                 if rc:
-                    sys.exit(f"the --fuxi-python child run failed ({rc})")
+                    sys.exit(f"the {CHILD_OPTIONS[framework]} child run failed ({rc})")
                 sub = json.loads(out.read_text())
                 report["environments"] += sub["environments"]
                 report["fixtures"].update(sub["fixtures"])

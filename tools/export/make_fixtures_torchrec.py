@@ -1,0 +1,358 @@
+"""Train a DeepFM over torchrec EmbeddingBagCollections, sharded with DistributedModelParallel in
+2 CPU processes (gloo), and write the torchrec-ml100k interop fixture.
+
+    python3 -m venv /work/venv-torchrec
+    /work/venv-torchrec/bin/pip install -r tools/export/requirements-torchrec.txt   # see that file
+    /work/venv-torchrec/bin/python tools/export/make_fixtures_torchrec.py
+
+Writes tests/fixtures/interop/torchrec-ml100k/{model.safetensors,description.json,batch.json,raw.tsv}.
+MovieLens 100K is read from ../shared/data/ml-100k relative to the repository root (override with
+DEEPFM_ML100K=/path/to/ml-100k).
+
+The model (``TorchrecDeepFM`` below) is a standard DeepFM head over torchrec's sparse modules, not
+torchrec's own ``torchrec.models.deepfm.SimpleDeepFMNN`` (whose FactorizationMachine squares the sum
+of all F x D scalars instead of summing per embedding dimension, and which has no first-order term;
+see the README section):
+
+* ``sparse``: an EmbeddingBagCollection of D=8 tables; ``item`` serves the features ``item`` and
+  ``prev_item``; ``genres`` is multi-valued (a bag of 1..6 ids, KJT lengths, no padding) and
+  mean-pooled, every other feature has one id per row and is sum-pooled.
+* ``first_order``: an EmbeddingBagCollection of 1-dim tables with the same table names, sizes,
+  features and pooling.
+* logit = bias + sum_f w_f + 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2] + out(mlp(cat_f e_f)),
+  f over ``FEATURE_ORDER``; mlp = (Linear -> BatchNorm1d -> ReLU) x 2, hidden [32, 16];
+  prediction = sigmoid(logit).
+
+Training: ``DistributedModelParallel`` in 2 processes (torch.multiprocessing, gloo, CPU); the plan
+asks row-wise sharding for the item tables and table-wise for the others; embeddings are trained by
+torchrec's fused row-wise Adagrad (``apply_optimizer_in_backward``), the dense part (DDP-wrapped by
+DMP) by Adam through ``KeyedOptimizerWrapper``. Each rank takes its own 256 rows per step.
+The state_dict of the sharded model (ShardedTensors for the tables) is gathered to full tensors on
+rank 0 (``ShardedTensor.gather(dst=0, out=...)``), loaded into an unsharded ``TorchrecDeepFM``
+(strict), and the predictions are those of the unsharded model in eval mode; they are checked
+against the sharded model's predictions for the same rows.
+
+Data as for the other ml-100k fixtures (tools/export/make_fixtures.py): the same permutation, held-out
+pool and 1000 batch rows; label rating >= 4; user / item ids as they are; gender F=0 M=1; occupation =
+index in the sorted names; genre ids 1..19 (flag k -> k+1); prev_item = the same user's previous
+rating's item by timestamp, 0 if none (row 0 of the item table).
+"""
+
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(HERE)
+REPO = os.path.dirname(TOOLS)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+sys.path.insert(0, TOOLS)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch import nn  # noqa: E402
+
+from export import vocabularies  # noqa: E402
+
+DATA = os.environ.get("DEEPFM_ML100K", os.path.join(os.path.dirname(REPO), "shared", "data", "ml-100k"))
+OUT = os.path.join(REPO, "tests", "fixtures", "interop", "torchrec-ml100k")
+D = 8
+HIDDEN = [32, 16]
+BN_EPS = 1e-5
+STEPS = int(os.environ.get("TORCHREC_STEPS", "300"))
+LOCAL_BATCH = 256
+WORLD = 2
+SEED = 2024
+N_BATCH = 1000
+FEATURE_ORDER = ["user", "item", "prev_item", "gender", "occupation", "genres"]
+# (table name, num_embeddings, pooling, features)
+TABLES = [
+    ("user", 944, "sum", ["user"]),
+    ("item", 1683, "sum", ["item", "prev_item"]),
+    ("gender", 2, "sum", ["gender"]),
+    ("occupation", 21, "sum", ["occupation"]),
+    ("genres", 20, "mean", ["genres"]),
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+def load_ml100k():
+    r = np.loadtxt(os.path.join(DATA, "u.data"), dtype=np.int64)
+    user, item, rating, ts = r.T
+    users = [line.rstrip("\n").split("|") for line in open(os.path.join(DATA, "u.user"))]
+    gender_vocab = sorted({u[2] for u in users})
+    occ_vocab = sorted({u[3] for u in users})
+    u_gender = {int(u[0]): gender_vocab.index(u[2]) for u in users}
+    u_occ = {int(u[0]): occ_vocab.index(u[3]) for u in users}
+    genre_names = [line.split("|")[0] for line in open(os.path.join(DATA, "u.genre")) if line.strip()]
+    genres = {}
+    for line in open(os.path.join(DATA, "u.item"), encoding="latin-1"):
+        row = line.rstrip("\n").split("|")
+        genres[int(row[0])] = [k + 1 for k, f in enumerate(row[5:24]) if int(f)]
+    assert len(r) == 100000 and len(genres) == 1682 and len(genre_names) == 19
+    order = np.lexsort((np.arange(len(r)), ts, user))
+    prev_item = np.zeros(len(r), dtype=np.int64)
+    for pos in range(1, len(order)):
+        if user[order[pos - 1]] == user[order[pos]]:
+            prev_item[order[pos]] = item[order[pos - 1]]
+    feats = {
+        "user": user, "item": item, "prev_item": prev_item,
+        "gender": np.array([u_gender[x] for x in user]), "occupation": np.array([u_occ[x] for x in user]),
+        "genres": [genres[x] for x in item],
+    }
+    label = (rating >= 4).astype(np.float32)
+    perm = np.random.RandomState(20240601).permutation(len(r))
+    pool, train = perm[:1100], perm[1100:]
+    seen_u, seen_i = set(user[train]), set(item[train])
+    test = np.array([i for i in pool if user[i] in seen_u and item[i] in seen_i][:N_BATCH])
+    assert len(test) == N_BATCH
+    raw = {"gender": gender_vocab, "occupation": occ_vocab, "genres": genre_names, "users": users}
+    return feats, label, train, test, raw
+
+
+def make_kjt(feats, rows):
+    """One KeyedJaggedTensor, keys in FEATURE_ORDER; a single-valued feature has length 1 per row,
+    genres one length per row (its ids, no padding)."""
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+    values, lengths = [], []
+    for f in FEATURE_ORDER:
+        if f == "genres":
+            lst = [feats[f][i] for i in rows]
+            values.extend(g for x in lst for g in x)
+            lengths.extend(len(x) for x in lst)
+        else:
+            values.extend(int(feats[f][i]) for i in rows)
+            lengths.extend([1] * len(rows))
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=FEATURE_ORDER, values=torch.tensor(values, dtype=torch.int64),
+        lengths=torch.tensor(lengths, dtype=torch.int32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+def ebc(dim, device=None):
+    from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection
+    pool = {"sum": PoolingType.SUM, "mean": PoolingType.MEAN}
+    return EmbeddingBagCollection(tables=[
+        EmbeddingBagConfig(name=n, num_embeddings=m, embedding_dim=dim, feature_names=list(fs), pooling=pool[p])
+        for n, m, p, fs in TABLES], device=device)
+
+
+class TorchrecDeepFM(nn.Module):
+    def __init__(self, device=None):
+        super().__init__()
+        self.sparse = ebc(D, device)
+        self.first_order = ebc(1, device)
+        layers, prev = [], D * len(FEATURE_ORDER)
+        for h in HIDDEN:
+            layers += [nn.Linear(prev, h), nn.BatchNorm1d(h, eps=BN_EPS), nn.ReLU()]
+            prev = h
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(prev, 1)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, kjt):
+        e = self.sparse(kjt).to_dict()
+        w = self.first_order(kjt).to_dict()
+        emb = torch.stack([e[f] for f in FEATURE_ORDER], dim=1)  # B x F x D
+        s = emb.sum(dim=1)
+        fm = 0.5 * (s * s - (emb * emb).sum(dim=1)).sum(dim=1, keepdim=True)
+        lin = torch.cat([w[f] for f in FEATURE_ORDER], dim=1).sum(dim=1, keepdim=True)
+        deep = self.out(self.mlp(emb.flatten(1)))
+        return self.bias + lin + fm + deep  # logit, B x 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Sharded training (one process per rank)
+# ----------------------------------------------------------------------------------------------
+
+def strip(key):
+    for p in ("_dmp_wrapped_module.", "module."):
+        while key.startswith(p):
+            key = key[len(p):]
+    return key
+
+
+def worker(rank, result_path):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("TORCHREC_PORT", "29531"))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.distributed.planner.types import ParameterConstraints
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+    from torchrec.optim.keyed import KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+    from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    feats, label, train, test, _ = load_ml100k()
+    torch.manual_seed(SEED)
+    model = TorchrecDeepFM()
+    apply_optimizer_in_backward(RowWiseAdagrad, list(model.sparse.parameters()) + list(model.first_order.parameters()),
+                                {"lr": 0.05})
+    sharding = os.environ.get("TORCHREC_SHARDING", "mixed")
+    constraints = {n: ParameterConstraints(sharding_types=[
+        "row_wise" if (n == "item" and sharding == "mixed") else "table_wise"]) for n, *_ in TABLES}
+    planner = EmbeddingShardingPlanner(topology=Topology(world_size=WORLD, compute_device="cpu"),
+                                       constraints=constraints)
+    sharders = [EmbeddingBagCollectionSharder()]
+    plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
+    if rank == 0:
+        print(plan, flush=True)
+    dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
+    dense_opt = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
+                                      lambda params: torch.optim.Adam(params, lr=2e-3))
+    rng = np.random.RandomState(SEED)
+    order = train[rng.permutation(len(train))]
+    per_step = LOCAL_BATCH * WORLD
+    t0 = time.time()
+    dmp.train()
+    for step in range(STEPS):
+        start = (step * per_step) % (len(order) - per_step)
+        rows = order[start + rank * LOCAL_BATCH: start + (rank + 1) * LOCAL_BATCH]
+        logit = dmp(make_kjt(feats, rows))
+        loss = nn.functional.binary_cross_entropy_with_logits(logit.squeeze(1), torch.from_numpy(label[rows]))
+        dense_opt.zero_grad()
+        loss.backward()
+        dense_opt.step()
+        if rank == 0 and (step % 50 == 0 or step == STEPS - 1):
+            print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.1f}s)", flush=True)
+    dmp.eval()
+    with torch.no_grad():
+        sharded_pred = torch.sigmoid(dmp(make_kjt(feats, test))).squeeze(1)
+    # Gather: every rank takes part in each ShardedTensor.gather; rank 0 receives the full tensors.
+    full, kinds = {}, {}
+    for k, v in dmp.state_dict().items():
+        key = strip(k)
+        if isinstance(v, ShardedTensor):
+            out = torch.zeros(v.size(), dtype=v.dtype) if rank == 0 else None
+            v.gather(dst=0, out=out)
+            kinds[key] = "ShardedTensor " + ",".join(
+                f"rank{s.placement.rank()}:{list(s.shard_offsets)}+{list(s.shard_sizes)}" for s in v.metadata().shards_metadata)
+            v = out
+        elif hasattr(v, "full_tensor"):  # DTensor
+            v = v.full_tensor()
+            kinds[key] = "DTensor"
+        else:
+            kinds[key] = "Tensor"
+        if rank == 0:
+            full[key] = v.detach().clone()
+    if rank == 0:
+        torch.save({"state_dict": full, "sharded_pred": sharded_pred, "kinds": kinds, "plan": str(plan),
+                    "train_s": time.time() - t0, "final_loss": loss.item()}, result_path)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+
+def f32_list(t):
+    return [float(np.format_float_positional(np.float32(x), unique=True, trim="-")) for x in t]
+
+
+def main():
+    import torchrec
+    from safetensors.torch import save_file
+    t_start = time.time()
+    result_path = os.path.join("/tmp", f"torchrec_fixture_{os.getpid()}.pt")
+    mp.spawn(worker, args=(result_path,), nprocs=WORLD, join=True)
+    res = torch.load(result_path, weights_only=False)
+    os.remove(result_path)
+    print(res["plan"])
+    feats, label, train, test, raw = load_ml100k()
+    torch.manual_seed(SEED)
+    model = TorchrecDeepFM()
+    sd = {k: v.contiguous() for k, v in res["state_dict"].items()}
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    with torch.no_grad():
+        pred = torch.sigmoid(model(make_kjt(feats, test))).squeeze(1)
+    diff = (pred - res["sharded_pred"]).abs().max().item()
+    print(f"unsharded vs sharded predictions: max |diff| = {diff:.3g}")
+    assert diff <= 1e-6, diff
+
+    os.makedirs(OUT, exist_ok=True)
+    save_file(sd, os.path.join(OUT, "model.safetensors"))
+
+    def tables(prefix, dim):
+        return [{"name": n, "num_embeddings": m, "embedding_dim": dim, "pooling": p, "feature_names": fs,
+                 "tensor": f"{prefix}.embedding_bags.{n}.weight"} for n, m, p, fs in TABLES]
+
+    mlp = []
+    for i in range(len(HIDDEN)):
+        mlp.append({"linear": f"mlp.{3 * i}", "batch_norm": f"mlp.{3 * i + 1}", "activation": "relu"})
+    desc = {
+        "framework": "torchrec",
+        "framework_version": torchrec.__version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "model": "make_fixtures_torchrec.TorchrecDeepFM (standard DeepFM head over torchrec EmbeddingBagCollections)",
+        "tables": tables("sparse", D),
+        "first_order_tables": tables("first_order", 1),
+        "feature_order": FEATURE_ORDER,
+        "multi_valued": {"genres": "KJT lengths, no padding: the row's ids as a list, pooled over its length"},
+        "hidden": HIDDEN,
+        "activation": "relu",
+        "batch_norm": True,
+        "bn_eps": BN_EPS,
+        "dropout": 0.0,
+        "mlp_layers": mlp,
+        "output_layer": "out",
+        "global_bias": "bias",
+        "output": "sigmoid",
+        "logit": "bias + sum_f first_order_f + 0.5*sum_d[(sum_f e_fd)^2 - sum_f e_fd^2] + out(mlp(concat_f e_f))",
+        "training": {"processes": WORLD, "backend": "gloo", "device": "cpu", "steps": STEPS,
+                     "local_batch": LOCAL_BATCH, "sharding": {k: v for k, v in res["kinds"].items()
+                                                              if v.startswith(("Sharded", "DTensor"))},
+                     "final_loss": round(res["final_loss"], 4)},
+        "vocabularies": {
+            "gender": vocabularies.entry({g: i for i, g in enumerate(raw["gender"])}),
+            "occupation": vocabularies.entry({o: i for i, o in enumerate(raw["occupation"])}),
+            "genres": vocabularies.entry({g: k + 1 for k, g in enumerate(raw["genres"])}, sep="|"),
+        },
+    }
+    with open(os.path.join(OUT, "description.json"), "w") as f:
+        vocabularies.dump_description(desc, f)
+    features = {}
+    for fname in FEATURE_ORDER:
+        if fname == "genres":
+            features[fname] = [list(map(int, feats[fname][i])) for i in test]
+        else:
+            features[fname] = [int(feats[fname][i]) for i in test]
+    batch = {"rows": N_BATCH, "features": features, "predictions": f32_list(pred.numpy()),
+             "produced_by": "torch.sigmoid(model(kjt)) of the unsharded TorchrecDeepFM loaded from the gathered "
+                            "state_dict, eval mode, torch.no_grad(); equal (max |diff| "
+                            f"{diff:.2g}) to the DistributedModelParallel model's predictions"}
+    with open(os.path.join(OUT, "batch.json"), "w") as f:
+        json.dump(batch, f, separators=(",", ":"))
+        f.write("\n")
+    with open(os.path.join(OUT, "raw.tsv"), "w") as f:
+        f.write("\t".join(FEATURE_ORDER) + "\n")
+        for i in range(vocabularies.RAW_ROWS):
+            cells = []
+            for fname in FEATURE_ORDER:
+                v = features[fname][i]
+                if fname == "gender" or fname == "occupation":
+                    cells.append(raw[fname][v])
+                elif fname == "genres":
+                    cells.append("|".join(raw["genres"][g - 1] for g in v))
+                else:
+                    cells.append(str(v))
+            f.write("\t".join(cells) + "\n")
+    print(f"wrote {OUT} ({time.time() - t_start:.1f}s, training {res['train_s']:.1f}s)")
+
+
+if __name__ == "__main__":
+    main()
