@@ -1020,6 +1020,7 @@ fn imported_models_predict_raw_tokens_as_their_framework() {
         ("fuxictr-ml100k", "fuxictr"),
         ("corerec-ml100k", "corerec"),
         ("recbole-ml100k", "recbole"),
+        ("torchrec-ml100k", "torchrec"),
     ] {
         let fixture = root.join(name);
         let file = |f: &str| fixture.join(f).to_string_lossy().into_owned();

@@ -10,13 +10,14 @@ use safetensors::tensor::TensorView;
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 
-const FIXTURES: [(&str, Framework); 6] = [
+const FIXTURES: [(&str, Framework); 7] = [
     ("deepctr-ml100k", Framework::DeepCtrTorch),
     ("deepctr-ml100k-max", Framework::DeepCtrTorch),
     ("deepctr-criteo", Framework::DeepCtrTorch),
     ("fuxictr-ml100k", Framework::FuxiCtr),
     ("corerec-ml100k", Framework::CoreRec),
     ("recbole-ml100k", Framework::RecBole),
+    ("torchrec-ml100k", Framework::Torchrec),
 ];
 
 fn fixture(name: &str) -> PathBuf {
@@ -168,6 +169,7 @@ fn a_skipped_batch_norm_fold_or_swapped_fields_fail_the_check() {
     for (name, framework, a, b) in [
         ("deepctr-criteo", Framework::DeepCtrTorch, "I1", "I2"),
         ("fuxictr-ml100k", Framework::FuxiCtr, "item_id", "prev_item"),
+        ("torchrec-ml100k", Framework::Torchrec, "item", "prev_item"),
     ] {
         let weights = fixture(name).join("model.safetensors");
         let err = error_against_framework(name, framework, &weights, Some((a, b)));
@@ -242,6 +244,25 @@ fn unknown_missing_and_misshapen_tensors_are_named() {
     let err = import_from(Framework::FuxiCtr, &weights, &description, &out).unwrap_err();
     assert!(matches!(err, InteropError::Description { .. }), "{err}");
     assert!(!out.exists());
+
+    // torchrec's own DeepFM (its over-arch weighs a flattened FM term) is refused, saying why.
+    let torchrec = fixture("torchrec-ml100k");
+    let bytes = std::fs::read(torchrec.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut views = file.tensors();
+    views.push((
+        "over_arch.model.0.weight".into(),
+        TensorView::new(safetensors::Dtype::F32, vec![1], &extra).unwrap(),
+    ));
+    let path = tmp.path().join("torchrec-deepfm.safetensors");
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let description = std::fs::read_to_string(torchrec.join("description.json")).unwrap();
+    let err = import_from(Framework::Torchrec, &path, &description, &out).unwrap_err();
+    assert!(
+        matches!(err, InteropError::Unsupported { ref what, .. } if what.contains("torchrec.models.deepfm")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("FactorizationMachine"), "{err}");
 }
 
 /// Replaces one node of `value`, picked by `pick`, with `replacement` (or, for a key of an

@@ -19,6 +19,7 @@ mod fuxictr;
 mod recbole;
 mod tensors;
 mod tokens;
+mod torchrec;
 
 pub use tokens::{NumericTransform, TokenParser, Vocabularies, Vocabulary};
 
@@ -124,18 +125,24 @@ pub enum Framework {
     /// RecBole 1.2 (`recbole.model.context_aware_recommender.DeepFM`); description by
     /// `tools/export/recbole.py`.
     RecBole,
+    /// A DeepFM head over torchrec 1.9 `EmbeddingBagCollection`s, trained sharded and gathered
+    /// to one state dict; description as `tools/export/make_fixtures_torchrec.py` writes it.
+    /// torchrec's own `DeepFM` is refused (see the module docs of `interop::torchrec`).
+    Torchrec,
 }
 
 impl Framework {
     /// Every framework, in the order of [`Framework::NAMES`].
-    pub const ALL: [Framework; 4] = [
+    pub const ALL: [Framework; 5] = [
         Framework::DeepCtrTorch,
         Framework::FuxiCtr,
         Framework::CoreRec,
         Framework::RecBole,
+        Framework::Torchrec,
     ];
     /// The names [`Framework::from_name`] takes (and descriptions carry as `"framework"`).
-    pub const NAMES: [&'static str; 4] = ["deepctr-torch", "fuxictr", "corerec", "recbole"];
+    pub const NAMES: [&'static str; 5] =
+        ["deepctr-torch", "fuxictr", "corerec", "recbole", "torchrec"];
 
     /// The framework's name, as in [`Framework::NAMES`].
     pub fn name(self) -> &'static str {
@@ -173,6 +180,7 @@ pub fn import_from(
         Framework::FuxiCtr => fuxictr::plan(&tensors, description)?,
         Framework::CoreRec => corerec::plan(&tensors, description)?,
         Framework::RecBole => recbole::plan(&tensors, description)?,
+        Framework::Torchrec => torchrec::plan(&tensors, description)?,
     };
     // The vocabularies are the same in every framework's description.
     let bad = |message: String| describe::error(framework.name(), message);

@@ -23,6 +23,11 @@ impl<'a> Tensors<'a> {
         })
     }
 
+    /// The names of every tensor in the file (marks none used).
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.file.names()
+    }
+
     /// Whether the file has a tensor `name` (does not mark it used).
     pub(crate) fn has(&self, name: &str) -> bool {
         self.file.tensor(name).is_ok()

@@ -338,6 +338,8 @@ pub enum FrameworkArg {
     Corerec,
     /// RecBole 1.2 (`recbole.model.context_aware_recommender.DeepFM`).
     Recbole,
+    /// A DeepFM head over torchrec 1.9 `EmbeddingBagCollection`s.
+    Torchrec,
 }
 
 impl FrameworkArg {
@@ -349,6 +351,7 @@ impl FrameworkArg {
             FrameworkArg::Fuxictr => Framework::FuxiCtr,
             FrameworkArg::Corerec => Framework::CoreRec,
             FrameworkArg::Recbole => Framework::RecBole,
+            FrameworkArg::Torchrec => Framework::Torchrec,
         }
     }
 }

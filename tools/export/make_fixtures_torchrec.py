@@ -17,16 +17,19 @@ see the README section):
 * ``sparse``: an EmbeddingBagCollection of D=8 tables; ``item`` serves the features ``item`` and
   ``prev_item``; ``genres`` is multi-valued (a bag of 1..6 ids, KJT lengths, no padding) and
   mean-pooled, every other feature has one id per row and is sum-pooled.
-* ``first_order``: an EmbeddingBagCollection of 1-dim tables with the same table names, sizes,
+* ``first_order``: an EmbeddingBagCollection of 1-dim tables ``lr_<table>`` with the same sizes,
   features and pooling.
 * logit = bias + sum_f w_f + 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2] + out(mlp(cat_f e_f)),
   f over ``FEATURE_ORDER``; mlp = (Linear -> BatchNorm1d -> ReLU) x 2, hidden [32, 16];
   prediction = sigmoid(logit).
 
 Training: ``DistributedModelParallel`` in 2 processes (torch.multiprocessing, gloo, CPU); the plan
-asks row-wise sharding for the item tables and table-wise for the others; embeddings are trained by
-torchrec's fused row-wise Adagrad (``apply_optimizer_in_backward``), the dense part (DDP-wrapped by
-DMP) by Adam through ``KeyedOptimizerWrapper``. Each rank takes its own 256 rows per step.
+puts the 8-dim ``item`` table column-wise (two 4-column shards) and the other 8-dim tables table-wise
+(row-wise is not offered on CPU; TORCHREC_SHARDING=table_wise makes item table-wise too); they are
+trained by torchrec's fused row-wise Adagrad (``apply_optimizer_in_backward``). The 1-dim tables are
+data_parallel (fbgemm's fused kernel, the only sharded one on CPU, needs a multiple of 4 columns)
+and, with the dense part (DDP-wrapped by DMP), trained by Adam through ``KeyedOptimizerWrapper``.
+Each rank takes its own 256 rows per step (TORCHREC_STEPS, default 400; TORCHREC_PORT, default 29531).
 The state_dict of the sharded model (ShardedTensors for the tables) is gathered to full tensors on
 rank 0 (``ShardedTensor.gather(dst=0, out=...)``), loaded into an unsharded ``TorchrecDeepFM``
 (strict), and the predictions are those of the unsharded model in eval mode; they are checked
@@ -62,11 +65,16 @@ OUT = os.path.join(REPO, "tests", "fixtures", "interop", "torchrec-ml100k")
 D = 8
 HIDDEN = [32, 16]
 BN_EPS = 1e-5
-STEPS = int(os.environ.get("TORCHREC_STEPS", "300"))
+STEPS = int(os.environ.get("TORCHREC_STEPS", "400"))
 LOCAL_BATCH = 256
 WORLD = 2
 SEED = 2024
 N_BATCH = 1000
+# The 1-dim tables are named "lr_<table>": the planner's constraints are keyed by table name, and
+# these need other ones: fbgemm's fused kernel (the only one offered for sharded tables on CPU) wants
+# a multiple of 4 columns, so they are data_parallel (replicated, "dense" kernel = nn.EmbeddingBag,
+# gradients all-reduced, trained by the dense Adam).
+FO_PREFIX = "lr_"
 FEATURE_ORDER = ["user", "item", "prev_item", "gender", "occupation", "genres"]
 # (table name, num_embeddings, pooling, features)
 TABLES = [
@@ -138,12 +146,12 @@ def make_kjt(feats, rows):
 # Model
 # ----------------------------------------------------------------------------------------------
 
-def ebc(dim, device=None):
+def ebc(dim, device=None, prefix=""):
     from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
     pool = {"sum": PoolingType.SUM, "mean": PoolingType.MEAN}
     return EmbeddingBagCollection(tables=[
-        EmbeddingBagConfig(name=n, num_embeddings=m, embedding_dim=dim, feature_names=list(fs), pooling=pool[p])
+        EmbeddingBagConfig(name=prefix + n, num_embeddings=m, embedding_dim=dim, feature_names=list(fs), pooling=pool[p])
         for n, m, p, fs in TABLES], device=device)
 
 
@@ -151,7 +159,7 @@ class TorchrecDeepFM(nn.Module):
     def __init__(self, device=None):
         super().__init__()
         self.sparse = ebc(D, device)
-        self.first_order = ebc(1, device)
+        self.first_order = ebc(1, device, FO_PREFIX)
         layers, prev = [], D * len(FEATURE_ORDER)
         for h in HIDDEN:
             layers += [nn.Linear(prev, h), nn.BatchNorm1d(h, eps=BN_EPS), nn.ReLU()]
@@ -199,11 +207,16 @@ def worker(rank, result_path):
     feats, label, train, test, _ = load_ml100k()
     torch.manual_seed(SEED)
     model = TorchrecDeepFM()
-    apply_optimizer_in_backward(RowWiseAdagrad, list(model.sparse.parameters()) + list(model.first_order.parameters()),
-                                {"lr": 0.05})
+    apply_optimizer_in_backward(RowWiseAdagrad, list(model.sparse.parameters()), {"lr": 0.05})
     sharding = os.environ.get("TORCHREC_SHARDING", "mixed")
-    constraints = {n: ParameterConstraints(sharding_types=[
-        "row_wise" if (n == "item" and sharding == "mixed") else "table_wise"]) for n, *_ in TABLES}
+    # Row-wise is not offered on CPU (the planner allows data_parallel, table_wise, column_wise,
+    # table_column_wise there): the item tables are column-wise sharded (the 8-dim one in two 4-column
+    # shards; the 1-dim one cannot be split), the others table-wise.
+    constraints = {n: ParameterConstraints(
+        sharding_types=["column_wise", "table_wise"] if (n == "item" and sharding == "mixed") else ["table_wise"],
+        min_partition=4, compute_kernels=["fused"]) for n, *_ in TABLES}
+    constraints.update({FO_PREFIX + n: ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"])
+                        for n, *_ in TABLES})
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=WORLD, compute_device="cpu"),
                                        constraints=constraints)
     sharders = [EmbeddingBagCollectionSharder()]
@@ -213,6 +226,9 @@ def worker(rank, result_path):
     dmp = DistributedModelParallel(module=model, device=torch.device("cpu"), plan=plan, sharders=sharders)
     dense_opt = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
                                       lambda params: torch.optim.Adam(params, lr=2e-3))
+    # Unsharded tensors (dense part, replicated 1-dim tables) at the start, to show they were trained.
+    init = {strip(k): v.detach().clone() for k, v in dmp.state_dict().items() if isinstance(v, torch.Tensor)
+            and not isinstance(v, ShardedTensor) and not hasattr(v, "full_tensor")}
     rng = np.random.RandomState(SEED)
     order = train[rng.permutation(len(train))]
     per_step = LOCAL_BATCH * WORLD
@@ -249,7 +265,9 @@ def worker(rank, result_path):
         if rank == 0:
             full[key] = v.detach().clone()
     if rank == 0:
-        torch.save({"state_dict": full, "sharded_pred": sharded_pred, "kinds": kinds, "plan": str(plan),
+        moved = {k: (full[k] - init[k]).abs().max().item() for k in full if k in init and full[k].is_floating_point()}
+        print("max |trained - initial| per tensor:", {k: f"{v:.3g}" for k, v in moved.items()}, flush=True)
+        torch.save({"state_dict": full, "moved": moved, "sharded_pred": sharded_pred, "kinds": kinds, "plan": str(plan),
                     "train_s": time.time() - t0, "final_loss": loss.item()}, result_path)
     dist.barrier()
     dist.destroy_process_group()
@@ -287,9 +305,9 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     save_file(sd, os.path.join(OUT, "model.safetensors"))
 
-    def tables(prefix, dim):
-        return [{"name": n, "num_embeddings": m, "embedding_dim": dim, "pooling": p, "feature_names": fs,
-                 "tensor": f"{prefix}.embedding_bags.{n}.weight"} for n, m, p, fs in TABLES]
+    def tables(prefix, dim, name_prefix=""):
+        return [{"name": name_prefix + n, "num_embeddings": m, "embedding_dim": dim, "pooling": p, "feature_names": fs,
+                 "tensor": f"{prefix}.embedding_bags.{name_prefix}{n}.weight"} for n, m, p, fs in TABLES]
 
     mlp = []
     for i in range(len(HIDDEN)):
@@ -300,7 +318,7 @@ def main():
         "torch_version": torch.__version__.split("+")[0],
         "model": "make_fixtures_torchrec.TorchrecDeepFM (standard DeepFM head over torchrec EmbeddingBagCollections)",
         "tables": tables("sparse", D),
-        "first_order_tables": tables("first_order", 1),
+        "first_order_tables": tables("first_order", 1, FO_PREFIX),
         "feature_order": FEATURE_ORDER,
         "multi_valued": {"genres": "KJT lengths, no padding: the row's ids as a list, pooled over its length"},
         "hidden": HIDDEN,

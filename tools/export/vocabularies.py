@@ -236,6 +236,8 @@ def _feature_order(desc):
         return list(desc["field_names"])
     if fw == "recbole":
         return [f["name"] for f in desc["fields"]]
+    if fw == "torchrec":
+        return list(desc["feature_order"])
     if fw == "fuxictr":
         return [n for e in desc["feature_map"]["features"] for n, s in e.items() if s["type"] != "meta"]
     raise ValueError(f"unknown framework {fw!r}")

@@ -1,0 +1,149 @@
+"""Recompute tests/fixtures/interop/torchrec-ml100k's predictions in float64 numpy from the fixture
+files alone (model.safetensors read by hand, description.json, batch.json) and check them against
+batch.json's predictions (max |diff| <= 1e-5); also map raw.tsv through the vocabularies and require
+batch.json's ids for its rows (here and with vocabularies.check_raw_tsv). numpy only:
+
+    python3 tools/export/check_torchrec_fixture.py [fixture_dir]
+
+The math (the executable specification of description.json's "logit"), F = feature_order:
+
+    e_f  = pool(table(f)[ids_f])           pool = sum or mean over the row's ids (KJT lengths, no
+    w_f  = pool(first_order_table(f)[ids_f])      padding; single-valued features have one id)
+    fm   = 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2]
+    h    = concat(e_f for f in F)                    (B x F*D, feature-major)
+    h    = relu(bn(linear(h))) per mlp layer        bn(x) = (x - mean) / sqrt(var + eps) * w + b
+    p    = sigmoid(bias + sum_f w_f + fm + out(h))
+"""
+
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from export import vocabularies  # noqa: E402  (standard library only)
+
+DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        out[k] = np.frombuffer(data[a:b], dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
+    return out
+
+
+def predict(t, desc, features, rows):
+    def tables_by_feature(tables):
+        m = {}
+        for tb in tables:
+            w = t[tb["tensor"]].astype(np.float64)
+            assert w.shape == (tb["num_embeddings"], tb["embedding_dim"]), (tb["name"], w.shape)
+            for f in tb["feature_names"]:
+                m[f] = (w, tb["pooling"])
+        return m
+
+    def pooled(m, f):
+        w, pooling = m[f]
+        out = []
+        for v in features[f][:rows]:
+            ids = v if isinstance(v, list) else [v]
+            assert len(ids) > 0
+            x = w[np.array(ids, dtype=np.int64)].sum(axis=0)
+            out.append(x / len(ids) if pooling == "mean" else x)
+        return np.stack(out)
+
+    emb_t, fo_t = tables_by_feature(desc["tables"]), tables_by_feature(desc["first_order_tables"])
+    order = desc["feature_order"]
+    e = np.stack([pooled(emb_t, f) for f in order], axis=1)  # B x F x D
+    lin = sum(pooled(fo_t, f)[:, 0] for f in order)
+    s = e.sum(axis=1)
+    fm = 0.5 * (s * s - (e * e).sum(axis=1)).sum(axis=1)
+    h = e.reshape(e.shape[0], -1)
+    g = lambda name: t[name].astype(np.float64)  # noqa: E731
+    assert len(desc["mlp_layers"]) == len(desc["hidden"])
+    for layer, width in zip(desc["mlp_layers"], desc["hidden"]):
+        h = h @ g(layer["linear"] + ".weight").T + g(layer["linear"] + ".bias")
+        assert h.shape[1] == width
+        if desc["batch_norm"]:
+            bn = layer["batch_norm"]
+            h = (h - g(bn + ".running_mean")) / np.sqrt(g(bn + ".running_var") + desc["bn_eps"]) \
+                * g(bn + ".weight") + g(bn + ".bias")
+        assert layer["activation"] == "relu"
+        h = np.maximum(h, 0.0)
+    out = h @ g(desc["output_layer"] + ".weight").T[:, 0] + g(desc["output_layer"] + ".bias")[0]
+    logit = g(desc["global_bias"])[0] + lin + fm + out
+    assert desc["output"] == "sigmoid"
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def check_raw(desc, batch, path):
+    lines = open(path, encoding="utf-8").read().split("\n")
+    header = lines[0].split("\t")
+    assert header == desc["feature_order"], header
+    vocabs = desc.get("vocabularies", {})
+    n = 0
+    for i, line in enumerate(lines[1:]):
+        if line == "":
+            continue
+        for name, cell in zip(header, line.split("\t")):
+            want = batch["features"][name][i]
+            voc = vocabs.get(name)
+            if voc is None:
+                got = int(cell)
+            elif "sep" in voc:
+                got = [voc["ids"][x] for x in cell.split(voc["sep"]) if x != ""]
+            else:
+                got = voc["ids"].get(cell, voc["oov"])
+            assert got == want, (i, name, cell, got, want)
+        n += 1
+    return n
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "tests", "fixtures", "interop", "torchrec-ml100k")
+    desc = json.load(open(os.path.join(d, "description.json")))
+    batch = json.load(open(os.path.join(d, "batch.json")))
+    t = read_safetensors(os.path.join(d, "model.safetensors"))
+    rows = batch["rows"]
+    used = {tb["tensor"] for tb in desc["tables"] + desc["first_order_tables"]}
+    for layer in desc["mlp_layers"]:
+        used |= {layer["linear"] + s for s in (".weight", ".bias")}
+        if desc["batch_norm"]:
+            used |= {layer["batch_norm"] + s for s in (".weight", ".bias", ".running_mean", ".running_var",
+                                                        ".num_batches_tracked")}
+    used |= {desc["output_layer"] + ".weight", desc["output_layer"] + ".bias", desc["global_bias"]}
+    assert used == set(t), ("tensors not described / missing", set(t) ^ used)
+    p = predict(t, desc, batch["features"], rows)
+    want = np.array(batch["predictions"], dtype=np.float64)
+    assert p.shape == want.shape == (rows,)
+    diff = float(np.abs(p - want).max())
+    n_raw = check_raw(desc, batch, os.path.join(d, "raw.tsv"))
+    # The shared check (vocabularies.check_raw_tsv) too; until vocabularies._feature_order has a
+    # "torchrec" branch (return desc["feature_order"]) it is given that order here.
+    orig = vocabularies._feature_order
+    vocabularies._feature_order = lambda de: (list(de["feature_order"]) if de.get("framework") == "torchrec"
+                                              else orig(de))
+    try:
+        shared = vocabularies.check_raw_tsv(d)
+    finally:
+        vocabularies._feature_order = orig
+    print(f"torchrec-ml100k: {rows} rows, max |diff| = {diff:.3g} (predictions {want.min():.3f}..{want.max():.3f}); "
+          f"raw.tsv: {n_raw} rows map to batch.json's ids (vocabularies.check_raw_tsv: {shared[0]} rows, "
+          f"tokens at oov {shared[1]})")
+    assert diff <= 1e-5, diff
+
+
+if __name__ == "__main__":
+    main()
