@@ -2,7 +2,8 @@
 """Side by side: each framework's own CPU inference vs `deepfm` on the model imported from it.
 
 For every interop fixture (tests/fixtures/interop/<name>: a DeepFM trained by DeepCTR-Torch,
-FuxiCTR, CoreRec or RecBole, its state_dict, description.json and 1000 rows with the framework's own
+FuxiCTR, CoreRec or RecBole, or a DeepFM head over torchrec EmbeddingBagCollections trained
+sharded by torchrec; its state_dict, description.json and 1000 rows with the framework's own
 predictions) this script
 
 1. rebuilds the framework's model object from description.json, loads model.safetensors with
@@ -38,11 +39,11 @@ batch 4096 cycles through 32 distinct batches, batch 1 through the first 4096 ro
 
 Exact commands (from the repository root; the venvs are described in tools/peers/README.md):
 
-    # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR and RecBole each in a child
-    # process of its own venv
+    # everything in one run: DeepCTR-Torch + CoreRec here, FuxiCTR, RecBole and torchrec each in a
+    # child process of its own venv
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
-        --json frameworks.json
+        --torchrec-python /work/venv-torchrec/bin/python --json frameworks.json
 
     # or one invocation per venv (deepctr-criteo-400 is added to the first one by default)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
@@ -51,6 +52,8 @@ Exact commands (from the repository root; the venvs are described in tools/peers
         --fixtures fuxictr-ml100k --no-synthetic --json frameworks-fuxi.json
     /work/venv-recbole/bin/python tools/peers/frameworks.py \\
         --fixtures recbole-ml100k --no-synthetic --json frameworks-recbole.json
+    /work/venv-torchrec/bin/python tools/peers/frameworks.py \\
+        --fixtures torchrec-ml100k --no-synthetic --json frameworks-torchrec.json
 
     # only the production-sized case
     /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures deepctr-criteo-400
@@ -58,16 +61,20 @@ Exact commands (from the repository root; the venvs are described in tools/peers
     # smoke run (busy machine; numbers not worth keeping)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
-        --seconds 0.3 --repeat 1
+        --torchrec-python /work/venv-torchrec/bin/python --seconds 0.3 --repeat 1
 
     # agreement checks and imports only, no timing (~30 s)
     /work/venv-interop/bin/python tools/peers/frameworks.py \\
         --fuxi-python /work/venv-fuxi/bin/python --recbole-python /work/venv-recbole/bin/python \\
-        --check-only
+        --torchrec-python /work/venv-torchrec/bin/python --check-only
 
     # RecBole alone, from the interop venv
     /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures recbole-ml100k --no-synthetic \\
         --recbole-python /work/venv-recbole/bin/python --seconds 0.3 --repeat 1
+
+    # torchrec alone, from the interop venv (smoke run)
+    /work/venv-interop/bin/python tools/peers/frameworks.py --fixtures torchrec-ml100k --no-synthetic \\
+        --torchrec-python /work/venv-torchrec/bin/python --seconds 0.3 --repeat 1
 
 What (a) is, per framework:
 
@@ -109,8 +116,24 @@ What (a) is, per framework:
   venv with numpy 2, so the np.float_ / np.complex_ / np.unicode_ aliases that its Config reads are
   set first (as tools/export/make_fixtures_recbole.py does); pandas (imported by recbole.data) is
   not used on this path.
+* torchrec: the fixture's model is not a torchrec model class but `TorchrecDeepFM`, defined in
+  tools/export/make_fixtures_torchrec.py (imported from there; its constants are checked against
+  description.json): two `EmbeddingBagCollection`s (`sparse`, D = 8; `first_order`, 1-dim) and a
+  DeepFM head (FM, first-order sum, MLP 32-16 with BatchNorm, global bias). It was trained sharded
+  (DistributedModelParallel, 2 CPU processes); here it is rebuilt unsharded, in one process, and
+  loads model.safetensors strict. torchrec has no predict path of its own: a torchrec user runs
+  inference as the module's forward on a `KeyedJaggedTensor`, in eval mode under no_grad, which is
+  how the fixture script predicts batch.json. So (a) is `torch.sigmoid(model(kjt))` under no_grad,
+  model in eval mode, and (b) is the very same call (there is no separate predict path to compare
+  it with; (a) and (b) differ only by noise). `kjt` is built off the clock by the fixture script's
+  `make_kjt` (`KeyedJaggedTensor.from_lengths_sync`, keys user, item, prev_item, gender,
+  occupation, genres; int64 values, int32 lengths: 1 per row, genres the movie's 1..6 ids, no
+  padding). `EmbeddingBagCollection.forward` caches the KJT's per-feature split (`kjt.to_dict()`,
+  in `kjt._jt_dict`, the only attribute a forward changes) on the KJT, so each timed call first
+  resets `kjt._jt_dict = None`: every call starts from the state a fresh request's KJT is in, and
+  the split stays on the clock.
 
-Inputs: the fixture's 1000 rows; batch 1 cycles through them one row per call, batch 4096 is
+Inputs: the fixture's 1000 rows (torchrec: one KeyedJaggedTensor per call of those rows); batch 1 cycles through them one row per call, batch 4096 is
 the rows tiled (row i -> i % 1000). Input building is off the clock. `deepfm bench` draws its own
 random inputs from the imported model's spec (uniform ids, multi-hot lists of 0-5 ids, cycling
 2^17 rows); the tables of these models are small (well under 1 MB) so both sides run from cache.
@@ -140,13 +163,15 @@ HERE = Path(__file__).resolve().parent
 TOOLS = HERE.parent
 REPO = TOOLS.parent
 FIXTURES = REPO / "tests" / "fixtures" / "interop"
-DEFAULT_FIXTURES = ("deepctr-ml100k", "deepctr-criteo", "fuxictr-ml100k", "corerec-ml100k", "recbole-ml100k")
+DEFAULT_FIXTURES = ("deepctr-ml100k", "deepctr-criteo", "fuxictr-ml100k", "corerec-ml100k", "recbole-ml100k",
+                    "torchrec-ml100k")
 TOLERANCE = 1e-5
 # fixture-name prefix -> (framework as `deepfm import --from` spells it, python package)
 FRAMEWORKS = {"deepctr": ("deepctr-torch", "deepctr_torch"), "fuxictr": ("fuxictr", "fuxictr"),
-              "corerec": ("corerec", "corerec"), "recbole": ("recbole", "recbole")}
+              "corerec": ("corerec", "corerec"), "recbole": ("recbole", "recbole"),
+              "torchrec": ("torchrec", "torchrec")}
 # frameworks that may run in a child process of another interpreter: framework -> its option
-CHILD_OPTIONS = {"fuxictr": "--fuxi-python", "recbole": "--recbole-python"}
+CHILD_OPTIONS = {"fuxictr": "--fuxi-python", "recbole": "--recbole-python", "torchrec": "--torchrec-python"}
 
 
 def framework_of(fixture):
@@ -465,8 +490,78 @@ class RecBoleRunner:
             return self.torch.sigmoid(self.model(x))
 
 
+class TorchrecRunner:
+    """The fixture's TorchrecDeepFM (tools/export/make_fixtures_torchrec.py: a DeepFM head over two
+    torchrec EmbeddingBagCollections), unsharded, fed one KeyedJaggedTensor per call.
+
+    The class is imported from make_fixtures_torchrec.py (its module-level constants define the
+    tables, feature order and MLP), checked against description.json, and loads model.safetensors
+    strict. The model has no predict method: inference is `torch.sigmoid(model(kjt))` in eval mode
+    under no_grad (how the fixture script predicts batch.json), so (a) and (b) are the same call."""
+
+    def __init__(self, d):
+        import importlib.metadata as md
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning)
+        if str(TOOLS) not in sys.path:
+            sys.path.insert(0, str(TOOLS))  # for export.make_fixtures_torchrec (tools/export stays off sys.path)
+        import torchrec
+        from safetensors.torch import load_file
+
+        from export import make_fixtures_torchrec as mf
+
+        self.torch = import_torch()
+        self.mf = mf
+        self.version = torchrec.__version__
+        try:
+            self.fbgemm_version = md.version("fbgemm-gpu-cpu")
+        except md.PackageNotFoundError:
+            self.fbgemm_version = getattr(__import__("fbgemm_gpu"), "__version__", "unknown")
+        desc = json.loads((d / "description.json").read_text())
+        if desc.get("framework") != "torchrec":
+            sys.exit(f"{d}: not a torchrec description")
+        self.model = mf.TorchrecDeepFM()
+        # The class is built from make_fixtures_torchrec's constants: they must be description.json's.
+        for key, ebc in (("tables", self.model.sparse), ("first_order_tables", self.model.first_order)):
+            got = [{"name": c.name, "num_embeddings": c.num_embeddings, "embedding_dim": c.embedding_dim,
+                    "pooling": c.pooling.name.lower(), "feature_names": list(c.feature_names)}
+                   for c in ebc.embedding_bag_configs()]
+            want = [{k: t[k] for k in ("name", "num_embeddings", "embedding_dim", "pooling", "feature_names")}
+                    for t in desc[key]]
+            if got != want:
+                sys.exit(f"{d}: description.json's {key} {want} differ from TorchrecDeepFM's {got}")
+        same = (desc["feature_order"] == mf.FEATURE_ORDER and desc["hidden"] == mf.HIDDEN
+                and desc["bn_eps"] == mf.BN_EPS and desc["batch_norm"] and desc["activation"] == "relu"
+                and desc["output"] == "sigmoid")
+        if not same:
+            sys.exit(f"{d}: description.json's feature order / MLP / output differ from TorchrecDeepFM's")
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+        self.model.eval()
+        self.feats, _ = load_batch(d)
+
+    def versions(self):
+        return {"torchrec": self.version, "fbgemm-gpu-cpu": self.fbgemm_version}
+
+    def predict_input(self, idx):
+        # make_fixtures_torchrec.make_kjt: KeyedJaggedTensor.from_lengths_sync over FEATURE_ORDER,
+        # int64 values, int32 lengths (1 per row; genres its 1..6 ids, no padding).
+        return self.mf.make_kjt(self.feats, [int(i) for i in idx])
+
+    def predict(self, kjt):
+        # EmbeddingBagCollection.forward caches the KJT's per-feature split (kjt.to_dict() ->
+        # kjt._jt_dict) on the KJT; the only attribute a forward changes. Cleared so that every call
+        # starts from the state from_lengths_sync leaves, as a fresh request's KJT would.
+        kjt._jt_dict = None
+        with self.torch.no_grad():
+            return self.torch.sigmoid(self.model(kjt))
+
+    forward_input = predict_input
+    forward = predict
+
+
 RUNNERS = {"deepctr-torch": DeepCTRRunner, "fuxictr": FuxiCTRRunner, "corerec": CoreRecRunner,
-           "recbole": RecBoleRunner}
+           "recbole": RecBoleRunner, "torchrec": TorchrecRunner}
 
 
 # ----------------------------------------------------------------------------- the production-sized case
@@ -784,9 +879,12 @@ def main():
     p.add_argument("--recbole-python", type=Path,
                    help="a Python with recbole installed: RecBole fixtures run in a child process of it "
                         "(needed when this interpreter has no recbole)")
+    p.add_argument("--torchrec-python", type=Path,
+                   help="a Python with torchrec installed: torchrec fixtures run in a child process of it "
+                        "(needed when this interpreter has no torchrec)")
     p.add_argument("--json", type=Path, help="write environment, checks and raw timings here")
     p.add_argument("--check-only", action="store_true", help="rebuild, check and import; no timing")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run by --fuxi/recbole-python
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # run by --fuxi/recbole/torchrec-python
     args = p.parse_args()
     deepfm = args.deepfm.resolve()
     if not deepfm.exists():
@@ -797,7 +895,7 @@ def main():
     args.fixtures = [n for n in args.fixtures if n != SYNTHETIC]
     if not args.no_synthetic and not args.child:
         args.fixtures.append(SYNTHETIC)
-    pythons = {"fuxictr": args.fuxi_python, "recbole": args.recbole_python}
+    pythons = {"fuxictr": args.fuxi_python, "recbole": args.recbole_python, "torchrec": args.torchrec_python}
     here, child = [], {}  # child: framework -> its fixtures, run in a child process of pythons[framework]
     for name in args.fixtures:
         framework, package = framework_of(name)
