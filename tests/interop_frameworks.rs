@@ -263,6 +263,13 @@ fn unknown_missing_and_misshapen_tensors_are_named() {
         "{err}"
     );
     assert!(err.to_string().contains("FactorizationMachine"), "{err}");
+    let weighted = description.replacen('{', r#"{"is_weighted": true, "#, 1);
+    let weights = torchrec.join("model.safetensors");
+    let err = import_from(Framework::Torchrec, &weights, &weighted, &out).unwrap_err();
+    assert!(
+        matches!(err, InteropError::Unsupported { ref what, .. } if what == "is_weighted"),
+        "{err}"
+    );
 }
 
 /// Replaces one node of `value`, picked by `pick`, with `replacement` (or, for a key of an

@@ -14,6 +14,9 @@
 //! - The head: per hidden layer `Linear → [BatchNorm1d] → ReLU`, then `Linear(last, 1)` with a
 //!   bias, a global `bias`, the per-dimension FM term, a sigmoid.
 //!
+//! A weighted collection (`is_weighted`, a weight per id) is refused: no field kind takes
+//! per-id weights yet.
+//!
 //! torchrec's own DeepFM (`torchrec.models.deepfm`) is refused: its `FactorizationMachine`
 //! sums the products of all pairs of the F × D scalars flattened (across dimensions, the dense
 //! vector included), and its over-arch weighs `[dense vector, deep output, FM term]` with a
@@ -55,6 +58,9 @@ struct Description {
     feature_order: Vec<String>,
     #[serde(default)]
     multi_valued: BTreeMap<String, serde_json::Value>,
+    /// `EmbeddingBagCollection(is_weighted=True)`: every id of a bag has a weight of its own.
+    #[serde(default)]
+    is_weighted: bool,
     mlp_layers: Vec<MlpLayer>,
     bn_eps: Option<f64>,
     output_layer: String,
@@ -117,6 +123,13 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
         ));
     }
     let desc: Description = describe::read(FRAMEWORK, json)?;
+    if desc.is_weighted {
+        return Err(unsupported(
+            "is_weighted",
+            "per-id weights of a weighted KeyedJaggedTensor have no field kind here (a multi-hot \
+             field pools its ids with one weight each: 1, or 1/len for mean)",
+        ));
+    }
     let d = desc.tables.first().map_or(1, |t| t.embedding_dim);
     let (mut fields, mut tables) = (Vec::new(), Vec::new());
     for feature in &desc.feature_order {
