@@ -2,10 +2,11 @@
 
     /tmp/venv-interop/bin/python tools/export/check_fixtures.py [fixture dir ...]
 
-Needs only numpy and safetensors (no torch, no DeepCTR, no CoreRec). For each fixture under
-tests/fixtures/interop/ it loads model.safetensors + description.json, recomputes the predictions
-for batch.json from the raw tensors following each framework's own forward pass step by step
-(nothing folded), and prints max |numpy - framework|. Exits 1 if any difference exceeds 1e-5.
+Needs only numpy (no torch, no DeepCTR, no CoreRec; model.safetensors is parsed by
+fixture_common.py). For each fixture under tests/fixtures/interop/ it loads model.safetensors +
+description.json, recomputes the predictions for batch.json from the raw tensors following each
+framework's own forward pass step by step (nothing folded), and prints max |numpy - framework|.
+Exits 1 if any difference exceeds 1e-5.
 
 It also maps raw.tsv (the first 50 batch rows with raw tokens and raw numbers) through
 description.json's "vocabularies" (token -> id, unknown -> "oov", a multi-valued feature split on
@@ -24,9 +25,9 @@ import os
 import sys
 
 import numpy as np
-from safetensors.numpy import load_file
 
-import vocabularies  # tools/export/vocabularies.py (this script's folder is on sys.path)
+import fixture_common  # tools/export/fixture_common.py (this script's folder is on sys.path)
+import vocabularies  # tools/export/vocabularies.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -204,12 +205,8 @@ def framework_of(fixture):
 
 
 def check(fixture):
-    with open(os.path.join(fixture, "description.json"), encoding="utf-8") as f:
-        desc = json.load(f)
-    with open(os.path.join(fixture, "batch.json"), encoding="utf-8") as f:
-        batch = json.load(f)
-    raw = load_file(os.path.join(fixture, "model.safetensors"))
-    W = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in raw.items()}
+    desc, batch = fixture_common.read_fixture(fixture)
+    W = fixture_common.load_safetensors(os.path.join(fixture, "model.safetensors"))
     pred = FORWARD[desc["framework"]](W, desc, batch["features"])
     expected = np.asarray(batch["predictions"], dtype=np.float32).astype(np.float64)
     assert len(pred) == len(expected) == batch["rows"]

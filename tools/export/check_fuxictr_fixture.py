@@ -2,17 +2,17 @@
 
     python3 tools/export/check_fuxictr_fixture.py [tests/fixtures/interop/fuxictr-ml100k]
 
-Needs numpy only (model.safetensors is parsed here: 8-byte little-endian header length, JSON
-header, raw little-endian tensors). Reads description.json (FuxiCTR's feature_map.json + the
-model's shape) and batch.json (the inputs exactly as fed to the model and FuxiCTR's predictions),
-follows FuxiCTR 2.3.10's DeepFM math, prints the max absolute difference and exits non-zero if it
-exceeds --tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows with FuxiCTR's raw
-tokens and raw numbers) through description.json's "vocabularies" (token -> index, unknown ->
-"oov" = FuxiCTR's __OOV__, a sequence split on its "sep" and post-padded with 0) and "numeric"
-entries (FuxiCTR's fill_na, then its StandardScaler / MinMaxScaler as ``v * scale + shift`` in
-float64, rounded to float32) and requires batch.json's indices exactly and its float32 numeric
-inputs within --raw-ulps float32 steps (default 1: ``v * (1/s) + (-m/s)`` is not bit for bit
-sklearn's ``(v - m) / s``; the max is printed) (tools/export/vocabularies.py, check_raw_tsv).
+Needs numpy only (model.safetensors is parsed by fixture_common.py: 8-byte little-endian header
+length, JSON header, raw little-endian tensors). Reads description.json (FuxiCTR's feature_map.json
++ the model's shape) and batch.json (the inputs exactly as fed to the model and FuxiCTR's
+predictions), follows FuxiCTR 2.3.10's DeepFM math, prints the max absolute difference and exits
+non-zero if it exceeds --tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows with
+FuxiCTR's raw tokens and raw numbers) through description.json's "vocabularies" (token -> index,
+unknown -> "oov" = FuxiCTR's __OOV__, a sequence split on its "sep" and post-padded with 0) and
+"numeric" entries (FuxiCTR's fill_na, then its StandardScaler / MinMaxScaler as ``v * scale +
+shift`` in float64, rounded to float32) and requires batch.json's indices exactly and its float32
+numeric inputs within --raw-ulps float32 steps (default 1: ``v * (1/s) + (-m/s)`` is not bit for
+bit sklearn's ``(v - m) / s``; the max is printed) (tools/export/vocabularies.py, check_raw_tsv).
 
 FuxiCTR's DeepFM, field by field in feature_map["features"] order (meta features skipped):
 
@@ -36,37 +36,17 @@ FuxiCTR's DeepFM, field by field in feature_map["features"] order (meta features
 """
 
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 
-import vocabularies  # tools/export/vocabularies.py (this script's folder is on sys.path)
+import fixture_common  # tools/export/fixture_common.py (this script's folder is on sys.path)
+import vocabularies  # tools/export/vocabularies.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT = os.path.join(REPO, "tests", "fixtures", "interop", "fuxictr-ml100k")
-
-_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "U8": "u1", "BOOL": "?"}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    out = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        arr = np.frombuffer(raw[base + start:base + end], dtype=_DTYPES[info["dtype"]])
-        out[key] = arr.reshape(info["shape"]).astype(np.float64 if arr.dtype.kind == "f" else arr.dtype)
-    return out
-
 
 def predict(desc, sd, feats):
     model = desc["model"]
@@ -148,11 +128,8 @@ def main():
     ap.add_argument("--raw-ulps", type=int, default=1,
                     help="float32 steps allowed between a numeric entry applied to raw.tsv and batch.json")
     args = ap.parse_args()
-    with open(os.path.join(args.fixture, "description.json"), encoding="utf-8") as f:
-        desc = json.load(f)
-    with open(os.path.join(args.fixture, "batch.json"), encoding="utf-8") as f:
-        batch = json.load(f)
-    sd = load_safetensors(os.path.join(args.fixture, "model.safetensors"))
+    desc, batch = fixture_common.read_fixture(args.fixture)
+    sd = fixture_common.load_safetensors(os.path.join(args.fixture, "model.safetensors"))
     pred, mask_dis = predict(desc, sd, batch["features"])
     ref = np.asarray(batch["predictions"], dtype=np.float64)
     assert len(pred) == len(ref) == batch["rows"]

@@ -2,17 +2,17 @@
 
     python3 tools/export/check_recbole_fixture.py [tests/fixtures/interop/recbole-ml100k]
 
-Needs numpy only (model.safetensors is parsed here: 8-byte little-endian header length, JSON
-header, raw little-endian tensors). Reads description.json (written by tools/export/recbole.py:
-the fields in RecBole's concatenation order, each with its tensor names and row offsets, the MLP
-shape) and batch.json (the inputs exactly as fed to the model and RecBole's predictions), follows
-RecBole 1.2.1's DeepFM math, prints the max absolute difference and exits non-zero if it exceeds
---tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows with RecBole's raw tokens and
-the raw age) through description.json's "vocabularies" (token -> id, a token_seq split on its
-"sep", empty pieces dropped, right-padded with 0) and "numeric" entries (RecBole's mean fill and
-min-max normalisation as ``v * scale + shift`` in float64, rounded to float32) and requires
-batch.json's ids exactly and its float32 values within --raw-ulps float32 steps (default 0)
-(tools/export/vocabularies.py, check_raw_tsv, with the feature order taken from
+Needs numpy only (model.safetensors is parsed by fixture_common.py: 8-byte little-endian header
+length, JSON header, raw little-endian tensors). Reads description.json (written by
+tools/export/recbole.py: the fields in RecBole's concatenation order, each with its tensor names
+and row offsets, the MLP shape) and batch.json (the inputs exactly as fed to the model and
+RecBole's predictions), follows RecBole 1.2.1's DeepFM math, prints the max absolute difference and
+exits non-zero if it exceeds --tol (default 1e-5). It also maps raw.tsv (the first 50 batch rows
+with RecBole's raw tokens and the raw age) through description.json's "vocabularies" (token -> id,
+a token_seq split on its "sep", empty pieces dropped, right-padded with 0) and "numeric" entries
+(RecBole's mean fill and min-max normalisation as ``v * scale + shift`` in float64, rounded to
+float32) and requires batch.json's ids exactly and its float32 values within --raw-ulps float32
+steps (default 0) (tools/export/vocabularies.py, check_raw_tsv, with the feature order taken from
 description["fields"]).
 
 RecBole's DeepFM (recbole/model/context_aware_recommender/deepfm.py, abstract_recommender.py
@@ -36,37 +36,17 @@ then all token fields, then all float fields), D = embedding_size:
 """
 
 import argparse
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 
-import vocabularies  # tools/export/vocabularies.py (this script's folder is on sys.path)
+import fixture_common  # tools/export/fixture_common.py (this script's folder is on sys.path)
+import vocabularies  # tools/export/vocabularies.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DEFAULT = os.path.join(REPO, "tests", "fixtures", "interop", "recbole-ml100k")
-
-_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "U8": "u1", "BOOL": "?"}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    out = {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        arr = np.frombuffer(raw[base + start:base + end], dtype=_DTYPES[info["dtype"]])
-        out[key] = arr.reshape(info["shape"]).astype(np.float64 if arr.dtype.kind == "f" else arr.dtype)
-    return out
-
 
 def predict(desc, sd, feats):
     assert desc["framework"] == "recbole" and desc["model"] == "DeepFM", (desc["framework"], desc["model"])
@@ -113,14 +93,6 @@ def predict(desc, sd, feats):
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def _feature_order_with_recbole(orig):
-    def order(desc):
-        if desc.get("framework") == "recbole":
-            return [f["name"] for f in desc["fields"]]
-        return orig(desc)
-    return order
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("fixture", nargs="?", default=DEFAULT)
@@ -128,11 +100,8 @@ def main():
     ap.add_argument("--raw-ulps", type=int, default=0,
                     help="float32 steps allowed between a numeric entry applied to raw.tsv and batch.json")
     args = ap.parse_args()
-    with open(os.path.join(args.fixture, "description.json"), encoding="utf-8") as f:
-        desc = json.load(f)
-    with open(os.path.join(args.fixture, "batch.json"), encoding="utf-8") as f:
-        batch = json.load(f)
-    sd = load_safetensors(os.path.join(args.fixture, "model.safetensors"))
+    desc, batch = fixture_common.read_fixture(args.fixture)
+    sd = fixture_common.load_safetensors(os.path.join(args.fixture, "model.safetensors"))
     assert list(batch["features"]) == [f["name"] for f in desc["fields"]], "batch features not in field order"
     pred = predict(desc, sd, batch["features"])
     ref = np.asarray(batch["predictions"], dtype=np.float64)
@@ -146,7 +115,7 @@ def main():
     # vocabularies.check_raw_tsv knows the feature order of the other frameworks' descriptions;
     # RecBole's is description["fields"].
     orig = vocabularies._feature_order
-    vocabularies._feature_order = _feature_order_with_recbole(orig)
+    vocabularies._feature_order = fixture_common.feature_order_with_recbole(orig)
     try:
         rows, oov, ulps = vocabularies.check_raw_tsv(args.fixture, max_ulps=args.raw_ulps)
         print(f"raw.tsv: {rows} rows map through the vocabularies and numeric entries to batch.json's "

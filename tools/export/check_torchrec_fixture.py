@@ -1,5 +1,5 @@
 """Recompute tests/fixtures/interop/torchrec-ml100k's predictions in float64 numpy from the fixture
-files alone (model.safetensors read by hand, description.json, batch.json) and check them against
+files alone (model.safetensors read by hand in fixture_common.py, description.json, batch.json) and check them against
 batch.json's predictions (max |diff| <= 1e-5); also map raw.tsv through the vocabularies and require
 batch.json's ids for its rows (here and with vocabularies.check_raw_tsv). numpy only:
 
@@ -15,9 +15,7 @@ The math (the executable specification of description.json's "logit"), F = featu
     p    = sigmoid(bias + sum_f w_f + fm + out(h))
 """
 
-import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -25,23 +23,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
+from export import fixture_common  # noqa: E402  (numpy only)
 from export import vocabularies  # noqa: E402  (standard library only)
-
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = np.frombuffer(data[a:b], dtype=DTYPES[v["dtype"]]).reshape(v["shape"])
-    return out
 
 
 def predict(t, desc, features, rows):
@@ -113,9 +96,8 @@ def check_raw(desc, batch, path):
 
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "tests", "fixtures", "interop", "torchrec-ml100k")
-    desc = json.load(open(os.path.join(d, "description.json")))
-    batch = json.load(open(os.path.join(d, "batch.json")))
-    t = read_safetensors(os.path.join(d, "model.safetensors"))
+    desc, batch = fixture_common.read_fixture(d)
+    t = fixture_common.read_safetensors(os.path.join(d, "model.safetensors"))
     rows = batch["rows"]
     used = {tb["tensor"] for tb in desc["tables"] + desc["first_order_tables"]}
     for layer in desc["mlp_layers"]:

@@ -52,6 +52,7 @@ from corerec.engines.deepfm import DeepFM as CoreRecDeepFM  # noqa: E402
 
 from export import corerec as corerec_export  # noqa: E402
 from export import deepctr_torch as deepctr_export  # noqa: E402
+from export import fixture_common  # noqa: E402
 from export import vocabularies  # noqa: E402
 from sklearn.preprocessing import LabelEncoder  # noqa: E402
 
@@ -66,45 +67,8 @@ COREREC_PRODUCED_BY = (
 
 
 # ----------------------------------------------------------------------------------------------
-# batch.json writing: float32 values as the shortest decimal that round-trips to the same float32
+# batch.json (fixture_common.write_batch) and raw.tsv writing
 # ----------------------------------------------------------------------------------------------
-
-def _f32_text(v):
-    """Shortest decimal text of float32(v) that parses back (via float64 or directly) to it."""
-    x = np.float32(v)
-    if not np.isfinite(x):
-        raise ValueError(f"non-finite value {v!r}")
-    s = str(x)  # numpy's shortest round-trip repr for float32, e.g. '0.6931472', '3.0', '1e-07'
-    if np.float32(float(s)) != x:  # double rounding through float64: use the exact float64 text
-        s = repr(float(x))
-    return s
-
-
-def _json_list(values, kind):
-    if kind == "int":
-        return "[" + ",".join(str(int(v)) for v in values) + "]"
-    if kind == "f32":
-        return "[" + ",".join(_f32_text(v) for v in values) + "]"
-    if kind == "seq":
-        return "[" + ",".join("[" + ",".join(str(int(t)) for t in row) + "]" for row in values) + "]"
-    raise ValueError(kind)
-
-
-def write_batch(out_dir, features, predictions, produced_by):
-    """features: ordered list of (name, kind, values), kind in int | f32 | seq."""
-    n = len(predictions)
-    lines = ["{", f'  "rows": {n},', '  "features": {']
-    for i, (name, kind, values) in enumerate(features):
-        assert len(values) == n, (name, len(values), n)
-        comma = "," if i + 1 < len(features) else ""
-        lines.append(f'    "{name}": {_json_list(values, kind)}{comma}')
-    lines.append("  },")
-    lines.append(f'  "predictions": {_json_list(np.asarray(predictions).reshape(-1), "f32")},')
-    lines.append(f'  "produced_by": "{produced_by}"')
-    lines.append("}")
-    with open(os.path.join(out_dir, "batch.json"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
 
 def write_raw(out_dir, features, raw_tokens):
     """raw.tsv: the first vocabularies.RAW_ROWS batch rows; features as for write_batch, raw_tokens
@@ -120,7 +84,7 @@ def write_raw(out_dir, features, raw_tokens):
             elif kind == "int":
                 cell = str(int(values[i]))
             elif kind == "f32":
-                cell = _f32_text(values[i])
+                cell = fixture_common.f32_text(values[i])
             else:
                 cell = ",".join(str(int(t)) for t in values[i])
             rows[i].append(cell)
@@ -164,32 +128,17 @@ def load_ml100k():
     d = os.path.join(DATA, "ml-100k")
     r = pd.read_csv(os.path.join(d, "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
     u = pd.read_csv(os.path.join(d, "u.user"), sep="|", names=["user", "age", "gender", "occupation", "zip"])
-    item_rows = [line.rstrip("\n").split("|") for line in open(os.path.join(d, "u.item"), encoding="latin-1")]
-    genre_names = [line.split("|")[0] for line in open(os.path.join(d, "u.genre")) if line.strip()]
-    assert len(genre_names) == 19
+    genre_names, genre_flags = fixture_common.ml100k_genres(d)
     genres = {}  # item id -> list of genre ids 1..19 (flag k -> id k+1), in flag order
-    for row in item_rows:
-        flags = [int(x) for x in row[5:24]]
-        genres[int(row[0])] = [k + 1 for k, f in enumerate(flags) if f]
-    n_users, n_items = int(u.user.max()), len(item_rows)
+    for item, flags in genre_flags.items():
+        genres[item] = [k + 1 for k, f in enumerate(flags) if f]
+    n_users, n_items = int(u.user.max()), len(genre_flags)
     assert n_users == 943 and n_items == 1682 and len(r) == 100000
 
     r = r.merge(u[["user", "age", "gender", "occupation"]], on="user", how="left")
-    r["orig"] = np.arange(len(r))
     # The same user's previous ratings by timestamp (ties broken by the order in u.data).
-    order = np.lexsort((r.orig.values, r.ts.values, r.user.values))
-    users_sorted, items_sorted = r.user.values[order], r.item.values[order]
-    hist_len = 5
-    prev_item = np.zeros(len(r), dtype=np.int64)
-    hist = np.zeros((len(r), hist_len), dtype=np.int64)  # most recent first, 0-padded on the right
-    for pos, row in enumerate(order):
-        for k in range(hist_len):
-            p = pos - 1 - k
-            if p < 0 or users_sorted[p] != users_sorted[pos]:
-                break
-            hist[row, k] = items_sorted[p]
-        prev_item[row] = hist[row, 0]
-    r["prev_item"] = prev_item
+    hist = fixture_common.previous_items(r.user.values, r.item.values, r.ts.values, 5)
+    r["prev_item"] = hist[:, 0]
 
     gender_vocab = sorted(u.gender.unique())  # ['F', 'M']
     occupation_vocab = sorted(u.occupation.unique())  # 21 names
@@ -203,11 +152,7 @@ def load_ml100k():
     # Held-out rows: a fixed permutation; the first 1100 are the pool, the rest is training data;
     # the batch is the first 1000 pool rows whose user and item both occur in the training data
     # (CoreRec cannot score unseen ids; the same rows are used for every ml-100k fixture).
-    perm = np.random.RandomState(20240601).permutation(len(r))
-    pool, train = perm[:1100], perm[1100:]
-    seen_u, seen_i = set(r.user.values[train]), set(r.item.values[train])
-    test = np.array([i for i in pool if r.user.values[i] in seen_u and r.item.values[i] in seen_i][:N_BATCH])
-    assert len(test) == N_BATCH
+    train, test = fixture_common.held_out_split(r.user.values, r.item.values, N_BATCH)
     return {
         "ratings": r, "genres": genres, "hist": hist, "users": u, "n_users": n_users, "n_items": n_items,
         "genre_names": genre_names, "gender_vocab": gender_vocab, "occupation_vocab": occupation_vocab,
@@ -252,6 +197,23 @@ def steps(n_rows, batch_size, epochs):
     return epochs * ((n_rows - 1) // batch_size + 1)
 
 
+def fit_and_write_ml100k(name, ml, model, x_all, y_all, tr, te, bs, epochs, batch_kinds):
+    """Train a deepctr-ml100k* model on rows tr, predict rows te and write the fixture (model,
+    description with ML100K_NUMERIC, batch.json with the features of batch_kinds [(name, kind)] in
+    that order, raw.tsv). Returns (x_test, predictions, fixture dir, numeric entry float32 steps)."""
+    model.fit({k: v[tr] for k, v in x_all.items()}, y_all[tr], batch_size=bs, epochs=epochs, verbose=0)
+    x_test = {k: v[te] for k, v in x_all.items()}
+    pred = model.predict(x_test, batch_size=256).reshape(-1)
+
+    out = fixture_dir(name)
+    deepctr_export.export(model, out, encoders=ml["encoders"], numeric=ML100K_NUMERIC)
+    numeric_steps = check_numeric_entries(ML100K_NUMERIC, ml100k_raw_tokens(ml, te), x_test)
+    batch_features = [(n, kind, x_test[n]) for n, kind in batch_kinds]
+    fixture_common.write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
+    write_raw(out, batch_features, ml100k_raw_tokens(ml, te[:vocabularies.RAW_ROWS]))
+    return x_test, pred, out, numeric_steps
+
+
 def make_deepctr_ml100k(ml):
     """a. binary (rating >= 4); shared item table for prev_item; genres mean-pooled; bn + dropout."""
     name = "deepctr-ml100k"
@@ -282,20 +244,10 @@ def make_deepctr_ml100k(ml):
     deepctr_compile(model, 3e-3, "binary_crossentropy")
     tr, te = ml["train"], ml["test"]
     bs, epochs = 256, 1
-    model.fit({k: v[tr] for k, v in x_all.items()}, y_all[tr], batch_size=bs, epochs=epochs, verbose=0)
-    x_test = {k: v[te] for k, v in x_all.items()}
-    pred = model.predict(x_test, batch_size=256).reshape(-1)
-
-    out = fixture_dir(name)
-    deepctr_export.export(model, out, encoders=ml["encoders"], numeric=ML100K_NUMERIC)
-    numeric_steps = check_numeric_entries(ML100K_NUMERIC, ml100k_raw_tokens(ml, te), x_test)
-    batch_features = [
-        ("user", "int", x_test["user"]), ("item", "int", x_test["item"]), ("prev_item", "int", x_test["prev_item"]),
-        ("gender", "int", x_test["gender"]), ("occupation", "int", x_test["occupation"]),
-        ("genres", "seq", x_test["genres"]), ("age", "f32", x_test["age"]),
-    ]
-    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
-    write_raw(out, batch_features, ml100k_raw_tokens(ml, te[:vocabularies.RAW_ROWS]))
+    x_test, pred, out, numeric_steps = fit_and_write_ml100k(name, ml, model, x_all, y_all, tr, te, bs, epochs, [
+        ("user", "int"), ("item", "int"), ("prev_item", "int"), ("gender", "int"), ("occupation", "int"),
+        ("genres", "seq"), ("age", "f32"),
+    ])
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(y_all[te], pred)
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; held-out AUC {auc:.4f}; "
@@ -340,20 +292,10 @@ def make_deepctr_ml100k_max(ml):
     te = ml["test"]
     assert keep[te].all()
     bs, epochs = 256, 1
-    model.fit({k: v[tr] for k, v in x_all.items()}, y_all[tr], batch_size=bs, epochs=epochs, verbose=0)
-    x_test = {k: v[te] for k, v in x_all.items()}
-    pred = model.predict(x_test, batch_size=256).reshape(-1)
-
-    out = fixture_dir(name)
-    deepctr_export.export(model, out, encoders=ml["encoders"], numeric=ML100K_NUMERIC)
-    numeric_steps = check_numeric_entries(ML100K_NUMERIC, ml100k_raw_tokens(ml, te), x_test)
-    batch_features = [
-        ("age", "f32", x_test["age"]), ("user", "int", x_test["user"]), ("genres", "seq", x_test["genres"]),
-        ("item", "int", x_test["item"]), ("recent_items", "seq", x_test["recent_items"]),
-        ("gender", "int", x_test["gender"]), ("occupation", "int", x_test["occupation"]),
-    ]
-    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
-    write_raw(out, batch_features, ml100k_raw_tokens(ml, te[:vocabularies.RAW_ROWS]))
+    x_test, pred, out, numeric_steps = fit_and_write_ml100k(name, ml, model, x_all, y_all, tr, te, bs, epochs, [
+        ("age", "f32"), ("user", "int"), ("genres", "seq"), ("item", "int"), ("recent_items", "seq"),
+        ("gender", "int"), ("occupation", "int"),
+    ])
     rmse = float(np.sqrt(np.mean((np.clip(pred, 1, 5) - y_all[te]) ** 2)))
     report(name, out, f"{steps(len(tr), bs, epochs)} Adam steps on {len(tr)} rows; rows dropped for an empty "
                       f"genre list: {dropped}; held-out RMSE (clipped to [1,5]) {rmse:.4f}; empty recent_items "
@@ -414,7 +356,7 @@ def make_deepctr_criteo():
     deepctr_export.export(model, out, encoders=encoders, numeric=numeric)
     numeric_steps = max(check_numeric_entries(numeric, raw_numbers, x_all).values())
     batch_features = [(n, "f32", x_all[n]) for n in dense_names] + [(n, "int", x_all[n]) for n in cat_names]
-    write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
+    fixture_common.write_batch(out, batch_features, pred, DEEPCTR_PRODUCED_BY)
     write_raw(out, batch_features, raw_tokens)
     from sklearn.metrics import roc_auc_score
     auc = roc_auc_score(labels[800:], pred[800:])
@@ -479,7 +421,7 @@ def make_corerec_ml100k(ml):
     assert max_single < 1e-6, max_single
 
     batch_features = [(n, "int", x[:, j]) for j, n in enumerate(names)]
-    write_batch(out, batch_features, pred, COREREC_PRODUCED_BY)
+    fixture_common.write_batch(out, batch_features, pred, COREREC_PRODUCED_BY)
     raw_rows = []  # the raw user, item and side-feature values, in field order
     for row in te[: vocabularies.RAW_ROWS]:
         uid, iid = int(r.user.values[row]), int(r.item.values[row])

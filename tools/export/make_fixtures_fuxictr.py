@@ -69,6 +69,7 @@ from fuxictr.features import FeatureMap  # noqa: E402
 from fuxictr.preprocess import FeatureProcessor  # noqa: E402
 from fuxictr.pytorch.torch_utils import seed_everything  # noqa: E402
 
+from export import fixture_common  # noqa: E402
 from export import vocabularies  # noqa: E402
 from export.fuxictr import describe, export  # noqa: E402
 from export.fuxictr_model_zoo import DeepFM  # noqa: E402
@@ -100,46 +101,6 @@ LABEL_COL = {"name": "label", "dtype": "float"}
 
 
 # ----------------------------------------------------------------------------------------------
-# batch.json writing: float32 values as the shortest decimal that round-trips to the same float32
-# ----------------------------------------------------------------------------------------------
-
-def _f32_text(v):
-    x = np.float32(v)
-    if not np.isfinite(x):
-        raise ValueError(f"non-finite value {v!r}")
-    s = str(x)
-    if np.float32(float(s)) != x:
-        s = repr(float(x))
-    return s
-
-
-def _json_list(values, kind):
-    if kind == "int":
-        return "[" + ",".join(str(int(v)) for v in values) + "]"
-    if kind == "f32":
-        return "[" + ",".join(_f32_text(v) for v in values) + "]"
-    if kind == "seq":
-        return "[" + ",".join("[" + ",".join(str(int(t)) for t in row) + "]" for row in values) + "]"
-    raise ValueError(kind)
-
-
-def write_batch(out_dir, features, predictions, produced_by):
-    """features: ordered list of (name, kind, values), kind in int | f32 | seq."""
-    n = len(predictions)
-    lines = ["{", f'  "rows": {n},', '  "features": {']
-    for i, (name, kind, values) in enumerate(features):
-        assert len(values) == n, (name, len(values), n)
-        comma = "," if i + 1 < len(features) else ""
-        lines.append(f'    "{name}": {_json_list(values, kind)}{comma}')
-    lines.append("  },")
-    lines.append(f'  "predictions": {_json_list(np.asarray(predictions).reshape(-1), "f32")},')
-    lines.append(f"  \"produced_by\": {json.dumps(produced_by)}")
-    lines.append("}")
-    with open(os.path.join(out_dir, "batch.json"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-# ----------------------------------------------------------------------------------------------
 # MovieLens 100K as the CSV FuxiCTR reads
 # ----------------------------------------------------------------------------------------------
 
@@ -147,24 +108,14 @@ def load_ml100k():
     d = os.path.join(DATA, "ml-100k")
     r = pd.read_csv(os.path.join(d, "u.data"), sep="\t", names=["user", "item", "rating", "ts"])
     u = pd.read_csv(os.path.join(d, "u.user"), sep="|", names=["user", "age", "gender", "occupation", "zip"])
-    genre_names = [line.split("|")[0] for line in open(os.path.join(d, "u.genre")) if line.strip()]
-    assert len(genre_names) == 19
-    genres = {}
-    for line in open(os.path.join(d, "u.item"), encoding="latin-1"):
-        row = line.rstrip("\n").split("|")
-        flags = [int(x) for x in row[5:24]]
-        genres[int(row[0])] = "^".join(g for g, f in zip(genre_names, flags) if f)
+    genre_names, genre_flags = fixture_common.ml100k_genres(d)
+    genres = {i: "^".join(g for g, f in zip(genre_names, flags) if f) for i, flags in genre_flags.items()}
     assert len(r) == 100000 and len(genres) == 1682
 
     r = r.merge(u[["user", "age", "gender", "occupation"]], on="user", how="left")
-    r["orig"] = np.arange(len(r))
     # The same user's previous rated item by timestamp (ties broken by the order in u.data).
-    order = np.lexsort((r.orig.values, r.ts.values, r.user.values))
-    users_sorted, items_sorted = r.user.values[order], r.item.values[order]
-    prev = np.full(len(r), "", dtype=object)
-    for pos in range(1, len(order)):
-        if users_sorted[pos - 1] == users_sorted[pos]:
-            prev[order[pos]] = str(items_sorted[pos - 1])
+    prev_ids = fixture_common.previous_items(r.user.values, r.item.values, r.ts.values, 1)[:, 0]
+    prev = np.array(["" if i == 0 else str(i) for i in prev_ids], dtype=object)
 
     df = pd.DataFrame({
         "user_id": r.user.astype(str),
@@ -176,8 +127,8 @@ def load_ml100k():
         "genres": [genres[i] for i in r.item.values],
         "label": (r.rating.values >= 4).astype(float),
     })
-    perm = np.random.RandomState(20240601).permutation(len(df))
-    return df, perm[:N_BATCH], perm[1100:]
+    perm = fixture_common.ml100k_permutation(len(df))
+    return df, perm[:N_BATCH], perm[fixture_common.ML100K_POOL:]
 
 
 def raw_number_text(v):
@@ -211,7 +162,7 @@ def write_raw(out_dir, features, raw_df, vocab_desc, numeric_desc):
             elif kind == "int":
                 cell = str(int(values[i]))
             elif kind == "f32":
-                cell = _f32_text(values[i])
+                cell = fixture_common.f32_text(values[i])
             else:
                 cell = ",".join(str(int(t)) for t in values[i])
             rows[i].append(cell)
@@ -319,7 +270,7 @@ def main():
             kind = {"categorical": "int", "numeric": "f32", "sequence": "seq"}[spec["type"]]
             values = test_t[name].numpy()
             features.append((name, kind, values.tolist() if kind == "seq" else values))
-        write_batch(OUT, features, pred, PRODUCED_BY)
+        fixture_common.write_batch(OUT, features, pred, PRODUCED_BY)
         # Cross-check: the vocabularies written are FuxiCTR's feature_vocab.json less __PAD__/__OOV__,
         # with oov = __OOV__ = vocab_size - 1.
         with open(fp.vocab_file, encoding="utf-8") as f:

@@ -54,7 +54,6 @@ Shims (RecBole 1.2.1 with current packages):
 Deterministic: rerunning rewrites byte-identical files.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -94,6 +93,7 @@ from recbole.model.context_aware_recommender import DeepFM  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
+from export import fixture_common  # noqa: E402
 from export import vocabularies  # noqa: E402
 from export.recbole import export, field_order, minmax_entry  # noqa: E402
 
@@ -127,47 +127,6 @@ CONFIG = {
     "use_gpu": False, "seed": SEED, "reproducibility": True, "worker": 0, "shuffle": True,
     "show_progress": False, "state": "WARNING", "save_dataset": False, "save_dataloaders": False,
 }
-
-
-# ----------------------------------------------------------------------------------------------
-# batch.json writing: float32 values as the shortest decimal that round-trips to the same float32
-# (as in make_fixtures_fuxictr.py)
-# ----------------------------------------------------------------------------------------------
-
-def _f32_text(v):
-    x = np.float32(v)
-    if not np.isfinite(x):
-        raise ValueError(f"non-finite value {v!r}")
-    s = str(x)
-    if np.float32(float(s)) != x:
-        s = repr(float(x))
-    return s
-
-
-def _json_list(values, kind):
-    if kind == "int":
-        return "[" + ",".join(str(int(v)) for v in values) + "]"
-    if kind == "f32":
-        return "[" + ",".join(_f32_text(v) for v in values) + "]"
-    if kind == "seq":
-        return "[" + ",".join("[" + ",".join(str(int(t)) for t in row) + "]" for row in values) + "]"
-    raise ValueError(kind)
-
-
-def write_batch(out_dir, features, predictions, produced_by):
-    """features: ordered list of (name, kind, values), kind in int | f32 | seq."""
-    n = len(predictions)
-    lines = ["{", f'  "rows": {n},', '  "features": {']
-    for i, (name, kind, values) in enumerate(features):
-        assert len(values) == n, (name, len(values), n)
-        comma = "," if i + 1 < len(features) else ""
-        lines.append(f'    "{name}": {_json_list(values, kind)}{comma}')
-    lines.append("  },")
-    lines.append(f'  "predictions": {_json_list(np.asarray(predictions).reshape(-1), "f32")},')
-    lines.append(f"  \"produced_by\": {json.dumps(produced_by)}")
-    lines.append("}")
-    with open(os.path.join(out_dir, "batch.json"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,14 +170,6 @@ def raw_cells(name, ftype, value, id_token, vocabs, ages, user_token):
     if ftype == "token_seq":
         return vocabs[name]["sep"].join(str(id_token[name][t]) for t in value if t != 0)
     return str(id_token[name][value]) if value != 0 else ""
-
-
-def _feature_order_with_recbole(orig):
-    def order(desc):
-        if desc.get("framework") == "recbole":
-            return [f["name"] for f in desc["fields"]]
-        return orig(desc)
-    return order
 
 
 def main():
@@ -290,7 +241,7 @@ def main():
                     features.append((name, "seq", v.numpy().tolist()))
                 else:
                     features.append((name, "int", v.numpy()))
-            write_batch(OUT, features, pred, PRODUCED_BY)
+            fixture_common.write_batch(OUT, features, pred, PRODUCED_BY)
 
             # raw.tsv (first 50 rows); every batch row is checked to map back through the vocabularies.
             user_tokens = [id_token["user_id"][u] for u in inter["user_id"].tolist()]
@@ -315,7 +266,7 @@ def main():
                         assert vocabs[name]["ids"][cell] == int(values[r]), (r, name, cell)
             vocabularies.write_raw_tsv(OUT, header, rows[: vocabularies.RAW_ROWS])
             orig = vocabularies._feature_order
-            vocabularies._feature_order = _feature_order_with_recbole(orig)
+            vocabularies._feature_order = fixture_common.feature_order_with_recbole(orig)
             try:
                 checked, oov, ulps = vocabularies.check_raw_tsv(OUT)
             finally:

@@ -58,6 +58,7 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 
+from export import fixture_common  # noqa: E402
 from export import vocabularies  # noqa: E402
 
 DATA = os.environ.get("DEEPFM_ML100K", os.path.join(os.path.dirname(REPO), "shared", "data", "ml-100k"))
@@ -98,28 +99,17 @@ def load_ml100k():
     occ_vocab = sorted({u[3] for u in users})
     u_gender = {int(u[0]): gender_vocab.index(u[2]) for u in users}
     u_occ = {int(u[0]): occ_vocab.index(u[3]) for u in users}
-    genre_names = [line.split("|")[0] for line in open(os.path.join(DATA, "u.genre")) if line.strip()]
-    genres = {}
-    for line in open(os.path.join(DATA, "u.item"), encoding="latin-1"):
-        row = line.rstrip("\n").split("|")
-        genres[int(row[0])] = [k + 1 for k, f in enumerate(row[5:24]) if int(f)]
-    assert len(r) == 100000 and len(genres) == 1682 and len(genre_names) == 19
-    order = np.lexsort((np.arange(len(r)), ts, user))
-    prev_item = np.zeros(len(r), dtype=np.int64)
-    for pos in range(1, len(order)):
-        if user[order[pos - 1]] == user[order[pos]]:
-            prev_item[order[pos]] = item[order[pos - 1]]
+    genre_names, genre_flags = fixture_common.ml100k_genres(DATA)
+    genres = {i: [k + 1 for k, f in enumerate(flags) if f] for i, flags in genre_flags.items()}
+    assert len(r) == 100000 and len(genres) == 1682
+    prev_item = fixture_common.previous_items(user, item, ts, 1)[:, 0]
     feats = {
         "user": user, "item": item, "prev_item": prev_item,
         "gender": np.array([u_gender[x] for x in user]), "occupation": np.array([u_occ[x] for x in user]),
         "genres": [genres[x] for x in item],
     }
     label = (rating >= 4).astype(np.float32)
-    perm = np.random.RandomState(20240601).permutation(len(r))
-    pool, train = perm[:1100], perm[1100:]
-    seen_u, seen_i = set(user[train]), set(item[train])
-    test = np.array([i for i in pool if user[i] in seen_u and item[i] in seen_i][:N_BATCH])
-    assert len(test) == N_BATCH
+    train, test = fixture_common.held_out_split(user, item, N_BATCH)
     raw = {"gender": gender_vocab, "occupation": occ_vocab, "genres": genre_names, "users": users}
     return feats, label, train, test, raw
 
