@@ -30,9 +30,12 @@ struct Description {
 }
 
 /// The plan for a CoreRec DeepFM described by `json`.
-pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
+pub(crate) fn plan(
+    tensors: &Tensors<'_>,
+    described: &serde_json::Value,
+) -> Result<Plan, InteropError> {
     let description = |message: String| describe::error(FRAMEWORK, message);
-    let desc: Description = describe::read(FRAMEWORK, json)?;
+    let desc: Description = describe::read(FRAMEWORK, described)?;
     if desc.field_names.len() != desc.field_dims.len() {
         return Err(description(format!(
             "{} field names for {} field dims",

@@ -86,8 +86,11 @@ struct Description {
 }
 
 /// The plan for a DeepCTR-Torch DeepFM described by `json`.
-pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
-    let desc: Description = describe::read(FRAMEWORK, json)?;
+pub(crate) fn plan(
+    tensors: &Tensors<'_>,
+    described: &serde_json::Value,
+) -> Result<Plan, InteropError> {
+    let desc: Description = describe::read(FRAMEWORK, described)?;
     if !desc.use_fm {
         return Err(unsupported(
             "use_fm",
@@ -189,12 +192,13 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
             Some(owner) => (sparse.vocabulary_size, Some(owner)),
             None => {
                 let embedding = format!("embedding_dict.{table}.weight");
-                let rows = tensors.shape(&embedding)?.first().copied().unwrap_or(0);
+                let shape = tensors.shape(&embedding)?;
+                let rows = shape.first().copied().unwrap_or(0);
                 if (rows as u64) < sparse.vocabulary_size {
                     return Err(InteropError::Shape {
                         name: embedding,
                         expected: vec![sparse.vocabulary_size as usize, d],
-                        found: tensors.shape(&format!("embedding_dict.{table}.weight"))?,
+                        found: shape,
                     });
                 }
                 let linear = format!("linear_model.embedding_dict.{table}.weight");

@@ -4,15 +4,15 @@
 use super::InteropError;
 use serde::de::DeserializeOwned;
 
-/// Parses `json` as `framework`'s description `T`, after checking its `"framework"` key.
+/// Reads the parsed description `value` as `framework`'s description `T`, after checking its
+/// `"framework"` key.
 pub(crate) fn read<T: DeserializeOwned>(
     framework: &'static str,
-    json: &str,
+    value: &serde_json::Value,
 ) -> Result<T, InteropError> {
     let bad = |message: String| error(framework, message);
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
     match value.get("framework").and_then(serde_json::Value::as_str) {
-        Some(f) if f == framework => serde_json::from_value(value).map_err(|e| bad(e.to_string())),
+        Some(f) if f == framework => T::deserialize(value).map_err(|e| bad(e.to_string())),
         Some(other) => Err(bad(format!("it says it describes a {other} model"))),
         None => Err(bad("it has no \"framework\" key".into())),
     }

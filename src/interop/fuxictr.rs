@@ -73,9 +73,12 @@ struct Description {
 }
 
 /// The plan for a FuxiCTR DeepFM described by `json`.
-pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
+pub(crate) fn plan(
+    tensors: &Tensors<'_>,
+    described: &serde_json::Value,
+) -> Result<Plan, InteropError> {
     let description = |message: String| describe::error(FRAMEWORK, message);
-    let desc: Description = describe::read(FRAMEWORK, json)?;
+    let desc: Description = describe::read(FRAMEWORK, described)?;
     let m = &desc.model;
     if m.model != "DeepFM" {
         return Err(unsupported("model", format!("{:?} (DeepFM)", m.model)));

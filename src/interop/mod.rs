@@ -29,6 +29,7 @@ use crate::spec::{ModelSpec, SpecError};
 use memmap2::Mmap;
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -175,27 +176,27 @@ pub fn import_from(
     // files); safetensors validates the header and all offsets against the map's length.
     let map = unsafe { Mmap::map(&file) }.map_err(io(weights))?;
     let tensors = tensors::Tensors::new(&map)?;
-    let mut plan = match framework {
-        Framework::DeepCtrTorch => deepctr::plan(&tensors, description)?,
-        Framework::FuxiCtr => fuxictr::plan(&tensors, description)?,
-        Framework::CoreRec => corerec::plan(&tensors, description)?,
-        Framework::RecBole => recbole::plan(&tensors, description)?,
-        Framework::Torchrec => torchrec::plan(&tensors, description)?,
-    };
-    // The vocabularies are the same in every framework's description.
+    // Parsed once: the framework's plan and the vocabularies and transforms below read it.
     let bad = |message: String| describe::error(framework.name(), message);
     let described: serde_json::Value =
         serde_json::from_str(description).map_err(|e| bad(e.to_string()))?;
+    let mut plan = match framework {
+        Framework::DeepCtrTorch => deepctr::plan(&tensors, &described)?,
+        Framework::FuxiCtr => fuxictr::plan(&tensors, &described)?,
+        Framework::CoreRec => corerec::plan(&tensors, &described)?,
+        Framework::RecBole => recbole::plan(&tensors, &described)?,
+        Framework::Torchrec => torchrec::plan(&tensors, &described)?,
+    };
     if let Some(vocabularies) = described.get("vocabularies") {
-        let vocabularies: Vocabularies = serde_json::from_value(vocabularies.clone())
+        let vocabularies = Vocabularies::deserialize(vocabularies)
             .map_err(|e| bad(format!("vocabularies: {e}")))?;
         vocabularies.check(&plan.spec).map_err(bad)?;
         plan.metadata["vocabularies"] =
             serde_json::to_value(&vocabularies).expect("vocabularies serialize");
     }
     if let Some(numeric) = described.get("numeric") {
-        let numeric: std::collections::BTreeMap<String, NumericTransform> =
-            serde_json::from_value(numeric.clone()).map_err(|e| bad(format!("numeric: {e}")))?;
+        let numeric = std::collections::BTreeMap::<String, NumericTransform>::deserialize(numeric)
+            .map_err(|e| bad(format!("numeric: {e}")))?;
         tokens::check_numeric(&numeric, &plan.spec).map_err(bad)?;
         plan.metadata["numeric"] = serde_json::to_value(&numeric).expect("transforms serialize");
     }

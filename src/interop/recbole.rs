@@ -56,8 +56,11 @@ struct Description {
 
 /// The plan for a RecBole DeepFM described by `json`. The table sizes follow from the
 /// fields' vocabularies; `assemble` checks every tensor against them.
-pub(crate) fn plan(_tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
-    let desc: Description = describe::read(FRAMEWORK, json)?;
+pub(crate) fn plan(
+    _tensors: &Tensors<'_>,
+    described: &serde_json::Value,
+) -> Result<Plan, InteropError> {
+    let desc: Description = describe::read(FRAMEWORK, described)?;
     if desc.model != "DeepFM" {
         return Err(unsupported("model", format!("{:?} (DeepFM)", desc.model)));
     }

@@ -106,7 +106,10 @@ fn pooling(table: &Table) -> Result<Pooling, InteropError> {
 }
 
 /// The plan for an `EmbeddingBagCollection` DeepFM described by `json`.
-pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropError> {
+pub(crate) fn plan(
+    tensors: &Tensors<'_>,
+    described: &serde_json::Value,
+) -> Result<Plan, InteropError> {
     if let Some(name) = tensors.names().into_iter().find(|n| {
         ["over_arch.", "inter_arch.", "dense_arch."]
             .iter()
@@ -122,7 +125,7 @@ pub(crate) fn plan(tensors: &Tensors<'_>, json: &str) -> Result<Plan, InteropErr
             ),
         ));
     }
-    let desc: Description = describe::read(FRAMEWORK, json)?;
+    let desc: Description = describe::read(FRAMEWORK, described)?;
     if desc.is_weighted {
         return Err(unsupported(
             "is_weighted",
