@@ -58,6 +58,7 @@ fn spec(embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
         table: None,
     }));
     ModelSpec {
+        mlp: Default::default(),
         fields,
         embedding_dim,
         hidden,

@@ -313,6 +313,7 @@ mod tests {
     #[test]
     fn push_row_checks_kinds_and_builds_offsets() {
         let spec = ModelSpec {
+            mlp: Default::default(),
             fields: vec![
                 Field {
                     name: "c".into(),

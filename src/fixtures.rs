@@ -37,6 +37,7 @@ pub fn criteo_like() -> ModelSpec {
         table: None,
     }));
     ModelSpec {
+        mlp: Default::default(),
         fields,
         embedding_dim: 16,
         hidden: vec![400, 400, 400],
@@ -49,6 +50,7 @@ pub fn criteo_like() -> ModelSpec {
 /// 256-128-64, linear output clamped to the 1–5 rating scale.
 pub fn movielens_like() -> ModelSpec {
     ModelSpec {
+        mlp: Default::default(),
         fields: vec![
             Field {
                 name: "user".into(),
@@ -71,6 +73,7 @@ pub fn movielens_like() -> ModelSpec {
 /// A small model with one field of each kind, used by the demo's agreement check and by tests.
 pub fn mixed_small() -> ModelSpec {
     ModelSpec {
+        mlp: Default::default(),
         fields: vec![
             Field {
                 name: "user".into(),
@@ -136,35 +139,45 @@ pub fn write_random_model(
 /// A batch of `rows` random samples: uniform ids, numeric values uniform in `[0, 3)`, multi-hot
 /// lists of 0–5 ids.
 pub fn random_batch(spec: &ModelSpec, rows: usize, seed: u64) -> BatchBuf {
-    let mut rng = Rng::new(seed);
     let mut batch = BatchBuf::new(spec);
-    let mut row = Vec::with_capacity(spec.fields.len());
-    for _ in 0..rows {
-        row.clear();
-        for f in &spec.fields {
-            row.push(match f.kind {
-                FieldKind::Categorical { vocab } => Value::Id(rng.below(vocab)),
-                FieldKind::Numeric | FieldKind::Dense => Value::Num(rng.uniform() * 3.0),
-                FieldKind::MultiHot {
-                    vocab,
-                    pooling,
-                    linear_pooling,
-                    padding,
-                } => {
-                    let mut ids: Vec<u64> = (0..rng.below(6)).map(|_| rng.below(vocab)).collect();
-                    // A max-pooled list needs one id that is not padding (see `Pooling::Max`).
-                    let is_real = |id: &u64| Some(*id) != padding;
-                    let max = pooling == Pooling::Max || linear_pooling == Pooling::Max;
-                    if max && !ids.iter().any(is_real) {
-                        ids.push((padding.unwrap_or(0) + 1) % vocab);
-                    }
-                    Value::Ids(ids)
-                }
-            });
-        }
+    for row in random_rows(spec, rows, seed) {
         batch.push_row(&row).expect("rows are built from the spec");
     }
     batch
+}
+
+/// The rows of [`random_batch`] (the same values for the same seed), one `Vec` of values per
+/// row: for building batches of single rows, or of any subset.
+pub fn random_rows(spec: &ModelSpec, rows: usize, seed: u64) -> Vec<Vec<Value>> {
+    let mut rng = Rng::new(seed);
+    (0..rows)
+        .map(|_| {
+            spec.fields
+                .iter()
+                .map(|f| match f.kind {
+                    FieldKind::Categorical { vocab } => Value::Id(rng.below(vocab)),
+                    FieldKind::Numeric | FieldKind::Dense => Value::Num(rng.uniform() * 3.0),
+                    FieldKind::MultiHot {
+                        vocab,
+                        pooling,
+                        linear_pooling,
+                        padding,
+                    } => {
+                        let mut ids: Vec<u64> =
+                            (0..rng.below(6)).map(|_| rng.below(vocab)).collect();
+                        // A max-pooled list needs one id that is not padding (see
+                        // `Pooling::Max`).
+                        let is_real = |id: &u64| Some(*id) != padding;
+                        let max = pooling == Pooling::Max || linear_pooling == Pooling::Max;
+                        if max && !ids.iter().any(is_real) {
+                            ids.push((padding.unwrap_or(0) + 1) % vocab);
+                        }
+                        Value::Ids(ids)
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Labelled samples drawn from a known "teacher" model.
@@ -297,6 +310,7 @@ impl SparseShape {
     /// Its spec: the big and the small field, hidden 32-16, sigmoid output.
     pub fn spec(&self) -> ModelSpec {
         ModelSpec {
+            mlp: Default::default(),
             fields: vec![
                 Field {
                     name: "big".into(),

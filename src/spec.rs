@@ -34,6 +34,9 @@ pub const MAX_LAYER_WIDTH: usize = 16_384;
 pub const MAX_LAYERS: usize = 64;
 /// Largest number of fields.
 pub const MAX_FIELDS: usize = 4_096;
+/// Widest input of a hidden layer scored in int8 ([`MlpPrecision::Int8`]): its integer sums
+/// stay inside an i32 (`2·127·127·65536 < 2³¹`).
+pub const MAX_INT8_DEPTH: usize = 65_536;
 /// Largest number of MLP parameters (weights and biases, 1 GiB in f32): opening a model reads,
 /// checksums and packs them all, so a hostile header must not be able to ask for more.
 pub const MAX_DENSE_PARAMS: u64 = 1 << 28;
@@ -293,6 +296,46 @@ impl Output {
     }
 }
 
+/// The arithmetic of the hidden layers when a model is scored ([`ModelSpec::mlp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MlpPrecision {
+    /// f32 weights and activations: the exact default.
+    #[default]
+    F32,
+    /// int8: each hidden layer's weights quantized per output column (symmetric) when the
+    /// model is opened, its input quantized per row (7-bit, with a zero point) as it is scored,
+    /// i32 sums, then dequantized with the bias and ReLU in f32 (`kernels::quant` gives the
+    /// arithmetic). The gather, FM term and output unit stay f32. Made by `deepfm quantize
+    /// --mlp int8`; the layers' outputs are bit-identical on every instruction set.
+    Int8,
+}
+
+impl MlpPrecision {
+    /// Every precision, as [`MlpPrecision::name`] spells it.
+    pub const NAMES: [&'static str; 2] = ["f32", "int8"];
+
+    /// The name in specs and on the command line (`f32`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            MlpPrecision::F32 => "f32",
+            MlpPrecision::Int8 => "int8",
+        }
+    }
+
+    /// Parses one of [`MlpPrecision::NAMES`].
+    pub fn from_name(name: &str) -> Option<MlpPrecision> {
+        [MlpPrecision::F32, MlpPrecision::Int8]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
+    fn is_f32(&self) -> bool {
+        *self == MlpPrecision::F32
+    }
+}
+
 /// The full shape of a DeepFM model. Unknown keys are refused (a misspelt `clamp` must not
 /// be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,6 +352,10 @@ pub struct ModelSpec {
     /// For `linear` output: clamp scores to `[lo, hi]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clamp: Option<[f32; 2]>,
+    /// Arithmetic of the hidden layers when scoring ([`MlpPrecision`]); written only when not
+    /// `f32`, so f32 specs serialize exactly as before the option existed.
+    #[serde(default, skip_serializing_if = "MlpPrecision::is_f32")]
+    pub mlp: MlpPrecision,
 }
 
 /// Ways a spec can be invalid.
@@ -327,6 +374,16 @@ pub enum SpecError {
     /// A categorical or multi-hot field has vocabulary 0.
     #[error("field {0:?} has an empty vocabulary")]
     EmptyVocab(String),
+    /// An int8 MLP has a hidden layer with an input wider than
+    /// [`MAX_INT8_DEPTH`], whose integer sums could overflow an i32.
+    #[error(
+        "an int8 MLP allows hidden layers with inputs of at most {} values, not {input}",
+        MAX_INT8_DEPTH
+    )]
+    Int8TooDeep {
+        /// The layer's input width.
+        input: usize,
+    },
     /// A multi-hot field's padding id is outside its vocabulary.
     #[error("field {field:?}: padding id {padding} is outside its vocabulary of {vocab}")]
     BadPadding {
@@ -439,6 +496,15 @@ impl ModelSpec {
             && (self.output != Output::Linear || !lo.is_finite() || !hi.is_finite() || lo >= hi)
         {
             return Err(SpecError::BadClamp);
+        }
+        if self.mlp == MlpPrecision::Int8
+            && let Some(&(input, _)) = self
+                .layer_shapes()
+                .iter()
+                .take(self.hidden.len())
+                .find(|(input, _)| *input > MAX_INT8_DEPTH)
+        {
+            return Err(SpecError::Int8TooDeep { input });
         }
         let params: u64 = self
             .layer_shapes()

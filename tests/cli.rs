@@ -1101,3 +1101,65 @@ fn imported_models_predict_raw_tokens_as_their_framework() {
         "{err}"
     );
 }
+
+#[test]
+fn quantize_measures_first_writes_within_tolerance_and_the_copy_scores_in_int8() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let q = dir.path().join("q.dfm").to_string_lossy().into_owned();
+    // A tolerance nothing can meet: refused, nothing written.
+    let args = [
+        "quantize",
+        "--in",
+        &model,
+        "--out",
+        &q,
+        "--mlp",
+        "int8",
+        "--samples",
+        "2000",
+    ];
+    let strict = [&args[..], &["--tolerance", "0"]].concat();
+    let out = deepfm(&strict, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not written"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new(&q).exists());
+    // The default tolerance: written, with the measured difference printed.
+    let out = deepfm(&args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("f32 → int8") && said.contains("score difference on 2000"),
+        "{said}"
+    );
+    let inspect = text(&deepfm(&["inspect", &q], None).stdout);
+    assert!(inspect.contains("int8"), "{inspect}");
+    let bench = deepfm(
+        &["bench", "--model", &q, "--batch", "64", "--seconds", "0.05"],
+        None,
+    );
+    assert!(
+        text(&bench.stdout).contains("mlp int8"),
+        "{}",
+        text(&bench.stdout)
+    );
+    // Scores differ from the f32 file's, a little; `--mlp f32` restores them exactly.
+    let scores =
+        |m: &str| text(&deepfm(&["score", "--model", m, "--input", "-"], Some(GOOD)).stdout);
+    let (exact, int8) = (scores(&model), scores(&q));
+    for (a, b) in exact.lines().zip(int8.lines()) {
+        let (a, b): (f32, f32) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!((a - b).abs() < 0.02, "{a} vs {b}");
+    }
+    let back = dir.path().join("back.dfm").to_string_lossy().into_owned();
+    let out = deepfm(
+        &["quantize", "--in", &q, "--out", &back, "--mlp", "f32"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(scores(&back), exact);
+}

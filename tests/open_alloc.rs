@@ -374,6 +374,7 @@ fn valid_file_allocates_only_what_it_holds() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let spec = ModelSpec {
+        mlp: Default::default(),
         fields: vec![Field {
             name: "id".into(),
             kind: FieldKind::Categorical { vocab: 1 << 20 },

@@ -62,6 +62,7 @@ fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> Model
     }
     let sigmoid = rng.below(2) == 0;
     ModelSpec {
+        mlp: Default::default(),
         fields,
         embedding_dim: dim,
         hidden: (0..layers).map(|_| 1 + rng.below(70) as usize).collect(),
@@ -95,7 +96,7 @@ proptest! {
         let batch = random_batch(&spec, rows, seed ^ 1);
         let mut first: Option<Vec<f32>> = None;
         for isa in Isa::available() {
-            let model = Model::open_with(&path, &OpenOptions { isa: Some(isa), verify: true }).unwrap();
+            let model = Model::open_with(&path, &OpenOptions { isa: Some(isa), verify: true, mlp: None }).unwrap();
             let want = score_reference(&model, &batch);
             let mut got = vec![0.0f32; rows];
             score(&model, &batch, &mut Scratch::new(&model), &mut got).unwrap();
@@ -126,7 +127,7 @@ fn open_with_an_isa_the_cpu_lacks_is_an_error_not_a_panic() {
                 assert!(kind.is_supported(), "{kind:?} token on a CPU that lacks it");
                 let options = OpenOptions {
                     isa: Some(isa),
-                    verify: false,
+                    ..OpenOptions::default()
                 };
                 assert_eq!(Model::open_with(&path, &options).unwrap().isa(), isa);
             }

@@ -97,7 +97,14 @@ pub fn base_model_bytes() -> &'static [u8] {
 pub fn open_bytes(bytes: &[u8], isa: Option<Isa>) -> Result<Model, FormatError> {
     let path = temp_path("open");
     std::fs::write(&path, bytes).expect("write a temporary model file");
-    let model = Model::open_with(&path, &OpenOptions { isa, verify: false });
+    let model = Model::open_with(
+        &path,
+        &OpenOptions {
+            isa,
+            verify: false,
+            mlp: None,
+        },
+    );
     let _ = std::fs::remove_file(&path);
     model
 }

@@ -123,6 +123,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             fields.extend(t.spec_fields("item"));
         }
         let spec = ModelSpec {
+            mlp: Default::default(),
             fields,
             embedding_dim: settings.embedding_dim,
             hidden: settings.deep_layers.clone(),

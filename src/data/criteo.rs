@@ -336,6 +336,7 @@ impl CriteoPreprocessor {
     /// Call [`ModelSpec::validate`] (or let the trainer do it) to check the sizes.
     pub fn spec(&self, embedding_dim: usize, hidden: &[usize]) -> ModelSpec {
         ModelSpec {
+            mlp: Default::default(),
             fields: self.fields(),
             embedding_dim,
             hidden: hidden.to_vec(),

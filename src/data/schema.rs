@@ -402,6 +402,7 @@ impl SchemaEncoder {
     /// A model for these fields with `embedding_dim` and `hidden`, and the schema's output.
     pub fn spec(&self, embedding_dim: usize, hidden: &[usize]) -> ModelSpec {
         ModelSpec {
+            mlp: Default::default(),
             fields: self.fields(),
             embedding_dim,
             hidden: hidden.to_vec(),

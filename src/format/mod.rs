@@ -72,8 +72,11 @@
 //! `mean`, `sum` or `max`, optional `linear_pooling` (default: `pooling`) and `padding` (an id
 //! below `vocab`); a categorical or multi-hot field may name the field whose rows it reads with
 //! `table`), `embedding_dim` (1..=256), `hidden` (widths 1..=16384, at most 64 layers), `output`
-//! (`sigmoid` or `linear`) and optional `clamp` (`[lo, hi]`, linear output only); unknown keys
-//! are refused, names are unique, at most 4096 fields and 2^28 MLP parameters.
+//! (`sigmoid` or `linear`), optional `clamp` (`[lo, hi]`, linear output only) and optional `mlp`
+//! (`f32`, the default and never written, or `int8`: the hidden layers are quantized when the
+//! file is opened, from the f32 weights the file holds either way; at most 65536 inputs per
+//! int8 layer); unknown keys are refused, names are unique, at most 4096 fields and 2^28 MLP
+//! parameters.
 //!
 //! **Section checksum**: split the section into 1 MiB chunks (the last may be shorter), take
 //! XXH3-64 (seed 0) of each, and take XXH3-64 (seed 0) of the concatenation of those digests

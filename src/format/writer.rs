@@ -224,8 +224,41 @@ pub fn copy_with_metadata(
     target: &Path,
     metadata: String,
 ) -> Result<PathBuf, FormatError> {
+    copy(file, target, file.spec(), Some(metadata))
+}
+
+/// Writes the model of `file` to `target` with its MLP scored in `mlp` ([`ModelSpec::mlp`]):
+/// the spec changed in that one setting, every section and the metadata copied as they are,
+/// streamed in bounded memory (a table larger than RAM converts), crash-safely. What `deepfm
+/// quantize --mlp` does.
+///
+/// # Errors
+/// [`FormatError::Spec`] if the model cannot use `mlp` (an int8 layer wider than
+/// [`crate::spec::MAX_INT8_DEPTH`]), and I/O errors.
+pub fn copy_with_mlp(
+    file: &ModelFile,
+    target: &Path,
+    mlp: crate::MlpPrecision,
+) -> Result<PathBuf, FormatError> {
+    let mut spec = file.spec().clone();
+    spec.mlp = mlp;
+    spec.validate()?;
+    let metadata = file.metadata()?.map(str::to_string);
+    copy(file, target, &spec, metadata)
+}
+
+/// Copies every section of `file` into a new file of `spec` (which has the same sections).
+fn copy(
+    file: &ModelFile,
+    target: &Path,
+    spec: &ModelSpec,
+    metadata: Option<String>,
+) -> Result<PathBuf, FormatError> {
     const CHUNK: usize = 1 << 16;
-    let mut w = ModelWriter::create_with_metadata(target, file.spec(), metadata)?;
+    let mut w = match metadata {
+        Some(metadata) => ModelWriter::create_with_metadata(target, spec, metadata)?,
+        None => ModelWriter::create(target, spec)?,
+    };
     for s in file.sections() {
         let id = s.shape.id;
         let data = file

@@ -2,7 +2,9 @@ use crate::format::{FormatError, ModelFile, SectionId};
 use crate::kernels::Isa;
 use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
-use crate::spec::{ModelSpec, Output};
+use crate::kernels::qgemm::Int8Path;
+use crate::kernels::quant::QuantizedMatrix;
+use crate::spec::{MlpPrecision, ModelSpec, Output};
 use std::path::Path;
 
 /// How to open a model.
@@ -16,6 +18,11 @@ pub struct OpenOptions {
     /// Also check the checksums of the embedding table and first-order weights (reads the whole
     /// file; see [`ModelFile::verify`]).
     pub verify: bool,
+    /// Arithmetic of the hidden layers; `None` scores as the file's spec says
+    /// ([`ModelSpec::mlp`]). `Some(MlpPrecision::Int8)` quantizes an f32 model's layers at open
+    /// (what `deepfm quantize --mlp int8` records in a file), `Some(MlpPrecision::F32)` scores
+    /// an int8 file exactly.
+    pub mlp: Option<MlpPrecision>,
 }
 
 /// An open model: the validated map plus weights packed for the kernels. Immutable, `Send +
@@ -32,6 +39,8 @@ pub struct Model {
     pub(crate) fields: Vec<FieldPlan>,
     /// Hidden layers, packed for the GEMM/GEMV kernels.
     pub(crate) layers: Vec<PackedMatrix>,
+    /// The same layers quantized, when the MLP is scored in int8 (then `layers` is empty).
+    pub(crate) int8: Option<Int8Mlp>,
     /// The output unit's weights (`[last]`) and bias: one dot product per row.
     pub(crate) out_weight: Vec<f32>,
     pub(crate) out_bias: f32,
@@ -59,7 +68,16 @@ impl Model {
         if options.verify {
             file.verify()?;
         }
-        Model::from_file(file, options.isa)
+        let mut model = Model::from_file(file, options.isa)?;
+        if let Some(mlp) = options.mlp
+            && mlp != model.mlp_precision()
+        {
+            let mut spec = model.spec().clone();
+            spec.mlp = mlp;
+            spec.validate()?;
+            model.set_mlp(mlp);
+        }
+        Ok(model)
     }
 
     /// Builds the scoring plan over an already validated file, on `isa` (`None`: see
@@ -76,16 +94,7 @@ impl Model {
         let spec = file.spec().clone();
         let fields = FieldPlan::of(&spec);
         let section = |id: SectionId| file.f32s(id).expect("validated files have every section");
-        let shapes = spec.layer_shapes();
-        let layers = shapes[..spec.hidden.len()]
-            .iter()
-            .enumerate()
-            .map(|(i, &(input, output))| {
-                let (w, b) = SectionId::layer(i, spec.hidden.len());
-                PackedMatrix::pack(section(w), section(b), output, input)
-            })
-            .collect();
-        Ok(Model {
+        let mut model = Model {
             isa,
             bias: section(SectionId::Bias)[0],
             dim: spec.embedding_dim,
@@ -94,11 +103,60 @@ impl Model {
             output: spec.output,
             clamp: spec.clamp,
             fields,
-            layers,
+            layers: Vec::new(),
+            int8: None,
             out_weight: section(SectionId::OutWeight).to_vec(),
             out_bias: section(SectionId::OutBias)[0],
             file,
-        })
+        };
+        model.set_mlp(spec.mlp);
+        Ok(model)
+    }
+
+    /// Packs the hidden layers for `mlp`'s kernels (from the file's f32 weights), for a spec
+    /// that is valid with `mlp`.
+    fn set_mlp(&mut self, mlp: MlpPrecision) {
+        let spec = self.file.spec();
+        let hidden = spec.hidden.len();
+        let shapes = spec.layer_shapes();
+        let layers = shapes[..hidden].iter().enumerate().map(|(i, &shape)| {
+            let (w, b) = SectionId::layer(i, hidden);
+            let section = |id| {
+                self.file
+                    .f32s(id)
+                    .expect("validated files have every section")
+            };
+            (section(w), section(b), shape)
+        });
+        (self.layers, self.int8) = match mlp {
+            MlpPrecision::F32 => {
+                let packed =
+                    layers.map(|(w, b, (input, output))| PackedMatrix::pack(w, b, output, input));
+                (packed.collect(), None)
+            }
+            MlpPrecision::Int8 => {
+                let quantized = layers
+                    .map(|(w, b, (input, output))| QuantizedMatrix::quantize(w, b, output, input));
+                let int8 = Int8Mlp {
+                    path: Int8Path::of(self.isa),
+                    layers: quantized.collect(),
+                };
+                (Vec::new(), Some(int8))
+            }
+        };
+    }
+
+    /// The arithmetic of the hidden layers as opened.
+    pub fn mlp_precision(&self) -> MlpPrecision {
+        match self.int8 {
+            Some(_) => MlpPrecision::Int8,
+            None => MlpPrecision::F32,
+        }
+    }
+
+    /// The int8 kernels the hidden layers run on, for an int8 MLP.
+    pub fn int8_path(&self) -> Option<Int8Path> {
+        self.int8.as_ref().map(|m| m.path)
     }
 
     /// The model's spec.
@@ -138,8 +196,15 @@ impl Model {
 
     /// Widest hidden layer (0 with none).
     pub(crate) fn max_hidden_width(&self) -> usize {
-        self.layers.iter().map(|l| l.n()).max().unwrap_or(0)
+        self.spec().hidden.iter().copied().max().unwrap_or(0)
     }
+}
+
+/// The hidden layers quantized for the int8 kernels ([`MlpPrecision::Int8`]).
+#[derive(Debug)]
+pub(crate) struct Int8Mlp {
+    pub(crate) path: Int8Path,
+    pub(crate) layers: Vec<QuantizedMatrix>,
 }
 
 #[cfg(test)]

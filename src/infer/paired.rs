@@ -191,6 +191,11 @@ impl PairedScorer {
         out: &mut [f32],
     ) -> Result<(), ScoreError> {
         let model = self.shared.model.clone();
+        if model.int8.is_some() {
+            // An int8 layer's weights are a quarter of the f32 ones and fit one core's L2:
+            // splitting them would cost more in handoffs than it saves.
+            return super::score::score(&model, batch, &mut self.scratch, out);
+        }
         let rows = validate(&model, batch, out.len())?;
         let width = model.input_width;
         for (r, out) in out[..rows].iter_mut().enumerate() {

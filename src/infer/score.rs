@@ -8,6 +8,8 @@ use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
+use crate::kernels::qgemm::{qgemm_bias_act, quantize_rows_on};
+use crate::kernels::quant::QK;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -145,29 +147,41 @@ fn score_block<C: Columns + ?Sized>(
         fm,
         nonzeros,
         pack,
+        quantized,
+        row_quant,
         ..
     } = scratch;
     let x: &[f32] = &bytemuck::cast_slice(x)[..n * width];
     let [h0, h1] = h;
     let (h0, h1): (&mut [f32], &mut [f32]) =
         (bytemuck::cast_slice_mut(h0), bytemuck::cast_slice_mut(h1));
-    let mut input_is_x = true;
+    let hidden = &model.spec().hidden;
     let mut in_width = width;
-    for (i, layer) in model.layers.iter().enumerate() {
+    for (i, &out_width) in hidden.iter().enumerate() {
         // Ping-pong: x → h0 → h1 → h0 ...
-        let (input, output): (&[f32], &mut [f32]) = match (input_is_x, i % 2) {
-            (true, _) => (x, &mut h0[..]),
-            (false, 1) => (&h0[..], &mut h1[..]),
-            (false, _) => (&h1[..], &mut h0[..]),
+        let (input, output): (&[f32], &mut [f32]) = match (i, i % 2) {
+            (0, _) => (x, &mut h0[..]),
+            (_, 1) => (&h0[..], &mut h1[..]),
+            _ => (&h1[..], &mut h0[..]),
         };
-        if n <= GEMV_ROWS {
+        if let Some(int8) = &model.int8 {
+            // One code for every block height: a row is a one-row tile.
+            let layer = &int8.layers[i];
+            let lda = QK * layer.groups();
+            quantize_rows_on(int8.path, input, in_width, n, quantized, lda, row_quant);
+            qgemm_bias_act(
+                int8.path, quantized, lda, row_quant, n, layer, true, output, out_width,
+            );
+        } else if n <= GEMV_ROWS {
             // Row by row: see `kernels::gemv` for why one row is not a small GEMM.
+            let layer = &model.layers[i];
             for r in 0..n {
                 nonzeros.gather(&input[r * in_width..(r + 1) * in_width]);
-                let y = &mut output[r * layer.n()..(r + 1) * layer.n()];
+                let y = &mut output[r * out_width..(r + 1) * out_width];
                 gemv_bias_act(model.isa(), nonzeros, layer, true, y);
             }
         } else {
+            let layer = &model.layers[i];
             gemm_bias_act(
                 model.isa(),
                 input,
@@ -176,14 +190,13 @@ fn score_block<C: Columns + ?Sized>(
                 layer,
                 true,
                 output,
-                layer.n(),
+                out_width,
                 pack,
             );
         }
-        input_is_x = false;
-        in_width = layer.n();
+        in_width = out_width;
     }
-    let last: &[f32] = match (model.layers.len(), model.layers.len() % 2) {
+    let last: &[f32] = match (hidden.len(), hidden.len() % 2) {
         (0, _) => x,
         (_, 1) => h0,
         _ => h1,

@@ -2,6 +2,7 @@ use super::BLOCK_ROWS;
 use super::model::Model;
 use crate::kernels::gemm::{Line, PackBuffer};
 use crate::kernels::gemv::NonZeros;
+use crate::kernels::quant::{QK, RowQuant};
 use std::sync::{Mutex, MutexGuard};
 
 fn lines_for(floats: usize) -> Vec<Line> {
@@ -41,10 +42,14 @@ pub struct Scratch {
     pub(crate) fm: Vec<f32>,
     pub(crate) nonzeros: NonZeros,
     pub(crate) pack: PackBuffer,
+    /// A block's MLP input quantized for an int8 layer (rows of the widest input, rounded up
+    /// to whole `k` groups), and how each row was quantized.
+    pub(crate) quantized: Vec<u8>,
+    pub(crate) row_quant: Vec<RowQuant>,
 }
 
 impl Scratch {
-    /// Buffers sized for `model` (about `BLOCK_ROWS` (144) `× (MLP input width + 2 × widest layer)` floats, plus a 192 KiB GEMM packing buffer).
+    /// Buffers sized for `model` (about `BLOCK_ROWS` (144) `× (MLP input width + 2 × widest layer)` floats, a 192 KiB GEMM packing buffer, and one byte per input value for int8 layers).
     pub fn new(model: &Model) -> Scratch {
         Scratch::with_shape(Shape::of(model))
     }
@@ -59,6 +64,8 @@ impl Scratch {
             fm: vec![0.0; BLOCK_ROWS],
             pack: PackBuffer::new(),
             nonzeros: NonZeros::with_capacity(width.max(input)),
+            quantized: vec![0; BLOCK_ROWS * width.max(input).next_multiple_of(QK)],
+            row_quant: vec![RowQuant::default(); BLOCK_ROWS],
         }
     }
 

@@ -251,6 +251,7 @@ pub(crate) fn plan(
         }
     };
     let spec = ModelSpec {
+        mlp: Default::default(),
         fields,
         embedding_dim: d,
         hidden: hidden_units.clone(),

@@ -226,6 +226,7 @@ pub(crate) fn plan(
     };
     Ok(Plan {
         spec: ModelSpec {
+            mlp: Default::default(),
             fields,
             embedding_dim: d,
             hidden: widths,

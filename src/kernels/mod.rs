@@ -44,6 +44,8 @@ pub mod isa;
 pub mod pack;
 mod portable;
 pub mod prefetch;
+pub mod qgemm;
+pub mod quant;
 pub mod reference;
 mod shared;
 

@@ -164,6 +164,13 @@ impl Trainer {
                 f = field.name
             )));
         }
+        if spec.mlp != crate::MlpPrecision::F32 {
+            return Err(TrainError::Mismatch(format!(
+                "the spec's MLP is {}: the trainer trains f32 models; quantize the trained file \
+                 (`deepfm quantize --mlp {0}`)",
+                spec.mlp.name()
+            )));
+        }
         match (config.loss, spec.output) {
             (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
             (loss, output) => {

@@ -76,6 +76,31 @@ pub enum Command {
         /// The served path to replace (created if absent; its directory must exist).
         live: PathBuf,
     },
+    /// Write a copy of a model whose hidden layers score in another precision (`--mlp int8`:
+    /// weights quantized per column, activations per row, i32 sums; the f32 weights stay in
+    /// the file, so `--mlp f32` undoes it exactly). Measures the score difference on random
+    /// samples first and writes nothing if it is above --tolerance; streams the tables.
+    Quantize {
+        /// The model file to read.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the new model file (may be the input: it is replaced crash-safely).
+        #[arg(long)]
+        out: PathBuf,
+        /// Precision of the hidden layers.
+        #[arg(long, value_enum)]
+        mlp: MlpArg,
+        /// Random samples to measure the score difference on (0: skip the measurement).
+        #[arg(long, default_value_t = 20_000)]
+        samples: usize,
+        /// Largest mean |score difference| allowed, as a fraction of the score's scale (1 for
+        /// probabilities, the clamp's width for ratings).
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+        /// Write the file whatever the difference.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a model file's spec, sections and checksum state.
     Inspect {
         model: PathBuf,
@@ -293,9 +318,13 @@ pub struct BenchArgs {
     /// (the caches and the core cool down); only the calls are timed.
     #[arg(long, default_value_t = 0.0)]
     pub gap_ms: f64,
-    /// Kernels to use: avx2 or portable (default: the best this CPU has, or DEEPFM_ISA).
+    /// Kernels to use: avx512, avx2 or portable (default: the best this CPU has, or
+    /// DEEPFM_ISA).
     #[arg(long)]
     pub isa: Option<String>,
+    /// Precision of the hidden layers (default: what the model file says).
+    #[arg(long, value_enum)]
+    pub mlp: Option<MlpArg>,
     /// End with a JSON line of the results.
     #[arg(long)]
     pub json: bool,
@@ -323,6 +352,24 @@ pub struct BenchTrainArgs {
     /// End with a JSON line of the results.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--mlp`: the precision of the hidden layers ([`deepfm::MlpPrecision`]).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MlpArg {
+    /// f32 weights and activations (exact).
+    F32,
+    /// int8 weights (per column) and activations (per row), i32 sums.
+    Int8,
+}
+
+impl MlpArg {
+    pub fn get(self) -> deepfm::MlpPrecision {
+        match self {
+            MlpArg::F32 => deepfm::MlpPrecision::F32,
+            MlpArg::Int8 => deepfm::MlpPrecision::Int8,
+        }
+    }
 }
 
 /// The built-in model shapes of `random`, `bench` and `bench-train`.

@@ -17,6 +17,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         seconds,
         gap_ms,
         isa,
+        mlp,
         json,
     } = args;
     if !(seconds.is_finite() && seconds > 0.0) {
@@ -44,17 +45,22 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     };
     let model = std::sync::Arc::new(Model::open_with(
         &path,
-        &OpenOptions { isa, verify: false },
+        &OpenOptions {
+            isa,
+            verify: false,
+            mlp: mlp.map(|m| m.get()),
+        },
     )?);
     let gap = std::time::Duration::from_secs_f64(gap_ms / 1e3);
     let r = run_paced(&model, batch, threads, seconds, 12345, gap)?;
     println!(
-        "{}: batch {} threads {} ({}) isa {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
+        "{}: batch {} threads {} ({}) isa {} mlp {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
         path.display(),
         r.batch,
         r.threads,
         r.mode,
         r.isa,
+        r.mlp,
         if gap_ms > 0.0 {
             format!(", {gap_ms} ms idle between calls")
         } else {

@@ -16,6 +16,7 @@ mod bench;
 mod demo;
 mod inspect;
 mod model_io;
+mod quantize;
 mod recommender;
 mod resources;
 mod score;
@@ -53,6 +54,21 @@ fn run(cli: Cli) -> Result<()> {
             spec,
         } => model_io::export(&model, &weights, &spec),
         Command::Install { new, live } => model_io::install(&new, &live),
+        Command::Quantize {
+            input,
+            out,
+            mlp,
+            samples,
+            tolerance,
+            force,
+        } => quantize::quantize(quantize::Quantize {
+            input: &input,
+            out: &out,
+            mlp: mlp.get(),
+            samples,
+            tolerance,
+            force,
+        }),
         Command::Inspect { model, verify } => inspect::inspect(&model, verify),
         Command::Score {
             model,

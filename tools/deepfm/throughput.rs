@@ -26,6 +26,9 @@ pub struct BenchResult {
     pub calls: u64,
     /// Instruction set of the kernels.
     pub isa: &'static str,
+    /// Precision of the hidden layers, with the int8 kernels in brackets (`f32`,
+    /// `int8 (avx512-vnni)`).
+    pub mlp: String,
     /// How the threads were used: `single` ([`score`]), `parallel` ([`score_parallel`] over
     /// rows) or `paired` (batch 1 on two threads: [`PairedScorer`], each layer split between
     /// two cores).
@@ -107,6 +110,10 @@ pub fn run_paced(
         gap_ms: gap.as_secs_f64() * 1e3,
         calls,
         isa: model.isa().name(),
+        mlp: match model.int8_path() {
+            Some(path) => format!("int8 ({})", path.name()),
+            None => model.mlp_precision().name().to_string(),
+        },
         mode,
     })
 }

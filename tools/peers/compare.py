@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Side-by-side comparison of the `deepfm` scorer with numpy and ONNX Runtime.
 
-The same random model is scored three ways:
+The same random model is scored five ways:
   * `deepfm` (our CLI: `random`, `export`, `score`, `bench`),
   * numpy, a vectorised float32 forward pass like a Python serving stack would use
     (and the same code in float64 as the reference every score is checked against),
-  * ONNX Runtime, on an ONNX graph built here from the exported safetensors + spec.
+  * ONNX Runtime, on an ONNX graph built here from the exported safetensors + spec,
+  * and, unless --no-int8, with the MLP in int8: ORT on that graph with its MLP MatMuls
+    quantized by `onnxruntime.quantization.quantize_dynamic` (QInt8 weights, u8 activations
+    quantized per tensor at run time), and `deepfm` on a copy made by `deepfm quantize --mlp int8`.
 
 First every shape is checked for agreement (max |a - b| / max(|b|, 1) <= 1e-5 against
-numpy-f64); then, unless --check-only, throughput is measured for each batch size and
-thread count, the three peers interleaved so that they see the same machine state.
+numpy-f64; the int8 peers only report their max |a - b|, with no threshold); then, unless
+--check-only, throughput is measured for each batch size and thread count, the peers
+interleaved so that they see the same machine state.
 See README.md beside this file for setup.
 """
 import argparse
 import copy
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -137,10 +142,12 @@ def numpy_scores(m, feeds, dtype=np.float32):
 
 
 # ----------------------------------------------------------------------------- ONNX peer
-def build_onnx(m, path):
+def build_onnx(m, path, matmul=False):
     """The same network as an ONNX graph. Embeddings are concatenated by group (categorical,
     numeric, then each multi-hot field) rather than in spec order; the first layer's weight
-    columns are permuted to match, an export-time change that costs nothing at run time."""
+    columns are permuted to match, an export-time change that costs nothing at run time.
+    `matmul`: each layer as MatMul + Add (named mlp_i) instead of Gemm, the form that
+    `quantize_dynamic` quantizes (it leaves Gemm alone)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -152,7 +159,7 @@ def build_onnx(m, path):
 
     def op(kind, *ins, **attrs):
         out = f"{kind.lower()}_{len(nodes)}"
-        nodes.append(helper.make_node(kind, list(ins), [out], **attrs))
+        nodes.append(helper.make_node(kind, list(ins), [out], name=out, **attrs))
         return out
 
     def feed(name, elem, width):
@@ -193,7 +200,12 @@ def build_onnx(m, path):
     for i, (w, b) in enumerate(m.layers):
         if i == 0:
             w = w.reshape(len(w), m.F, m.D)[:, order].reshape(len(w), m.F * m.D)
-        h = op("Gemm", h, const(f"w{i}", np.ascontiguousarray(w)), const(f"b{i}", b), transB=1)
+        if matmul:
+            h = op("MatMul", h, const(f"w{i}", np.ascontiguousarray(w.T)))
+            nodes[-1].name = f"mlp_{i}"
+            h = op("Add", h, const(f"b{i}", b))
+        else:
+            h = op("Gemm", h, const(f"w{i}", np.ascontiguousarray(w)), const(f"b{i}", b), transB=1)
         if i < len(m.layers) - 1:
             h = op("Relu", h)
     logit = op("Sum", *firsts, fm, h, const("bias", m.bias))  # [B, 1]
@@ -213,6 +225,30 @@ def build_onnx(m, path):
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def quantize_onnx(m, path):
+    """The int8 ORT peer: the MatMul form of the graph with its MLP layers (only those, like
+    `deepfm quantize --mlp int8`) dynamically quantized: s8 weights (per tensor), u8 activations
+    quantized per tensor at run time, as `quantize_dynamic` does by default."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    f32 = build_onnx(m, path.with_name(path.stem + "-matmul.onnx"), matmul=True)
+    logging.disable(logging.WARNING)  # "consider pre-processing": shape inference, not needed here
+    try:
+        quantize_dynamic(str(f32), str(path), weight_type=QuantType.QInt8,
+                         nodes_to_quantize=[f"mlp_{i}" for i in range(len(m.layers))])
+    finally:
+        logging.disable(logging.NOTSET)
+    return path
+
+
+def int8_models(m, d, deepfm, model_file, name="model"):
+    """(ORT int8 graph, `deepfm` int8 model file or None) for model m, written into d."""
+    q_file = None
+    if deepfm:
+        q_file = d / f"{name}-int8.dfm"
+        run([deepfm, "quantize", "--in", model_file, "--out", q_file, "--mlp", "int8", "--samples", 0])
+    return quantize_onnx(m, d / f"{name}-int8.onnx"), q_file
 
 
 def ort_session(onnx_path, threads):
@@ -269,20 +305,33 @@ def run(cmd):
 
 
 # ----------------------------------------------------------------------------- agreement
-def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, rows=1000, tag=""):
-    """Max relative error of deepfm, ORT and numpy-f32 against numpy-f64 on one random batch."""
+def deepfm_scores(deepfm, model_file, tsv, rows):
+    """`deepfm score` of a TSV batch, as floats."""
+    out = run([deepfm, "score", "--model", model_file, "--input", tsv]).split()
+    if len(out) != rows:
+        sys.exit(f"deepfm score printed {len(out)} scores for {rows} rows")
+    return [float(s) for s in out]
+
+
+def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, int8=None, rows=1000, tag=""):
+    """Max relative error of deepfm, ORT and numpy-f32 against numpy-f64 on one random batch,
+    and (int8 = (ORT int8 graph, deepfm int8 file or None)) the max |difference| of the int8
+    peers on the same rows. Returns (errors, int8 differences)."""
     feeds = random_feeds(m, rows, np.random.default_rng(seed))
     ref = numpy_scores(m, feeds, np.float64)
     err = lambda a: float(np.max(np.abs(np.asarray(a, np.float64) - ref) / np.maximum(np.abs(ref), 1)))
+    diff = lambda a: float(np.max(np.abs(np.asarray(a, np.float64) - ref)))
     errors = {f"numpy-f32{tag}": err(numpy_scores(m, feeds, np.float32)),
               f"ORT{tag}": err(ort_session(onnx_path, 1).run(["score"], feeds)[0][:, 0])}
+    diffs = {}
+    if int8:
+        diffs[f"ort_int8_max_abs_diff{tag}"] = diff(ort_session(int8[0], 1).run(["score"], feeds)[0][:, 0])
     if deepfm:
         tsv = workdir / f"agree{tag}.tsv"
         feeds_to_tsv(m, feeds, tsv)
-        out = run([deepfm, "score", "--model", model_file, "--input", tsv]).split()
-        if len(out) != rows:
-            sys.exit(f"deepfm score printed {len(out)} scores for {rows} rows")
-        errors[f"deepfm{tag}"] = err([float(s) for s in out])
+        errors[f"deepfm{tag}"] = err(deepfm_scores(deepfm, model_file, tsv, rows))
+        if int8:
+            diffs[f"deepfm_int8_max_abs_diff{tag}"] = diff(deepfm_scores(deepfm, int8[1], tsv, rows))
     if m.spec.get("clamp") and not tag:
         # A random model's logits sit near 0, so almost every score is clamped to `lo` and the
         # check above proves little. Check again with the bias moved to the middle of the range
@@ -299,9 +348,12 @@ def check_agreement(m, onnx_path, deepfm, model_file, workdir, seed, rows=1000, 
             twin_file = workdir / "mid.dfm"
             run([deepfm, "import", "--weights", workdir / "mid.safetensors", "--spec",
                  workdir / "mid.json", "--out", twin_file])
-        errors.update(check_agreement(twin, build_onnx(twin, workdir / "mid.onnx"), deepfm,
-                                      twin_file, workdir, seed, rows, tag="+mid"))
-    return errors
+        twin_int8 = int8_models(twin, workdir, deepfm, twin_file, "mid") if int8 else None
+        more = check_agreement(twin, build_onnx(twin, workdir / "mid.onnx"), deepfm, twin_file,
+                               workdir, seed, twin_int8, rows, tag="+mid")
+        errors.update(more[0])
+        diffs.update(more[1])
+    return errors, diffs
 
 
 # ----------------------------------------------------------------------------- timing
@@ -366,53 +418,77 @@ def cool_down():
     time.sleep(0.5)
 
 
-def deepfm_bench(deepfm, model_file, batch, threads, seconds):
+def deepfm_bench(deepfm, model_file, batch, threads, seconds, mlp="f32"):
+    """samples/s of `deepfm bench --json`; checks that the model ran in the `mlp` precision."""
     out = run([deepfm, "bench", "--model", model_file, "--batch", batch, "--threads", threads,
                "--seconds", seconds, "--json"])
-    return json.loads(out.strip().splitlines()[-1])["samples_per_sec"]
+    r = json.loads(out.strip().splitlines()[-1])
+    if not r["mlp"].startswith(mlp):
+        sys.exit(f"deepfm bench of {model_file} ran mlp {r['mlp']}, expected {mlp}")
+    return r["samples_per_sec"]
 
 
-def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path, args):
+PEERS = ("deepfm", "ort", "numpy", "deepfm_int8", "ort_int8")
+RATIOS = (("deepfm", "ort"), ("deepfm", "numpy"), ("deepfm_int8", "ort_int8"), ("deepfm_int8", "deepfm"))
+
+
+def time_round(batch, threads, deepfm, model_file, session, worker, int8, batches, args):
+    """One round of a cell: each peer back to back (None where it is left out), with pauses."""
+    q_session, q_file = int8 if int8 else (None, None)
+    peers = {"deepfm": lambda: deepfm and deepfm_bench(deepfm, model_file, batch, threads, args.seconds),
+             "ort": lambda: timed(lambda f: session.run(["score"], f), batches, args.seconds),
+             "numpy": lambda: worker and worker.measure(batch, args.seconds, args.seed),
+             "deepfm_int8": lambda: q_file and deepfm_bench(deepfm, q_file, batch, threads,
+                                                            args.seconds, "int8"),
+             "ort_int8": lambda: q_session and timed(lambda f: q_session.run(["score"], f),
+                                                     batches, args.seconds)}
+    r = {}
+    for k in PEERS:
+        r[k] = peers[k]() or None
+        if r[k]:
+            cool_down()
+    return r
+
+
+def time_shape(shape, m, onnx_path, deepfm, model_file, spec_path, weights_path, int8, args):
+    """Timings of every (threads, batch) cell of one shape; int8 = (ORT int8 graph, deepfm
+    int8 file or None) or None."""
     results = []
     for threads in args.threads:
         session = ort_session(onnx_path, threads)
+        q = (ort_session(int8[0], threads), int8[1]) if int8 else None
         worker = None if args.no_numpy else NumpyWorker(spec_path, weights_path, threads)
         cool_down()  # the worker's start-up (imports, weights) must not overlap a measurement
         try:
             for batch in args.batches:
                 batches = make_batches(m, batch, args.seed)
-                # Interleaved: the three peers of one cell run back to back, `--repeat` times;
+                # Interleaved: the peers of one cell run back to back, `--repeat` times;
                 # each figure is the median of its rounds, and each ratio the median of the
                 # per-round ratios (this machine drifts by up to 30% between runs).
-                rounds = []
-                for _ in range(args.repeat):
-                    r = {"deepfm": deepfm_bench(deepfm, model_file, batch, threads, args.seconds) if deepfm else None}
-                    cool_down()
-                    r["ort"] = timed(lambda f: session.run(["score"], f), batches, args.seconds)
-                    cool_down()
-                    r["numpy"] = worker.measure(batch, args.seconds, args.seed) if not args.no_numpy else None
-                    cool_down()
-                    rounds.append(r)
+                rounds = [time_round(batch, threads, deepfm, model_file, session, worker, q, batches, args)
+                          for _ in range(args.repeat)]
                 med = lambda xs: float(np.median(xs)) if all(x is not None for x in xs) else None
                 r = {"shape": shape, "batch": batch, "threads": threads, "rounds": rounds}
-                for k in ("deepfm", "ort", "numpy"):
+                for k in PEERS:
                     r[k] = med([x[k] for x in rounds])
-                for a, b in (("deepfm", "ort"), ("deepfm", "numpy")):
+                for a, b in RATIOS:
                     r[f"{a}/{b}"] = med([x[a] / x[b] if x[a] and x[b] else None for x in rounds])
                 print(f"  {shape} batch {batch} threads {threads}: " + ", ".join(
-                    f"{k} {r[k]:,.0f}/s" for k in ("deepfm", "ort", "numpy") if r[k]) +
+                    f"{k} {r[k]:,.0f}/s" for k in PEERS if r[k]) +
                     (f" (medians of {args.repeat})" if args.repeat > 1 else ""), flush=True)
                 results.append(r)
         finally:
             if worker:
                 worker.close()
-            del session
+            del session, q
     return results
 
 
 def table(results):
     head = ("| shape | batch | threads | deepfm samples/s | ORT samples/s | numpy samples/s | "
-            "deepfm/ORT | deepfm/numpy | deepfm µs/sample | ORT µs/sample | numpy µs/sample |")
+            "deepfm/ORT | deepfm/numpy | deepfm µs/sample | ORT µs/sample | numpy µs/sample | "
+            "ORT int8 samples/s | deepfm int8 samples/s | deepfm int8/ORT int8 | "
+            "deepfm int8/deepfm f32 |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     fmt = lambda x: f"{x:,.0f}" if x else "-"
     ratio = lambda r, a, b: f"{r[f'{a}/{b}']:.2f}" if r.get(f"{a}/{b}") else "-"
@@ -420,7 +496,9 @@ def table(results):
     for r in results:
         lines.append(f"| {r['shape']} | {r['batch']} | {r['threads']} | {fmt(r['deepfm'])} | "
                      f"{fmt(r['ort'])} | {fmt(r['numpy'])} | {ratio(r, 'deepfm', 'ort')} | "
-                     f"{ratio(r, 'deepfm', 'numpy')} | {us(r, 'deepfm')} | {us(r, 'ort')} | {us(r, 'numpy')} |")
+                     f"{ratio(r, 'deepfm', 'numpy')} | {us(r, 'deepfm')} | {us(r, 'ort')} | {us(r, 'numpy')} | "
+                     f"{fmt(r['ort_int8'])} | {fmt(r['deepfm_int8'])} | {ratio(r, 'deepfm_int8', 'ort_int8')} | "
+                     f"{ratio(r, 'deepfm_int8', 'deepfm')} |")
     return "\n".join(lines)
 
 
@@ -456,7 +534,8 @@ def main():
     p.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds per cell; report medians (and the median of per-round ratios)")
-    p.add_argument("--no-numpy", action="store_true", help="time deepfm and ORT only")
+    p.add_argument("--no-numpy", action="store_true", help="leave the numpy peer out")
+    p.add_argument("--no-int8", action="store_true", help="leave the int8 peers (ORT, deepfm) out")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, help="keep models here (default: a temp dir)")
     p.add_argument("--json-out", type=Path, help="save environment, errors and timings as JSON")
@@ -478,7 +557,7 @@ def main():
     if not args.check_only and env["load average (1 min)"] > 0.5:
         print("WARNING: the machine is busy; these timings are not worth keeping", flush=True)
 
-    report, failed = {"environment": env, "agreement": {}, "timings": []}, False
+    report, failed = {"environment": env, "agreement": {}, "int8": {}, "timings": []}, False
     for shape in shapes:
         d = workdir / shape
         d.mkdir(exist_ok=True)
@@ -490,16 +569,21 @@ def main():
             python_model(shape, spec_path, weights_path, args.seed)
         m = Model(json.loads(spec_path.read_text()), load_file(str(weights_path)))
         onnx_path = build_onnx(m, d / "model.onnx")
-        errors = check_agreement(m, onnx_path, deepfm, model_file, d, args.seed)
-        report["agreement"][shape] = errors
+        int8 = None if args.no_int8 else int8_models(m, d, deepfm, model_file)
+        errors, diffs = check_agreement(m, onnx_path, deepfm, model_file, d, args.seed, int8)
+        report["agreement"][shape], report["int8"][shape] = errors, diffs
         bad = [k for k, e in errors.items() if not e <= TOLERANCE]
         failed |= bool(bad)
         print(f"\n{shape}: max relative error vs numpy-f64: " +
               ", ".join(f"{k} {e:.2e}" for k, e in errors.items()) +
               (f"  FAIL ({', '.join(bad)} > {TOLERANCE:g})" if bad else "  ok"), flush=True)
+        if diffs:
+            print(f"{shape}: int8 max |score difference| vs numpy-f64 (no threshold): " +
+                  ", ".join(f"{k.replace('_max_abs_diff', '')} {e:.2e}" for k, e in diffs.items()),
+                  flush=True)
         if not args.check_only:
             report["timings"] += time_shape(shape, m, onnx_path, deepfm, model_file,
-                                            str(spec_path), str(weights_path), args)
+                                            str(spec_path), str(weights_path), int8, args)
     if report["timings"]:
         print("\n" + table(report["timings"]))
     if args.json_out:

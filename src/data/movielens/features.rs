@@ -155,6 +155,7 @@ impl Encoder {
     /// A rating model over these fields: linear output clamped to the 1–5 star scale.
     pub fn spec(&self, embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
         ModelSpec {
+            mlp: Default::default(),
             fields: self.fields(),
             embedding_dim,
             hidden,

@@ -6,6 +6,7 @@ use std::io::Write;
 /// One categorical field `id` with `n` ids.
 fn id_spec(n: u64) -> ModelSpec {
     ModelSpec {
+        mlp: Default::default(),
         fields: vec![Field {
             name: "id".into(),
             kind: FieldKind::Categorical { vocab: n },

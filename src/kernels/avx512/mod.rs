@@ -11,6 +11,7 @@ mod dot;
 mod fm;
 mod gemm;
 mod gemv;
+mod qgemm;
 
 /// The AVX-512 instruction set, as a kernel type (see `dispatch!` in [`super`]); code runs on
 /// it only through an [`super::Isa`] token of kind [`super::IsaKind::Avx512`].

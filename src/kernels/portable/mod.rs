@@ -6,6 +6,7 @@ mod dot;
 mod fm;
 mod gemm;
 mod gemv;
+mod qgemm;
 
 /// The portable instruction set, as a kernel type (see `dispatch!` in [`super`]).
 pub(crate) struct Portable;

@@ -1,0 +1,371 @@
+//! The int8 layer: `C = act(dequantize(Q_A · Q_W) + b)` over rows of activations quantized per
+//! row and weights quantized per column ([`super::quant`]).
+//!
+//! One loop nest ([`qgemm_bias_act`]) walks the 16-column panels of the weights and, for each,
+//! tiles of up to `MR` rows; the [`QGemmKernel`] of an [`Int8Path`] forms a tile's exact i32
+//! sums, and one shared epilogue ([`finish_tile`]) dequantizes them and adds the bias (and
+//! ReLU). The integer sums are exact on every path and the epilogue is the same code, so the
+//! scores of an int8 model are bit-identical whatever the CPU. Panels are the outer loop: a
+//! panel's weights (`16 × k` bytes, 10 KiB at `k` = 624) stay in L1 across all the rows of a
+//! block. One row (batch 1) is a tile of one row: the same code and the same sums, reading
+//! weights a quarter the size of f32 ones.
+
+use super::Isa;
+use super::IsaKind;
+use super::quant::{QK, QLine, QNR, QuantizedMatrix, RowQuant};
+
+/// The integer micro-kernel of one path: the i32 sums of a tile of at most `MR` rows and one
+/// 16-column panel.
+pub(crate) trait QGemmKernel {
+    /// Rows of a tile (at most [`MAX_MR`]).
+    const MR: usize;
+
+    /// `acc[r][c] = Σ_g Σ_t a[r·lda + 4g + t] · panel[g][4c + t]` for `r < rows` (rows at and past
+    /// `rows` are unspecified).
+    ///
+    /// # Safety
+    /// This CPU runs the kernel's instructions (the caller holds the path, made by
+    /// [`Int8Path::of`]), `1 ≤ rows ≤ MR`, every activation is at most 127, and `a` holds
+    /// `rows` rows `lda` bytes apart of `4 · panel.len()` bytes each.
+    unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc);
+
+    /// The epilogue of a tile: [`finish_tile`], which this default runs; a path may run the
+    /// same operations (no fused multiply-add) on vectors, with the same results.
+    ///
+    /// # Safety
+    /// This CPU runs the kernel's instructions; the arguments are as [`finish_tile`] takes
+    /// them.
+    #[inline(always)]
+    unsafe fn finish(
+        acc: &Acc,
+        params: &[RowQuant],
+        w: &QuantizedMatrix,
+        j: usize,
+        relu: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        finish_tile(acc, params, w, j, relu, c, ldc);
+    }
+
+    /// Runs [`layer_loop`] compiled for this path's instruction set (the loop nest and the
+    /// shared epilogue are plain code: this is where they get its vector width).
+    ///
+    /// # Safety
+    /// This CPU runs the kernel's instructions, and `call` is checked ([`LayerCall::check`]).
+    unsafe fn layer(call: &mut LayerCall<'_>);
+
+    /// Runs [`quantize_rows`](super::quant::quantize_rows) compiled for this path's instruction set.
+    ///
+    /// # Safety
+    /// This CPU runs the kernel's instructions.
+    unsafe fn quantize(
+        x: &[f32],
+        width: usize,
+        rows: usize,
+        q: &mut [u8],
+        stride: usize,
+        params: &mut [RowQuant],
+    );
+}
+
+/// The arguments of one int8 layer ([`qgemm_bias_act`]).
+pub(crate) struct LayerCall<'a> {
+    pub a: &'a [u8],
+    pub lda: usize,
+    pub params: &'a [RowQuant],
+    pub rows: usize,
+    pub w: &'a QuantizedMatrix,
+    pub relu: bool,
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+}
+
+impl LayerCall<'_> {
+    /// Panics unless the buffers hold what [`qgemm_bias_act`] documents.
+    fn check(&self) {
+        let depth = QK * self.w.groups();
+        assert!(
+            self.lda >= depth && self.ldc >= self.w.n(),
+            "strides too short"
+        );
+        assert!(self.params.len() >= self.rows, "one RowQuant per row");
+        if self.rows > 0 {
+            assert!(
+                self.a.len() >= (self.rows - 1) * self.lda + depth,
+                "activations too short"
+            );
+            assert!(
+                self.c.len() >= (self.rows - 1) * self.ldc + self.w.n(),
+                "output too short"
+            );
+        }
+    }
+}
+
+/// Tallest tile of any kernel.
+pub const MAX_MR: usize = 12;
+/// A tile's i32 sums.
+pub(crate) type Acc = [[i32; QNR]; MAX_MR];
+
+/// Which integer kernels an int8 layer runs on: a token made only from an [`Isa`] (and, for
+/// VNNI, the CPU's features), so the kernels never check the CPU again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Int8Path(Int8Kind);
+
+/// The int8 kernels by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Int8Kind {
+    /// Plain scalar integer code (the `portable` instruction set).
+    Scalar,
+    /// AVX2 `vpmaddubsw` / `vpmaddwd` (the `avx2` instruction set, and `avx512` on a CPU
+    /// without AVX-512 VNNI).
+    Avx2,
+    /// AVX-512 VNNI `vpdpbusd` (the `avx512` instruction set on a CPU with AVX512_VNNI and
+    /// AVX512BW).
+    Avx512Vnni,
+}
+
+/// Runs `$body` with `$k` naming the kernel type of `$path`.
+macro_rules! dispatch_int8 {
+    ($path:expr, $k:ident => $body:expr) => {
+        match $path.kind() {
+            Int8Kind::Scalar => {
+                type $k = $crate::kernels::portable::Portable;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Avx2 => {
+                type $k = $crate::kernels::avx2::Avx2Fma;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Avx512Vnni => {
+                type $k = $crate::kernels::avx512::Avx512;
+                $body
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Int8Kind::Avx2 | Int8Kind::Avx512Vnni => {
+                unreachable!("no x86-64 int8 path off x86-64")
+            }
+        }
+    };
+}
+
+impl Int8Path {
+    /// The int8 kernels that go with the f32 instruction set `isa`: its own, or for `avx512`
+    /// the VNNI kernels where this CPU has them (the AVX2 ones otherwise).
+    pub fn of(isa: Isa) -> Int8Path {
+        Int8Path(match isa.kind() {
+            IsaKind::Portable => Int8Kind::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512 if has_vnni() => Int8Kind::Avx512Vnni,
+            _ => Int8Kind::Avx2,
+        })
+    }
+
+    /// Every path this CPU can run (for tests and benchmarks).
+    pub fn available() -> Vec<Int8Path> {
+        let mut paths: Vec<Int8Path> = Isa::available().into_iter().map(Int8Path::of).collect();
+        paths.dedup();
+        paths
+    }
+
+    /// The kernels, by name.
+    pub fn kind(self) -> Int8Kind {
+        self.0
+    }
+
+    /// Short name (`scalar`, `avx2`, `avx512-vnni`).
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Int8Kind::Scalar => "scalar",
+            Int8Kind::Avx2 => "avx2",
+            Int8Kind::Avx512Vnni => "avx512-vnni",
+        }
+    }
+
+    #[cfg(test)]
+    fn tile_rows(self) -> usize {
+        dispatch_int8!(self, K => K::MR)
+    }
+}
+
+/// True when this CPU has the features of the VNNI kernel (read once per open).
+#[cfg(target_arch = "x86_64")]
+fn has_vnni() -> bool {
+    std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && IsaKind::Avx512.is_supported()
+}
+
+/// `C[rows × n] = act(dequantize(Q_A · Q_W) + b)`: `a` holds `rows` quantized rows `lda`
+/// bytes apart (`lda ≥ 4 · w.groups()`, from [`quantize_rows`](super::quant::quantize_rows) with their `params`), `c` holds
+/// `rows` rows `ldc` apart, of which the first `w.n()` values are written.
+///
+/// # Panics
+/// If a buffer is shorter than that, or `lda` is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn qgemm_bias_act(
+    path: Int8Path,
+    a: &[u8],
+    lda: usize,
+    params: &[RowQuant],
+    rows: usize,
+    w: &QuantizedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let mut call = LayerCall {
+        a,
+        lda,
+        params,
+        rows,
+        w,
+        relu,
+        c,
+        ldc,
+    };
+    call.check();
+    // SAFETY: the path token was made by `Int8Path::of` (the CPU runs its kernels); the call
+    // was checked.
+    dispatch_int8!(path, K => unsafe { K::layer(&mut call) });
+}
+
+/// [`quantize_rows`](super::quant::quantize_rows) on `path`'s instruction set (the same result on every path).
+///
+/// # Panics
+/// As [`quantize_rows`](super::quant::quantize_rows).
+pub fn quantize_rows_on(
+    path: Int8Path,
+    x: &[f32],
+    width: usize,
+    rows: usize,
+    q: &mut [u8],
+    stride: usize,
+    params: &mut [RowQuant],
+) {
+    // SAFETY: the path token was made by `Int8Path::of` (the CPU runs its instructions).
+    dispatch_int8!(path, K => unsafe { K::quantize(x, width, rows, q, stride, params) });
+}
+
+/// The loop nest of one layer: panels outer, tiles of `K::MR` rows inner, each tile's sums by
+/// `K::tile` and then [`finish_tile`]. Inlined into each path's `layer`, which compiles it
+/// with that path's instruction set.
+///
+/// # Safety
+/// This CPU runs `K`'s instructions, and `call` is checked ([`LayerCall::check`]).
+#[inline(always)]
+pub(crate) unsafe fn layer_loop<K: QGemmKernel>(call: &mut LayerCall<'_>) {
+    let LayerCall {
+        a,
+        lda,
+        params,
+        rows,
+        w,
+        relu,
+        ref mut c,
+        ldc,
+    } = *call;
+    let depth = QK * w.groups();
+    let mut acc: Acc = [[0; QNR]; MAX_MR];
+    for j in 0..w.panels() {
+        let panel = w.panel(j);
+        let mut r0 = 0;
+        while r0 < rows {
+            let tile = K::MR.min(rows - r0);
+            let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
+            // SAFETY: the caller's promise that the CPU runs `K`; `1 ≤ tile ≤ MR`; activations
+            // come from `quantize_rows` (at most 127) and `a` holds `tile` rows `lda` apart of
+            // `depth = 4 · panel.len()` bytes (sliced above).
+            unsafe { K::tile(a, lda, tile, panel, &mut acc) };
+            // SAFETY: as above.
+            unsafe {
+                K::finish(
+                    &acc,
+                    &params[r0..r0 + tile],
+                    w,
+                    j,
+                    relu,
+                    &mut c[r0 * ldc..],
+                    ldc,
+                )
+            };
+            r0 += tile;
+        }
+    }
+}
+
+/// The epilogue of one tile, the same code on every path: `c[r][o] = act((acc[r][o] −
+/// zero_r · Σ q_w[o]) as f32 · (scale_r · s_o) + b_o)` for the tile's rows and panel `j`'s real
+/// columns. Inlined into each path's loop nest: element by element the same operations
+/// (no fused multiply-add), so the same results at any vector width.
+#[inline(always)]
+pub(crate) fn finish_tile(
+    acc: &Acc,
+    params: &[RowQuant],
+    w: &QuantizedMatrix,
+    j: usize,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let first = j * QNR;
+    let cols = QNR.min(w.n() - first);
+    let scale: &[f32; QNR] = w.scales()[first..first + QNR]
+        .try_into()
+        .expect("16 columns");
+    let sums: &[i32; QNR] = w.column_sums()[first..first + QNR]
+        .try_into()
+        .expect("16 columns");
+    let bias: &[f32; QNR] = w.bias()[first..first + QNR].try_into().expect("16 columns");
+    // `relu` as a select, not `f32::max`: +0.0 for −0.0 too, whatever the vector width.
+    let value = |acc: i32, p: RowQuant, o: usize| {
+        let v = (acc - p.zero * sums[o]) as f32 * (p.scale * scale[o]) + bias[o];
+        if relu && v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            0.0
+        } else {
+            v
+        }
+    };
+    for (r, (acc, &p)) in acc.iter().zip(params).enumerate() {
+        let out = &mut c[r * ldc + first..r * ldc + first + cols];
+        match <&mut [f32; QNR]>::try_from(&mut *out) {
+            // A whole panel: fixed-length loops, one vector operation each.
+            Ok(out) => {
+                for o in 0..QNR {
+                    out[o] = value(acc[o], p, o);
+                }
+            }
+            Err(_) => {
+                for (o, y) in out.iter_mut().enumerate() {
+                    *y = value(acc[o], p, o);
+                }
+            }
+        }
+    }
+}
+
+/// The exact integer sums of [`QGemmKernel::tile`], in plain scalar code: the reference every
+/// kernel must equal bit for bit (and the scalar path's kernel).
+pub fn tile_ref(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut [[i32; QNR]]) {
+    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+        let row = &a[r * lda..r * lda + QK * panel.len()];
+        for (c, sum) in acc.iter_mut().enumerate() {
+            *sum = panel
+                .iter()
+                .zip(row.chunks_exact(QK))
+                .map(|(line, a)| {
+                    (0..QK)
+                        .map(|t| i32::from(a[t]) * i32::from(line.0[QK * c + t]))
+                        .sum::<i32>()
+                })
+                .sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+use super::*;
+use crate::kernels::quant::{ACT_MAX, MAX_DEPTH, WEIGHT_MAX, quantize_rows};
+use crate::rng::Rng;
+use proptest::prelude::*;
+
+fn random_panel(rng: &mut Rng, groups: usize) -> Vec<QLine> {
+    (0..groups)
+        .map(|_| {
+            let mut line = QLine::default();
+            for b in &mut line.0 {
+                *b = (rng.below(255) as i32 - 127) as i8;
+            }
+            line
+        })
+        .collect()
+}
+
+fn tile_on(path: Int8Path, a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -> Vec<[i32; QNR]> {
+    let mut acc: Acc = [[i32::MIN; QNR]; MAX_MR];
+    let mr = path.tile_rows();
+    let mut out = Vec::new();
+    let mut r0 = 0;
+    while r0 < rows {
+        let tile = mr.min(rows - r0);
+        let depth = QK * panel.len();
+        let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
+        // SAFETY: the path is one this CPU has (`Int8Path::available`), `tile ≤ MR`, the
+        // activations are at most 127 and `a` holds `tile` rows `lda` apart of `depth` bytes.
+        dispatch_int8!(path, K => unsafe { K::tile(a, lda, tile, panel, &mut acc) });
+        out.extend_from_slice(&acc[..tile]);
+        r0 += tile;
+    }
+    out
+}
+
+fn reference_tiles(a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -> Vec<[i32; QNR]> {
+    let mut want = vec![[0i32; QNR]; rows];
+    tile_ref(a, lda, rows, panel, &mut want);
+    want
+}
+
+#[test]
+fn the_paths_are_the_expected_ones() {
+    let names: Vec<&str> = Int8Path::available().iter().map(|p| p.name()).collect();
+    assert_eq!(names[0], "scalar");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        assert!(names.contains(&"avx2"), "{names:?}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vnni")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        assert!(names.contains(&"avx512-vnni"), "{names:?}");
+    }
+    eprintln!("int8 paths on this CPU: {names:?}");
+}
+
+#[test]
+fn worst_case_sums_never_saturate_on_any_path() {
+    // Every activation 127 against every weight +127 (then −127): each `vpmaddubsw` pair is
+    // ±2·127·127, the extreme an i16 must hold, and the sums reach ±127²·k at the deepest
+    // allowed layer.
+    let groups = MAX_DEPTH / QK;
+    for sign in [1i8, -1] {
+        let panel = vec![QLine([sign * WEIGHT_MAX; 64]); groups];
+        let rows = MAX_MR;
+        let a = vec![ACT_MAX; rows * QK * groups];
+        let exact = i32::from(sign) * 127 * 127 * MAX_DEPTH as i32;
+        for path in Int8Path::available() {
+            let got = tile_on(path, &a, QK * groups, rows, &panel);
+            assert!(
+                got.iter().flatten().all(|&s| s == exact),
+                "{} sign {sign}",
+                path.name()
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    #[test]
+    fn every_path_forms_the_reference_sums_exactly(
+        rows in 1usize..30,
+        groups in prop_oneof![0usize..8, 8usize..300],
+        pad in 0usize..3,
+        seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        let panel = random_panel(&mut rng, groups);
+        let lda = QK * (groups + pad);
+        let a: Vec<u8> = (0..rows * lda).map(|_| rng.below(128) as u8).collect();
+        let want = reference_tiles(&a, lda, rows, &panel);
+        for path in Int8Path::available() {
+            prop_assert_eq!(&tile_on(path, &a, lda, rows, &panel), &want, "{}", path.name());
+        }
+    }
+
+    #[test]
+    fn layers_are_bit_identical_across_paths_and_within_the_quantization_bound(
+        rows in 1usize..40,
+        k in 1usize..300,
+        n in 1usize..70,
+        relu: bool,
+        zeros in 0.0f32..0.9,
+        seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..rows * k).map(|_| if rng.uniform() < zeros { 0.0 } else { rng.normal() }).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.normal() * 0.1).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        let q = QuantizedMatrix::quantize(&w, &bias, n, k);
+        let lda = QK * q.groups() + QK;
+        let mut a = vec![0u8; rows * lda];
+        let mut params = vec![RowQuant::default(); rows];
+        quantize_rows(&x, k, rows, &mut a, lda, &mut params);
+        let ldc = n + 3;
+        let mut first: Option<Vec<f32>> = None;
+        for path in Int8Path::available() {
+            let mut c = vec![f32::NAN; rows * ldc];
+            qgemm_bias_act(path, &a, lda, &params, rows, &q, relu, &mut c, ldc);
+            for r in 0..rows {
+                // Columns past `n` are not written.
+                prop_assert!(c[r * ldc + n..(r + 1) * ldc].iter().all(|v| v.is_nan()));
+            }
+            match &first {
+                None => first = Some(c),
+                Some(f) => prop_assert_eq!(f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", path.name()),
+            }
+        }
+        let c = first.unwrap();
+        // Against the exact f64 layer: each product x·w is off by at most
+        // |x|·s_w/2 + |w|·s_x/2 + s_x·s_w/4 (each factor rounded to half a step), plus f32
+        // rounding of the epilogue.
+        for r in 0..rows {
+            let s_x = params[r].scale as f64;
+            for o in 0..n {
+                let s_w = q.scales()[o] as f64;
+                let (mut exact, mut bound) = (bias[o] as f64, 0.0f64);
+                for kk in 0..k {
+                    let (xv, wv) = (x[r * k + kk] as f64, w[o * k + kk] as f64);
+                    exact += xv * wv;
+                    bound += xv.abs() * s_w / 2.0 + wv.abs() * s_x / 2.0 + s_x * s_w / 4.0;
+                }
+                if relu { exact = exact.max(0.0); }
+                let got = c[r * ldc + o] as f64;
+                let slack = 1e-5 * (1.0 + exact.abs() + bound);
+                prop_assert!((got - exact).abs() <= bound + slack,
+                    "row {r} col {o}: {got} vs {exact}, bound {bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_rows_and_weights_round_trip_within_half_a_step(
+        width in 1usize..200, pad in 0usize..3, positive: bool, seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..width)
+            .map(|i| if i % 5 == 0 { 0.0 } else if positive { rng.normal().abs() } else { rng.normal() })
+            .collect();
+        let stride = QK * (width.div_ceil(QK) + pad);
+        let mut q = vec![255u8; stride];
+        let mut p = [RowQuant::default()];
+        quantize_rows(&x, width, 1, &mut q, stride, &mut p);
+        let [p] = p;
+        prop_assert!(q.iter().all(|&v| v <= ACT_MAX));
+        prop_assert!(q[width..].iter().all(|&v| i32::from(v) == p.zero));
+        if positive { prop_assert_eq!(p.zero, 0); }
+        for (i, &v) in x.iter().enumerate() {
+            let back = p.scale * (i32::from(q[i]) - p.zero) as f32;
+            if v == 0.0 { prop_assert_eq!(back, 0.0, "zero must be exact"); }
+            prop_assert!((back - v).abs() <= p.scale * 0.5001 + 1e-6, "{} vs {}", back, v);
+        }
+        let n = 1 + width % 37;
+        let w: Vec<f32> = (0..n * width).map(|_| rng.normal()).collect();
+        let m = QuantizedMatrix::quantize(&w, &vec![0.0; n], n, width);
+        for o in 0..n {
+            let s = m.scales()[o];
+            let mut sum = 0i32;
+            for kk in 0..width {
+                let qw = m.weight(o, kk);
+                prop_assert!(qw != i8::MIN);
+                sum += i32::from(qw);
+                prop_assert!((s * f32::from(qw) - w[o * width + kk]).abs() <= s * 0.5001 + 1e-6);
+            }
+            prop_assert_eq!(m.column_sums()[o], sum);
+        }
+    }
+}
+
+#[test]
+fn an_all_zero_row_or_column_scores_its_bias() {
+    let (n, k) = (3, 5);
+    let mut w = vec![0.5f32; n * k];
+    w[k..2 * k].fill(0.0);
+    let bias = [0.25, -0.5, 1.0];
+    let q = QuantizedMatrix::quantize(&w, &bias, n, k);
+    let x = [0.0f32; 5];
+    let mut a = vec![0u8; 8];
+    let mut p = [RowQuant::default()];
+    quantize_rows(&x, k, 1, &mut a, 8, &mut p);
+    for path in Int8Path::available() {
+        let mut c = [0.0f32; 3];
+        qgemm_bias_act(path, &a, 8, &p, 1, &q, false, &mut c, 3);
+        assert_eq!(c, bias, "{}", path.name());
+    }
+}
+
+#[test]
+fn a_nan_or_infinite_input_gives_nan_outputs_on_every_path_not_numbers() {
+    let (n, k) = (20, 9);
+    let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.37).sin()).collect();
+    let q = QuantizedMatrix::quantize(&w, &vec![0.5; n], n, k);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for at in [0, 4, 8] {
+            let mut x = vec![0.25f32; k];
+            x[at] = bad;
+            let lda = QK * q.groups();
+            for path in Int8Path::available() {
+                let mut a = vec![0u8; lda];
+                let mut p = [RowQuant::default()];
+                quantize_rows_on(path, &x, k, 1, &mut a, lda, &mut p);
+                let mut c = vec![0.0f32; n];
+                qgemm_bias_act(path, &a, lda, &p, 1, &q, false, &mut c, n);
+                assert!(
+                    c.iter().all(|v| v.is_nan()),
+                    "{} {bad} at {at}: {c:?}",
+                    path.name()
+                );
+            }
+        }
+    }
+}
