@@ -35,7 +35,7 @@ pub const MAX_LAYERS: usize = 64;
 /// Largest number of fields.
 pub const MAX_FIELDS: usize = 4_096;
 /// Widest input of a hidden layer scored in int8 ([`MlpPrecision::Int8`]): its integer sums
-/// stay inside an i32 (`2·127·127·65536 < 2³¹`).
+/// stay inside an i32 (`2·255·63·65536 < 2³¹`).
 pub const MAX_INT8_DEPTH: usize = 65_536;
 /// Largest number of MLP parameters (weights and biases, 1 GiB in f32): opening a model reads,
 /// checksums and packs them all, so a hostile header must not be able to ask for more.
@@ -305,7 +305,7 @@ pub enum MlpPrecision {
     #[default]
     F32,
     /// int8: each hidden layer's weights quantized per output column (symmetric) when the
-    /// model is opened, its input quantized per row (7-bit, with a zero point) as it is scored,
+    /// model is opened, its input quantized per row (8-bit, with a zero point) as it is scored,
     /// i32 sums, then dequantized with the bias and ReLU in f32 (`kernels::quant` gives the
     /// arithmetic). The gather, FM term and output unit stay f32. Made by `deepfm quantize
     /// --mlp int8`; the layers' outputs are bit-identical on every instruction set.

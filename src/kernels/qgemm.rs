@@ -2,8 +2,8 @@
 //! row and weights quantized per column ([`super::quant`]).
 //!
 //! One loop nest ([`qgemm_bias_act`]) walks the 16-column panels of the weights and, for each,
-//! tiles of up to `MR` rows; the [`QGemmKernel`] of an [`Int8Path`] forms a tile's exact i32
-//! sums, and one shared epilogue ([`finish_tile`]) dequantizes them and adds the bias (and
+//! tiles of up to `MR` rows; the `QGemmKernel` of an [`Int8Path`] forms a tile's exact i32
+//! sums, and one shared epilogue (`finish_tile`) dequantizes them and adds the bias (and
 //! ReLU). The integer sums are exact on every path and the epilogue is the same code, so the
 //! scores of an int8 model are bit-identical whatever the CPU. Panels are the outer loop: a
 //! panel's weights (`16 × k` bytes, 10 KiB at `k` = 624) stay in L1 across all the rows of a
@@ -25,7 +25,7 @@ pub(crate) trait QGemmKernel {
     ///
     /// # Safety
     /// This CPU runs the kernel's instructions (the caller holds the path, made by
-    /// [`Int8Path::of`]), `1 ≤ rows ≤ MR`, every activation is at most 127, and `a` holds
+    /// [`Int8Path::of`]), `1 ≤ rows ≤ MR`, every weight is within ±63 (`QuantizedMatrix`), and `a` holds
     /// `rows` rows `lda` bytes apart of `4 · panel.len()` bytes each.
     unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc);
 
@@ -278,7 +278,7 @@ pub(crate) unsafe fn layer_loop<K: QGemmKernel>(call: &mut LayerCall<'_>) {
             let tile = K::MR.min(rows - r0);
             let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
             // SAFETY: the caller's promise that the CPU runs `K`; `1 ≤ tile ≤ MR`; activations
-            // come from `quantize_rows` (at most 127) and `a` holds `tile` rows `lda` apart of
+            // come from `quantize_rows` (weights within ±63) and `a` holds `tile` rows `lda` apart of
             // `depth = 4 · panel.len()` bytes (sliced above).
             unsafe { K::tile(a, lda, tile, panel, &mut acc) };
             // SAFETY: as above.
@@ -348,7 +348,7 @@ pub(crate) fn finish_tile(
     }
 }
 
-/// The exact integer sums of [`QGemmKernel::tile`], in plain scalar code: the reference every
+/// The exact integer sums of `QGemmKernel::tile`, in plain scalar code: the reference every
 /// kernel must equal bit for bit (and the scalar path's kernel).
 pub fn tile_ref(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut [[i32; QNR]]) {
     for (r, acc) in acc.iter_mut().enumerate().take(rows) {

@@ -56,7 +56,7 @@ pub fn quantize(q: Quantize<'_>) -> Result<()> {
                 "not written: the mean score difference {mean:.3e} exceeds --tolerance {} × the \
                  score scale {scale}. Models whose MLP input mixes very different magnitudes \
                  (raw, unnormalized dense features beside embeddings) lose the small values to \
-                 per-row 7-bit activations; keep this model in f32, or pass --force",
+                 per-row 8-bit activations; keep this model in f32, or pass --force",
                 q.tolerance
             );
         }

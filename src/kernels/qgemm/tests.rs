@@ -8,7 +8,7 @@ fn random_panel(rng: &mut Rng, groups: usize) -> Vec<QLine> {
         .map(|_| {
             let mut line = QLine::default();
             for b in &mut line.0 {
-                *b = (rng.below(255) as i32 - 127) as i8;
+                *b = (rng.below(2 * WEIGHT_MAX as u64 + 1) as i32 - i32::from(WEIGHT_MAX)) as i8;
             }
             line
         })
@@ -25,7 +25,7 @@ fn tile_on(path: Int8Path, a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -
         let depth = QK * panel.len();
         let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
         // SAFETY: the path is one this CPU has (`Int8Path::available`), `tile ≤ MR`, the
-        // activations are at most 127 and `a` holds `tile` rows `lda` apart of `depth` bytes.
+        // weights are within ±63 and `a` holds `tile` rows `lda` apart of `depth` bytes.
         dispatch_int8!(path, K => unsafe { K::tile(a, lda, tile, panel, &mut acc) });
         out.extend_from_slice(&acc[..tile]);
         r0 += tile;
@@ -59,15 +59,15 @@ fn the_paths_are_the_expected_ones() {
 
 #[test]
 fn worst_case_sums_never_saturate_on_any_path() {
-    // Every activation 127 against every weight +127 (then −127): each `vpmaddubsw` pair is
-    // ±2·127·127, the extreme an i16 must hold, and the sums reach ±127²·k at the deepest
+    // Every activation 255 against every weight +63 (then −63): each `vpmaddubsw` pair is
+    // ±2·255·63, the extreme an i16 must hold, and the sums reach ±255·63·k at the deepest
     // allowed layer.
     let groups = MAX_DEPTH / QK;
     for sign in [1i8, -1] {
         let panel = vec![QLine([sign * WEIGHT_MAX; 64]); groups];
         let rows = MAX_MR;
         let a = vec![ACT_MAX; rows * QK * groups];
-        let exact = i32::from(sign) * 127 * 127 * MAX_DEPTH as i32;
+        let exact = i32::from(sign) * i32::from(ACT_MAX) * i32::from(WEIGHT_MAX) * MAX_DEPTH as i32;
         for path in Int8Path::available() {
             let got = tile_on(path, &a, QK * groups, rows, &panel);
             assert!(
@@ -91,7 +91,7 @@ proptest! {
         let mut rng = Rng::new(seed);
         let panel = random_panel(&mut rng, groups);
         let lda = QK * (groups + pad);
-        let a: Vec<u8> = (0..rows * lda).map(|_| rng.below(128) as u8).collect();
+        let a: Vec<u8> = (0..rows * lda).map(|_| rng.below(u64::from(ACT_MAX) + 1) as u8).collect();
         let want = reference_tiles(&a, lda, rows, &panel);
         for path in Int8Path::available() {
             prop_assert_eq!(&tile_on(path, &a, lda, rows, &panel), &want, "{}", path.name());
@@ -167,7 +167,11 @@ proptest! {
         let mut p = [RowQuant::default()];
         quantize_rows(&x, width, 1, &mut q, stride, &mut p);
         let [p] = p;
-        prop_assert!(q.iter().all(|&v| v <= ACT_MAX));
+        if x.iter().any(|&v| v != 0.0) {
+            // The row's range maps onto every level: its ends are 0 and ACT_MAX.
+            prop_assert_eq!(q[..width].iter().max(), Some(&ACT_MAX));
+            prop_assert_eq!(q[..width].iter().min(), Some(&0));
+        }
         prop_assert!(q[width..].iter().all(|&v| i32::from(v) == p.zero));
         if positive { prop_assert_eq!(p.zero, 0); }
         for (i, &v) in x.iter().enumerate() {
