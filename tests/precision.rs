@@ -2,16 +2,18 @@
 //! instruction set, batch size and thread split; close to the f32 model; recorded in the file
 //! and overridable at open; refused where it cannot work.
 
+use deepfm::ModelWriter;
 use deepfm::fixtures::{
     mixed_small, movielens_like, random_batch, random_rows, write_random_model,
 };
-use deepfm::format::ModelFile;
 use deepfm::format::writer::copy_with_mlp;
+use deepfm::format::{ModelFile, SectionId};
 use deepfm::reference::max_relative_error;
+use deepfm::rng::Rng;
 use deepfm::train::{TrainConfig, TrainError, Trainer};
 use deepfm::{
     BatchBuf, Field, FieldKind, Isa, IsaKind, MlpPrecision, Model, ModelSpec, OpenOptions, Output,
-    PairedScorer, Scratch, ScratchPool, SpecError, score, score_parallel,
+    PairedScorer, Scratch, ScratchPool, SpecError, Value, score, score_parallel,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,6 +134,151 @@ fn int8_stays_close_to_f32_and_the_open_option_overrides_the_file() {
         diffs.iter().any(|&d| d > 0.0),
         "int8 scores equal f32 ones: not quantized?"
     );
+}
+
+/// Writes a model of `spec` whose section `id` holds `value(id, index, rng)` at each index.
+fn write_model(
+    path: &Path,
+    spec: &ModelSpec,
+    value: impl Fn(SectionId, usize, &mut Rng) -> f32,
+) -> PathBuf {
+    let mut rng = Rng::new(11);
+    let mut w = ModelWriter::create(path, spec).unwrap();
+    let mut ids = vec![SectionId::Embedding, SectionId::Linear, SectionId::Bias];
+    for i in 0..=spec.hidden.len() {
+        let (weight, bias) = SectionId::layer(i, spec.hidden.len());
+        ids.extend([weight, bias]);
+    }
+    for id in ids {
+        let n = w.section_elements(id) as usize;
+        let data: Vec<f32> = (0..n).map(|i| value(id, i, &mut rng)).collect();
+        w.write(id, &data).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+#[test]
+fn numeric_and_dense_inputs_far_larger_than_the_embeddings_do_not_swamp_them() {
+    // Raw numbers beside small embeddings, as a trained model sees them: an age-like numeric
+    // field (its embedding times 18 to 78) and four count-like dense fields (the same range),
+    // with small weights, beside 20 categorical fields of vectors near 0.05, all of them
+    // mattering to the score. Quantized in one row, every embedding value would be about one
+    // step; the first layer keeps the numeric and dense fields in f32.
+    let d = 8;
+    let mut fields = vec![Field {
+        name: "age".into(),
+        kind: FieldKind::Numeric,
+        table: None,
+    }];
+    fields.extend((1..=20).map(|i| Field {
+        name: format!("C{i}"),
+        kind: FieldKind::Categorical { vocab: 100 },
+        table: None,
+    }));
+    fields.extend((1..=4).map(|i| Field {
+        name: format!("I{i}"),
+        kind: FieldKind::Dense,
+        table: None,
+    }));
+    let spec = ModelSpec {
+        mlp: MlpPrecision::F32,
+        fields,
+        embedding_dim: d,
+        hidden: vec![64, 32],
+        output: Output::Sigmoid,
+        clamp: None,
+    };
+    let k = spec.mlp_input_width();
+    let layer0 = SectionId::layer(0, spec.hidden.len()).0;
+    let raw = |column: usize| column < d || column >= 21 * d; // age's D inputs, the dense ones
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_model(&dir.path().join("m.dfm"), &spec, |id, i, rng| {
+        let mut he = |input: usize| rng.normal() * (2.0 / input as f32).sqrt();
+        match id {
+            SectionId::Embedding => 0.05 * rng.normal(),
+            SectionId::Linear | SectionId::Bias => 0.0,
+            _ if id == layer0 && raw(i % k) => he(k) / 50.0,
+            _ if id == layer0 => he(k),
+            SectionId::LayerWeight(_) | SectionId::OutWeight => he(64),
+            _ => 0.01 * rng.normal(),
+        }
+    });
+    let rows = 2000;
+    let mut batch = BatchBuf::new(&spec);
+    for mut row in random_rows(&spec, rows, 6) {
+        for v in &mut row {
+            if let Value::Num(x) = v {
+                *x = 18.0 + *x * 20.0; // 18 to 78
+            }
+        }
+        batch.push_row(&row).unwrap();
+    }
+    let run = |mlp| {
+        let model = open(&path, None, Some(mlp));
+        let mut out = vec![0.0f32; rows];
+        score(&model, &batch, &mut Scratch::new(&model), &mut out).unwrap();
+        out
+    };
+    let (exact, quantized) = (run(MlpPrecision::F32), run(MlpPrecision::Int8));
+    let spread = exact
+        .iter()
+        .fold(0.0f32, |m, &p| m.max((p - exact[0]).abs()));
+    assert!(
+        spread > 0.1,
+        "the scores hardly vary ({spread}): the test would prove nothing"
+    );
+    let max = exact
+        .iter()
+        .zip(&quantized)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    eprintln!("int8 against f32 with raw numeric and dense inputs: max |dp| {max:e}");
+    assert!(max < 2e-3, "int8 moved a probability by {max}");
+}
+
+#[test]
+fn a_first_layer_of_only_numeric_and_dense_fields_runs_in_f32() {
+    let field = |name: &str, kind| Field {
+        name: name.into(),
+        kind,
+        table: None,
+    };
+    let spec = ModelSpec {
+        mlp: MlpPrecision::F32,
+        fields: vec![
+            field("a", FieldKind::Numeric),
+            field("b", FieldKind::Dense),
+            field("c", FieldKind::Numeric),
+        ],
+        embedding_dim: 4,
+        hidden: vec![5, 3],
+        output: Output::Sigmoid,
+        clamp: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_random_model(dir.path().join("m.dfm"), &spec, 2).unwrap();
+    let batch = random_batch(&spec, 300, 3);
+    let run = |mlp, isa| {
+        let model = open(&path, isa, Some(mlp));
+        let mut out = vec![0.0f32; 300];
+        score(&model, &batch, &mut Scratch::new(&model), &mut out).unwrap();
+        out
+    };
+    let exact = run(MlpPrecision::F32, None);
+    let int8 = run(MlpPrecision::Int8, None);
+    for isa in Isa::available() {
+        assert_eq!(
+            bits(&int8),
+            bits(&run(MlpPrecision::Int8, Some(isa))),
+            "{isa:?}"
+        );
+    }
+    let max = exact
+        .iter()
+        .zip(&int8)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(max < 5e-3, "int8 moved a probability by {max}");
 }
 
 #[test]

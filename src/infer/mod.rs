@@ -6,6 +6,7 @@
 //! Batches are processed in blocks of [`BLOCK_ROWS`] rows so that the activations of a block stay
 //! in cache whatever the batch size; a [`Scratch`] holds one block's buffers, allocated once.
 
+mod int8;
 mod model;
 mod paired;
 mod score;

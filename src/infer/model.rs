@@ -1,9 +1,9 @@
+use super::int8::Int8Mlp;
 use crate::format::{FormatError, ModelFile, SectionId};
 use crate::kernels::Isa;
 use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
 use crate::kernels::qgemm::Int8Path;
-use crate::kernels::quant::QuantizedMatrix;
 use crate::spec::{MlpPrecision, ModelSpec, Output};
 use std::path::Path;
 
@@ -135,12 +135,9 @@ impl Model {
                 (packed.collect(), None)
             }
             MlpPrecision::Int8 => {
-                let quantized = layers
-                    .map(|(w, b, (input, output))| QuantizedMatrix::quantize(w, b, output, input));
-                let int8 = Int8Mlp {
-                    path: Int8Path::of(self.isa),
-                    layers: quantized.collect(),
-                };
+                let path = Int8Path::of(self.isa);
+                let embedding = self.embedding();
+                let int8 = Int8Mlp::new(path, layers, &self.fields, embedding, self.dim);
                 (Vec::new(), Some(int8))
             }
         };
@@ -198,13 +195,6 @@ impl Model {
     pub(crate) fn max_hidden_width(&self) -> usize {
         self.spec().hidden.iter().copied().max().unwrap_or(0)
     }
-}
-
-/// The hidden layers quantized for the int8 kernels ([`MlpPrecision::Int8`]).
-#[derive(Debug)]
-pub(crate) struct Int8Mlp {
-    pub(crate) path: Int8Path,
-    pub(crate) layers: Vec<QuantizedMatrix>,
 }
 
 #[cfg(test)]

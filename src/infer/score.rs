@@ -1,4 +1,5 @@
 use super::BLOCK_ROWS;
+use super::int8::{Int8Buffers, int8_layer};
 use super::model::Model;
 use super::scratch::{Scratch, ScratchPool};
 use crate::batch::Columns;
@@ -8,8 +9,6 @@ use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
-use crate::kernels::qgemm::{qgemm_bias_act, quantize_rows_on};
-use crate::kernels::quant::QK;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -140,7 +139,7 @@ fn score_block<C: Columns + ?Sized>(
 ) {
     let n = rows.len();
     let width = model.input_width;
-    gather_block(model, batch, rows, scratch);
+    gather_block(model, batch, rows.clone(), scratch);
     let Scratch {
         x,
         h,
@@ -149,6 +148,7 @@ fn score_block<C: Columns + ?Sized>(
         pack,
         quantized,
         row_quant,
+        row,
         ..
     } = scratch;
     let x: &[f32] = &bytemuck::cast_slice(x)[..n * width];
@@ -166,11 +166,21 @@ fn score_block<C: Columns + ?Sized>(
         };
         if let Some(int8) = &model.int8 {
             // One code for every block height: a row is a one-row tile.
-            let layer = &int8.layers[i];
-            let lda = QK * layer.groups();
-            quantize_rows_on(int8.path, input, in_width, n, quantized, lda, row_quant);
-            qgemm_bias_act(
-                int8.path, quantized, lda, row_quant, n, layer, true, output, out_width,
+            let buffers = Int8Buffers {
+                quantized,
+                row_quant,
+                row,
+            };
+            int8_layer(
+                int8,
+                i,
+                batch,
+                rows.clone(),
+                input,
+                in_width,
+                buffers,
+                output,
+                out_width,
             );
         } else if n <= GEMV_ROWS {
             // Row by row: see `kernels::gemv` for why one row is not a small GEMM.

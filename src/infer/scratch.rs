@@ -46,6 +46,8 @@ pub struct Scratch {
     /// to whole `k` groups), and how each row was quantized.
     pub(crate) quantized: Vec<u8>,
     pub(crate) row_quant: Vec<RowQuant>,
+    /// One MLP input row's quantized columns, gathered (`infer::int8`).
+    pub(crate) row: Vec<f32>,
 }
 
 impl Scratch {
@@ -66,6 +68,7 @@ impl Scratch {
             nonzeros: NonZeros::with_capacity(width.max(input)),
             quantized: vec![0; BLOCK_ROWS * width.max(input).next_multiple_of(QK)],
             row_quant: vec![RowQuant::default(); BLOCK_ROWS],
+            row: vec![0.0; input],
         }
     }
 

@@ -36,6 +36,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod dot;
+pub mod f32_columns;
 pub mod fm;
 pub(crate) mod gather;
 pub mod gemm;

@@ -103,6 +103,17 @@ impl LayerCall<'_> {
     }
 }
 
+/// The ReLU of every int8 epilogue, as a select rather than `f32::max`: +0.0 for −0.0 and NaN
+/// alike, whatever the vector width, so scalar and vector epilogues agree bit for bit.
+#[inline(always)]
+pub(crate) fn relu_select(v: f32) -> f32 {
+    if v.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater) {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// Tallest tile of any kernel.
 pub const MAX_MR: usize = 12;
 /// A tile's i32 sums.
@@ -321,14 +332,9 @@ pub(crate) fn finish_tile(
         .try_into()
         .expect("16 columns");
     let bias: &[f32; QNR] = w.bias()[first..first + QNR].try_into().expect("16 columns");
-    // `relu` as a select, not `f32::max`: +0.0 for −0.0 too, whatever the vector width.
     let value = |acc: i32, p: RowQuant, o: usize| {
         let v = (acc - p.zero * sums[o]) as f32 * (p.scale * scale[o]) + bias[o];
-        if relu && v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-            0.0
-        } else {
-            v
-        }
+        if relu { relu_select(v) } else { v }
     };
     for (r, (acc, &p)) in acc.iter().zip(params).enumerate() {
         let out = &mut c[r * ldc + first..r * ldc + first + cols];
