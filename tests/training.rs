@@ -9,7 +9,8 @@ use deepfm::train::{
     TrainError, Trainer, fit,
 };
 use deepfm::{
-    Batch, Column, Columns, Field, FieldKind, Model, ModelSpec, Output, Pooling, Scratch, score,
+    Batch, Column, Columns, Field, FieldKind, MlpPrecision, Model, ModelSpec, Output, Pooling,
+    Scratch, score,
 };
 
 fn config(loss: Loss, threads: usize, seed: u64) -> TrainConfig {
@@ -385,4 +386,33 @@ fn student_recovers_a_planted_teacher() {
         student_auc >= teacher_auc - 0.005,
         "student AUC {student_auc} vs teacher {teacher_auc}"
     );
+
+    // The trained model scored with the int8 MLP: the accuracy bounds (AUC within
+    // 0.001 of f32, probabilities within 5e-3).
+    let dir = tempfile::tempdir().unwrap();
+    let path = student.write(dir.path().join("m.dfm")).unwrap();
+    let run = |mlp| {
+        let options = deepfm::OpenOptions {
+            mlp: Some(mlp),
+            ..Default::default()
+        };
+        let model = Model::open_with(&path, &options).unwrap();
+        let mut out = vec![0.0f32; test.labels.len()];
+        score(&model, &test.batch, &mut Scratch::new(&model), &mut out).unwrap();
+        out
+    };
+    let (exact, int8) = (run(MlpPrecision::F32), run(MlpPrecision::Int8));
+    let auc = |p: &[f32]| deepfm::metrics::auc(p, &test.labels).unwrap().unwrap();
+    let (exact_auc, int8_auc) = (auc(&exact), auc(&int8));
+    let max = exact
+        .iter()
+        .zip(&int8)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    eprintln!("int8: AUC {int8_auc:.5} (f32 {exact_auc:.5}), max |dp| {max:.2e}");
+    assert!(
+        (int8_auc - exact_auc).abs() <= 1e-3,
+        "int8 AUC {int8_auc} vs f32 {exact_auc}"
+    );
+    assert!(max <= 5e-3, "int8 moved a probability by {max}");
 }
