@@ -59,6 +59,7 @@ fn spec(embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
     }));
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim,
         hidden,

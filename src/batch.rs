@@ -314,6 +314,7 @@ mod tests {
     fn push_row_checks_kinds_and_builds_offsets() {
         let spec = ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields: vec![
                 Field {
                     name: "c".into(),

@@ -38,6 +38,7 @@ pub fn criteo_like() -> ModelSpec {
     }));
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: 16,
         hidden: vec![400, 400, 400],
@@ -51,6 +52,7 @@ pub fn criteo_like() -> ModelSpec {
 pub fn movielens_like() -> ModelSpec {
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields: vec![
             Field {
                 name: "user".into(),
@@ -74,6 +76,7 @@ pub fn movielens_like() -> ModelSpec {
 pub fn mixed_small() -> ModelSpec {
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields: vec![
             Field {
                 name: "user".into(),
@@ -311,6 +314,7 @@ impl SparseShape {
     pub fn spec(&self) -> ModelSpec {
         ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields: vec![
                 Field {
                     name: "big".into(),

@@ -97,4 +97,6 @@ pub use batch::{Batch, BatchBuf, Column, Columns, ScoreError, Value};
 pub use format::{FormatError, ModelWriter};
 pub use infer::{Model, OpenOptions, PairedScorer, Scratch, ScratchPool, score, score_parallel};
 pub use kernels::{Isa, IsaError, IsaKind, IsaSource};
-pub use spec::{Field, FieldKind, MlpPrecision, ModelSpec, Output, Pooling, SpecError};
+pub use spec::{
+    Field, FieldKind, MlpPrecision, ModelSpec, Output, Pooling, SpecError, TablePrecision,
+};

@@ -13,7 +13,12 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
     let spec = model.spec();
     let file = model.file();
     let d = spec.embedding_dim;
-    let table = model.embedding();
+    // Rows decoded from the file's row format (exact for f32 tables).
+    let row_of = |row: usize| {
+        let mut e = vec![0.0f32; d];
+        model.embedding_row(row, &mut e);
+        e
+    };
     let linear = model.linear();
     let offsets = spec.row_offsets();
     let section = |id| file.f32s(id).expect("validated files have every section");
@@ -26,7 +31,7 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
         let mut first_order = section(SectionId::Bias)[0] as f64;
         for (f, field) in spec.fields.iter().enumerate() {
             let base = offsets[f] as usize;
-            let embedding = |row: usize| table[row * d..(row + 1) * d].iter().map(|&v| v as f64);
+            let embedding = |row: usize| row_of(row).into_iter().map(|v| v as f64);
             match (batch.column(f), field.kind) {
                 (Column::Numeric(values), FieldKind::Dense) => {
                     dense.push(values[r] as f64);
@@ -54,8 +59,9 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
                         .filter(|&&id| Some(id) != padding)
                         .map(|&id| base + id as usize)
                         .collect();
+                    let vectors: Vec<Vec<f32>> = rows.iter().map(|&row| row_of(row)).collect();
                     for j in 0..d {
-                        x.push(pool(pooling, rows.iter().map(|&row| table[row * d + j])));
+                        x.push(pool(pooling, vectors.iter().map(|e| e[j])));
                     }
                     first_order += pool(linear_pooling, rows.iter().map(|&row| linear[row]));
                 }

@@ -336,6 +336,65 @@ impl MlpPrecision {
     }
 }
 
+/// How the embedding table's rows are stored ([`ModelSpec::table`]); the first-order weights
+/// and every other section stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TablePrecision {
+    /// f32 rows (4·D bytes): the exact default, and what the trainer writes.
+    #[default]
+    F32,
+    /// IEEE half-precision rows (2·D bytes), rounded to nearest from f32.
+    F16,
+    /// bfloat16 rows (2·D bytes): f32's range, 8 significant bits, rounded to nearest.
+    Bf16,
+    /// Row-wise int8 (D + 8 bytes), FBGEMM's fused 8-bit row-wise layout: D codes `q` (u8),
+    /// then the row's `scale` and `bias` as little-endian f32; a value is `scale · q + bias`,
+    /// with `bias` the row's minimum and `scale` its range / 255.
+    Int8,
+}
+
+impl TablePrecision {
+    /// Every row format, as [`TablePrecision::name`] spells it.
+    pub const NAMES: [&'static str; 4] = ["f32", "f16", "bf16", "int8"];
+
+    const ALL: [TablePrecision; 4] = [
+        TablePrecision::F32,
+        TablePrecision::F16,
+        TablePrecision::Bf16,
+        TablePrecision::Int8,
+    ];
+
+    /// The name in specs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TablePrecision::F32 => "f32",
+            TablePrecision::F16 => "f16",
+            TablePrecision::Bf16 => "bf16",
+            TablePrecision::Int8 => "int8",
+        }
+    }
+
+    /// Parses one of [`TablePrecision::NAMES`].
+    pub fn from_name(name: &str) -> Option<TablePrecision> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Bytes of one row of `dim` values.
+    pub fn row_bytes(self, dim: usize) -> usize {
+        match self {
+            TablePrecision::F32 => 4 * dim,
+            TablePrecision::F16 | TablePrecision::Bf16 => 2 * dim,
+            TablePrecision::Int8 => dim + 8,
+        }
+    }
+
+    fn is_f32(&self) -> bool {
+        *self == TablePrecision::F32
+    }
+}
+
 /// The full shape of a DeepFM model. Unknown keys are refused (a misspelt `clamp` must not
 /// be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,6 +415,9 @@ pub struct ModelSpec {
     /// `f32`, so f32 specs serialize exactly as before the option existed.
     #[serde(default, skip_serializing_if = "MlpPrecision::is_f32")]
     pub mlp: MlpPrecision,
+    /// How the embedding rows are stored ([`TablePrecision`]); written only when not `f32`.
+    #[serde(default, skip_serializing_if = "TablePrecision::is_f32")]
+    pub table: TablePrecision,
 }
 
 /// Ways a spec can be invalid.

@@ -1162,4 +1162,42 @@ fn quantize_measures_first_writes_within_tolerance_and_the_copy_scores_in_int8()
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(scores(&back), exact);
+    // The table's rows: smaller, said so, scored close to the f32 file; nothing left behind.
+    let rows = dir.path().join("rows.dfm").to_string_lossy().into_owned();
+    let out = deepfm(
+        &[
+            "quantize",
+            "--in",
+            &model,
+            "--out",
+            &rows,
+            "--table",
+            "int8",
+            "--samples",
+            "2000",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("table f32 → int8"), "{said}");
+    let size = |p: &str| std::fs::metadata(p).unwrap().len();
+    assert!(size(&rows) < size(&model), "{said}");
+    assert!(text(&deepfm(&["inspect", &rows], None).stdout).contains(r#""table":"int8""#));
+    for (a, b) in exact.lines().zip(scores(&rows).lines()) {
+        let (a, b): (f32, f32) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!((a - b).abs() < 0.02, "{a} vs {b}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".quantizing"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let out = deepfm(&["quantize", "--in", &model, "--out", &rows], None);
+    assert!(
+        text(&out.stderr).contains("nothing to change"),
+        "{}",
+        text(&out.stderr)
+    );
 }

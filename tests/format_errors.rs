@@ -1346,3 +1346,73 @@ fn metadata_entry_errors() {
     let err = edit(&|b| patch_u64(b, e + OFFSET, (good.len() as u64).next_multiple_of(64)));
     assert!(matches!(err, FormatError::OutOfBounds { .. }), "{err:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reduced-precision embedding tables
+// ---------------------------------------------------------------------------------------------
+
+/// The bytes of the valid model with its table stored as row-wise int8.
+fn int8_table_bytes() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("valid.dfm");
+    std::fs::write(&path, valid_model_bytes()).unwrap();
+    let file = ModelFile::open(&path).unwrap();
+    let out = dir.path().join("int8.dfm");
+    let (mlp, table) = (file.spec().mlp, deepfm::TablePrecision::Int8);
+    deepfm::format::writer::copy_with_precision(&file, &out, mlp, table).unwrap();
+    std::fs::read(&out).unwrap()
+}
+
+// A row whose scale is NaN (checksums redone, so only the value check can catch it): the table
+// is not read at open, and `verify` names the table and the row's first value.
+#[test]
+fn int8_table_with_a_nan_scale() {
+    let mut b = int8_table_bytes();
+    let d = mixed_small().embedding_dim;
+    let at = section_range(&b, 0).start + 3 * (d + 8) + d;
+    b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    fix_section(&mut b, 0);
+    fix_meta(&mut b);
+    let err = open_bytes(&b).unwrap().verify().unwrap_err();
+    match err {
+        FormatError::NonFinite { section, element } => {
+            assert_eq!((section.as_str(), element), ("embedding", 3 * d));
+        }
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
+}
+
+// The section table says f32 rows where the spec says int8 ones.
+#[test]
+fn table_dtype_disagrees_with_the_spec() {
+    let mut b = int8_table_bytes();
+    assert_eq!(
+        u32_at(&b, entry_offset(0) + 8),
+        4,
+        "row-wise int8 is dtype 4"
+    );
+    patch_u32(&mut b, entry_offset(0) + 8, 1);
+    fix_meta(&mut b);
+    assert!(matches!(
+        open_err(&b),
+        FormatError::UnsupportedDtype { dtype: 1, ref section } if section == "embedding"
+    ));
+    // And an f32 file whose table entry claims f16 rows.
+    let mut b = valid_model_bytes();
+    patch_u32(&mut b, entry_offset(0) + 8, 2);
+    fix_meta(&mut b);
+    assert!(matches!(
+        open_err(&b),
+        FormatError::UnsupportedDtype { dtype: 2, .. }
+    ));
+}
+
+// An int8 table whose length is that of f32 rows.
+#[test]
+fn int8_table_of_the_wrong_length() {
+    let mut b = int8_table_bytes();
+    let len = u64_at(&b, entry_offset(0) + LENGTH);
+    patch_u64(&mut b, entry_offset(0) + LENGTH, len + 1);
+    fix_meta(&mut b);
+    assert!(matches!(open_err(&b), FormatError::SectionLength { .. }));
+}

@@ -182,6 +182,7 @@ fn numeric_and_dense_inputs_far_larger_than_the_embeddings_do_not_swamp_them() {
     }));
     let spec = ModelSpec {
         mlp: MlpPrecision::F32,
+        table: Default::default(),
         fields,
         embedding_dim: d,
         hidden: vec![64, 32],
@@ -245,6 +246,7 @@ fn a_first_layer_of_only_numeric_and_dense_fields_runs_in_f32() {
     };
     let spec = ModelSpec {
         mlp: MlpPrecision::F32,
+        table: Default::default(),
         fields: vec![
             field("a", FieldKind::Numeric),
             field("b", FieldKind::Dense),

@@ -63,6 +63,7 @@ fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> Model
     let sigmoid = rng.below(2) == 0;
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: dim,
         hidden: (0..layers).map(|_| 1 + rng.below(70) as usize).collect(),

@@ -10,7 +10,7 @@ use deepfm::train::{
 };
 use deepfm::{
     Batch, Column, Columns, Field, FieldKind, MlpPrecision, Model, ModelSpec, Output, Pooling,
-    Scratch, score,
+    Scratch, TablePrecision, score,
 };
 
 fn config(loss: Loss, threads: usize, seed: u64) -> TrainConfig {
@@ -404,6 +404,30 @@ fn student_recovers_a_planted_teacher() {
     let (exact, int8) = (run(MlpPrecision::F32), run(MlpPrecision::Int8));
     let auc = |p: &[f32]| deepfm::metrics::auc(p, &test.labels).unwrap().unwrap();
     let (exact_auc, int8_auc) = (auc(&exact), auc(&int8));
+    // The tables in each reduced-precision row format: the same bounds.
+    for table in [
+        TablePrecision::F16,
+        TablePrecision::Bf16,
+        TablePrecision::Int8,
+    ] {
+        let file = deepfm::format::ModelFile::open(&path).unwrap();
+        let to = dir.path().join(format!("{}.dfm", table.name()));
+        deepfm::format::writer::copy_with_precision(&file, &to, MlpPrecision::F32, table).unwrap();
+        let model = Model::open(&to).unwrap();
+        let mut out = vec![0.0f32; test.labels.len()];
+        score(&model, &test.batch, &mut Scratch::new(&model), &mut out).unwrap();
+        let max = exact
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let table_auc = auc(&out);
+        eprintln!("{table:?} table: AUC {table_auc:.5}, max |dp| {max:.2e}");
+        assert!(
+            (table_auc - exact_auc).abs() <= 1e-3 && max <= 5e-3,
+            "{table:?}"
+        );
+    }
     let max = exact
         .iter()
         .zip(&int8)

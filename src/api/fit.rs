@@ -124,6 +124,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         }
         let spec = ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields,
             embedding_dim: settings.embedding_dim,
             hidden: settings.deep_layers.clone(),

@@ -337,6 +337,7 @@ impl CriteoPreprocessor {
     pub fn spec(&self, embedding_dim: usize, hidden: &[usize]) -> ModelSpec {
         ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields: self.fields(),
             embedding_dim,
             hidden: hidden.to_vec(),

@@ -150,6 +150,14 @@ pub enum FormatError {
         /// Bytes in the table.
         found: u64,
     },
+    /// A write to a row-wise int8 table that is not made of whole rows.
+    #[error("section {section}: int8 rows are written whole, {dim} values at a time")]
+    PartialRow {
+        /// Section name.
+        section: String,
+        /// Values per row.
+        dim: u64,
+    },
     /// The offset is not a multiple of the required alignment.
     #[error("section {section}: offset {offset} is not a multiple of {align}")]
     Misaligned {

@@ -32,12 +32,12 @@
 //! |--------|------|---------|
 //! | 0..4   | u32  | kind: 1 embedding, 2 linear, 3 bias, 4 hidden weight, 5 hidden bias, 6 output weight, 7 output bias, 8 metadata |
 //! | 4..8   | u32  | layer index for kinds 4 and 5, else 0 |
-//! | 8..12  | u32  | dtype: 1 f32, 5 u8 (metadata only) (reserved for later versions: 2 f16, 3 bf16, 4 row-wise int8) |
+//! | 8..12  | u32  | dtype: 1 f32; for the embedding table only, as the spec's `table` says, 2 f16, 3 bf16, 4 row-wise int8 (per row: dim 1 u8 codes, then scale and bias, f32); 5 u8 (metadata only) |
 //! | 12..16 | u32  | rank, 1 or 2 |
 //! | 16..24 | u64  | dim 0 |
 //! | 24..32 | u64  | dim 1 (1 when rank is 1) |
 //! | 32..40 | u64  | offset |
-//! | 40..48 | u64  | length = dim 0 × dim 1 × dtype size |
+//! | 40..48 | u64  | length = dim 0 × bytes of a row of dim 1 (4·dim 1 for f32, 2·dim 1 for f16 and bf16, dim 1 + 8 for row-wise int8) |
 //! | 48..56 | u64  | section checksum (below) |
 //! | 56..64 | u64  | reserved, `0` |
 //!
@@ -98,7 +98,7 @@ pub use install::{Installed, install};
 pub use reader::{FileStamp, ModelFile};
 pub use writer::ModelWriter;
 
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, TablePrecision};
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"\x89DEEPFM\n";
@@ -128,26 +128,50 @@ pub const METADATA_KIND: u32 = 8;
 /// Element type of a section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
-    /// IEEE 754 binary32, little-endian (every tensor section).
+    /// IEEE 754 binary32, little-endian (every tensor section but a reduced-precision table).
     F32 = 1,
+    /// IEEE 754 binary16, little-endian (an `f16` embedding table).
+    F16 = 2,
+    /// bfloat16, little-endian (a `bf16` embedding table).
+    Bf16 = 3,
+    /// Row-wise int8: each row `dim 1` u8 codes, then its scale and bias as little-endian f32
+    /// (an `int8` embedding table; [`TablePrecision::Int8`]).
+    Int8Rows = 4,
     /// Bytes (the metadata section).
     U8 = 5,
 }
 
 impl Dtype {
-    /// Bytes per element.
-    pub fn size(self) -> u64 {
+    /// Bytes of one row of `dim1` elements (`None` on overflow).
+    pub fn row_bytes(self, dim1: u64) -> Option<u64> {
         match self {
-            Dtype::F32 => 4,
-            Dtype::U8 => 1,
+            Dtype::F32 => dim1.checked_mul(4),
+            Dtype::F16 | Dtype::Bf16 => dim1.checked_mul(2),
+            Dtype::Int8Rows => dim1.checked_add(8),
+            Dtype::U8 => Some(dim1),
         }
     }
-    fn from_code(code: u32) -> Option<Dtype> {
-        match code {
-            1 => Some(Dtype::F32),
-            5 => Some(Dtype::U8),
-            _ => None,
+
+    /// The dtype of an embedding table stored as `table`.
+    pub fn of_table(table: TablePrecision) -> Dtype {
+        match table {
+            TablePrecision::F32 => Dtype::F32,
+            TablePrecision::F16 => Dtype::F16,
+            TablePrecision::Bf16 => Dtype::Bf16,
+            TablePrecision::Int8 => Dtype::Int8Rows,
         }
+    }
+
+    fn from_code(code: u32) -> Option<Dtype> {
+        [
+            Dtype::F32,
+            Dtype::F16,
+            Dtype::Bf16,
+            Dtype::Int8Rows,
+            Dtype::U8,
+        ]
+        .into_iter()
+        .find(|&d| d as u32 == code)
     }
 }
 
@@ -244,6 +268,8 @@ pub struct TensorShape {
     pub rank: u32,
     /// Dimensions.
     pub dims: [u64; 2],
+    /// Element type: f32, or the table's row format for the embedding table.
+    pub dtype: Dtype,
 }
 
 impl TensorShape {
@@ -251,13 +277,26 @@ impl TensorShape {
     pub fn elements(&self) -> Option<u64> {
         self.dims[0].checked_mul(self.dims[1])
     }
+
+    /// Bytes of the tensor in its dtype (may overflow for hostile shapes: checked).
+    pub fn bytes(&self) -> Option<u64> {
+        self.dims[0].checked_mul(self.dtype.row_bytes(self.dims[1])?)
+    }
 }
 
 /// The tensors a spec implies, in section-table order.
 pub fn tensor_shapes(spec: &ModelSpec) -> Vec<TensorShape> {
     let rows = spec.total_rows().unwrap_or(u64::MAX);
     let d = spec.embedding_dim as u64;
-    let t = |id, rank, dims| TensorShape { id, rank, dims };
+    let t = |id, rank, dims| TensorShape {
+        id,
+        rank,
+        dims,
+        dtype: match id {
+            SectionId::Embedding => Dtype::of_table(spec.table),
+            _ => Dtype::F32,
+        },
+    };
     let mut shapes = vec![
         t(SectionId::Embedding, 2, [rows, d]),
         t(SectionId::Linear, 1, [rows, 1]),
@@ -303,6 +342,8 @@ pub(crate) struct Layout {
     pub spec_json: String,
     pub spec_offset: u64,
     pub file_len: u64,
+    /// How the embedding rows are stored.
+    pub table: TablePrecision,
 }
 
 fn align_up(x: u64, align: u64) -> Option<u64> {
@@ -332,14 +373,14 @@ impl Layout {
             .iter()
             .map(|&shape| SectionInfo {
                 shape,
-                dtype: Dtype::F32,
+                dtype: shape.dtype,
                 offset: 0,
                 length: 0,
                 checksum: 0,
             })
             .collect();
         let place = |s: &mut SectionInfo, align: u64, cursor: &mut u64| -> Option<()> {
-            s.length = s.shape.elements()?.checked_mul(s.dtype.size())?;
+            s.length = s.shape.bytes()?;
             s.offset = align_up(*cursor, align)?;
             *cursor = s.offset.checked_add(s.length)?;
             Some(())
@@ -375,6 +416,7 @@ impl Layout {
             spec_json,
             spec_offset,
             file_len: cursor,
+            table: spec.table,
         })
     }
 }

@@ -227,8 +227,13 @@ impl ModelFile {
         Some(&self.map[s.offset as usize..(s.offset + s.length) as usize])
     }
 
-    /// A section as `f32`s, zero-copy (`None` if the spec has no such section).
+    /// A section as `f32`s, zero-copy (`None` if the spec has no such section, or it is an
+    /// embedding table stored in another format: read that with [`ModelFile::bytes`] and
+    /// [`crate::kernels::row_codec::decode_row`]).
     pub fn f32s(&self, id: SectionId) -> Option<&[f32]> {
+        if self.info(id)?.dtype != Dtype::F32 {
+            return None;
+        }
         // Offsets were checked to be 64-byte aligned and the map is page aligned, so the cast
         // cannot fail; `try_` keeps even a broken invariant a `None`, not a panic.
         bytemuck::try_cast_slice(self.bytes(id)?).ok()
@@ -242,7 +247,14 @@ impl ModelFile {
         for s in &self.sections {
             check_section(&self.map, s)?;
             let bytes = &self.map[s.offset as usize..(s.offset + s.length) as usize];
-            if let Some(element) = first_non_finite(bytes) {
+            let non_finite = match s.shape.id {
+                SectionId::Embedding if s.dtype != Dtype::F32 => {
+                    let dim = s.shape.dims[1] as usize;
+                    crate::kernels::row_codec::first_non_finite(self.spec().table, bytes, dim)
+                }
+                _ => first_non_finite(bytes),
+            };
+            if let Some(element) = non_finite {
                 return Err(FormatError::NonFinite {
                     section: s.shape.id.name(),
                     element,
@@ -533,7 +545,7 @@ fn parse_entry(
     }
     let dtype_code = u32_at(e, 8);
     let dtype = Dtype::from_code(dtype_code)
-        .filter(|&d| d == Dtype::F32)
+        .filter(|&d| d == want.dtype)
         .ok_or_else(|| FormatError::UnsupportedDtype {
             section: section(),
             dtype: dtype_code,
@@ -552,9 +564,8 @@ fn parse_entry(
     if u64_at(e, 56) != 0 {
         return Err(FormatError::Reserved("section entry bytes 56..64"));
     }
-    let expected_len = dims[0]
-        .checked_mul(dims[1])
-        .and_then(|n| n.checked_mul(dtype.size()))
+    let expected_len = want
+        .bytes()
         .ok_or_else(|| FormatError::SizeOverflow { section: section() })?;
     if length != expected_len {
         return Err(FormatError::SectionLength {

@@ -13,7 +13,8 @@ use super::{
     BYTE_ORDER_MARK, Dtype, FormatError, HEADER_LEN, Layout, MAGIC, METADATA_KIND, SectionId,
     VERSION,
 };
-use crate::spec::ModelSpec;
+use crate::kernels::row_codec::{decode_row, encode_rows};
+use crate::spec::{ModelSpec, TablePrecision};
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -84,14 +85,17 @@ impl ModelWriter {
             .unwrap_or_else(|| panic!("section {} is not part of this model's spec", id.name()))
     }
 
-    /// Elements a section holds.
+    /// Elements a section holds (values, whatever its dtype).
     pub fn section_elements(&self, id: SectionId) -> u64 {
-        self.layout.sections[self.index_of(id)].length / 4
+        let shape = &self.layout.sections[self.index_of(id)].shape;
+        shape.dims[0] * shape.dims[1]
     }
 
-    fn advance(&mut self, id: SectionId, elements: u64) -> Result<(usize, u64), FormatError> {
+    /// Claims the next `elements` values of section `id`: its index, the byte offset they go
+    /// to in the file and their byte length. A row-wise int8 table takes whole rows only.
+    fn advance(&mut self, id: SectionId, elements: u64) -> Result<(usize, u64, u64), FormatError> {
         let i = self.index_of(id);
-        let capacity = self.layout.sections[i].length / 4;
+        let capacity = self.section_elements(id);
         let start = self.progress[i].written;
         if start.checked_add(elements).is_none_or(|end| end > capacity) {
             return Err(FormatError::SectionOverflow {
@@ -99,8 +103,22 @@ impl ModelWriter {
                 elements: capacity,
             });
         }
+        let s = &self.layout.sections[i];
+        let dim = s.shape.dims[1];
+        let bytes = |values: u64| match s.dtype {
+            Dtype::Int8Rows => values / dim * (dim + 8),
+            dtype => values * dtype.row_bytes(1).expect("one value"),
+        };
+        if s.dtype == Dtype::Int8Rows
+            && !(start.is_multiple_of(dim) && elements.is_multiple_of(dim))
+        {
+            return Err(FormatError::PartialRow {
+                section: id.name(),
+                dim,
+            });
+        }
         self.progress[i].written += elements;
-        Ok((i, self.layout.sections[i].offset + start * 4))
+        Ok((i, s.offset + bytes(start), bytes(elements)))
     }
 
     /// Appends `data` to section `id`, after what was written or skipped before. Every value
@@ -121,16 +139,30 @@ impl ModelWriter {
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndianHost);
         }
-        let (i, at) = self.advance(id, data.len() as u64)?;
+        let (i, at, _) = self.advance(id, data.len() as u64)?;
+        let table = self.layout.table;
+        if id == SectionId::Embedding && table != TablePrecision::F32 {
+            // Rows encoded as the spec's `table` says (`kernels::row_codec`).
+            let mut encoded = Vec::with_capacity(data.len() * 2);
+            encode_rows(
+                table,
+                data,
+                self.layout.sections[i].shape.dims[1] as usize,
+                &mut encoded,
+            );
+            self.progress[i].hash.update(&encoded);
+            return self.write_at(at, &encoded);
+        }
         let bytes = bytemuck::cast_slice::<f32, u8>(data);
         self.progress[i].hash.update(bytes);
         self.write_at(at, bytes)
     }
 
-    /// Leaves the next `elements` elements of section `id` as zeros (a file hole: no disk used).
+    /// Leaves the next `elements` elements of section `id` as zeros (a file hole: no disk used;
+    /// zero bytes read back as 0.0 in every row format).
     pub fn skip(&mut self, id: SectionId, elements: u64) -> Result<(), FormatError> {
-        let (i, _) = self.advance(id, elements)?;
-        self.progress[i].hash.update_zeros(elements * 4);
+        let (i, _, bytes) = self.advance(id, elements)?;
+        self.progress[i].hash.update_zeros(bytes);
         Ok(())
     }
 
@@ -143,7 +175,7 @@ impl ModelWriter {
     pub fn finish(mut self) -> Result<PathBuf, FormatError> {
         let mut sections = self.layout.sections.clone();
         for (s, p) in sections.iter_mut().zip(&mut self.progress) {
-            let elements = s.length / 4;
+            let elements = s.shape.dims[0] * s.shape.dims[1];
             if p.written != elements {
                 return Err(FormatError::IncompleteSection {
                     section: s.shape.id.name(),
@@ -240,14 +272,31 @@ pub fn copy_with_mlp(
     target: &Path,
     mlp: crate::MlpPrecision,
 ) -> Result<PathBuf, FormatError> {
+    copy_with_precision(file, target, mlp, file.spec().table)
+}
+
+/// [`copy_with_mlp`] that also stores the embedding rows as `table` ([`ModelSpec::table`]):
+/// the rows are decoded from the file's format and encoded in the new one a chunk at a time
+/// (bounded memory, whatever the table's size). What `deepfm quantize --table` does.
+///
+/// # Errors
+/// As [`copy_with_mlp`].
+pub fn copy_with_precision(
+    file: &ModelFile,
+    target: &Path,
+    mlp: crate::MlpPrecision,
+    table: TablePrecision,
+) -> Result<PathBuf, FormatError> {
     let mut spec = file.spec().clone();
     spec.mlp = mlp;
+    spec.table = table;
     spec.validate()?;
     let metadata = file.metadata()?.map(str::to_string);
     copy(file, target, &spec, metadata)
 }
 
-/// Copies every section of `file` into a new file of `spec` (which has the same sections).
+/// Copies every section of `file` into a new file of `spec` (which has the same sections;
+/// its table may be stored in another row format).
 fn copy(
     file: &ModelFile,
     target: &Path,
@@ -259,17 +308,40 @@ fn copy(
         Some(metadata) => ModelWriter::create_with_metadata(target, spec, metadata)?,
         None => ModelWriter::create(target, spec)?,
     };
+    let put = |w: &mut ModelWriter, id, chunk: &[f32]| {
+        if chunk.iter().all(|v| v.to_bits() == 0) {
+            w.skip(id, chunk.len() as u64)
+        } else {
+            w.write(id, chunk)
+        }
+    };
     for s in file.sections() {
         let id = s.shape.id;
-        let data = file
-            .f32s(id)
-            .ok_or_else(|| FormatError::SizeOverflow { section: id.name() })?;
-        for chunk in data.chunks(CHUNK) {
-            if chunk.iter().all(|v| v.to_bits() == 0) {
-                w.skip(id, chunk.len() as u64)?;
-            } else {
-                w.write(id, chunk)?;
+        if let Some(data) = file.f32s(id) {
+            // Whole rows per chunk, as a row-wise int8 table is written.
+            let chunk = CHUNK.next_multiple_of(s.shape.dims[1] as usize);
+            for chunk in data.chunks(chunk) {
+                put(&mut w, id, chunk)?;
             }
+            continue;
+        }
+        // An embedding table in a reduced-precision format, decoded a chunk of rows at a time.
+        let table = file.spec().table;
+        let dim = s.shape.dims[1] as usize;
+        let row_bytes = table.row_bytes(dim);
+        let bytes = file
+            .bytes(id)
+            .ok_or_else(|| FormatError::SizeOverflow { section: id.name() })?;
+        let mut rows = vec![0.0f32; (CHUNK / dim).max(1) * dim];
+        for encoded in bytes.chunks(rows.len() / dim * row_bytes) {
+            let n = encoded.len() / row_bytes;
+            for (row, dst) in encoded
+                .chunks_exact(row_bytes)
+                .zip(rows.chunks_exact_mut(dim))
+            {
+                decode_row(table, row, dst);
+            }
+            put(&mut w, id, &rows[..n * dim])?;
         }
     }
     w.finish()

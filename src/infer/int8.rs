@@ -16,6 +16,7 @@ use crate::kernels::f32_columns::F32Columns;
 use crate::kernels::gather::FieldPlan;
 use crate::kernels::qgemm::{Int8Path, qgemm_bias_act, quantize_rows_on};
 use crate::kernels::quant::{QK, QuantizedMatrix, RowQuant};
+use crate::kernels::rows::TableRows;
 use crate::spec::FieldKind;
 use std::ops::Range;
 
@@ -47,7 +48,7 @@ impl Int8Mlp {
         path: Int8Path,
         layers: impl Iterator<Item = (&'a [f32], &'a [f32], (usize, usize))>,
         fields: &[FieldPlan],
-        embedding: &[f32],
+        embedding: TableRows<'_>,
         dim: usize,
     ) -> Int8Mlp {
         let mut split = None;
@@ -85,7 +86,7 @@ impl SplitInput {
     /// embedded by id (nothing to keep in f32).
     fn of(
         fields: &[FieldPlan],
-        embedding: &[f32],
+        embedding: TableRows<'_>,
         dim: usize,
         w: &[f32],
         n: usize,
@@ -102,12 +103,12 @@ impl SplitInput {
                 }
                 FieldKind::Numeric => {
                     kept.push(f);
-                    let row = plan.row_offset as usize * dim;
-                    let e = &embedding[row..row + dim];
+                    let mut e = vec![0.0; dim];
+                    embedding.load(plan.row_offset as usize, &mut e);
                     weight.extend((0..n).map(|o| {
                         let w = &w[o * k + start..][..dim];
                         w.iter()
-                            .zip(e)
+                            .zip(&e)
                             .map(|(&w, &e)| f64::from(w) * f64::from(e))
                             .sum::<f64>() as f32
                     }));

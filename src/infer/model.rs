@@ -4,6 +4,7 @@ use crate::kernels::Isa;
 use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
 use crate::kernels::qgemm::Int8Path;
+use crate::kernels::rows::TableRows;
 use crate::spec::{MlpPrecision, ModelSpec, Output};
 use std::path::Path;
 
@@ -136,8 +137,7 @@ impl Model {
             }
             MlpPrecision::Int8 => {
                 let path = Int8Path::of(self.isa);
-                let embedding = self.embedding();
-                let int8 = Int8Mlp::new(path, layers, &self.fields, embedding, self.dim);
+                let int8 = Int8Mlp::new(path, layers, &self.fields, self.table(), self.dim);
                 (Vec::new(), Some(int8))
             }
         };
@@ -177,11 +177,29 @@ impl Model {
         self.isa
     }
 
-    /// The stacked embedding table, `rows × D`, zero-copy from the map.
-    pub fn embedding(&self) -> &[f32] {
-        self.file
-            .f32s(SectionId::Embedding)
-            .expect("validated files have every section")
+    /// The stacked embedding table, `rows × D`, zero-copy from the map, when it is stored as
+    /// f32 (`None` for an `f16`, `bf16` or `int8` table: [`Model::embedding_row`] reads any).
+    pub fn embedding(&self) -> Option<&[f32]> {
+        self.file.f32s(SectionId::Embedding)
+    }
+
+    /// Row `r` of the embedding table as f32 (decoded from the file's row format).
+    ///
+    /// # Panics
+    /// If `r` is not a row of the table or `dst` is not `D` long.
+    pub fn embedding_row(&self, r: usize, dst: &mut [f32]) {
+        assert_eq!(dst.len(), self.dim, "a row is D values");
+        self.table().load(r, dst);
+    }
+
+    /// The embedding table in its row format, for the gather.
+    pub(crate) fn table(&self) -> TableRows<'_> {
+        let bytes = self
+            .file
+            .bytes(SectionId::Embedding)
+            .expect("validated files have every section");
+        TableRows::new(self.spec().table, bytes, self.dim)
+            .expect("validated tables hold whole, aligned rows")
     }
 
     /// First-order weights, one per row, zero-copy from the map.

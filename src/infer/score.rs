@@ -9,6 +9,7 @@ use crate::kernels::fm::fm_pairwise;
 use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::gemm_bias_act;
 use crate::kernels::gemv::gemv_bias_act;
+use crate::kernels::rows::{Rows, TableRows};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -114,14 +115,20 @@ pub(crate) fn gather_block<C: Columns + ?Sized>(
     let x: &mut [f32] = &mut bytemuck::cast_slice_mut(&mut scratch.x)[..n * width];
     let fm = &mut scratch.fm[..n];
     fm.fill(model.bias);
-    let tables = Tables {
-        fields: &model.fields,
-        embedding: model.embedding(),
-        linear: model.linear(),
-        dim: d,
-        width,
-    };
-    gather(tables, batch, rows, x, fm);
+    // One gather compiled per row format: an f32 table reads rows in place.
+    fn tables<R: Rows>(model: &Model, embedding: R) -> Tables<'_, R> {
+        Tables {
+            fields: &model.fields,
+            embedding,
+            linear: model.linear(),
+            dim: model.dim,
+            width: model.input_width,
+        }
+    }
+    match model.table() {
+        TableRows::F32(t) => gather(tables(model, t), batch, rows, x, fm),
+        TableRows::Encoded(t) => gather(tables(model, t), batch, rows, x, fm),
+    }
     if embedded > 0 {
         for (b, fm) in fm.iter_mut().enumerate() {
             let row = &x[b * width..][..embedded * d];

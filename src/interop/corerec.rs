@@ -97,6 +97,7 @@ pub(crate) fn plan(
         .collect();
     let spec = ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: desc.embedding_dim,
         hidden: desc.hidden_layers.clone(),

@@ -252,6 +252,7 @@ pub(crate) fn plan(
     };
     let spec = ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: d,
         hidden: hidden_units.clone(),

@@ -196,6 +196,7 @@ pub(crate) fn plan(
     };
     let spec = ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: d,
         hidden: m.hidden_units.clone(),

@@ -272,6 +272,14 @@ fn torch_shape(rank: u32, dims: [u64; 2]) -> Vec<usize> {
 /// into memory) and its spec to `spec_out` (pretty JSON). Both are written to a temporary file,
 /// synced, and renamed into place.
 pub fn export(model: &ModelFile, weights: &Path, spec_out: &Path) -> Result<(), InteropError> {
+    if model.spec().table != crate::TablePrecision::F32 {
+        return Err(InteropError::Unsupported {
+            what: format!("a {} embedding table", model.spec().table.name()),
+            reason: "export writes f32 tensors; export the f32 model the table was quantized \
+                     from (or `deepfm quantize --table f32` it first: the rows stay rounded)"
+                .into(),
+        });
+    }
     // safetensors' own layout: tensors sorted by name (all are f32), contiguous, after an
     // 8-byte header length and the JSON header padded with spaces to a multiple of 8. The data
     // are streamed from the map rather than collected in memory.

@@ -187,6 +187,7 @@ pub(crate) fn plan(
     Ok(Plan {
         spec: ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields,
             embedding_dim: desc.embedding_size,
             hidden: desc.mlp_hidden_size.clone(),

@@ -350,6 +350,7 @@ mod tests {
     fn spec() -> ModelSpec {
         ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields: vec![
                 Field::new("user", FieldKind::Categorical { vocab: 10 }),
                 Field::new("genres", FieldKind::multi_hot(5, Pooling::Mean)),

@@ -227,6 +227,7 @@ pub(crate) fn plan(
     Ok(Plan {
         spec: ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields,
             embedding_dim: d,
             hidden: widths,

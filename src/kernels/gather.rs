@@ -10,9 +10,10 @@
 //! `s = Σ_f e_f` for the backward pass (the FM gradient of `e_f` is `s − e_f`). The two sum in
 //! different orders, so one shared term would change the bits of one of them.
 
-use super::prefetch::{copy_row, prefetch};
+use super::prefetch::prefetch;
+use super::rows::{F32Rows, Rows};
 use crate::batch::{Column, Columns};
-use crate::spec::{FieldKind, ModelSpec, Pooling};
+use crate::spec::{FieldKind, MAX_EMBEDDING_DIM, ModelSpec, Pooling};
 use std::ops::Range;
 
 /// Samples ahead whose table rows are prefetched, within one field.
@@ -48,11 +49,11 @@ impl FieldPlan {
 /// The tables a gather reads: the scorer's are the model file's map, the trainer's its
 /// parameters.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Tables<'a> {
+pub(crate) struct Tables<'a, R: Rows> {
     /// The fields, in column order.
     pub fields: &'a [FieldPlan],
-    /// The stacked embedding rows, `dim` values each.
-    pub embedding: &'a [f32],
+    /// The stacked embedding rows, `dim` values each, in the file's row format.
+    pub embedding: R,
     /// The stacked first-order weights, one per row.
     pub linear: &'a [f32],
     /// The embedding dimension.
@@ -80,15 +81,14 @@ pub(crate) struct Tables<'a> {
 ///   exactly 1 is not multiplied by: `v · 1 = v` exactly, so skipping it changes no bit (the
 ///   scorer's gather skipped it, the trainer's multiplied; `tests` checks the two agree bit for
 ///   bit).
-pub(crate) fn gather<C: Columns + ?Sized>(
-    t: Tables<'_>,
+pub(crate) fn gather<C: Columns + ?Sized, R: Rows>(
+    t: Tables<'_, R>,
     batch: &C,
     rows: Range<usize>,
     x: &mut [f32],
     first_order: &mut [f32],
 ) {
     let width = t.width;
-    let d = t.dim;
     debug_assert_eq!(x.len(), rows.len() * width);
     debug_assert_eq!(first_order.len(), rows.len());
     if rows.len() <= PREFETCH_AHEAD {
@@ -98,7 +98,7 @@ pub(crate) fn gather<C: Columns + ?Sized>(
             if let Column::Categorical(ids) = batch.column(f) {
                 for &id in &ids[rows.clone()] {
                     let r = plan.row_offset as usize + id as usize;
-                    prefetch(t.embedding, r * d);
+                    t.embedding.prefetch(r);
                     prefetch(t.linear, r);
                 }
             }
@@ -111,8 +111,8 @@ pub(crate) fn gather<C: Columns + ?Sized>(
 
 /// Writes the field of `plan` of every sample of `rows` into `x` and adds its first-order term
 /// to `first_order` (see [`gather`]).
-fn gather_field(
-    t: Tables<'_>,
+fn gather_field<R: Rows>(
+    t: Tables<'_, R>,
     plan: &FieldPlan,
     column: Column<'_>,
     rows: Range<usize>,
@@ -121,6 +121,9 @@ fn gather_field(
 ) {
     let (d, width) = (t.dim, t.width);
     let (table, linear) = (t.embedding, t.linear);
+    // One decoded row, for a table stored in a reduced-precision format (unused for f32).
+    let mut buf = [0.0f32; MAX_EMBEDDING_DIM];
+    let buf = &mut buf[..d];
     // Ids were validated below the field's vocabulary, so every row index below is inside the
     // table (the scorer's was checked against the spec when the file was opened, the trainer's
     // is built from it).
@@ -144,16 +147,16 @@ fn gather_field(
             for (i, ((dst, &id), fo)) in dst_rows.zip(ids).zip(first_order).enumerate() {
                 if let Some(&ahead) = ids.get(i + PREFETCH_AHEAD) {
                     let r = base + ahead as usize;
-                    prefetch(table, r * d);
+                    table.prefetch(r);
                     prefetch(linear, r);
                 }
                 let r = base + id as usize;
-                copy_row(dst, &table[r * d..(r + 1) * d]);
+                table.load(r, dst);
                 *fo += linear[r];
             }
         }
         (Column::Numeric(values), _) => {
-            let row = &table[base * d..(base + 1) * d];
+            let row = table.row(base, buf);
             for ((dst, &v), fo) in dst_rows.zip(&values[rows]).zip(first_order) {
                 for (o, &e) in dst.iter_mut().zip(row) {
                     *o = e * v;
@@ -176,9 +179,13 @@ fn gather_field(
                     .iter()
                     .filter(|&&id| Some(id) != padding)
                     .map(|&id| base + id as usize);
-                pool_rows(rows.clone(), pooling, d, table, dst);
+                pool_rows(rows.clone(), pooling, table, dst);
                 let mut lin = [0.0];
-                pool_rows(rows, linear_pooling, 1, linear, &mut lin);
+                let linear = F32Rows {
+                    data: linear,
+                    dim: 1,
+                };
+                pool_rows(rows, linear_pooling, linear, &mut lin);
                 *fo += lin[0];
             }
         }
@@ -186,25 +193,25 @@ fn gather_field(
     }
 }
 
-/// Pools the `width`-wide rows `rows` of `table` into `dst` (see [`gather`]): sums them in
-/// order and multiplies by the pooling weight unless it is 1, or takes their element-wise
+/// Pools the rows `rows` of `table` into `dst` (as wide as a row; see [`gather`]): sums them
+/// in order and multiplies by the pooling weight unless it is 1, or takes their element-wise
 /// maximum (validation saw to it that a max-pooled list has a row).
-fn pool_rows(
+fn pool_rows<R: Rows>(
     rows: impl Iterator<Item = usize> + Clone,
     pooling: Pooling,
-    width: usize,
-    table: &[f32],
+    table: R,
     dst: &mut [f32],
 ) {
-    let row = |r: usize| &table[r * width..(r + 1) * width];
+    let mut buf = [0.0f32; MAX_EMBEDDING_DIM];
+    let buf = &mut buf[..dst.len()];
     if pooling == Pooling::Max {
         let mut rows = rows;
         let first = rows
             .next()
             .expect("validation refuses empty max-pooled lists");
-        dst.copy_from_slice(row(first));
+        table.load(first, dst);
         for r in rows {
-            for (o, &e) in dst.iter_mut().zip(row(r)) {
+            for (o, &e) in dst.iter_mut().zip(table.row(r, buf)) {
                 // A NaN wins, as in PyTorch's `max`.
                 if e > *o || e.is_nan() {
                     *o = e;
@@ -216,7 +223,7 @@ fn pool_rows(
     dst.fill(0.0);
     let mut count = 0;
     for r in rows {
-        for (o, &e) in dst.iter_mut().zip(row(r)) {
+        for (o, &e) in dst.iter_mut().zip(table.row(r, buf)) {
             *o += e;
         }
         count += 1;
@@ -236,7 +243,12 @@ mod tests {
     /// Row `r` of `batch` gathered the plain way, every term multiplied by its weight (as the
     /// trainer's own gather did): the embeddings into `x`, bias + first-order terms returned.
     /// For the fields the trainer trains (whose MLP input is `fields × D`).
-    fn naive<C: Columns + ?Sized>(t: Tables<'_>, batch: &C, r: usize, x: &mut [f32]) -> f32 {
+    fn naive<C: Columns + ?Sized>(
+        t: Tables<'_, F32Rows<'_>>,
+        batch: &C,
+        r: usize,
+        x: &mut [f32],
+    ) -> f32 {
         let d = t.dim;
         let mut first_order = 0.25;
         for (f, plan) in t.fields.iter().enumerate() {
@@ -245,12 +257,15 @@ mod tests {
             match (batch.column(f), plan.kind) {
                 (Column::Categorical(ids), _) => {
                     let row = base + ids[r] as usize;
-                    e.copy_from_slice(&t.embedding[row * d..(row + 1) * d]);
+                    e.copy_from_slice(&t.embedding.data[row * d..(row + 1) * d]);
                     first_order += t.linear[row];
                 }
                 (Column::Numeric(values), _) => {
                     let v = values[r];
-                    for (e, &w) in e.iter_mut().zip(&t.embedding[base * d..(base + 1) * d]) {
+                    for (e, &w) in e
+                        .iter_mut()
+                        .zip(&t.embedding.data[base * d..(base + 1) * d])
+                    {
                         *e = v * w;
                     }
                     first_order += v * t.linear[base];
@@ -262,7 +277,7 @@ mod tests {
                     let mut lin = 0.0;
                     for &id in list {
                         let row = base + id as usize;
-                        for (e, &v) in e.iter_mut().zip(&t.embedding[row * d..(row + 1) * d]) {
+                        for (e, &v) in e.iter_mut().zip(&t.embedding.data[row * d..(row + 1) * d]) {
                             *e += v;
                         }
                         lin += t.linear[row];
@@ -287,7 +302,10 @@ mod tests {
         let linear: Vec<f32> = (0..rows).map(|_| rng.normal()).collect();
         let t = Tables {
             fields: &fields,
-            embedding: &embedding,
+            embedding: F32Rows {
+                data: &embedding,
+                dim: d,
+            },
             linear: &linear,
             dim: d,
             width: spec.mlp_input_width(),

@@ -48,6 +48,8 @@ pub mod prefetch;
 pub mod qgemm;
 pub mod quant;
 pub mod reference;
+pub mod row_codec;
+pub(crate) mod rows;
 mod shared;
 
 pub use isa::{ISA_ENV, Isa, IsaError, IsaKind, IsaSource};

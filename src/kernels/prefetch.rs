@@ -4,14 +4,14 @@
 /// Hints the CPU to start loading the cache line holding `data[index]`. Does nothing when
 /// `index` is out of range or the target has no prefetch instruction.
 #[inline(always)]
-pub fn prefetch(data: &[f32], index: usize) {
+pub fn prefetch<T>(data: &[T], index: usize) {
     #[cfg(target_arch = "x86_64")]
     if let Some(v) = data.get(index) {
         // SAFETY: a prefetch never faults and has no architectural effect; the address is a
         // valid element of `data` anyway.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (v as *const f32).cast::<i8>(),
+                (v as *const T).cast::<i8>(),
             )
         }
     }

@@ -13,6 +13,7 @@ use crate::kernels::Isa;
 use crate::kernels::dot::dot;
 use crate::kernels::gather::{Tables, gather};
 use crate::kernels::gemm::{PackBuffer, PackedMatrix};
+use crate::kernels::rows::F32Rows;
 use crate::rng::Rng;
 use rayon::prelude::*;
 
@@ -108,7 +109,10 @@ impl Trainer {
         let embedded = spec.embedded_fields();
         let tables = Tables {
             fields: &self.fields,
-            embedding: &params.embedding,
+            embedding: F32Rows {
+                data: &params.embedding,
+                dim: d,
+            },
             linear: &params.linear,
             dim: d,
             width,

@@ -143,6 +143,7 @@ fn random_spec(rng: &mut Rng, output: Output) -> ModelSpec {
         .collect();
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields,
         embedding_dim: 1 + rng.below(5) as usize,
         hidden: (0..rng.below(3))

@@ -171,6 +171,13 @@ impl Trainer {
                 spec.mlp.name()
             )));
         }
+        if spec.table != crate::TablePrecision::F32 {
+            return Err(TrainError::Mismatch(format!(
+                "the spec's table is {}: the trainer trains f32 tables; quantize the trained \
+                 file (`deepfm quantize --table {0}`)",
+                spec.table.name()
+            )));
+        }
         match (config.loss, spec.output) {
             (Loss::Bce, Output::Sigmoid) | (Loss::Mse, Output::Linear) => {}
             (loss, output) => {

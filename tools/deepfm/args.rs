@@ -76,10 +76,11 @@ pub enum Command {
         /// The served path to replace (created if absent; its directory must exist).
         live: PathBuf,
     },
-    /// Write a copy of a model whose hidden layers score in another precision (`--mlp int8`:
-    /// weights quantized per column, activations per row, i32 sums; the f32 weights stay in
-    /// the file, so `--mlp f32` undoes it exactly). Measures the score difference on random
-    /// samples first and writes nothing if it is above --tolerance; streams the tables.
+    /// Write a copy of a model in other precisions: hidden layers (`--mlp int8`: weights
+    /// quantized per column, activations per row, i32 sums; the f32 weights stay in the file,
+    /// so `--mlp f32` undoes it exactly) and embedding rows (`--table f16|bf16|int8`, converted
+    /// a chunk at a time). Measures the score difference on random samples and keeps the file
+    /// only if it is within --tolerance.
     Quantize {
         /// The model file to read.
         #[arg(long = "in")]
@@ -87,9 +88,13 @@ pub enum Command {
         /// Where to write the new model file (may be the input: it is replaced crash-safely).
         #[arg(long)]
         out: PathBuf,
-        /// Precision of the hidden layers.
+        /// Precision of the hidden layers (default: as the input file has it).
         #[arg(long, value_enum)]
-        mlp: MlpArg,
+        mlp: Option<MlpArg>,
+        /// Format of the embedding rows (default: as the input file has it): f16 and bf16 halve
+        /// a row, int8 (row-wise, with an f32 scale and bias per row) takes D + 8 bytes.
+        #[arg(long, value_enum)]
+        table: Option<TableArg>,
         /// Random samples to measure the score difference on (0: skip the measurement).
         #[arg(long, default_value_t = 20_000)]
         samples: usize,
@@ -368,6 +373,30 @@ impl MlpArg {
         match self {
             MlpArg::F32 => deepfm::MlpPrecision::F32,
             MlpArg::Int8 => deepfm::MlpPrecision::Int8,
+        }
+    }
+}
+
+/// `--table`: the format of the embedding rows ([`deepfm::TablePrecision`]).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TableArg {
+    /// f32 rows (exact).
+    F32,
+    /// IEEE half-precision rows.
+    F16,
+    /// bfloat16 rows.
+    Bf16,
+    /// Row-wise int8: D codes, then the row's scale and bias.
+    Int8,
+}
+
+impl TableArg {
+    pub fn get(self) -> deepfm::TablePrecision {
+        match self {
+            TableArg::F32 => deepfm::TablePrecision::F32,
+            TableArg::F16 => deepfm::TablePrecision::F16,
+            TableArg::Bf16 => deepfm::TablePrecision::Bf16,
+            TableArg::Int8 => deepfm::TablePrecision::Int8,
         }
     }
 }

@@ -1,78 +1,109 @@
-//! `deepfm quantize`: a copy of a model file whose hidden layers score in another precision,
-//! written only when the score difference it makes, measured first on random samples, is
-//! within a tolerance.
+//! `deepfm quantize`: a copy of a model file whose hidden layers score, or whose embedding
+//! rows are stored, in another precision, kept only when the score difference it makes,
+//! measured on random samples, is within a tolerance.
 
 use anyhow::{Context, Result, bail};
 use deepfm::format::ModelFile;
-use deepfm::{MlpPrecision, Model, OpenOptions, Output, ScratchPool, fixtures, score_parallel};
+use deepfm::{
+    MlpPrecision, Model, OpenOptions, Output, ScratchPool, TablePrecision, fixtures, score_parallel,
+};
 use std::path::Path;
 
-/// What `deepfm quantize` was asked for.
+/// What `deepfm quantize` was asked for (`None`: as the input has it).
 pub struct Quantize<'a> {
     pub input: &'a Path,
     pub out: &'a Path,
-    pub mlp: MlpPrecision,
+    pub mlp: Option<MlpPrecision>,
+    pub table: Option<TablePrecision>,
     pub samples: usize,
     pub tolerance: f64,
     pub force: bool,
 }
 
-/// Opens `input` as it is and as `mlp` would score it, compares the two on `samples` random
-/// samples (ids drawn uniformly from each field's vocabulary), and writes `out` unless the mean
-/// difference exceeds `tolerance` of the score's scale (1 for probabilities, the clamp's width
-/// for clamped ratings) and `force` is off.
+/// Writes the converted model beside `out` (streamed: a table larger than RAM converts),
+/// compares it with `input` on `samples` random samples (ids drawn uniformly from each field's
+/// vocabulary), and renames it over `out` unless the mean difference exceeds `tolerance` of
+/// the score's scale (1 for probabilities, the clamp's width for clamped ratings) and `force`
+/// is off; otherwise removes it.
 pub fn quantize(q: Quantize<'_>) -> Result<()> {
     let file =
         ModelFile::open(q.input).with_context(|| format!("opening {}", q.input.display()))?;
-    let before = file.spec().mlp;
-    let open = |mlp| {
-        let options = OpenOptions {
-            mlp: Some(mlp),
-            ..OpenOptions::default()
-        };
-        Model::open_with(q.input, &options).with_context(|| format!("opening as {}", mlp.name()))
+    let (before_mlp, before_table) = (file.spec().mlp, file.spec().table);
+    let (mlp, table) = (q.mlp.unwrap_or(before_mlp), q.table.unwrap_or(before_table));
+    if q.mlp.is_none() && q.table.is_none() {
+        bail!("nothing to change: pass --mlp, --table or both");
+    }
+    let mut staged = q.out.as_os_str().to_owned();
+    staged.push(".quantizing");
+    let staged = std::path::PathBuf::from(staged);
+    let start = std::time::Instant::now();
+    deepfm::format::writer::copy_with_precision(&file, &staged, mlp, table)
+        .with_context(|| format!("writing {}", staged.display()))?;
+    let written = start.elapsed().as_secs_f64();
+    let keep = measure(&q, &staged).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staged);
+    })?;
+    let summary = |verb: &str| {
+        let dim = file.spec().embedding_dim;
+        format!(
+            "{verb} {}: MLP {} → {}, table {} → {} ({} → {} bytes a row), {} → {} bytes, in \
+             {written:.2} s",
+            q.out.display(),
+            before_mlp.name(),
+            mlp.name(),
+            before_table.name(),
+            table.name(),
+            before_table.row_bytes(dim),
+            table.row_bytes(dim),
+            file.file_len(),
+            std::fs::metadata(&staged).map(|m| m.len()).unwrap_or(0),
+        )
     };
-    let (original, converted) = (open(before)?, open(q.mlp)?);
+    if let Err(refused) = keep {
+        let message = summary("not written");
+        std::fs::remove_file(&staged).ok();
+        bail!("{message}: {refused}");
+    }
+    println!("{}", summary("wrote"));
+    std::fs::rename(&staged, q.out)
+        .with_context(|| format!("renaming {} to {}", staged.display(), q.out.display()))?;
+    Ok(())
+}
+
+/// Compares `staged` with the input: `Ok(Err(reason))` when it must not be kept.
+fn measure(q: &Quantize<'_>, staged: &Path) -> Result<std::result::Result<(), String>> {
+    if q.samples == 0 {
+        return Ok(Ok(()));
+    }
+    let original =
+        Model::open(q.input).with_context(|| format!("opening {}", q.input.display()))?;
+    let converted =
+        Model::open_with(staged, &OpenOptions::default()).context("opening the converted copy")?;
     let kernels = match converted.int8_path() {
         Some(path) => format!(" ({} kernels on this CPU)", path.name()),
         None => String::new(),
     };
-    if q.samples > 0 {
-        let (max, mean) = difference(&original, &converted, q.samples)?;
-        let scale = match (original.spec().output, original.spec().clamp) {
-            (Output::Linear, Some([lo, hi])) => f64::from(hi - lo),
-            _ => 1.0,
-        };
-        println!(
-            "MLP {} → {}{kernels}: score difference on {} random samples: max {max:.3e}, mean \
-             {mean:.3e} (measure on your own data with `deepfm predict` or `deepfm eval` on \
-             both files)",
-            before.name(),
-            q.mlp.name(),
-            q.samples
-        );
-        if mean > q.tolerance * scale && !q.force {
-            bail!(
-                "not written: the mean score difference {mean:.3e} exceeds --tolerance {} × the \
-                 score scale {scale}. Models whose MLP input mixes very different magnitudes \
-                 (raw, unnormalized dense features beside embeddings) lose the small values to \
-                 per-row 8-bit activations; keep this model in f32, or pass --force",
-                q.tolerance
-            );
-        }
-    }
-    let start = std::time::Instant::now();
-    deepfm::format::writer::copy_with_mlp(&file, q.out, q.mlp)
-        .with_context(|| format!("writing {}", q.out.display()))?;
+    let (max, mean) = difference(&original, &converted, q.samples)?;
+    let scale = match (original.spec().output, original.spec().clamp) {
+        (Output::Linear, Some([lo, hi])) => f64::from(hi - lo),
+        _ => 1.0,
+    };
     println!(
-        "wrote {}: MLP {}, {} bytes (was {}), in {:.2} s",
-        q.out.display(),
-        q.mlp.name(),
-        ModelFile::open(q.out)?.file_len(),
-        file.file_len(),
-        start.elapsed().as_secs_f64()
+        "score difference on {} random samples{kernels}: max {max:.3e}, mean {mean:.3e} \
+         (measure on your own data with `deepfm predict` or `deepfm eval` on both files)",
+        q.samples
     );
-    Ok(())
+    if mean > q.tolerance * scale && !q.force {
+        return Ok(Err(format!(
+            "the mean score difference {mean:.3e} exceeds --tolerance {} × the score scale \
+             {scale}. Models whose MLP input mixes very different magnitudes lose the small \
+             values to per-row 8-bit activations, and tables of very large and very small \
+             values in one row lose the small ones to int8 rows; keep this model in f32, or \
+             pass --force",
+            q.tolerance
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Max and mean |score difference| between two models on `samples` random samples.

@@ -156,6 +156,7 @@ impl Encoder {
     pub fn spec(&self, embedding_dim: usize, hidden: Vec<usize>) -> ModelSpec {
         ModelSpec {
             mlp: Default::default(),
+            table: Default::default(),
             fields: self.fields(),
             embedding_dim,
             hidden,

@@ -7,6 +7,7 @@ use std::io::Write;
 fn id_spec(n: u64) -> ModelSpec {
     ModelSpec {
         mlp: Default::default(),
+        table: Default::default(),
         fields: vec![Field {
             name: "id".into(),
             kind: FieldKind::Categorical { vocab: n },
