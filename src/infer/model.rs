@@ -1,10 +1,11 @@
 use super::int8::Int8Mlp;
 use crate::format::{FormatError, ModelFile, SectionId};
-use crate::kernels::Isa;
 use crate::kernels::gather::FieldPlan;
 use crate::kernels::gemm::PackedMatrix;
 use crate::kernels::qgemm::Int8Path;
 use crate::kernels::rows::TableRows;
+use crate::kernels::self_check;
+use crate::kernels::{ISA_ENV, Isa, IsaError, IsaSource};
 use crate::spec::{MlpPrecision, ModelSpec, Output};
 use std::path::Path;
 
@@ -88,9 +89,32 @@ impl Model {
     /// [`FormatError::Isa`] if `isa` is `None` and [`Isa::detect`] refuses the `DEEPFM_ISA`
     /// environment variable.
     pub fn from_file(file: ModelFile, isa: Option<Isa>) -> Result<Model, FormatError> {
+        // The kernels check themselves first (`kernels::self_check`): detected ones step down
+        // if they disagree, named ones are an error.
+        let named = match isa {
+            Some(_) => Some(IsaSource::OpenOptions),
+            None => std::env::var_os(ISA_ENV).map(|_| IsaSource::Env),
+        };
         let isa = match isa {
             Some(isa) => isa,
             None => Isa::detect()?,
+        };
+        let isa = match named {
+            Some(requested_by) => {
+                self_check::passes(isa).map_err(|reason| IsaError::SelfCheck {
+                    isa: isa.kind(),
+                    requested_by,
+                    reason,
+                })?;
+                isa
+            }
+            None => {
+                let (isa, warnings) = self_check::checked(isa);
+                for warning in warnings {
+                    eprintln!("{warning}");
+                }
+                isa
+            }
         };
         let spec = file.spec().clone();
         let fields = FieldPlan::of(&spec);

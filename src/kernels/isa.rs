@@ -113,6 +113,21 @@ pub enum IsaError {
         /// The variable's value (lossily decoded if it was not UTF-8).
         value: String,
     },
+    /// The instruction set was asked for by name, and its kernels disagree with the reference
+    /// on this CPU (`kernels::self_check`; left to detection, the next set down is used).
+    #[error(
+        "{requested_by} asks for the {} kernels, which disagree with the reference on this CPU \
+         ({reason}); leave the choice to detection (it falls back) or ask for another",
+        isa.name()
+    )]
+    SelfCheck {
+        /// The instruction set asked for.
+        isa: IsaKind,
+        /// Where it was asked for.
+        requested_by: IsaSource,
+        /// The kernel and the values that disagree.
+        reason: String,
+    },
     /// The instruction set is known but this CPU (or the emulator running the program) lacks it.
     #[error(
         "{requested_by} asks for the {} kernels, which this CPU does not support",

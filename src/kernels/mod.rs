@@ -50,6 +50,7 @@ pub mod quant;
 pub mod reference;
 pub mod row_codec;
 pub(crate) mod rows;
+pub mod self_check;
 mod shared;
 
 pub use isa::{ISA_ENV, Isa, IsaError, IsaKind, IsaSource};
