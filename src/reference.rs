@@ -112,6 +112,15 @@ fn pool(pooling: Pooling, values: impl Iterator<Item = f32>) -> f64 {
     }
 }
 
+/// Largest `|a − b|` over two score vectors of the same model in two precisions (0 for
+/// empty ones; NaN-free inputs assumed, as a NaN difference is skipped by `max`).
+pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Largest `|a − b| / max(|b|, 1)` over two score vectors: the agreement measure used by tests,
 /// the demo and the peer scripts (relative for large scores, absolute below 1).
 pub fn max_relative_error(a: &[f32], b: &[f64]) -> f64 {

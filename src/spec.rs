@@ -24,7 +24,6 @@
 //!   contributes nothing and is not counted by `mean`).
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 /// Largest supported embedding dimension.
 pub const MAX_EMBEDDING_DIM: usize = 256;
@@ -296,105 +295,6 @@ impl Output {
     }
 }
 
-/// The arithmetic of the hidden layers when a model is scored ([`ModelSpec::mlp`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MlpPrecision {
-    /// f32 weights and activations: the exact default.
-    #[default]
-    F32,
-    /// int8: each hidden layer's weights quantized per output column (symmetric) when the
-    /// model is opened, its input quantized per row (8-bit, with a zero point) as it is scored,
-    /// i32 sums, then dequantized with the bias and ReLU in f32 (`kernels::quant` gives the
-    /// arithmetic). The gather, FM term and output unit stay f32. Made by `deepfm quantize
-    /// --mlp int8`; the layers' outputs are bit-identical on every instruction set.
-    Int8,
-}
-
-impl MlpPrecision {
-    /// Every precision, as [`MlpPrecision::name`] spells it.
-    pub const NAMES: [&'static str; 2] = ["f32", "int8"];
-
-    /// The name in specs and on the command line (`f32`, `int8`).
-    pub fn name(self) -> &'static str {
-        match self {
-            MlpPrecision::F32 => "f32",
-            MlpPrecision::Int8 => "int8",
-        }
-    }
-
-    /// Parses one of [`MlpPrecision::NAMES`].
-    pub fn from_name(name: &str) -> Option<MlpPrecision> {
-        [MlpPrecision::F32, MlpPrecision::Int8]
-            .into_iter()
-            .find(|p| p.name() == name)
-    }
-
-    fn is_f32(&self) -> bool {
-        *self == MlpPrecision::F32
-    }
-}
-
-/// How the embedding table's rows are stored ([`ModelSpec::table`]); the first-order weights
-/// and every other section stay f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum TablePrecision {
-    /// f32 rows (4·D bytes): the exact default, and what the trainer writes.
-    #[default]
-    F32,
-    /// IEEE half-precision rows (2·D bytes), rounded to nearest from f32.
-    F16,
-    /// bfloat16 rows (2·D bytes): f32's range, 8 significant bits, rounded to nearest.
-    Bf16,
-    /// Row-wise int8 (D + 8 bytes), FBGEMM's fused 8-bit row-wise layout: D codes `q` (u8),
-    /// then the row's `scale` and `bias` as little-endian f32; a value is `scale · q + bias`,
-    /// with `bias` the row's minimum and `scale` its range / 255.
-    Int8,
-}
-
-impl TablePrecision {
-    /// Every row format, as [`TablePrecision::name`] spells it.
-    pub const NAMES: [&'static str; 4] = ["f32", "f16", "bf16", "int8"];
-
-    const ALL: [TablePrecision; 4] = [
-        TablePrecision::F32,
-        TablePrecision::F16,
-        TablePrecision::Bf16,
-        TablePrecision::Int8,
-    ];
-
-    /// The name in specs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            TablePrecision::F32 => "f32",
-            TablePrecision::F16 => "f16",
-            TablePrecision::Bf16 => "bf16",
-            TablePrecision::Int8 => "int8",
-        }
-    }
-
-    /// Parses one of [`TablePrecision::NAMES`].
-    pub fn from_name(name: &str) -> Option<TablePrecision> {
-        Self::ALL.into_iter().find(|p| p.name() == name)
-    }
-
-    /// Bytes of one row of `dim` values.
-    pub fn row_bytes(self, dim: usize) -> usize {
-        match self {
-            TablePrecision::F32 => 4 * dim,
-            TablePrecision::F16 | TablePrecision::Bf16 => 2 * dim,
-            TablePrecision::Int8 => dim + 8,
-        }
-    }
-
-    fn is_f32(&self) -> bool {
-        *self == TablePrecision::F32
-    }
-}
-
 /// The full shape of a DeepFM model. Unknown keys are refused (a misspelt `clamp` must not
 /// be silently ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -418,80 +318,6 @@ pub struct ModelSpec {
     /// How the embedding rows are stored ([`TablePrecision`]); written only when not `f32`.
     #[serde(default, skip_serializing_if = "TablePrecision::is_f32")]
     pub table: TablePrecision,
-}
-
-/// Ways a spec can be invalid.
-#[derive(Debug, Error, PartialEq)]
-#[non_exhaustive]
-pub enum SpecError {
-    /// The spec has no fields.
-    #[error("spec has no fields")]
-    NoFields,
-    /// More fields than [`MAX_FIELDS`].
-    #[error("spec has {0} fields, at most {MAX_FIELDS} are supported")]
-    TooManyFields(usize),
-    /// A field name is empty or repeated.
-    #[error("field name {0:?} is empty or used twice")]
-    BadFieldName(String),
-    /// A categorical or multi-hot field has vocabulary 0.
-    #[error("field {0:?} has an empty vocabulary")]
-    EmptyVocab(String),
-    /// An int8 MLP has a hidden layer with an input wider than
-    /// [`MAX_INT8_DEPTH`], whose integer sums could overflow an i32.
-    #[error(
-        "an int8 MLP allows hidden layers with inputs of at most {} values, not {input}",
-        MAX_INT8_DEPTH
-    )]
-    Int8TooDeep {
-        /// The layer's input width.
-        input: usize,
-    },
-    /// A multi-hot field's padding id is outside its vocabulary.
-    #[error("field {field:?}: padding id {padding} is outside its vocabulary of {vocab}")]
-    BadPadding {
-        /// The field.
-        field: String,
-        /// Its padding id.
-        padding: u64,
-        /// Its vocabulary.
-        vocab: u64,
-    },
-    /// A field's `table` does not name a field whose rows it can read.
-    #[error("field {field:?} reads the table of {table:?}, {reason}")]
-    BadTable {
-        /// The field.
-        field: String,
-        /// The table it names.
-        table: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// The embedding dimension is outside 1..=256.
-    #[error("embedding_dim {0} is outside 1..={MAX_EMBEDDING_DIM}")]
-    BadEmbeddingDim(usize),
-    /// A hidden layer width is 0 or above [`MAX_LAYER_WIDTH`].
-    #[error("hidden layer {index} has width {width}, expected 1..={MAX_LAYER_WIDTH}")]
-    BadLayerWidth {
-        /// Layer index.
-        index: usize,
-        /// Its width.
-        width: usize,
-    },
-    /// More hidden layers than [`MAX_LAYERS`].
-    #[error("{0} hidden layers, at most {MAX_LAYERS} are supported")]
-    TooManyLayers(usize),
-    /// The clamp range is not finite and increasing, or is set on a sigmoid output.
-    #[error("clamp must be finite [lo, hi] with lo < hi, on a linear output only")]
-    BadClamp,
-    /// The MLP has more than [`MAX_DENSE_PARAMS`] parameters.
-    #[error("the MLP has {0} parameters, at most {MAX_DENSE_PARAMS} are supported")]
-    TooManyParams(u64),
-    /// The table size overflows 64-bit arithmetic.
-    #[error("the embedding table size overflows")]
-    Overflow,
-    /// JSON could not be parsed.
-    #[error("spec JSON: {0}")]
-    Json(String),
 }
 
 impl ModelSpec {
@@ -701,5 +527,10 @@ impl ModelSpec {
     }
 }
 
+mod error;
+mod precision;
 #[cfg(test)]
 mod tests;
+
+pub use error::SpecError;
+pub use precision::{MlpPrecision, TablePrecision};

@@ -8,7 +8,7 @@ use deepfm::fixtures::{
 };
 use deepfm::format::writer::copy_with_mlp;
 use deepfm::format::{ModelFile, SectionId};
-use deepfm::reference::max_relative_error;
+use deepfm::reference::{max_abs_difference, max_relative_error};
 use deepfm::rng::Rng;
 use deepfm::train::{TrainConfig, TrainError, Trainer};
 use deepfm::{
@@ -228,11 +228,7 @@ fn numeric_and_dense_inputs_far_larger_than_the_embeddings_do_not_swamp_them() {
         spread > 0.1,
         "the scores hardly vary ({spread}): the test would prove nothing"
     );
-    let max = exact
-        .iter()
-        .zip(&quantized)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let max = max_abs_difference(&exact, &quantized);
     eprintln!("int8 against f32 with raw numeric and dense inputs: max |dp| {max:e}");
     assert!(max < 2e-3, "int8 moved a probability by {max}");
 }
@@ -275,11 +271,7 @@ fn a_first_layer_of_only_numeric_and_dense_fields_runs_in_f32() {
             "{isa:?}"
         );
     }
-    let max = exact
-        .iter()
-        .zip(&int8)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let max = max_abs_difference(&exact, &int8);
     assert!(max < 5e-3, "int8 moved a probability by {max}");
 }
 

@@ -6,7 +6,7 @@ use deepfm::fixtures::{mixed_small, random_batch, write_random_model};
 use deepfm::format::writer::{copy_with_mlp, copy_with_precision};
 use deepfm::format::{ModelFile, SectionId};
 use deepfm::kernels::row_codec::decode_row;
-use deepfm::reference::{max_relative_error, score_reference};
+use deepfm::reference::{max_abs_difference, max_relative_error, score_reference};
 use deepfm::train::{TrainConfig, TrainError, Trainer};
 use deepfm::{Isa, MlpPrecision, Model, OpenOptions, Scratch, TablePrecision, score};
 use std::path::{Path, PathBuf};
@@ -91,11 +91,7 @@ fn every_row_format_scores_as_its_decoded_rows_and_close_to_f32() {
         }
         // Close to the f32 model (mixed_small: sigmoid output).
         let quantized = scores(&path, None);
-        let max = exact
-            .iter()
-            .zip(&quantized)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let max = max_abs_difference(&exact, &quantized);
         eprintln!("{table:?} table: max |dp| {max:.2e} against f32");
         assert!(max < 1e-2 && max > 0.0, "{table:?}: max |dp| {max}");
     }

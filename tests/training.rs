@@ -3,6 +3,7 @@
 //! input is refused.
 
 use deepfm::fixtures::{mixed_small, planted};
+use deepfm::reference::max_abs_difference;
 use deepfm::rng::Rng;
 use deepfm::train::{
     BatchNorm, EmbeddingInit, EmbeddingOptimizer, FitConfig, InMemory, Loss, TrainConfig,
@@ -108,11 +109,7 @@ fn dense_fields_train_and_import_only_forms_are_refused() {
     let (mut want, mut got) = (vec![0.0; 1000], vec![0.0; 1000]);
     trainer.predict(&test.batch, &mut want).unwrap();
     score(&model, &test.batch, &mut Scratch::new(&model), &mut got).unwrap();
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = max_abs_difference(&got, &want);
     assert!(worst <= 1e-5, "worst difference {worst}");
     // The dense field's first-order weight (its one row, after user's 500) was trained.
     let fresh = Trainer::new(spec.clone(), config(Loss::Bce, 1, 1)).unwrap();
@@ -416,11 +413,7 @@ fn student_recovers_a_planted_teacher() {
         let model = Model::open(&to).unwrap();
         let mut out = vec![0.0f32; test.labels.len()];
         score(&model, &test.batch, &mut Scratch::new(&model), &mut out).unwrap();
-        let max = exact
-            .iter()
-            .zip(&out)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let max = max_abs_difference(&exact, &out);
         let table_auc = auc(&out);
         eprintln!("{table:?} table: AUC {table_auc:.5}, max |dp| {max:.2e}");
         assert!(
@@ -428,11 +421,7 @@ fn student_recovers_a_planted_teacher() {
             "{table:?}"
         );
     }
-    let max = exact
-        .iter()
-        .zip(&int8)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let max = max_abs_difference(&exact, &int8);
     eprintln!("int8: AUC {int8_auc:.5} (f32 {exact_auc:.5}), max |dp| {max:.2e}");
     assert!(
         (int8_auc - exact_auc).abs() <= 1e-3,
