@@ -1184,6 +1184,24 @@ fn quantize_measures_first_writes_within_tolerance_and_the_copy_scores_in_int8()
     let size = |p: &str| std::fs::metadata(p).unwrap().len();
     assert!(size(&rows) < size(&model), "{said}");
     assert!(text(&deepfm(&["inspect", &rows], None).stdout).contains(r#""table":"int8""#));
+    let bench = deepfm(
+        &[
+            "bench",
+            "--model",
+            &rows,
+            "--batch",
+            "64",
+            "--seconds",
+            "0.05",
+            "--json",
+        ],
+        None,
+    );
+    let said = text(&bench.stdout);
+    assert!(
+        said.contains("table int8") && said.contains(r#""table":"int8""#),
+        "{said}"
+    );
     for (a, b) in exact.lines().zip(scores(&rows).lines()) {
         let (a, b): (f32, f32) = (a.parse().unwrap(), b.parse().unwrap());
         assert!((a - b).abs() < 0.02, "{a} vs {b}");

@@ -54,13 +54,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let gap = std::time::Duration::from_secs_f64(gap_ms / 1e3);
     let r = run_paced(&model, batch, threads, seconds, 12345, gap)?;
     println!(
-        "{}: batch {} threads {} ({}) isa {} mlp {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
+        "{}: batch {} threads {} ({}) isa {} mlp {} table {}{}: {:.0} samples/s, {:.2} µs per call ({} calls)",
         path.display(),
         r.batch,
         r.threads,
         r.mode,
         r.isa,
         r.mlp,
+        r.table,
         if gap_ms > 0.0 {
             format!(", {gap_ms} ms idle between calls")
         } else {

@@ -29,6 +29,8 @@ pub struct BenchResult {
     /// Precision of the hidden layers, with the int8 kernels in brackets (`f32`,
     /// `int8 (avx512-vnni)`).
     pub mlp: String,
+    /// Format of the embedding rows (`f32`, `f16`, `bf16`, `int8`).
+    pub table: &'static str,
     /// How the threads were used: `single` ([`score`]), `parallel` ([`score_parallel`] over
     /// rows) or `paired` (batch 1 on two threads: [`PairedScorer`], each layer split between
     /// two cores).
@@ -114,6 +116,7 @@ pub fn run_paced(
             Some(path) => format!("int8 ({})", path.name()),
             None => model.mlp_precision().name().to_string(),
         },
+        table: model.spec().table.name(),
         mode,
     })
 }
