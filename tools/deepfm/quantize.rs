@@ -67,6 +67,14 @@ pub fn quantize(q: Quantize<'_>) -> Result<()> {
     println!("{}", summary("wrote"));
     std::fs::rename(&staged, q.out)
         .with_context(|| format!("renaming {} to {}", staged.display(), q.out.display()))?;
+    // The rename is durable once the directory is synced, as the writer's own renames are.
+    let dir = match q.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 
