@@ -305,6 +305,54 @@ fn train_then_score() {
         .collect();
     assert!(scores[0] > 0.3 && scores[1] < 0.1, "{scores:?}");
 
+    // Without --valid, early stopping validates on lines held out of --data (10%, by hash).
+    let out = deepfm(
+        &[
+            "train",
+            "--data",
+            &s(&data),
+            "--spec",
+            &s(&spec),
+            "--out",
+            &s(&model),
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+        ],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("holding out 10.0%") && err.contains("valid loss"),
+        "{err}"
+    );
+    let out = deepfm(
+        &[
+            "train",
+            "--data",
+            &s(&data),
+            "--spec",
+            &s(&spec),
+            "--out",
+            &s(&model),
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--patience",
+            "0",
+        ],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("holding out") && !err.contains("valid loss"),
+        "{err}"
+    );
+
     std::fs::write(&data, "1\t0\t1\n1\t9\t1\n").unwrap();
     let out = deepfm(
         &[
@@ -773,8 +821,14 @@ fn train_ratings_takes_a_validation_file_and_refuses_data_only_flags() {
     let summary: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
     assert!(summary["valid_loss"].is_number(), "{summary}");
-    // Without it, no validation loss (no --patience, so nothing is held out).
+    // Without it, early stopping holds out 10% of the training file (30 ratings) by default;
+    // with --patience 0 nothing is held out and there is no validation loss.
     let out = deepfm(&base, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(summary["valid_loss"].is_number(), "{summary}");
+    let out = deepfm(&[&base[..], &["--patience", "0"]].concat(), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();

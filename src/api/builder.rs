@@ -29,7 +29,7 @@ impl DeepFMBuilder {
         dropout: f32,
         /// Batch norm after each hidden layer.
         use_bn: bool,
-        /// Passes over the data.
+        /// The most passes over the data (early stopping may end sooner).
         epochs: usize,
         /// Samples per step.
         batch_size: usize,
@@ -57,10 +57,14 @@ impl DeepFMBuilder {
         /// unit (not biases or batch norm): multiplied by `1 − lr · λ` before each update.
         /// 0 (the default) is off; `lr · λ` must stay below 1, or `fit` fails.
         weight_decay_dense: f32,
-        /// Early stopping patience (holds out `valid_fraction` of the data).
+        /// Early stopping: epochs without a better validation loss before training stops
+        /// and keeps the best epoch's weights (3; `None`: every epoch, on all the data).
         patience: Option<usize>,
-        /// Share held out for validation when `patience` is set.
+        /// Share of the data held out for early stopping when no validation set is given.
         valid_fraction: f32,
+        /// Learning-rate decay on plateau: the factor applied after each epoch without a
+        /// better validation loss (`None`: constant learning rate).
+        lr_decay: Option<f32>,
         /// Implicit feedback: negatives per positive.
         negatives: usize,
         /// Implicit feedback: how negatives are drawn.

@@ -10,8 +10,12 @@ use super::{
 use crate::infer::{Model, ScratchPool};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, Checkpointing, FitConfig, FitObserver, Loss, TrainConfig, Trainer, fit_checkpointed,
+    BatchNorm, Checkpointing, FitConfig, FitObserver, Loss, Plateau, TrainConfig, Trainer,
+    fit_checkpointed,
 };
+
+/// Validation pairs (a user and an item, borrowed) and their labels.
+type LabelledPairs<'a, U, I> = (Vec<(&'a U, &'a I)>, Vec<f32>);
 
 /// The task `auto` stands for, given the labels.
 fn resolve_task(task: Task, ratings: &[f32]) -> Task {
@@ -168,13 +172,17 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = crate::rng::Rng::new(settings.seed ^ 0x5EED);
         rng.shuffle(&mut order);
-        // An explicit validation set replaces the held-out share.
+        // An explicit validation set replaces the held-out share; a single rating cannot be
+        // split (it trains every epoch, without early stopping).
         let held = match settings.patience {
-            Some(_) if data.valid.is_none() => {
+            Some(_) if data.valid.is_none() && n >= 2 => {
                 ((n as f32 * settings.valid_fraction) as usize).clamp(1, n - 1)
             }
             _ => 0,
         };
+        let patience = settings
+            .patience
+            .filter(|_| held > 0 || data.valid.is_some());
         let (valid_idx, train_idx) = order.split_at(held);
         let interactions = data;
         let mut data = Pairs::new(&spec, settings.seed);
@@ -201,22 +209,43 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             user_features: user_features.as_ref(),
             item_features: item_features.as_ref(),
         };
-        let valid = match interactions.valid {
+        let valid_pairs: Option<LabelledPairs<U, I>> = match interactions.valid {
             Some((vu, vi, vr)) => {
-                let pairs: Vec<(&U, &I)> = vu.iter().zip(vi).collect();
                 let labels = match task {
                     Task::Implicit => vec![1.0; vr.len()],
                     Task::Click => vr.iter().map(|&r| (r > 0.5) as u8 as f32).collect(),
                     _ => vr.to_vec(),
                 };
-                Some((sides.batch(&spec, &pairs)?, labels))
+                Some((vu.iter().zip(vi).collect(), labels))
             }
             None if held > 0 => {
-                let pairs: Vec<(&U, &I)> = valid_idx
+                let pairs = valid_idx
                     .iter()
                     .map(|&k| (&user_ids[k], &item_ids[k]))
                     .collect();
-                let labels = valid_idx.iter().map(|&k| labels[k]).collect();
+                Some((pairs, valid_idx.iter().map(|&k| labels[k]).collect()))
+            }
+            None => None,
+        };
+        let valid = match valid_pairs {
+            Some((mut pairs, mut labels)) => {
+                if task == Task::Implicit {
+                    let seen = if data.seen.is_empty() {
+                        &seen
+                    } else {
+                        &data.seen
+                    };
+                    let negatives = validation_negatives(
+                        &pairs,
+                        &users,
+                        &items,
+                        seen,
+                        settings.negatives,
+                        settings.seed,
+                    );
+                    labels.extend(std::iter::repeat_n(0.0, negatives.len()));
+                    pairs.extend(negatives);
+                }
                 Some((sides.batch(&spec, &pairs)?, labels))
             }
             None => None,
@@ -224,8 +253,15 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let fit_config = FitConfig {
             epochs: settings.epochs,
             batch_size: settings.batch_size,
-            patience: settings.patience,
-            plateau: None,
+            patience,
+            plateau: settings
+                .lr_decay
+                .filter(|_| patience.is_some())
+                .map(|factor| Plateau {
+                    factor,
+                    patience: 0,
+                    min_lr: 1e-6,
+                }),
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
@@ -257,6 +293,46 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             columns: None,
         })
     }
+}
+
+/// Implicit feedback validates on its positives and, for each, `per_positive` items drawn
+/// uniformly from those the user has no interaction with (fixed by `seed`), labelled 0: on
+/// positives alone the loss would reward scoring every item high. A user who has seen every
+/// item gets none.
+fn validation_negatives<'a, U: Id, I: Id>(
+    positives: &[(&'a U, &'a I)],
+    users: &IdMap<U>,
+    items: &'a IdMap<I>,
+    seen: &[Vec<u64>],
+    per_positive: usize,
+    seed: u64,
+) -> Vec<(&'a U, &'a I)> {
+    let mut rng = crate::rng::Rng::new(seed ^ 0x004E_4547);
+    let known = items.rows().saturating_sub(1);
+    let mut out = Vec::with_capacity(positives.len() * per_positive);
+    for &(user, _) in positives {
+        let user_seen = users
+            .get(user)
+            .and_then(|u| seen.get(u as usize))
+            .map_or(&[][..], |s| s.as_slice());
+        if known == 0 || user_seen.len() as u64 >= known {
+            continue;
+        }
+        for _ in 0..per_positive {
+            // Rejection sampling over the known items (row 0 is the OOV row); a user has
+            // seen few of them, so this ends after a few draws.
+            let row = loop {
+                let row = 1 + rng.below(known);
+                if user_seen.binary_search(&row).is_err() {
+                    break row;
+                }
+            };
+            if let Some(item) = items.id(row) {
+                out.push((user, item));
+            }
+        }
+    }
+    out
 }
 
 /// Writes the trainer's model to a private temporary file, maps it, and unlinks the file
@@ -347,5 +423,31 @@ impl FitObserver for Progress {
             }
             bar.reset();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_negatives_are_unseen_items_of_each_user() {
+        let mut users = IdMap::default();
+        let mut items = IdMap::default();
+        let (u1, u2) = (users.insert(&10u32), users.insert(&20u32));
+        let rows: Vec<u64> = (0..6u32).map(|i| items.insert(&(100 + i))).collect();
+        let mut seen = vec![Vec::new(); users.rows() as usize];
+        seen[u1 as usize] = vec![rows[0], rows[1]];
+        // User 20 has seen every item: no negative can be drawn for it.
+        seen[u2 as usize] = rows.clone();
+        let positives = [(&10u32, &100u32), (&20u32, &101u32)];
+        let negatives = validation_negatives(&positives, &users, &items, &seen, 4, 7);
+        assert_eq!(negatives.len(), 4);
+        for (u, i) in &negatives {
+            assert_eq!(**u, 10);
+            assert!(![100, 101].contains(*i), "{i} was seen");
+        }
+        let again = validation_negatives(&positives, &users, &items, &seen, 4, 7);
+        assert_eq!(negatives, again);
     }
 }

@@ -44,6 +44,7 @@ mod predict;
 mod recommend;
 mod settings;
 mod side_files;
+mod tune;
 
 pub use builder::DeepFMBuilder;
 pub use error::ApiError;
@@ -53,6 +54,7 @@ pub use input::Interactions;
 pub use pairs::NegativeSampling;
 pub use settings::{Settings, Task};
 pub use side_files::read_features;
+pub use tune::{MIN_EPOCHS, Trial, TuneOptions, Tuned};
 
 use crate::infer::{Model, ScratchPool};
 use crate::train::EpochReport;

@@ -59,10 +59,18 @@ pub struct Settings {
     /// [`TrainConfig::weight_decay_dense`](crate::train::TrainConfig::weight_decay_dense)).
     #[serde(default, skip_serializing_if = "crate::train::is_zero")]
     pub weight_decay_dense: f32,
-    /// Early stopping: epochs without a better validation loss (none).
+    /// Early stopping: after this many epochs without a better validation loss, training
+    /// stops and keeps the best epoch's weights, so `epochs` is the most it trains (3). It
+    /// validates on the validation set given to the fit, or else on `valid_fraction` of the
+    /// data held out of training. `None` trains every epoch on all the data.
     pub patience: Option<usize>,
-    /// Share of the data held out for validation when `patience` is set (0.1).
+    /// Share of the data held out for validation when `patience` is set and no validation
+    /// set is given (0.1).
     pub valid_fraction: f32,
+    /// Multiply the learning rates by this after each epoch without a better validation loss
+    /// (PyTorch's `ReduceLROnPlateau` with patience 0; needs `patience`) (none).
+    #[serde(default)]
+    pub lr_decay: Option<f32>,
     /// Implicit feedback: negatives per positive (4).
     pub negatives: usize,
     /// Implicit feedback: how negatives are drawn (uniform).
@@ -88,8 +96,9 @@ impl Default for Settings {
             l2_dense: 0.0,
             weight_decay_embedding: 0.0,
             weight_decay_dense: 0.0,
-            patience: None,
+            patience: Some(3),
             valid_fraction: 0.1,
+            lr_decay: None,
             negatives: 4,
             negative_sampling: NegativeSampling::Uniform,
         }

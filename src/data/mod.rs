@@ -1,6 +1,7 @@
 //! Reading samples from text.
 //!
 //! - [`tsv`]: the scoring input of `deepfm score`: one sample a line, one column per field.
+//! - [`holdout`]: a validation split cut from a training file as it streams.
 //! - [`movielens`]: the MovieLens 100K / 1M files as GroupLens distributes them, and
 //!   [`movielens::features`] to turn them into samples.
 //! - [`TokenIndex`]: dense indices for raw tokens in order of first appearance (ids, zip
@@ -16,6 +17,7 @@
 
 pub mod criteo;
 pub(crate) mod error;
+pub mod holdout;
 pub mod movielens;
 pub mod prep;
 pub mod ratings;

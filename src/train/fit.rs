@@ -182,6 +182,14 @@ pub fn fit_checkpointed(
             found: labels.len(),
         });
     }
+    if let Some(p) = config.plateau
+        && !(p.factor > 0.0 && p.factor < 1.0 && p.min_lr >= 0.0)
+    {
+        return Err(TrainError::Config(format!(
+            "learning-rate decay factor {} must lie strictly between 0 and 1 (min_lr {} ≥ 0)",
+            p.factor, p.min_lr
+        )));
+    }
     if valid.is_none() && (config.patience.is_some() || config.plateau.is_some()) {
         return Err(TrainError::Config(
             "early stopping and plateau decay need validation data".into(),

@@ -129,6 +129,11 @@ pub enum Command {
     /// Train a model from a labelled file (streamed, shuffled through a buffer) and write the
     /// model file.
     Train(Box<TrainArgs>),
+    /// Search the training settings that matter (embedding size, layers, dropout, weight
+    /// decay, learning rate and its decay, batch size) for the best validation loss within a
+    /// time budget, on a validation part cut from --ratings only; print the trials and write
+    /// the best model, and its settings beside it (OUT.tune.json).
+    Tune(Box<TuneArgs>),
     /// Predict `user,item` pairs (one a line, format detected) with a model from
     /// `train --ratings`: one prediction a line, in order.
     ///
@@ -239,7 +244,7 @@ pub struct TrainArgs {
     /// Where to write the model file.
     #[arg(long)]
     pub out: PathBuf,
-    /// Passes over the data [ratings: 20; data: 5].
+    /// Most passes over the data (early stopping may end sooner) [ratings: 20; data: 5].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Samples per step [256].
@@ -257,24 +262,35 @@ pub struct TrainArgs {
     /// Dropout after each hidden layer [ratings: 0.3; data: 0].
     #[arg(long)]
     pub dropout: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
-    pub l2_embedding: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub l2_dense: f32,
-    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights: the rows
-    /// each step updates are multiplied by 1 − lr·λ (0: off; lr·λ must stay below 1).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay_embedding: f32,
-    /// Decoupled (AdamW) weight decay of the layer weights and output unit (not biases or
-    /// batch norm): multiplied by 1 − lr·λ each step (0: off; lr·λ must stay below 1).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay_dense: f32,
-    /// Stop after this many epochs without a better validation loss (restores the best).
+    /// L2 penalty λ/2·‖e‖² on the embedding rows of each batch [0].
     #[arg(long)]
-    pub patience: Option<usize>,
-    /// Ratings: share held out for validation when --patience is set.
+    pub l2_embedding: Option<f32>,
+    /// L2 penalty λ/2·‖W‖² on the layer weights and output unit [0].
+    #[arg(long)]
+    pub l2_dense: Option<f32>,
+    /// Decoupled (AdamW) weight decay of the embeddings and first-order weights: the rows
+    /// each step updates are multiplied by 1 − lr·λ (0: off; lr·λ must stay below 1)
+    /// [0].
+    #[arg(long)]
+    pub weight_decay_embedding: Option<f32>,
+    /// Decoupled (AdamW) weight decay of the layer weights and output unit (not biases or
+    /// batch norm): multiplied by 1 − lr·λ each step (0: off; lr·λ must stay below 1) [0].
+    #[arg(long)]
+    pub weight_decay_dense: Option<f32>,
+    /// Early stopping: stop after this many epochs without a better validation loss and
+    /// keep the best epoch's weights (--epochs is then the most it trains). Validates on
+    /// --valid, or else on --valid-fraction of the training data held out of it. 0: no
+    /// early stopping and no hold-out (every epoch, on all the data).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    /// Share of the training data held out for early stopping when there is no --valid
+    /// (--data: at most 500,000 lines).
     #[arg(long, default_value_t = 0.1)]
     pub valid_fraction: f32,
+    /// Multiply the learning rates by this after each epoch without a better validation
+    /// loss (ReduceLROnPlateau; needs early stopping; 0: none) [none].
+    #[arg(long)]
+    pub lr_decay: Option<f32>,
     /// Ratings: what to learn (auto: rating when the ratings take more than two values).
     #[arg(long, value_enum, default_value = "auto")]
     pub task: TaskArg,
@@ -303,6 +319,43 @@ pub struct TrainArgs {
     /// Print a JSON summary as the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `deepfm tune`: those of `train --ratings` (the starting point of the search,
+/// and the data), the budget and the number of trials.
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Wall time of the whole search: seconds, or a number with s, m or h (90s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_budget)]
+    pub budget: std::time::Duration,
+    /// Stop after this many trials even if time is left.
+    #[arg(long)]
+    pub max_trials: Option<usize>,
+}
+
+/// `90`, `90s`, `10m`, `1.5h` as a duration.
+pub fn parse_budget(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().last() {
+        Some((i, c @ ('s' | 'm' | 'h'))) => (&t[..i], c),
+        _ => (t, 's'),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (90s, 10m, 1h)"))?;
+    let seconds = value
+        * match unit {
+            'm' => 60.0,
+            'h' => 3600.0,
+            _ => 1.0,
+        };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+        return Err(format!("{text:?}: the budget must be a positive duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 /// `deepfm bench`: what to score, how, for how long.

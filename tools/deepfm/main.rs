@@ -23,6 +23,7 @@ mod score;
 mod tabular;
 mod throughput;
 mod train;
+mod tune;
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::bench(args),
         Command::BenchTrain(args) => bench::bench_train(args),
         Command::Train(args) => train::train(*args),
+        Command::Tune(args) => tune::tune(*args),
         Command::Predict {
             model,
             pairs,

@@ -127,11 +127,76 @@ pub fn eval(
     Ok(())
 }
 
-/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
-pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
-    use deepfm::api::{DeepFM, Task};
-    // A flag of the --data paths that the recommender cannot honour is refused, never ignored
-    // (clap already refuses --data and --spec beside --ratings).
+/// What `train --ratings` and `tune` read: the interactions, an optional validation file
+/// and the side features.
+pub struct RatingsInput {
+    pub data: Interactions,
+    pub valid: Option<Interactions>,
+    pub user_features: Option<deepfm::api::Features<String>>,
+    pub item_features: Option<deepfm::api::Features<String>>,
+}
+
+impl RatingsInput {
+    /// Reads `--ratings`, `--valid`, `--users` and `--items` as `args` say.
+    pub fn read(args: &TrainArgs, path: &Path) -> Result<Self> {
+        let header = args.header.get();
+        let data = read_pairs(path, false, header, args.skip_bad_lines, None)?;
+        eprintln!("{}: {} interactions", path.display(), data.ratings.len());
+        let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
+            let Some(path) = path else { return Ok(None) };
+            let features = deepfm::api::read_features(path, columns.as_deref())?;
+            let names: Vec<&str> = features.fields().iter().map(|(n, _)| n.as_str()).collect();
+            eprintln!(
+                "{}: {} ids, features {names:?}",
+                path.display(),
+                features.len()
+            );
+            Ok(Some(features))
+        };
+        let user_features = read(&args.users, &args.user_columns)?;
+        let item_features = read(&args.items, &args.item_columns)?;
+        let valid = match &args.valid {
+            Some(valid) => {
+                let names = data.header.as_deref();
+                let v = read_pairs(valid, false, header, args.skip_bad_lines, names)?;
+                eprintln!(
+                    "{}: {} validation interactions",
+                    valid.display(),
+                    v.ratings.len()
+                );
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(RatingsInput {
+            data,
+            valid,
+            user_features,
+            item_features,
+        })
+    }
+
+    /// The API's view of what was read.
+    pub fn interactions(&self) -> deepfm::api::Interactions<'_, String, String> {
+        let d = &self.data;
+        let mut input = deepfm::api::Interactions::new(&d.users, &d.items, &d.ratings);
+        if let Some(v) = &self.valid {
+            input = input.validation(&v.users, &v.items, &v.ratings);
+        }
+        if let Some(f) = &self.user_features {
+            input = input.user_features(f);
+        }
+        if let Some(f) = &self.item_features {
+            input = input.item_features(f);
+        }
+        input
+    }
+}
+
+/// The recommender's builder with the settings `args` change from the defaults (a flag of the
+/// `--data` paths that the recommender cannot honour is refused, never ignored; clap already
+/// refuses --data and --spec beside --ratings).
+pub fn ratings_builder(args: &TrainArgs) -> Result<deepfm::api::DeepFMBuilder> {
     if args.schema.is_some() {
         bail!("--schema does not apply to --ratings (it describes a --data file)");
     }
@@ -141,9 +206,6 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
              lazy Adam)"
         );
     }
-    let header = args.header.get();
-    let data = read_pairs(path, false, header, args.skip_bad_lines, None)?;
-    eprintln!("{}: {} interactions", path.display(), data.ratings.len());
     let task = match args.task {
         TaskArg::Auto => Task::Auto,
         TaskArg::Rating => Task::Rating,
@@ -154,12 +216,20 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         .verbose(true)
         .task(task)
         .seed(args.seed)
-        .patience(args.patience)
-        .valid_fraction(args.valid_fraction)
-        .l2(args.l2_embedding)
-        .l2_dense(args.l2_dense)
-        .weight_decay_embedding(args.weight_decay_embedding)
-        .weight_decay_dense(args.weight_decay_dense);
+        .patience((args.patience > 0).then_some(args.patience))
+        .valid_fraction(args.valid_fraction);
+    if let Some(v) = args.l2_embedding {
+        builder = builder.l2(v);
+    }
+    if let Some(v) = args.l2_dense {
+        builder = builder.l2_dense(v);
+    }
+    if let Some(v) = args.weight_decay_embedding {
+        builder = builder.weight_decay_embedding(v);
+    }
+    if let Some(v) = args.weight_decay_dense {
+        builder = builder.weight_decay_dense(v);
+    }
     if let Some(v) = args.dim {
         builder = builder.embedding_dim(v);
     }
@@ -181,55 +251,29 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     if let Some(v) = args.lr {
         builder = builder.learning_rate(v);
     }
+    if let Some(v) = args.lr_decay {
+        builder = builder.lr_decay((v > 0.0).then_some(v));
+    }
     if let Some(v) = args.threads {
         builder = builder.threads(v);
     }
+    Ok(builder)
+}
+
+/// `deepfm train --ratings`: the recommender API with the tutorial's defaults.
+pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
+    let mut builder = ratings_builder(args)?;
     if let Some(path) = &args.checkpoint {
         if args.resume && path.exists() {
             eprintln!("resuming from {}", path.display());
         }
         builder = builder.checkpoint(path).resume(args.resume);
     }
-    let read = |path: &Option<PathBuf>, columns: &Option<Vec<String>>| -> Result<_> {
-        let Some(path) = path else { return Ok(None) };
-        let features = deepfm::api::read_features(path, columns.as_deref())?;
-        let names: Vec<&str> = features.fields().iter().map(|(n, _)| n.as_str()).collect();
-        eprintln!(
-            "{}: {} ids, features {names:?}",
-            path.display(),
-            features.len()
-        );
-        Ok(Some(features))
-    };
-    let user_features = read(&args.users, &args.user_columns)?;
-    let item_features = read(&args.items, &args.item_columns)?;
-    let valid = match &args.valid {
-        Some(valid) => {
-            let names = data.header.as_deref();
-            let v = read_pairs(valid, false, header, args.skip_bad_lines, names)?;
-            eprintln!(
-                "{}: {} validation interactions",
-                valid.display(),
-                v.ratings.len()
-            );
-            Some(v)
-        }
-        None => None,
-    };
-    let mut input = deepfm::api::Interactions::new(&data.users, &data.items, &data.ratings);
-    if let Some(v) = &valid {
-        input = input.validation(&v.users, &v.items, &v.ratings);
-    }
-    if let Some(f) = &user_features {
-        input = input.user_features(f);
-    }
-    if let Some(f) = &item_features {
-        input = input.item_features(f);
-    }
+    let input = RatingsInput::read(args, path)?;
     let started = Instant::now();
-    let mut model = builder.fit_interactions(input)?;
+    let mut model = builder.fit_interactions(input.interactions())?;
     let seconds = started.elapsed().as_secs_f64();
-    model.set_column_names(data.header.clone());
+    model.set_column_names(input.data.header.clone());
     model.save(&args.out)?;
     println!(
         "wrote {} ({:?}, {} users, {} items, {seconds:.1} s)",
@@ -240,6 +284,11 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
     );
     if args.json {
         let last = model.history().last();
+        let best = model
+            .history()
+            .iter()
+            .filter_map(|e| e.valid_loss.map(|v| (e.epoch, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
         println!(
             "{}",
             serde_json::json!({
@@ -250,6 +299,8 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
                 "epochs": model.history().len(),
                 "train_loss": last.map(|e| e.train_loss),
                 "valid_loss": last.and_then(|e| e.valid_loss),
+                "best_epoch": best.map(|b| b.0),
+                "best_valid_loss": best.map(|b| b.1),
                 "seconds": seconds,
             })
         );

@@ -44,6 +44,22 @@ pub fn train(args: TrainArgs) -> Result<()> {
     }
 }
 
+/// The most rows a validation set held out of `--data` takes (it is held in memory and scored
+/// after every epoch): 10% of a file up to 5M lines, fewer beyond.
+const MAX_HELD_OUT_ROWS: usize = 500_000;
+
+/// Mixed into `--seed` to choose the held-out lines (so they do not follow the shuffle).
+const HOLD_OUT_SEED: u64 = 0x0048_444F_5554;
+
+/// Learning-rate decay by `factor` after each epoch without a better validation loss.
+pub fn plateau(factor: f32) -> deepfm::train::Plateau {
+    deepfm::train::Plateau {
+        factor,
+        patience: 0,
+        min_lr: 1e-6,
+    }
+}
+
 /// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
 /// validation files may lay out their columns differently).
 /// `prep`, when given, is saved in the model file's metadata section.
@@ -53,6 +69,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     parser_for: &dyn Fn(&Path) -> Result<P>,
     prep: Option<&deepfm::data::prep::Preprocessing>,
 ) -> Result<()> {
+    use deepfm::data::holdout::{HoldOut, capped_fraction, count_lines};
     use deepfm::data::stream::{Streamed, read_all};
     use deepfm::train::{
         BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
@@ -68,10 +85,10 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
         embedding_optimizer: args.optim.unwrap_or(Optim::LazyAdam).get(),
         batch_norm: args.bn.unwrap_or(false).then(BatchNorm::default),
         dropout: args.dropout.unwrap_or(0.0),
-        l2_embedding: args.l2_embedding,
-        l2_dense: args.l2_dense,
-        weight_decay_embedding: args.weight_decay_embedding,
-        weight_decay_dense: args.weight_decay_dense,
+        l2_embedding: args.l2_embedding.unwrap_or(0.0),
+        l2_dense: args.l2_dense.unwrap_or(0.0),
+        weight_decay_embedding: args.weight_decay_embedding.unwrap_or(0.0),
+        weight_decay_dense: args.weight_decay_dense.unwrap_or(0.0),
         seed: args.seed,
         threads: args
             .threads
@@ -79,18 +96,62 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(spec, config)?;
-    let valid = match &args.valid {
-        Some(path) => Some(read_all(path, parser_for(path)?)?),
-        None => None,
-    };
     let data = args.data.as_ref().context("--data is required")?;
-    let mut source = Streamed::new(data, parser_for(data)?, args.buffer, args.seed)?
-        .skip_bad_lines(args.skip_bad_lines);
+    let patience = (args.patience > 0).then_some(args.patience);
+    // Without --valid, early stopping validates on lines held out of --data (by a hash of
+    // the line number: the same lines every epoch, never trained on).
+    let held_out = match (&args.valid, patience) {
+        (None, Some(_)) => {
+            let lines = count_lines(data)?;
+            let fraction = capped_fraction(args.valid_fraction as f64, lines, MAX_HELD_OUT_ROWS);
+            eprintln!(
+                "holding out {:.1}% of {} for validation (early stopping; --valid FILE or \
+                 --patience 0 to change)",
+                100.0 * fraction,
+                data.display()
+            );
+            Some(fraction)
+        }
+        _ => None,
+    };
+    let split_seed = args.seed ^ HOLD_OUT_SEED;
+    let mut patience = patience;
+    let (valid, mut source) = match held_out {
+        Some(fraction) => {
+            let valid = HoldOut::validation(parser_for(data)?, fraction, split_seed);
+            let valid = read_all(data, valid)?;
+            let train = HoldOut::training(parser_for(data)?, fraction, split_seed);
+            let train = Streamed::new(data, train, args.buffer, args.seed)?;
+            if valid.1.is_empty() {
+                eprintln!(
+                    "{}: too few lines to hold any out: training every epoch on all of them, \
+                     without early stopping",
+                    data.display()
+                );
+                patience = None;
+                (None, train)
+            } else {
+                (Some(valid), train)
+            }
+        }
+        None => {
+            let valid = match &args.valid {
+                Some(path) => Some(read_all(
+                    path,
+                    HoldOut::training(parser_for(path)?, 0.0, 0),
+                )?),
+                None => None,
+            };
+            let all = HoldOut::training(parser_for(data)?, 0.0, 0);
+            (valid, Streamed::new(data, all, args.buffer, args.seed)?)
+        }
+    };
+    source = source.skip_bad_lines(args.skip_bad_lines);
     let fit_config = FitConfig {
         epochs: args.epochs.unwrap_or(5),
         batch_size: args.batch.unwrap_or(256),
-        patience: args.patience,
-        plateau: None,
+        patience,
+        plateau: args.lr_decay.filter(|&f| f > 0.0).map(plateau),
     };
     let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
         path,
