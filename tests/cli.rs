@@ -833,11 +833,7 @@ fn train_ratings_takes_a_validation_file_and_refuses_data_only_flags() {
     let summary: serde_json::Value =
         serde_json::from_str(text(&out.stdout).lines().last().unwrap()).unwrap();
     assert!(summary["valid_loss"].is_null(), "{summary}");
-    for extra in [
-        &["--optim", "adagrad"][..],
-        &["--spec", &train][..],
-        &["--schema", &train][..],
-    ] {
+    for extra in [&["--spec", &train][..], &["--schema", &train][..]] {
         let out = deepfm(&[&base[..], extra].concat(), None);
         assert!(!out.status.success(), "{extra:?} accepted");
         assert!(
@@ -1272,4 +1268,78 @@ fn quantize_measures_first_writes_within_tolerance_and_the_copy_scores_in_int8()
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `deepfm tune`: trial 1 is the settings given, the trials are printed as a table, the best
+/// model is written with OUT.tune.json beside it (every trial, the best settings and the
+/// `deepfm train` line that trains them again); a budget that is not a duration, and tune
+/// without early stopping, are errors.
+#[test]
+fn tune_searches_within_its_budget_and_writes_the_best_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let ratings = dir.path().join("r.csv");
+    let text_rows: String = (0..600)
+        .map(|i| format!("u{},i{},{}\n", i % 20, (i * 7) % 30, 1 + (i * 13) % 5))
+        .collect();
+    std::fs::write(&ratings, text_rows).unwrap();
+    let model = dir.path().join("m.dfm");
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let base = [
+        "tune",
+        "--ratings",
+        &s(&ratings),
+        "--out",
+        &s(&model),
+        "--dim",
+        "4",
+        "--hidden",
+        "8",
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+    ];
+    let out = deepfm(
+        &[&base[..], &["--budget", "20s", "--max-trials", "3"]].concat(),
+        None,
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trial  1") && stderr.contains("D 4, layers 8"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("| trial | validation RMSE |"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.dfm.tune.json")).unwrap())
+            .unwrap();
+    let trials = report["trials"].as_array().unwrap();
+    assert!((1..=3).contains(&trials.len()), "{report}");
+    let best = report["best_valid"].as_f64().unwrap();
+    assert!(trials.iter().all(|t| t["valid"].as_f64().unwrap() >= best));
+    assert!(
+        report["train_command"]
+            .as_str()
+            .unwrap()
+            .starts_with("deepfm train --ratings")
+    );
+    // The written model is the best trial's: eval on the training file runs.
+    let out = deepfm(
+        &["eval", "--model", &s(&model), "--ratings", &s(&ratings)],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (extra, message) in [
+        (&["--budget", "soon"][..], "not a duration"),
+        (&["--budget", "0s"][..], "positive"),
+        (&["--patience", "0"][..], "--patience"),
+    ] {
+        let out = deepfm(&[&base[..], extra].concat(), None);
+        assert!(!out.status.success(), "{extra:?} accepted");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }

@@ -65,6 +65,9 @@ impl DeepFMBuilder {
         /// Learning-rate decay on plateau: the factor applied after each epoch without a
         /// better validation loss (`None`: constant learning rate).
         lr_decay: Option<f32>,
+        /// Optimizer of the embeddings (`None`: Adam for tables up to
+        /// [`super::settings::DENSE_ADAM_MAX_WEIGHTS`] weights, lazy Adam above).
+        embedding_optimizer: Option<crate::train::EmbeddingOptimizer>,
         /// Implicit feedback: negatives per positive.
         negatives: usize,
         /// Implicit feedback: how negatives are drawn.

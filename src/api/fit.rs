@@ -4,14 +4,15 @@
 use super::features::side_values;
 use super::input::Interactions;
 use super::pairs::Pairs;
+use super::settings::DENSE_ADAM_MAX_WEIGHTS;
 use super::{
     ApiError, DeepFM, EpochReport, FeatureTable, Id, IdMap, NegativeSampling, Settings, Sides, Task,
 };
 use crate::infer::{Model, ScratchPool};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
-    BatchNorm, Checkpointing, FitConfig, FitObserver, Loss, Plateau, TrainConfig, Trainer,
-    fit_checkpointed,
+    BatchNorm, Checkpointing, EmbeddingOptimizer, FitConfig, FitObserver, Loss, Plateau,
+    TrainConfig, Trainer, fit_checkpointed,
 };
 
 /// Validation pairs (a user and an item, borrowed) and their labels.
@@ -145,7 +146,19 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             _ => ratings.to_vec(),
         };
         let mean = labels.iter().map(|&y| y as f64).sum::<f64>() / n as f64;
+        // An invalid spec is reported by `Trainer::new` below.
+        let table_weights = (spec.total_rows().unwrap_or(u64::MAX))
+            .saturating_mul(settings.embedding_dim as u64 + 1);
+        let embedding_optimizer =
+            settings
+                .embedding_optimizer
+                .unwrap_or(if table_weights <= DENSE_ADAM_MAX_WEIGHTS {
+                    EmbeddingOptimizer::Adam
+                } else {
+                    EmbeddingOptimizer::LazyAdam
+                });
         let config = TrainConfig {
+            embedding_optimizer,
             loss: if task == Task::Rating {
                 Loss::Mse
             } else {

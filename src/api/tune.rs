@@ -195,8 +195,9 @@ const LAYERS: [&[usize]; 5] = [
 ];
 /// Batch sizes the search tries.
 const BATCHES: [usize; 4] = [128, 256, 512, 1024];
-/// Decoupled weight decays of the embeddings (lazy: the rows of each batch) it tries.
-const EMBEDDING_DECAYS: [f32; 6] = [0.0, 1.0, 3.0, 10.0, 30.0, 100.0];
+/// Decoupled weight decays of the embeddings it tries (sized for the default optimizer of a
+/// recommender's table, Adam over the whole table, which decays every row at every step).
+const EMBEDDING_DECAYS: [f32; 4] = [0.0, 0.01, 0.1, 1.0];
 /// Decoupled weight decays of the dense layers it tries.
 const DENSE_DECAYS: [f32; 4] = [0.0, 0.01, 0.1, 1.0];
 /// Learning-rate decays on plateau it tries.
@@ -218,9 +219,11 @@ fn set(s: &mut Settings, which: usize, rng: &mut Rng) {
         4 => s.weight_decay_dense = pick(rng, &DENSE_DECAYS),
         // Log-uniform over [3e-4, 3e-3], two significant digits.
         5 => {
-            let lr = 3e-4f32 * 10f32.powf(rng.uniform());
-            let scale = 10f32.powi(lr.log10().floor() as i32 - 1);
-            s.learning_rate = (lr / scale).round() * scale;
+            // Rounded in f64, so that the f32 is the one nearest the short decimal (and prints
+            // as it).
+            let lr = 3e-4 * 10f64.powf(rng.uniform() as f64);
+            let scale = 10f64.powi(lr.log10().floor() as i32 - 1);
+            s.learning_rate = ((lr / scale).round() * scale) as f32;
         }
         6 => s.batch_size = pick(rng, &BATCHES),
         _ => s.lr_decay = pick(rng, &LR_DECAYS),

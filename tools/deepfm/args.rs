@@ -253,13 +253,14 @@ pub struct TrainArgs {
     /// Adam learning rate [0.001].
     #[arg(long, alias = "learning-rate")]
     pub lr: Option<f32>,
-    /// Embedding optimizer [lazy-adam; with --ratings only lazy-adam].
+    /// Embedding optimizer [data: lazy-adam; ratings: adam over the whole table up to 4M
+    /// weights, lazy-adam above].
     #[arg(long, value_enum)]
     pub optim: Option<Optim>,
     /// Batch norm after each hidden layer [ratings: true; data: false].
     #[arg(long, alias = "use-bn", num_args = 0..=1, default_missing_value = "true")]
     pub bn: Option<bool>,
-    /// Dropout after each hidden layer [ratings: 0.3; data: 0].
+    /// Dropout after each hidden layer [ratings: 0.5; data: 0].
     #[arg(long)]
     pub dropout: Option<f32>,
     /// L2 penalty λ/2·‖e‖² on the embedding rows of each batch [0].

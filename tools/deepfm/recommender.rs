@@ -1,7 +1,7 @@
 //! The recommender commands: `train --ratings`, `predict --pairs`, `recommend`, `eval`, and
 //! the tutorial that `demo` runs.
 
-use crate::args::{Optim, TaskArg, TrainArgs};
+use crate::args::{TaskArg, TrainArgs};
 use anyhow::{Result, bail};
 use deepfm::api::{DeepFM, Task};
 use deepfm::data::ratings::{Header, Interactions, ReadOptions, read_interactions_with};
@@ -200,12 +200,6 @@ pub fn ratings_builder(args: &TrainArgs) -> Result<deepfm::api::DeepFMBuilder> {
     if args.schema.is_some() {
         bail!("--schema does not apply to --ratings (it describes a --data file)");
     }
-    if args.optim.is_some_and(|o| !matches!(o, Optim::LazyAdam)) {
-        bail!(
-            "--optim does not apply to --ratings (the recommender trains its embeddings with \
-             lazy Adam)"
-        );
-    }
     let task = match args.task {
         TaskArg::Auto => Task::Auto,
         TaskArg::Rating => Task::Rating,
@@ -256,6 +250,9 @@ pub fn ratings_builder(args: &TrainArgs) -> Result<deepfm::api::DeepFMBuilder> {
     }
     if let Some(v) = args.threads {
         builder = builder.threads(v);
+    }
+    if let Some(v) = args.optim {
+        builder = builder.embedding_optimizer(Some(v.get()));
     }
     Ok(builder)
 }
