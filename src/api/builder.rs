@@ -126,7 +126,7 @@ impl DeepFMBuilder {
             path,
             resume: self.resume,
         });
-        DeepFM::train(self.settings, checkpoint.as_ref(), data)
+        DeepFM::train(self.settings, checkpoint.as_ref(), data, None)
     }
 }
 

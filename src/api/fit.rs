@@ -40,10 +40,13 @@ fn resolve_task(task: Task, ratings: &[f32]) -> Task {
 }
 
 impl<U: Id, I: Id> DeepFM<U, I> {
+    /// Fits `data` with `settings`. `keep_going`, when given, is asked after every epoch (with
+    /// its report) whether to train on; `false` ends the fit with the best epoch's weights.
     pub(super) fn train(
         settings: Settings,
         checkpoint: Option<&Checkpointing>,
         data: Interactions<'_, U, I>,
+        keep_going: Option<&mut dyn FnMut(&EpochReport) -> bool>,
     ) -> Result<Self, ApiError> {
         let (user_ids, item_ids, ratings) = (data.users, data.items, data.ratings);
         let n = ratings.len();
@@ -278,6 +281,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
+        progress.keep_going = keep_going;
         let report = fit_checkpointed(
             &mut trainer,
             &mut data,
@@ -367,13 +371,15 @@ fn open_trained(trainer: &Trainer) -> Result<Model, ApiError> {
 
 /// The `verbose` progress: a bar per epoch on stderr with the samples done, the ETA and the
 /// running loss, then a line with the epoch's losses (nothing when not verbose).
-struct Progress {
+struct Progress<'a> {
     bar: Option<indicatif::ProgressBar>,
     epochs: usize,
     per_epoch: u64,
+    keep_going: Option<&'a mut dyn FnMut(&EpochReport) -> bool>,
+    last: Option<EpochReport>,
 }
 
-impl Progress {
+impl Progress<'_> {
     fn new(verbose: bool, epochs: usize, per_epoch: usize) -> Self {
         let bar = verbose.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(
@@ -393,6 +399,8 @@ impl Progress {
             bar,
             epochs,
             per_epoch: per_epoch as u64,
+            keep_going: None,
+            last: None,
         }
     }
 
@@ -403,7 +411,7 @@ impl Progress {
     }
 }
 
-impl FitObserver for Progress {
+impl FitObserver for Progress<'_> {
     fn on_step(&mut self, epoch: usize, samples: usize, running_loss: f64) {
         if let Some(bar) = &self.bar {
             if samples as u64 <= self.per_epoch && bar.position() > samples as u64 {
@@ -415,7 +423,17 @@ impl FitObserver for Progress {
         }
     }
 
+    fn keep_going(&mut self) -> bool {
+        match (&mut self.keep_going, &self.last) {
+            (Some(rule), Some(last)) => rule(last),
+            _ => true,
+        }
+    }
+
     fn on_epoch(&mut self, e: &EpochReport) {
+        if self.keep_going.is_some() {
+            self.last = Some(e.clone());
+        }
         if let Some(bar) = &self.bar {
             let line = format!(
                 "epoch {}/{}: loss {:.4}{} ({} samples, {:.1} s)",
@@ -442,6 +460,30 @@ impl FitObserver for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_that_says_stop_ends_the_fit_after_that_epoch() {
+        let (users, items, ratings) = crate::fixtures::planted_ratings(20, 15, 600, 3);
+        let settings = Settings {
+            embedding_dim: 4,
+            deep_layers: vec![8],
+            epochs: 6,
+            threads: 1,
+            ..Settings::default()
+        };
+        let data = Interactions::new(&users, &items, &ratings);
+        let mut asked = Vec::new();
+        let mut rule = |e: &EpochReport| {
+            asked.push(e.epoch);
+            e.epoch < 2
+        };
+        let model = DeepFM::train(settings.clone(), None, data, Some(&mut rule)).unwrap();
+        assert_eq!(asked, [1, 2]);
+        assert_eq!(model.history().len(), 2);
+        // Without a rule the same fit goes on (early stopping permitting).
+        let full = DeepFM::train(settings, None, data, None).unwrap();
+        assert!(full.history().len() > 2);
+    }
 
     #[test]
     fn validation_negatives_are_unseen_items_of_each_user() {

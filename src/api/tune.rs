@@ -8,9 +8,11 @@
 //! two settings of the best trial so far, the other half are drawn afresh (random search
 //! with local refinement). Each trial's epoch cap is cut to what the remaining budget allows,
 //! estimated from the time per epoch of the trials before it, so the search ends near its
-//! budget; a trial that could not run at least [`MIN_EPOCHS`] epochs is not started.
+//! budget; a trial that could not run at least [`MIN_EPOCHS`] epochs is not started. A trial
+//! doing worse than the earlier trials' median at the same epoch is stopped there (the median
+//! stopping rule), so the budget goes to more trials.
 
-use super::{ApiError, DeepFM, DeepFMBuilder, Id, Interactions, Settings, Task};
+use super::{ApiError, DeepFM, DeepFMBuilder, EpochReport, Id, Interactions, Settings, Task};
 use crate::rng::Rng;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -48,6 +50,9 @@ pub struct Trial {
     pub epochs: usize,
     /// Wall time of the fit, validation included.
     pub seconds: f64,
+    /// Whether it was stopped for doing worse than the median of the trials before it at the
+    /// same epoch (see [`worse_than_median`]).
+    pub pruned: bool,
 }
 
 impl Trial {
@@ -116,6 +121,8 @@ impl DeepFMBuilder {
         // Seconds per epoch per unit of `cost`, the slowest seen (a pessimistic estimate).
         let mut seconds_per_cost: f64 = 0.0;
         let mut fields = 2;
+        // Each finished trial's best validation loss so far, after each of its epochs.
+        let mut curves: Vec<Vec<f64>> = Vec::new();
         while options.max_trials.is_none_or(|m| trials.len() < m) {
             let mut settings = match &best {
                 None => base.clone(),
@@ -138,8 +145,20 @@ impl DeepFMBuilder {
                 settings.epochs = base.epochs.min(affordable);
             }
             let trial_started = Instant::now();
-            let model = DeepFM::train(settings.clone(), None, data.clone())?;
+            let mut curve: Vec<f64> = Vec::new();
+            let mut pruned = false;
+            let mut rule = |e: &EpochReport| {
+                let Some(loss) = e.valid_loss else {
+                    return true;
+                };
+                let best = curve.last().map_or(loss, |&b: &f64| b.min(loss));
+                curve.push(best);
+                pruned = worse_than_median(best, e.epoch, &curves);
+                !pruned
+            };
+            let model = DeepFM::train(settings.clone(), None, data.clone(), Some(&mut rule))?;
             let seconds = trial_started.elapsed().as_secs_f64();
+            curves.push(curve);
             fields = model.model().spec().fields.len();
             let history = model.history();
             let epochs = history.len();
@@ -164,6 +183,7 @@ impl DeepFMBuilder {
                 best_epoch,
                 epochs,
                 seconds,
+                pruned,
             };
             let is_best = best
                 .as_ref()
@@ -182,6 +202,34 @@ impl DeepFMBuilder {
         })
     }
 }
+
+/// The median stopping rule (Golovin et al., "Google Vizier", 2017): a trial whose best
+/// validation loss after `epoch` epochs is above the median of what the earlier trials had
+/// after as many epochs (a trial that ended sooner counts with its final best) is stopped, from
+/// epoch [`MIN_EPOCHS`] on and once at least [`PRUNE_AFTER`] trials have finished. It frees
+/// the budget for more trials; a good trial is never above the median, so it is never stopped.
+fn worse_than_median(best: f64, epoch: usize, curves: &[Vec<f64>]) -> bool {
+    if epoch < MIN_EPOCHS || curves.len() < PRUNE_AFTER {
+        return false;
+    }
+    let mut at: Vec<f64> = curves
+        .iter()
+        .filter_map(|c| c.get(epoch.min(c.len()).wrapping_sub(1)).copied())
+        .collect();
+    if at.len() < PRUNE_AFTER {
+        return false;
+    }
+    at.sort_by(f64::total_cmp);
+    let median = if at.len() % 2 == 1 {
+        at[at.len() / 2]
+    } else {
+        (at[at.len() / 2 - 1] + at[at.len() / 2]) / 2.0
+    };
+    best > median
+}
+
+/// Finished trials needed before the median stopping rule stops any.
+const PRUNE_AFTER: usize = 3;
 
 /// Embedding dimensions the search tries.
 const DIMS: [usize; 5] = [16, 32, 64, 128, 256];
@@ -315,6 +363,23 @@ mod tests {
             ];
             assert!(changed.iter().filter(|&&c| c).count() <= 2);
         }
+    }
+
+    #[test]
+    fn the_median_rule_stops_only_trials_above_the_median_from_min_epochs_on() {
+        let curves = vec![
+            vec![1.0, 0.8, 0.7, 0.6],
+            vec![1.0, 0.9, 0.85],
+            vec![1.2, 1.0, 0.95, 0.9],
+        ];
+        // Epoch 3: the earlier trials had 0.7, 0.85, 0.95: median 0.85.
+        assert!(worse_than_median(0.86, 3, &curves));
+        assert!(!worse_than_median(0.85, 3, &curves));
+        // Epoch 4: 0.6, 0.85 (ended at 3, carried), 0.9: median 0.85.
+        assert!(worse_than_median(0.87, 4, &curves));
+        // Before MIN_EPOCHS, or with too few finished trials, nothing is stopped.
+        assert!(!worse_than_median(5.0, MIN_EPOCHS - 1, &curves));
+        assert!(!worse_than_median(5.0, 3, &curves[..2]));
     }
 
     #[test]

@@ -119,6 +119,13 @@ pub trait FitObserver {
     fn on_epoch(&mut self, report: &EpochReport) {
         let _ = report;
     }
+
+    /// Asked after each epoch's `on_epoch`: `false` ends the fit there, as early stopping
+    /// does (the best epoch's weights are kept when validating). A search uses it to drop a
+    /// trial that is doing worse than the others did at the same epoch.
+    fn keep_going(&mut self) -> bool {
+        true
+    }
 }
 
 /// An epoch callback is an observer.
@@ -229,6 +236,9 @@ pub fn fit_checkpointed(
         state.epoch = epoch;
         if let Some(loss) = valid_loss {
             end_of_epoch(trainer, config, &mut state, loss);
+        }
+        if !observer.keep_going() {
+            state.stopped = true;
         }
         if let Some(c) = checkpoint {
             checkpoint::write(&c.path, trainer, config, &state)?;

@@ -38,7 +38,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
     let started = Instant::now();
     let tuned = builder.tune(input.interactions(), options, |trial, best| {
         eprintln!(
-            "trial {:>2} at {}: {} → validation {} {:.4} (epoch {} of {}, {:.1} s){}",
+            "trial {:>2} at {}: {} → validation {} {:.4} (epoch {} of {}{}, {:.1} s){}",
             trial.number,
             minutes(started.elapsed().as_secs_f64()),
             describe(&trial.settings),
@@ -46,6 +46,11 @@ pub fn tune(args: TuneArgs) -> Result<()> {
             trial.valid_metric(),
             trial.best_epoch,
             trial.epochs,
+            if trial.pruned {
+                ", stopped: above the median"
+            } else {
+                ""
+            },
             trial.seconds,
             if best { "  best so far" } else { "" }
         );
@@ -72,6 +77,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
             "valid_loss": t.valid_loss,
             "best_epoch": t.best_epoch,
             "epochs": t.epochs,
+            "stopped_above_median": t.pruned,
             "seconds": t.seconds,
             "settings": t.settings,
         })).collect::<Vec<_>>(),
@@ -143,7 +149,7 @@ fn print_table(trials: &[Trial], best: usize, rating: bool) {
         let t = &trials[i];
         let s = &t.settings;
         println!(
-            "| {}{} | {:.4} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} of {} | {:.1} |",
+            "| {}{} | {:.4} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} of {}{} | {:.1} |",
             t.number,
             if i == best { " (best)" } else { "" },
             t.valid_metric(),
@@ -157,6 +163,7 @@ fn print_table(trials: &[Trial], best: usize, rating: bool) {
             s.batch_size,
             t.best_epoch,
             t.epochs,
+            if t.pruned { " (stopped)" } else { "" },
             t.seconds
         );
     }
