@@ -113,27 +113,46 @@ fn minutes(seconds: f64) -> String {
     format!("{}:{:02}", s / 60, s % 60)
 }
 
-fn layers(widths: &[usize]) -> String {
+/// Layer widths joined by `sep` (`-` to read, `,` for the command line).
+fn layers_joined(widths: &[usize], sep: &str) -> String {
     widths
         .iter()
         .map(|w| w.to_string())
         .collect::<Vec<_>>()
-        .join("-")
+        .join(sep)
+}
+
+fn layers(widths: &[usize]) -> String {
+    layers_joined(widths, "-")
+}
+
+/// Names of the searched settings, in the order [`searched`] gives their values.
+const SEARCHED: [&str; 8] = [
+    "D", "layers", "dropout", "wd-emb", "wd-dense", "lr", "decay", "batch",
+];
+
+/// The values of the searched settings, as the trial lines and the table show them.
+fn searched(s: &Settings) -> [String; 8] {
+    [
+        s.embedding_dim.to_string(),
+        layers(&s.deep_layers),
+        format!("{:.2}", s.dropout),
+        s.weight_decay_embedding.to_string(),
+        s.weight_decay_dense.to_string(),
+        s.learning_rate.to_string(),
+        s.lr_decay.map_or("none".into(), |d| d.to_string()),
+        s.batch_size.to_string(),
+    ]
 }
 
 /// The searched settings in one line.
 fn describe(s: &Settings) -> String {
-    format!(
-        "D {}, layers {}, dropout {:.2}, wd-emb {}, wd-dense {}, lr {}, decay {}, batch {}",
-        s.embedding_dim,
-        layers(&s.deep_layers),
-        s.dropout,
-        s.weight_decay_embedding,
-        s.weight_decay_dense,
-        s.learning_rate,
-        s.lr_decay.map_or("none".into(), |d| d.to_string()),
-        s.batch_size
-    )
+    SEARCHED
+        .iter()
+        .zip(searched(s))
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The trials, best first, as a Markdown table on stdout.
@@ -141,26 +160,19 @@ fn print_table(trials: &[Trial], best: usize, rating: bool) {
     let mut order: Vec<usize> = (0..trials.len()).collect();
     order.sort_by(|&a, &b| trials[a].valid_loss.total_cmp(&trials[b].valid_loss));
     println!(
-        "| trial | validation {} | D | layers | dropout | wd-emb | wd-dense | lr | decay | batch | epoch | seconds |",
-        metric_name(rating)
+        "| trial | validation {} | {} | epoch | seconds |",
+        metric_name(rating),
+        SEARCHED.join(" | ")
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|{}---|---|", "---|".repeat(SEARCHED.len()));
     for i in order {
         let t = &trials[i];
-        let s = &t.settings;
         println!(
-            "| {}{} | {:.4} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} of {}{} | {:.1} |",
+            "| {}{} | {:.4} | {} | {} of {}{} | {:.1} |",
             t.number,
             if i == best { " (best)" } else { "" },
             t.valid_metric(),
-            s.embedding_dim,
-            layers(&s.deep_layers),
-            s.dropout,
-            s.weight_decay_embedding,
-            s.weight_decay_dense,
-            s.learning_rate,
-            s.lr_decay.map_or("none".into(), |d| d.to_string()),
-            s.batch_size,
+            searched(&t.settings).join(" | "),
             t.best_epoch,
             t.epochs,
             if t.pruned { " (stopped)" } else { "" },
@@ -192,11 +204,7 @@ fn train_command(args: &crate::args::TrainArgs, s: &Settings) -> String {
         "--dim {} --hidden {} --dropout {} --weight-decay-embedding {} --weight-decay-dense {} \
          --lr {} --lr-decay {} --batch {} --epochs {} --seed {} --patience {} --valid-fraction {}",
         s.embedding_dim,
-        s.deep_layers
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        layers_joined(&s.deep_layers, ","),
         s.dropout,
         s.weight_decay_embedding,
         s.weight_decay_dense,
