@@ -273,11 +273,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             plateau: settings
                 .lr_decay
                 .filter(|_| patience.is_some())
-                .map(|factor| Plateau {
-                    factor,
-                    patience: 0,
-                    min_lr: 1e-6,
-                }),
+                .map(Plateau::each_epoch),
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());

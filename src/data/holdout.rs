@@ -203,6 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_held_out_line_is_skipped_when_training_skips_bad_lines() {
+        use crate::data::stream::read_all_skipping;
+        let parser = LabelledTsv::new(spec());
+        let valid = HoldOut::validation(parser, 0.3, 9);
+        let bad = (1..100).find(|&l| valid.held_out(l)).unwrap();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for line in 1..100 {
+            if line == bad {
+                writeln!(f, "1\tnot-an-id").unwrap();
+            } else {
+                writeln!(f, "1\t{line}").unwrap();
+            }
+        }
+        let err = read_all_skipping(f.path(), valid.clone(), false).unwrap_err();
+        assert!(err.to_string().contains(&format!("line {bad}")), "{err}");
+        let (rows, labels) = read_all_skipping(f.path(), valid, true).unwrap();
+        assert_eq!(rows.rows(), labels.len());
+        assert!(!ids(&rows).contains(&(bad as u64)));
+    }
+
+    #[test]
     fn the_split_depends_on_the_seed_and_nothing_else() {
         let parser = LabelledTsv::new(spec());
         let a = HoldOut::validation(parser.clone(), 0.2, 1);

@@ -373,9 +373,19 @@ pub fn read_all<P: LineParser>(
     path: impl AsRef<Path>,
     parser: P,
 ) -> Result<(BatchBuf, Vec<f32>), TrainError> {
+    read_all_skipping(path, parser, false)
+}
+
+/// [`read_all`], skipping the lines that do not parse when `skip_bad_lines` (as
+/// [`Streamed::skip_bad_lines`]): the held-out side of a file trained with skipping.
+pub fn read_all_skipping<P: LineParser>(
+    path: impl AsRef<Path>,
+    parser: P,
+    skip_bad_lines: bool,
+) -> Result<(BatchBuf, Vec<f32>), TrainError> {
     let mut all = parser.new_batch();
     let mut labels = Vec::new();
-    let mut source = Streamed::new(path, parser, 0, 0)?;
+    let mut source = Streamed::new(path, parser, 0, 0)?.skip_bad_lines(skip_bad_lines);
     source.for_each_batch(1, 4096, &mut |batch, y| {
         for r in 0..y.len() {
             all.push_from(batch, r).map_err(DataError::from)?;

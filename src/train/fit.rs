@@ -33,6 +33,18 @@ pub struct Plateau {
     pub min_lr: f32,
 }
 
+impl Plateau {
+    /// Decay by `factor` after every epoch without a better validation loss (patience 0),
+    /// down to a learning rate of 1e-6: what `--lr-decay` and `Settings::lr_decay` ask for.
+    pub fn each_epoch(factor: f32) -> Self {
+        Plateau {
+            factor,
+            patience: 0,
+            min_lr: 1e-6,
+        }
+    }
+}
+
 /// The epoch loop's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitConfig {

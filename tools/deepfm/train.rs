@@ -51,15 +51,6 @@ const MAX_HELD_OUT_ROWS: usize = 500_000;
 /// Mixed into `--seed` to choose the held-out lines (so they do not follow the shuffle).
 const HOLD_OUT_SEED: u64 = 0x0048_444F_5554;
 
-/// Learning-rate decay by `factor` after each epoch without a better validation loss.
-pub fn plateau(factor: f32) -> deepfm::train::Plateau {
-    deepfm::train::Plateau {
-        factor,
-        patience: 0,
-        min_lr: 1e-6,
-    }
-}
-
 /// Trains on `--data` read by the parsers `parser_for` makes for each file (training and
 /// validation files may lay out their columns differently).
 /// `prep`, when given, is saved in the model file's metadata section.
@@ -70,7 +61,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     prep: Option<&deepfm::data::prep::Preprocessing>,
 ) -> Result<()> {
     use deepfm::data::holdout::{HoldOut, capped_fraction, count_lines};
-    use deepfm::data::stream::{Streamed, read_all};
+    use deepfm::data::stream::{Streamed, read_all, read_all_skipping};
     use deepfm::train::{
         BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
         fit_checkpointed,
@@ -119,7 +110,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     let (valid, mut source) = match held_out {
         Some(fraction) => {
             let valid = HoldOut::validation(parser_for(data)?, fraction, split_seed);
-            let valid = read_all(data, valid)?;
+            let valid = read_all_skipping(data, valid, args.skip_bad_lines)?;
             let train = HoldOut::training(parser_for(data)?, fraction, split_seed);
             let train = Streamed::new(data, train, args.buffer, args.seed)?;
             if valid.1.is_empty() {
@@ -151,7 +142,10 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
         epochs: args.epochs.unwrap_or(5),
         batch_size: args.batch.unwrap_or(256),
         patience,
-        plateau: args.lr_decay.filter(|&f| f > 0.0).map(plateau),
+        plateau: args
+            .lr_decay
+            .filter(|&f| f > 0.0)
+            .map(deepfm::train::Plateau::each_epoch),
     };
     let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
         path,
