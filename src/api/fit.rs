@@ -246,16 +246,12 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         let valid = match valid_pairs {
             Some((mut pairs, mut labels)) => {
                 if task == Task::Implicit {
-                    let seen = if data.seen.is_empty() {
-                        &seen
-                    } else {
-                        &data.seen
-                    };
+                    // The seen lists were lent to the sampler above.
                     let negatives = validation_negatives(
                         &pairs,
                         &users,
                         &items,
-                        seen,
+                        &data.seen,
                         settings.negatives,
                         settings.seed,
                     );
