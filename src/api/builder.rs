@@ -66,7 +66,7 @@ impl DeepFMBuilder {
         /// better validation loss (`None`: constant learning rate).
         lr_decay: Option<f32>,
         /// Optimizer of the embeddings (`None`: Adam for tables up to
-        /// [`super::settings::DENSE_ADAM_MAX_WEIGHTS`] weights, lazy Adam above).
+        /// [`super::DENSE_ADAM_MAX_WEIGHTS`] weights, lazy Adam above).
         embedding_optimizer: Option<crate::train::EmbeddingOptimizer>,
         /// Implicit feedback: negatives per positive.
         negatives: usize,

@@ -52,7 +52,7 @@ pub use features::{Feature, FeatureKind, Features};
 pub use ids::{Id, IdMap, OOV_ROW};
 pub use input::Interactions;
 pub use pairs::NegativeSampling;
-pub use settings::{Settings, Task};
+pub use settings::{DENSE_ADAM_MAX_WEIGHTS, Settings, Task};
 pub use side_files::read_features;
 pub use tune::{MIN_EPOCHS, Trial, TuneOptions, Tuned};
 

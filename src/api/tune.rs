@@ -51,7 +51,7 @@ pub struct Trial {
     /// Wall time of the fit, validation included.
     pub seconds: f64,
     /// Whether it was stopped for doing worse than the median of the trials before it at the
-    /// same epoch (see [`worse_than_median`]).
+    /// same epoch (the median stopping rule, from epoch [`MIN_EPOCHS`] on).
     pub pruned: bool,
 }
 
