@@ -322,6 +322,13 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+impl TrainArgs {
+    /// The early-stopping patience `--patience` asks for (`None` for 0: no early stopping).
+    pub fn early_stopping(&self) -> Option<usize> {
+        (self.patience > 0).then_some(self.patience)
+    }
+}
+
 /// Arguments of `deepfm tune`: those of `train --ratings` (the starting point of the search,
 /// and the data), the budget and the number of trials.
 #[derive(clap::Args)]

@@ -210,49 +210,31 @@ pub fn ratings_builder(args: &TrainArgs) -> Result<deepfm::api::DeepFMBuilder> {
         .verbose(true)
         .task(task)
         .seed(args.seed)
-        .patience((args.patience > 0).then_some(args.patience))
+        .patience(args.early_stopping())
         .valid_fraction(args.valid_fraction);
-    if let Some(v) = args.l2_embedding {
-        builder = builder.l2(v);
+    // Each flag given replaces the builder's default; an absent one leaves it.
+    macro_rules! given {
+        ($($flag:expr => $setter:ident),* $(,)?) => {
+            $(if let Some(v) = $flag {
+                builder = builder.$setter(v);
+            })*
+        };
     }
-    if let Some(v) = args.l2_dense {
-        builder = builder.l2_dense(v);
-    }
-    if let Some(v) = args.weight_decay_embedding {
-        builder = builder.weight_decay_embedding(v);
-    }
-    if let Some(v) = args.weight_decay_dense {
-        builder = builder.weight_decay_dense(v);
-    }
-    if let Some(v) = args.dim {
-        builder = builder.embedding_dim(v);
-    }
-    if let Some(v) = &args.hidden {
-        builder = builder.deep_layers(v);
-    }
-    if let Some(v) = args.dropout {
-        builder = builder.dropout(v);
-    }
-    if let Some(v) = args.bn {
-        builder = builder.use_bn(v);
-    }
-    if let Some(v) = args.epochs {
-        builder = builder.epochs(v);
-    }
-    if let Some(v) = args.batch {
-        builder = builder.batch_size(v);
-    }
-    if let Some(v) = args.lr {
-        builder = builder.learning_rate(v);
-    }
-    if let Some(v) = args.lr_decay {
-        builder = builder.lr_decay((v > 0.0).then_some(v));
-    }
-    if let Some(v) = args.threads {
-        builder = builder.threads(v);
-    }
-    if let Some(v) = args.optim {
-        builder = builder.embedding_optimizer(Some(v.get()));
+    given! {
+        args.l2_embedding => l2,
+        args.l2_dense => l2_dense,
+        args.weight_decay_embedding => weight_decay_embedding,
+        args.weight_decay_dense => weight_decay_dense,
+        args.dim => embedding_dim,
+        args.hidden.as_deref() => deep_layers,
+        args.dropout => dropout,
+        args.bn => use_bn,
+        args.epochs => epochs,
+        args.batch => batch_size,
+        args.lr => learning_rate,
+        args.lr_decay.map(|v| (v > 0.0).then_some(v)) => lr_decay,
+        args.threads => threads,
+        args.optim.map(|o| Some(o.get())) => embedding_optimizer,
     }
     Ok(builder)
 }

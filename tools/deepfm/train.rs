@@ -88,7 +88,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     };
     let mut trainer = Trainer::new(spec, config)?;
     let data = args.data.as_ref().context("--data is required")?;
-    let patience = (args.patience > 0).then_some(args.patience);
+    let patience = args.early_stopping();
     // Without --valid, early stopping validates on lines held out of --data (by a hash of
     // the line number: the same lines every epoch, never trained on).
     let held_out = match (&args.valid, patience) {

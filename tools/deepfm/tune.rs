@@ -17,7 +17,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
     if train.checkpoint.is_some() {
         bail!("--checkpoint does not apply to tune (every trial is a fit of its own)");
     }
-    if train.patience == 0 {
+    if train.early_stopping().is_none() {
         bail!("tune compares trials on their validation loss: --patience must be at least 1");
     }
     let builder = ratings_builder(train)?.verbose(false);
