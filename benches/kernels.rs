@@ -2,7 +2,9 @@
 //! packs per call and allocates) at the Criteo-like and MovieLens-like layer shapes, the
 //! one-row GEMV (bytes of weights read per second), the FM pairwise term, and the machine's
 //! FMA peak (twelve independent FMA chains), the bound the GEMM figures are read against; and
-//! the trainer's backward products at the Criteo-like first layer (`gemm_train`).
+//! the trainer's backward products at the Criteo-like first layer (`gemm_train`); and the int8
+//! layer (`qgemm`) on every int8 path this CPU has (AMX, AVX-512 VNNI, AVX2, scalar) at the
+//! scorer's block of 144 rows and at small batches.
 //! Run with `cargo bench --bench kernels`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -10,6 +12,8 @@ use deepfm::Isa;
 use deepfm::kernels::fm::fm_pairwise;
 use deepfm::kernels::gemm::{PackBuffer, PackedMatrix, gemm_at_bias_act, gemm_bias_act};
 use deepfm::kernels::gemv::{NonZeros, gemv_bias_act};
+use deepfm::kernels::qgemm::{Int8Path, qgemm_bias_act, quantize_rows_on};
+use deepfm::kernels::quant::{QK, QuantizedMatrix, RowQuant};
 use deepfm::rng::Rng;
 use std::hint::black_box;
 use std::time::Duration;
@@ -75,6 +79,43 @@ fn gemm(c: &mut Criterion) {
                 }
             })
         });
+    }
+    group.finish();
+}
+
+fn qgemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("qgemm");
+    group
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    let mut rng = Rng::new(3);
+    // The scorer's block (`infer::BLOCK_ROWS`) at the Criteo-like layers, and small batches.
+    for (m, k, n) in [
+        (144usize, 624usize, 400usize),
+        (144, 400, 400),
+        (16, 400, 400),
+        (8, 400, 400),
+        (4, 400, 400),
+        (2, 400, 400),
+        (1, 624, 400),
+    ] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.normal().max(0.0)).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        let layer = QuantizedMatrix::quantize(&w, &bias, n, k);
+        let lda = QK * layer.groups();
+        let mut out = vec![0.0f32; m * n];
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        let shape = format!("{m}x{k}x{n}");
+        for path in Int8Path::available() {
+            let (mut q, mut p) = (vec![0u8; m * lda], vec![RowQuant::default(); m]);
+            quantize_rows_on(path, &x, k, m, &mut q, lda, &mut p);
+            group.bench_function(BenchmarkId::new(path.name(), &shape), |b| {
+                b.iter(|| {
+                    qgemm_bias_act(path, black_box(&q), lda, &p, m, &layer, true, &mut out, n)
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -224,5 +265,5 @@ fn fma_peak(c: &mut Criterion) {
     let _ = c;
 }
 
-criterion_group!(benches, gemm, gemm_train, gemv, fm, fma_peak);
+criterion_group!(benches, gemm, gemm_train, gemv, qgemm, fm, fma_peak);
 criterion_main!(benches);

@@ -20,6 +20,9 @@ use crate::kernels::rows::TableRows;
 use crate::spec::FieldKind;
 use std::ops::Range;
 
+/// f32 inputs added to a row of outputs per pass (`F32Columns::add_columns`).
+const COLUMNS_PER_PASS: usize = 8;
+
 /// The hidden layers quantized for the int8 kernels.
 #[derive(Debug)]
 pub(crate) struct Int8Mlp {
@@ -190,13 +193,26 @@ pub(crate) fn int8_layer<C: Columns + ?Sized>(
     qgemm_bias_act(
         path, quantized, lda, row_quant, n, layer, false, output, out_width,
     );
-    for (j, &f) in split.fields.iter().enumerate() {
-        let Column::Numeric(values) = batch.column(f) else {
-            unreachable!("batches are checked against the spec before scoring");
-        };
-        split
-            .columns
-            .add_column(j, &values[rows.clone()], output, out_width);
+    // The f32 inputs, a few at a time (their values gathered on the stack), the ReLU with the
+    // last ones.
+    let groups = split.fields.chunks(COLUMNS_PER_PASS);
+    let last = groups.len() - 1;
+    for (g, fields) in groups.enumerate() {
+        let mut values: [&[f32]; COLUMNS_PER_PASS] = [&[]; COLUMNS_PER_PASS];
+        for (slot, &f) in values.iter_mut().zip(fields) {
+            let Column::Numeric(column) = batch.column(f) else {
+                unreachable!("batches are checked against the spec before scoring");
+            };
+            *slot = &column[rows.clone()];
+        }
+        split.columns.add_columns(
+            path,
+            g * COLUMNS_PER_PASS,
+            &values[..fields.len()],
+            n,
+            g == last,
+            output,
+            out_width,
+        );
     }
-    split.columns.relu(n, output, out_width);
 }

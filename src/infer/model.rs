@@ -77,7 +77,7 @@ impl Model {
             let mut spec = model.spec().clone();
             spec.mlp = mlp;
             spec.validate()?;
-            model.set_mlp(mlp);
+            model.set_mlp(mlp)?;
         }
         Ok(model)
     }
@@ -134,13 +134,16 @@ impl Model {
             out_bias: section(SectionId::OutBias)[0],
             file,
         };
-        model.set_mlp(spec.mlp);
+        model.set_mlp(spec.mlp)?;
         Ok(model)
     }
 
     /// Packs the hidden layers for `mlp`'s kernels (from the file's f32 weights), for a spec
     /// that is valid with `mlp`.
-    fn set_mlp(&mut self, mlp: MlpPrecision) {
+    ///
+    /// # Errors
+    /// [`FormatError::Isa`] if `mlp` is int8 and [`Int8Path::detect`] refuses `DEEPFM_INT8`.
+    fn set_mlp(&mut self, mlp: MlpPrecision) -> Result<(), FormatError> {
         let spec = self.file.spec();
         let hidden = spec.hidden.len();
         let shapes = spec.layer_shapes();
@@ -160,11 +163,12 @@ impl Model {
                 (packed.collect(), None)
             }
             MlpPrecision::Int8 => {
-                let path = Int8Path::of(self.isa);
+                let path = Int8Path::detect(self.isa)?;
                 let int8 = Int8Mlp::new(path, layers, &self.fields, self.table(), self.dim);
                 (Vec::new(), Some(int8))
             }
         };
+        Ok(())
     }
 
     /// The arithmetic of the hidden layers as opened.

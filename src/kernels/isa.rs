@@ -128,6 +128,15 @@ pub enum IsaError {
         /// The kernel and the values that disagree.
         reason: String,
     },
+    /// `DEEPFM_INT8` ([`crate::kernels::qgemm::INT8_ENV`]) names int8 kernels this CPU lacks
+    /// (or no int8 kernels), or ones that disagree with the reference here.
+    #[error("DEEPFM_INT8={value:?} cannot be used: {reason} (or leave DEEPFM_INT8 unset)")]
+    Int8Path {
+        /// The variable's value (lossily decoded if it was not UTF-8).
+        value: String,
+        /// What this CPU has instead, or the disagreement.
+        reason: String,
+    },
     /// The instruction set is known but this CPU (or the emulator running the program) lacks it.
     #[error(
         "{requested_by} asks for the {} kernels, which this CPU does not support",

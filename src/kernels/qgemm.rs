@@ -10,8 +10,13 @@
 //! block. One row (batch 1) is a tile of one row: the same code and the same sums, reading
 //! weights a quarter the size of f32 ones.
 
-use super::Isa;
-use super::IsaKind;
+use super::{Isa, IsaError, IsaKind};
+
+/// Environment variable that picks the int8 kernels by [`Int8Path::name`] (`scalar`, `avx2`,
+/// `avx512-vnni`, `amx`), say to compare AMX with VNNI or to keep AMX off; read when a model
+/// with an int8 MLP is opened. Unset or empty: the kernels of the model's instruction set
+/// ([`Int8Path::of`]). A name this CPU lacks is an error, not a silent fallback.
+pub const INT8_ENV: &str = "DEEPFM_INT8";
 use super::quant::{QK, QLine, QNR, QuantizedMatrix, RowQuant};
 
 /// The integer micro-kernel of one path: the i32 sums of a tile of at most `MR` rows and one
@@ -115,7 +120,7 @@ pub(crate) fn relu_select(v: f32) -> f32 {
 }
 
 /// Tallest tile of any kernel.
-pub const MAX_MR: usize = 12;
+pub const MAX_MR: usize = 32;
 /// A tile's i32 sums.
 pub(crate) type Acc = [[i32; QNR]; MAX_MR];
 
@@ -134,8 +139,12 @@ pub enum Int8Kind {
     /// without AVX-512 VNNI).
     Avx2,
     /// AVX-512 VNNI `vpdpbusd` (the `avx512` instruction set on a CPU with AVX512_VNNI and
-    /// AVX512BW).
+    /// AVX512BW, without AMX).
     Avx512Vnni,
+    /// AMX `tdpbusd` tile multiplies (the `avx512` instruction set on a CPU with AMX-INT8 that
+    /// the OS lets this process use, and AVX-512 VNNI; the epilogue and the quantization are
+    /// the AVX-512 ones).
+    Amx,
 }
 
 /// Runs `$body` with `$k` naming the kernel type of `$path`.
@@ -156,8 +165,13 @@ macro_rules! dispatch_int8 {
                 type $k = $crate::kernels::avx512::Avx512;
                 $body
             }
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Amx => {
+                type $k = $crate::kernels::amx::Amx;
+                $body
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Int8Kind::Avx2 | Int8Kind::Avx512Vnni => {
+            Int8Kind::Avx2 | Int8Kind::Avx512Vnni | Int8Kind::Amx => {
                 unreachable!("no x86-64 int8 path off x86-64")
             }
         }
@@ -166,20 +180,64 @@ macro_rules! dispatch_int8 {
 
 impl Int8Path {
     /// The int8 kernels that go with the f32 instruction set `isa`: its own, or for `avx512`
-    /// the VNNI kernels where this CPU has them (the AVX2 ones otherwise).
+    /// the AMX kernels where this CPU has them, the OS grants them and they pass their
+    /// self-check (else a warning on stderr, once), then the VNNI kernels where this CPU has
+    /// them (the AVX2 ones otherwise).
     pub fn of(isa: Isa) -> Int8Path {
         Int8Path(match isa.kind() {
             IsaKind::Portable => Int8Kind::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512 if amx_usable() => Int8Kind::Amx,
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx512 if has_vnni() => Int8Kind::Avx512Vnni,
             _ => Int8Kind::Avx2,
         })
     }
 
-    /// Every path this CPU can run (for tests and benchmarks).
+    /// [`Int8Path::of`], unless [`INT8_ENV`] names another path.
+    ///
+    /// # Errors
+    /// [`IsaError::Int8Path`] if the variable names a path this CPU lacks (or none), or one
+    /// whose kernels fail their self-check here.
+    pub fn detect(isa: Isa) -> Result<Int8Path, IsaError> {
+        let value = std::env::var_os(INT8_ENV);
+        Int8Path::from_env_value(isa, value.as_ref().map(|v| v.to_string_lossy()).as_deref())
+    }
+
+    /// What [`Int8Path::detect`] returns when [`INT8_ENV`] holds `value` (`None`: unset).
+    pub fn from_env_value(isa: Isa, value: Option<&str>) -> Result<Int8Path, IsaError> {
+        let name = match value {
+            None | Some("") => return Ok(Int8Path::of(isa)),
+            Some(name) => name,
+        };
+        let refuse = |reason: String| IsaError::Int8Path {
+            value: name.to_string(),
+            reason,
+        };
+        let available = Int8Path::available();
+        let path = available.iter().find(|p| p.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = available.iter().map(|p| p.name()).collect();
+            refuse(format!("this CPU has {}", names.join(", ")))
+        })?;
+        super::self_check::int8_passes(*path).map_err(refuse)?;
+        Ok(*path)
+    }
+
+    /// Every path this CPU can run, slowest first (for tests and benchmarks).
     pub fn available() -> Vec<Int8Path> {
-        let mut paths: Vec<Int8Path> = Isa::available().into_iter().map(Int8Path::of).collect();
-        paths.dedup();
+        let mut paths = vec![Int8Path(Int8Kind::Scalar)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if IsaKind::Avx2Fma.is_supported() {
+                paths.push(Int8Path(Int8Kind::Avx2));
+            }
+            if has_vnni() {
+                paths.push(Int8Path(Int8Kind::Avx512Vnni));
+            }
+            if crate::kernels::amx::has_amx() {
+                paths.push(Int8Path(Int8Kind::Amx));
+            }
+        }
         paths
     }
 
@@ -188,12 +246,13 @@ impl Int8Path {
         self.0
     }
 
-    /// Short name (`scalar`, `avx2`, `avx512-vnni`).
+    /// Short name (`scalar`, `avx2`, `avx512-vnni`, `amx`).
     pub fn name(self) -> &'static str {
         match self.0 {
             Int8Kind::Scalar => "scalar",
             Int8Kind::Avx2 => "avx2",
             Int8Kind::Avx512Vnni => "avx512-vnni",
+            Int8Kind::Amx => "amx",
         }
     }
 
@@ -203,9 +262,32 @@ impl Int8Path {
     }
 }
 
+/// True when the AMX kernels may run here and agree with the scalar path on the self-check's
+/// problem (checked once per process; a disagreement is a warning, and the VNNI kernels are
+/// used instead).
+#[cfg(target_arch = "x86_64")]
+fn amx_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| {
+        if !crate::kernels::amx::has_amx() {
+            return false;
+        }
+        match super::self_check::int8_passes(Int8Path(Int8Kind::Amx)) {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!(
+                    "deepfm: the amx int8 kernels disagree with the reference on this CPU \
+                     ({why}); using the avx512-vnni ones"
+                );
+                false
+            }
+        }
+    })
+}
+
 /// True when this CPU has the features of the VNNI kernel (read once per open).
 #[cfg(target_arch = "x86_64")]
-fn has_vnni() -> bool {
+pub(crate) fn has_vnni() -> bool {
     std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw")
         && IsaKind::Avx512.is_supported()

@@ -60,6 +60,25 @@ fn fall_back(isa: Isa, check: impl Fn(Isa) -> Result<(), String>) -> (Isa, Vec<S
     (Isa::portable(), warnings)
 }
 
+/// The fixed problem: activations (a seventh of them zero, for the GEMV's skipping), weights
+/// and bias of an `m × k` by `k × n` layer whose shapes cross tiles, panels, `k` blocks and
+/// vector tails of every path.
+#[allow(clippy::type_complexity)]
+fn fixed_problem() -> (Vec<f32>, Vec<f32>, Vec<f32>, (usize, usize, usize)) {
+    // Values in [-1, 1) from a fixed hash (the library's generator is a feature of its own).
+    let value = |i: usize, salt: usize| {
+        let h = ((i ^ salt) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+        (h % 2000) as f32 / 1000.0 - 1.0
+    };
+    let (m, k, n) = (19, 77, 35);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| if i % 7 == 3 { 0.0 } else { value(i, 1) })
+        .collect();
+    let w: Vec<f32> = (0..n * k).map(|i| value(i, 2)).collect();
+    let b: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
+    (a, w, b, (m, k, n))
+}
+
 /// Every kernel of `isa` on the fixed problem: `Err` names the first that disagrees.
 pub fn check(isa: Isa) -> Result<(), String> {
     check_with(isa, |_, _| {})
@@ -68,18 +87,8 @@ pub fn check(isa: Isa) -> Result<(), String> {
 /// [`check`], with `tamper` applied to each kernel's output (named) before the comparison:
 /// how the tests make a kernel disagree.
 fn check_with(isa: Isa, tamper: impl Fn(&str, &mut [f32])) -> Result<(), String> {
-    // Values in [-1, 1) from a fixed hash (the library's generator is a feature of its own).
-    let value = |i: usize, salt: usize| {
-        let h = ((i ^ salt) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-        (h % 2000) as f32 / 1000.0 - 1.0
-    };
-    let (m, k, n) = (13, 37, 35);
-    let a: Vec<f32> = (0..m * k)
-        .map(|i| if i % 7 == 3 { 0.0 } else { value(i, 1) })
-        .collect();
-    let w: Vec<f32> = (0..n * k).map(|i| value(i, 2)).collect();
-    let b: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
-    // Within a rounding bound of the f64 reference: sums of 37 products of values below 1.
+    let (a, w, b, (m, k, n)) = fixed_problem();
+    // Within a rounding bound of the f64 reference: sums of 77 products of values below 1.
     let close = |name: &str, got: &[f32], want: &[f32]| -> Result<(), String> {
         for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
             // Written so that a NaN fails too.
@@ -126,23 +135,43 @@ fn check_with(isa: Isa, tamper: impl Fn(&str, &mut [f32])) -> Result<(), String>
         &got,
         &[fm_pairwise_ref(&a[..fields * d], fields, d) as f32],
     )?;
-    // The int8 layer: exact sums and one epilogue, so bit for bit the scalar path's result.
-    let layer = QuantizedMatrix::quantize(&w, &b, n, k);
+    // The int8 layer of this instruction set's path.
+    check_int8_with(Int8Path::of(isa), &a, &w, &b, (m, k, n), &tamper)
+}
+
+/// The int8 layer of `path` on the fixed problem, bit for bit against the scalar path (exact
+/// sums and one epilogue): run once per process for the AMX kernels before `Int8Path::of`
+/// prefers them, and for a path named by `DEEPFM_INT8`.
+pub(crate) fn int8_passes(path: Int8Path) -> Result<(), String> {
+    let (a, w, b, shape) = fixed_problem();
+    check_int8_with(path, &a, &w, &b, shape, &|_, _| {})
+}
+
+/// [`int8_passes`] on the given problem, with `tamper` applied to the output.
+fn check_int8_with(
+    path: Int8Path,
+    a: &[f32],
+    w: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    tamper: &dyn Fn(&str, &mut [f32]),
+) -> Result<(), String> {
+    let layer = QuantizedMatrix::quantize(w, b, n, k);
     let lda = QK * layer.groups();
     let int8 = |path: Int8Path| {
         let (mut q, mut p) = (vec![0u8; m * lda], vec![RowQuant::default(); m]);
-        quantize_rows_on(path, &a, k, m, &mut q, lda, &mut p);
+        quantize_rows_on(path, a, k, m, &mut q, lda, &mut p);
         let mut c = vec![0.0f32; m * n];
         qgemm_bias_act(path, &q, lda, &p, m, &layer, true, &mut c, n);
         c
     };
-    let mut got = int8(Int8Path::of(isa));
+    let mut got = int8(path);
     tamper("int8 layer", &mut got);
     let want = int8(Int8Path::of(Isa::portable()));
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
         return Err(format!(
             "int8 layer ({}): value {i} is {}, the scalar path's {}",
-            Int8Path::of(isa).name(),
+            path.name(),
             got[i],
             want[i]
         ));

@@ -54,7 +54,43 @@ fn the_paths_are_the_expected_ones() {
     {
         assert!(names.contains(&"avx512-vnni"), "{names:?}");
     }
+    // Linux lists `amx_int8` only where it enabled tile state: then the AMX kernels must be
+    // granted and listed, last (a failed `arch_prctl` would leave them silently unused).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if names.contains(&"avx512-vnni") {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if cpuinfo.split_whitespace().any(|flag| flag == "amx_int8") {
+            assert_eq!(names.last(), Some(&"amx"), "{names:?}");
+        }
+    }
     eprintln!("int8 paths on this CPU: {names:?}");
+}
+
+#[test]
+fn deepfm_int8_picks_any_path_this_cpu_has_and_refuses_the_others() {
+    let isa = Isa::best();
+    assert_eq!(Int8Path::from_env_value(isa, None), Ok(Int8Path::of(isa)));
+    assert_eq!(
+        Int8Path::from_env_value(isa, Some("")),
+        Ok(Int8Path::of(isa))
+    );
+    for path in Int8Path::available() {
+        assert_eq!(Int8Path::from_env_value(isa, Some(path.name())), Ok(path));
+        assert_eq!(
+            Int8Path::from_env_value(Isa::portable(), Some(path.name())),
+            Ok(path)
+        );
+    }
+    for name in ["AMX", "vnni", "avx512", "nonsense"] {
+        let err = Int8Path::from_env_value(isa, Some(name)).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(&err, IsaError::Int8Path { value, .. } if value == name)
+                && message.contains("DEEPFM_INT8")
+                && message.contains("this CPU has scalar"),
+            "{message}"
+        );
+    }
 }
 
 #[test]
