@@ -1,7 +1,7 @@
 //! Each kernel alone: the packed GEMM with fused bias + ReLU (against `matrixmultiply`, which
 //! packs per call and allocates) at the Criteo-like and MovieLens-like layer shapes, the
 //! one-row GEMV (bytes of weights read per second), the FM pairwise term, and the machine's
-//! FMA peak (twelve independent FMA chains), the bound the GEMM figures are read against; and
+//! FMA peak (twelve independent FMA chains, on ymm and, where the CPU has AVX-512, zmm), the bound the GEMM figures are read against; and
 //! the trainer's backward products at the Criteo-like first layer (`gemm_train`); and the int8
 //! layer (`qgemm`) on every int8 path this CPU has (AMX, AVX-512 VNNI, AVX2, scalar) at the
 //! scorer's block of 144 rows and at small batches.
@@ -260,6 +260,27 @@ fn fma_peak(c: &mut Criterion) {
         group.throughput(Throughput::Elements(ITERS * 12 * 16));
         // SAFETY: AVX2 and FMA support was checked above.
         group.bench_function("avx2", |b| b.iter(|| unsafe { chains() }));
+        if deepfm::kernels::IsaKind::Avx512.is_supported() {
+            #[target_feature(enable = "avx512f")]
+            fn chains512() -> f32 {
+                use std::arch::x86_64::*;
+                let (b, c) = (_mm512_set1_ps(0.999_9), _mm512_set1_ps(0.000_1));
+                let mut acc = [_mm512_set1_ps(black_box(0.1)); 12];
+                for _ in 0..ITERS {
+                    for a in acc.iter_mut() {
+                        *a = _mm512_fmadd_ps(*a, b, c);
+                    }
+                }
+                let sum = acc
+                    .iter()
+                    .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
+                _mm512_reduce_add_ps(sum)
+            }
+            // Twice the flops per FMA: 16 lanes.
+            group.throughput(Throughput::Elements(ITERS * 12 * 32));
+            // SAFETY: AVX-512F support was checked above.
+            group.bench_function("avx512", |b| b.iter(|| unsafe { chains512() }));
+        }
         group.finish();
     }
     let _ = c;

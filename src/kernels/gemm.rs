@@ -7,7 +7,7 @@
 //! (`MR` values per `k`, contiguous, so the micro-kernel's broadcasts read one sequential
 //! stream), and calls the kernel on each `MR × 16` tile of `C`, which it keeps in registers.
 
-use super::pack::{Epilogue, Tile, pack_columns, pack_rows};
+use super::pack::{Epilogue, PairTile, Tile, pack_columns, pack_rows};
 pub use super::pack::{KC, Line, MC, NR, PackBuffer, PackedMatrix, fill_panel};
 use super::{GemmKernel, Isa, dispatch};
 use std::ops::Range;
@@ -209,8 +209,34 @@ unsafe fn gemm_with<K: GemmKernel, const MR: usize>(
                 Operand::Rows(a, lda) => pack_rows::<MR>(a, lda, i0..i1, k0..k0 + kc, packed),
                 Operand::Columns(a, lda) => pack_columns::<MR>(a, lda, i0..i1, k0..k0 + kc, packed),
             }
-            for j in 0..panels {
+            let mut j = 0;
+            while j < panels {
                 let col0 = j * NR;
+                if K::PAIRS && j + 1 < panels {
+                    let cols = (2 * NR).min(n - col0);
+                    let b = [&w.panel(j)[k0..k0 + kc], &w.panel(j + 1)[k0..k0 + kc]];
+                    let finish = last_k.then(|| ([w.bias_line(j), w.bias_line(j + 1)], relu));
+                    for (p, i) in (i0..i1).step_by(MR).enumerate() {
+                        let rows = MR.min(i1 - i);
+                        let c_start = i * ldc + col0;
+                        let c_end = (i + rows - 1) * ldc + col0 + cols;
+                        let mut tile = PairTile {
+                            a: &packed[p * MR * kc..(p + 1) * MR * kc],
+                            b,
+                            c: &mut c[c_start..c_end],
+                            ldc,
+                            cols,
+                            rows,
+                            accumulate: k0 > 0,
+                            finish,
+                        };
+                        // SAFETY: as for a single tile below, with `cols ≤ 32` over two
+                        // panels' `k` blocks of `kc` lines; `K::PAIRS` holds.
+                        unsafe { K::pair(&mut tile) };
+                    }
+                    j += 2;
+                    continue;
+                }
                 let cols = NR.min(n - col0);
                 let b = &w.panel(j)[k0..k0 + kc];
                 let epilogue = Epilogue {
@@ -235,6 +261,7 @@ unsafe fn gemm_with<K: GemmKernel, const MR: usize>(
                     // rows of `cols ≤ 16` values `ldc` apart).
                     unsafe { K::tile(&mut tile) };
                 }
+                j += 1;
             }
             if last_k {
                 done(DoneRows {
@@ -265,7 +292,10 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]
         fn matches_reference(
-            m in 1usize..40, k in 1usize..600, n in 1usize..70,
+            m in 1usize..40,
+            // Past `KC` a second `k` block adds to what the first stored (`accumulate`).
+            k in prop_oneof![3 => 1usize..600, 1 => KC - 8..KC + 200],
+            n in 1usize..70,
             lda_pad in 0usize..5, ldc_pad in 0usize..5, relu: bool, seed: u64,
         ) {
             let (lda, ldc) = (k + lda_pad, n + ldc_pad);

@@ -57,7 +57,7 @@ mod shared;
 
 pub use isa::{ISA_ENV, Isa, IsaError, IsaKind, IsaSource};
 
-use pack::{NR, PackedMatrix, Tile};
+use pack::{NR, PackedMatrix, PairTile, Tile};
 
 /// A GEMM micro-kernel: computes one `MR × NR` tile of `C` from a packed micro-panel of `A`
 /// and a run of panel lines of the packed weights, in the spirit of matrixmultiply's
@@ -82,6 +82,23 @@ pub(crate) trait GemmKernel {
     /// `MR × t.b.len()` packed values, `t.rows ≤ MR`, `t.cols ≤ NR`, and `t.c` holds `rows`
     /// rows `ldc` apart of `cols` values each.
     unsafe fn tile(t: &mut Tile<'_>);
+
+    /// Whether the loop nest hands this kernel two adjacent panels' tiles at once
+    /// ([`GemmKernel::pair`]): each broadcast of `A` then feeds twice the FMAs, which pays
+    /// where the register file holds twice the accumulators (AVX-512's 32 zmm).
+    const PAIRS: bool = false;
+
+    /// Computes `t` as [`GemmKernel::tile`] computes each of its two panels, every element by
+    /// the same chain of FMAs. The loop nest calls it only for kernels with [`GemmKernel::PAIRS`];
+    /// the others keep this default, which is never reached.
+    ///
+    /// # Safety
+    /// As [`GemmKernel::tile`], with `t.cols ≤ 32` and both panels' `k` blocks `t.b[0].len()`
+    /// long.
+    unsafe fn pair(t: &mut PairTile<'_>) {
+        let _ = t;
+        unreachable!("the loop nest pairs panels only for kernels with PAIRS");
+    }
 }
 
 /// The GEMV kernel of one instruction set: the sums of up to four 16-column panels over the

@@ -3,7 +3,8 @@
 //! of columns `16j..16j+16` in one 64-byte [`Line`], zero-padded past `n`), blocks of the left
 //! operand `A` packed per call into micro-panels of a kernel's `MR` rows (`pack_rows`,
 //! `pack_columns`, into a [`PackBuffer`]), and the `Tile` a micro-kernel computes with the
-//! epilogue that stores it (`store_tile`).
+//! epilogue that stores it (`store_tile`), and the `PairTile` of kernels that compute two
+//! panels' tiles at once.
 //!
 //! The loop nest ([`super::gemm`]) and the micro-kernels (`super::avx2`, `super::portable`)
 //! both use this file and not each other.
@@ -282,6 +283,25 @@ pub(crate) fn store_tile(tile: &mut Tile<'_>, acc: &[[f32; NR]]) {
             *c = v;
         }
     }
+}
+
+/// Two adjacent 16-column tiles computed together (`GemmKernel::PAIRS`): the same rows, packed
+/// `A` micro-panel and `k` block, over the columns of panels `j` and `j + 1`.
+pub(crate) struct PairTile<'a> {
+    /// A packed micro-panel of `A`, as in [`Tile`].
+    pub a: &'a [f32],
+    /// The two panels' lines of the current `k` block.
+    pub b: [&'a [Line]; 2],
+    /// `C` rows, each `ldc` apart, starting at the first panel's first column.
+    pub c: &'a mut [f32],
+    pub ldc: usize,
+    /// Valid columns, 17 to 32 (the second panel's are `16..cols`).
+    pub cols: usize,
+    pub rows: usize,
+    /// Add to what `C` already holds (a later `k` block) instead of overwriting it.
+    pub accumulate: bool,
+    /// On the last `k` block: each panel's bias line, and whether to apply ReLU.
+    pub finish: Option<([&'a [f32; NR]; 2], bool)>,
 }
 
 /// Packs rows `rows` × columns `ks` of a row-major `A` (`a[i * lda + kk]`) into micro-panels of
