@@ -10,6 +10,7 @@
 //! block. One row (batch 1) is a tile of one row: the same code and the same sums, reading
 //! weights a quarter the size of f32 ones.
 
+use super::quant::{QK, QLine, QNR, QuantizedMatrix, RowQuant};
 use super::{Isa, IsaError, IsaKind};
 
 /// Environment variable that picks the int8 kernels by [`Int8Path::name`] (`scalar`, `avx2`,
@@ -17,7 +18,6 @@ use super::{Isa, IsaError, IsaKind};
 /// with an int8 MLP is opened. Unset or empty: the kernels of the model's instruction set
 /// ([`Int8Path::of`]). A name this CPU lacks is an error, not a silent fallback.
 pub const INT8_ENV: &str = "DEEPFM_INT8";
-use super::quant::{QK, QLine, QNR, QuantizedMatrix, RowQuant};
 
 /// The integer micro-kernel of one path: the i32 sums of a tile of at most `MR` rows and one
 /// 16-column panel.
