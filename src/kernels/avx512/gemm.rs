@@ -7,7 +7,7 @@
 
 use super::Avx512;
 use crate::kernels::GemmKernel;
-use crate::kernels::pack::{NR, PairTile, Tile, store_tile};
+use crate::kernels::pack::{NR, PairTile, Tile};
 use std::arch::x86_64::*;
 
 /// Rows per tile: twelve accumulators hide the FMA latency on two ports with room to spare, and
@@ -204,24 +204,24 @@ unsafe fn rows<const R: usize>(t: &mut Tile<'_>) {
         step(kk, &mut acc);
         kk += 1;
     }
-    if t.cols < NR || t.rows < R {
-        let mut out = [[0.0f32; NR]; R];
-        for (row, acc) in out.iter_mut().zip(&acc) {
-            // SAFETY: each row of `out` holds 16 f32.
-            unsafe { _mm512_storeu_ps(row.as_mut_ptr(), *acc) };
-        }
-        store_tile(t, &out);
-        return;
-    }
+    // `rows` picks a kernel of exactly the tile's rows, so only the columns can be ragged (a
+    // layer's last panel): masked off, the same operations on the others.
+    debug_assert!(t.rows == R || R == MR);
+    let mask: __mmask16 = if t.cols == NR {
+        0xffff
+    } else {
+        (1u16 << t.cols) - 1
+    };
     let zero = _mm512_setzero_ps();
-    for (r, &acc) in acc.iter().enumerate() {
-        let row = &mut t.c[r * t.ldc..r * t.ldc + NR];
+    for (r, &acc) in acc.iter().enumerate().take(t.rows) {
+        let row = &mut t.c[r * t.ldc..r * t.ldc + t.cols];
         let p = row.as_mut_ptr();
-        // SAFETY: `row` is a 16-element slice (bounds-checked above); `bias` is `[f32; 16]`.
+        // SAFETY: `row` holds `cols` values (bounds-checked above) and the mask limits the load
+        // and the store to them; `bias` is `[f32; 16]`.
         unsafe {
             let mut v = acc;
             if t.epilogue.accumulate {
-                v = _mm512_add_ps(v, _mm512_loadu_ps(p));
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, p));
             }
             if let Some((bias, relu)) = t.epilogue.finish {
                 v = _mm512_add_ps(v, _mm512_loadu_ps(bias.as_ptr()));
@@ -229,7 +229,7 @@ unsafe fn rows<const R: usize>(t: &mut Tile<'_>) {
                     v = _mm512_max_ps(v, zero);
                 }
             }
-            _mm512_storeu_ps(p, v);
+            _mm512_mask_storeu_ps(p, mask, v);
         }
     }
 }
