@@ -1,5 +1,5 @@
 //! Columnar batch input: ids per categorical field, values per numeric field, ids plus offsets
-//! per multi-hot field.
+//! (and a weight per id for a weighted field) per multi-hot field.
 //!
 //! Scoring reads any [`Columns`] implementation: [`Batch`] borrows caller-owned slices (nothing
 //! copied), [`BatchBuf`] owns its columns and is filled row by row. Scoring and training check a
@@ -28,6 +28,9 @@ pub enum Column<'a> {
         ids: &'a [u64],
         /// Row boundaries into `ids`.
         offsets: &'a [usize],
+        /// For a weighted field (and only for one: see [`FieldKind::MultiHot`]), the weight of
+        /// each id, as long as `ids` and finite; `None` for an unweighted field.
+        weights: Option<&'a [f32]>,
     },
 }
 
@@ -46,22 +49,28 @@ impl Column<'_> {
     /// weights). A categorical id has weight 1, a numeric (or dense) field's single row (id 0)
     /// the value, each id of a multi-hot list but its padding id its pooling weight (of the
     /// embedding pooling; for `max` pooling, which is no weighted sum, each id gets 1 and the
-    /// caller takes the maximum). The column must already be validated against `kind` (scoring
-    /// and training do that); a mismatched kind yields no terms.
+    /// caller takes the maximum) times its own weight in a weighted field. The column must
+    /// already be validated against `kind` (scoring and training do that); a mismatched kind
+    /// yields no terms.
     pub fn for_each_term(&self, kind: &FieldKind, r: usize, mut f: impl FnMut(u64, f32)) {
         match (self, kind) {
             (Column::Categorical(ids), _) => f(ids[r], 1.0),
             (Column::Numeric(values), _) => f(0, values[r]),
             (
-                Column::MultiHot { ids, offsets },
+                Column::MultiHot {
+                    ids,
+                    offsets,
+                    weights,
+                },
                 FieldKind::MultiHot {
                     pooling, padding, ..
                 },
             ) => {
-                let list = &ids[offsets[r]..offsets[r + 1]];
-                let real = || list.iter().filter(|&&id| Some(id) != *padding);
+                let span = offsets[r]..offsets[r + 1];
+                let own = |i: usize| weights.map_or(1.0, |w| w[i]);
+                let real = || span.clone().filter(|&i| Some(ids[i]) != *padding);
                 let w = pooling.weight(real().count());
-                real().for_each(|&id| f(id, w));
+                real().for_each(|i| f(ids[i], w * own(i)));
             }
             (Column::MultiHot { .. }, _) => {}
         }
@@ -129,13 +138,20 @@ pub enum Value {
     Num(f32),
     /// A multi-hot id list.
     Ids(Vec<u64>),
+    /// A weighted multi-hot field's list: each id with its weight.
+    WeightedIds(Vec<(u64, f32)>),
 }
 
 #[derive(Debug, Clone)]
 enum OwnedColumn {
     Categorical(Vec<u64>),
     Numeric(Vec<f32>),
-    MultiHot { ids: Vec<u64>, offsets: Vec<usize> },
+    MultiHot {
+        ids: Vec<u64>,
+        offsets: Vec<usize>,
+        /// `Some` for a weighted field.
+        weights: Option<Vec<f32>>,
+    },
 }
 
 /// An owned batch, filled row by row or column by column, reusable with [`BatchBuf::clear`].
@@ -166,9 +182,10 @@ impl BatchBuf {
             .map(|f| match f.kind {
                 FieldKind::Categorical { .. } => OwnedColumn::Categorical(Vec::new()),
                 FieldKind::Numeric | FieldKind::Dense => OwnedColumn::Numeric(Vec::new()),
-                FieldKind::MultiHot { .. } => OwnedColumn::MultiHot {
+                FieldKind::MultiHot { weighted, .. } => OwnedColumn::MultiHot {
                     ids: Vec::new(),
                     offsets: vec![0],
+                    weights: weighted.then(Vec::new),
                 },
             })
             .collect();
@@ -191,17 +208,25 @@ impl BatchBuf {
             match c {
                 OwnedColumn::Categorical(v) => v.clear(),
                 OwnedColumn::Numeric(v) => v.clear(),
-                OwnedColumn::MultiHot { ids, offsets } => {
+                OwnedColumn::MultiHot {
+                    ids,
+                    offsets,
+                    weights,
+                } => {
                     ids.clear();
                     offsets.truncate(1);
+                    if let Some(w) = weights {
+                        w.clear();
+                    }
                 }
             }
         }
         self.rows = 0;
     }
 
-    /// Appends one row, one value per field in spec order. Ids and values are checked when the
-    /// batch is scored, not here; only the kinds and the count are checked here.
+    /// Appends one row, one value per field in spec order ([`Value::WeightedIds`] for a
+    /// weighted multi-hot field, [`Value::Ids`] for the others). Ids and values are checked
+    /// when the batch is scored, not here; only the kinds and the count are checked here.
     pub fn push_row(&mut self, row: &[Value]) -> Result<(), RowShapeError> {
         let shape_error = |index| RowShapeError {
             index,
@@ -216,7 +241,14 @@ impl BatchBuf {
                 (c, v),
                 (OwnedColumn::Categorical(_), Value::Id(_))
                     | (OwnedColumn::Numeric(_), Value::Num(_))
-                    | (OwnedColumn::MultiHot { .. }, Value::Ids(_))
+                    | (OwnedColumn::MultiHot { weights: None, .. }, Value::Ids(_))
+                    | (
+                        OwnedColumn::MultiHot {
+                            weights: Some(_),
+                            ..
+                        },
+                        Value::WeightedIds(_)
+                    )
             );
             if !ok {
                 return Err(shape_error(index));
@@ -226,8 +258,20 @@ impl BatchBuf {
             match (c, v) {
                 (OwnedColumn::Categorical(col), Value::Id(id)) => col.push(*id),
                 (OwnedColumn::Numeric(col), Value::Num(x)) => col.push(*x),
-                (OwnedColumn::MultiHot { ids, offsets }, Value::Ids(list)) => {
+                (OwnedColumn::MultiHot { ids, offsets, .. }, Value::Ids(list)) => {
                     ids.extend_from_slice(list);
+                    offsets.push(ids.len());
+                }
+                (
+                    OwnedColumn::MultiHot {
+                        ids,
+                        offsets,
+                        weights: Some(weights),
+                    },
+                    Value::WeightedIds(list),
+                ) => {
+                    ids.extend(list.iter().map(|&(id, _)| id));
+                    weights.extend(list.iter().map(|&(_, w)| w));
                     offsets.push(ids.len());
                 }
                 _ => unreachable!("kinds checked above"),
@@ -256,10 +300,19 @@ impl BatchBuf {
             let fits = match (c, source.column(index)) {
                 (OwnedColumn::Categorical(_), Column::Categorical(v)) => row < v.len(),
                 (OwnedColumn::Numeric(_), Column::Numeric(v)) => row < v.len(),
-                (OwnedColumn::MultiHot { .. }, Column::MultiHot { ids, offsets }) => {
+                (
+                    OwnedColumn::MultiHot { weights: own, .. },
+                    Column::MultiHot {
+                        ids,
+                        offsets,
+                        weights,
+                    },
+                ) => {
                     row + 1 < offsets.len()
                         && offsets[row] <= offsets[row + 1]
                         && offsets[row + 1] <= ids.len()
+                        && own.is_some() == weights.is_some()
+                        && weights.is_none_or(|w| w.len() == ids.len())
                 }
                 _ => false,
             };
@@ -272,13 +325,22 @@ impl BatchBuf {
                 (OwnedColumn::Categorical(col), Column::Categorical(v)) => col.push(v[row]),
                 (OwnedColumn::Numeric(col), Column::Numeric(v)) => col.push(v[row]),
                 (
-                    OwnedColumn::MultiHot { ids, offsets },
+                    OwnedColumn::MultiHot {
+                        ids,
+                        offsets,
+                        weights,
+                    },
                     Column::MultiHot {
                         ids: src,
                         offsets: src_offsets,
+                        weights: src_weights,
                     },
                 ) => {
-                    ids.extend_from_slice(&src[src_offsets[row]..src_offsets[row + 1]]);
+                    let span = src_offsets[row]..src_offsets[row + 1];
+                    ids.extend_from_slice(&src[span.clone()]);
+                    if let (Some(weights), Some(src)) = (weights, src_weights) {
+                        weights.extend_from_slice(&src[span]);
+                    }
                     offsets.push(ids.len());
                 }
                 _ => unreachable!("kinds checked above"),
@@ -297,7 +359,15 @@ impl Columns for BatchBuf {
         match &self.columns[i] {
             OwnedColumn::Categorical(v) => Column::Categorical(v),
             OwnedColumn::Numeric(v) => Column::Numeric(v),
-            OwnedColumn::MultiHot { ids, offsets } => Column::MultiHot { ids, offsets },
+            OwnedColumn::MultiHot {
+                ids,
+                offsets,
+                weights,
+            } => Column::MultiHot {
+                ids,
+                offsets,
+                weights: weights.as_deref(),
+            },
         }
     }
     fn rows(&self) -> usize {
@@ -344,7 +414,11 @@ mod tests {
         assert_eq!(b.push_row(&[Value::Id(1)]).unwrap_err().expected, 2);
         assert_eq!(b.len(), 2);
         match b.column(1) {
-            Column::MultiHot { ids, offsets } => {
+            Column::MultiHot {
+                ids,
+                offsets,
+                weights: None,
+            } => {
                 assert_eq!(ids, &[1, 2]);
                 assert_eq!(offsets, &[0, 2, 2]);
             }

@@ -165,6 +165,7 @@ pub fn random_rows(spec: &ModelSpec, rows: usize, seed: u64) -> Vec<Vec<Value>> 
                         pooling,
                         linear_pooling,
                         padding,
+                        weighted,
                     } => {
                         let mut ids: Vec<u64> =
                             (0..rng.below(6)).map(|_| rng.below(vocab)).collect();
@@ -175,7 +176,14 @@ pub fn random_rows(spec: &ModelSpec, rows: usize, seed: u64) -> Vec<Vec<Value>> 
                         if max && !ids.iter().any(is_real) {
                             ids.push((padding.unwrap_or(0) + 1) % vocab);
                         }
-                        Value::Ids(ids)
+                        if weighted {
+                            // Weights of both signs and of a wide range, as a user's scores.
+                            Value::WeightedIds(
+                                ids.into_iter().map(|id| (id, rng.normal() * 2.0)).collect(),
+                            )
+                        } else {
+                            Value::Ids(ids)
+                        }
                     }
                 })
                 .collect()

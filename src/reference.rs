@@ -46,7 +46,11 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
                     first_order += linear[base + ids[r] as usize] as f64;
                 }
                 (
-                    Column::MultiHot { ids, offsets },
+                    Column::MultiHot {
+                        ids,
+                        offsets,
+                        weights,
+                    },
                     FieldKind::MultiHot {
                         pooling,
                         linear_pooling,
@@ -54,16 +58,19 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
                         ..
                     },
                 ) => {
-                    let rows: Vec<usize> = ids[offsets[r]..offsets[r + 1]]
-                        .iter()
-                        .filter(|&&id| Some(id) != padding)
-                        .map(|&id| base + id as usize)
+                    // (row, its own weight: 1 in an unweighted field)
+                    let terms: Vec<(usize, f64)> = (offsets[r]..offsets[r + 1])
+                        .filter(|&i| Some(ids[i]) != padding)
+                        .map(|i| (base + ids[i] as usize, weights.map_or(1.0, |w| w[i] as f64)))
                         .collect();
-                    let vectors: Vec<Vec<f32>> = rows.iter().map(|&row| row_of(row)).collect();
+                    let vectors: Vec<Vec<f32>> =
+                        terms.iter().map(|&(row, _)| row_of(row)).collect();
                     for j in 0..d {
-                        x.push(pool(pooling, vectors.iter().map(|e| e[j])));
+                        let weighted = vectors.iter().zip(&terms).map(|(e, t)| e[j] as f64 * t.1);
+                        x.push(pool(pooling, weighted));
                     }
-                    first_order += pool(linear_pooling, rows.iter().map(|&row| linear[row]));
+                    let weighted = terms.iter().map(|&(row, w)| linear[row] as f64 * w);
+                    first_order += pool(linear_pooling, weighted);
                 }
                 (Column::MultiHot { .. }, _) => unreachable!("validated against the spec"),
             }
@@ -103,8 +110,8 @@ pub fn score_reference<C: Columns + ?Sized>(model: &Model, batch: &C) -> Vec<f64
 }
 
 /// `values` pooled in f64: summed, averaged (0 for none) or their maximum.
-fn pool(pooling: Pooling, values: impl Iterator<Item = f32>) -> f64 {
-    let values: Vec<f64> = values.map(f64::from).collect();
+fn pool(pooling: Pooling, values: impl Iterator<Item = f64>) -> f64 {
+    let values: Vec<f64> = values.collect();
     match pooling {
         Pooling::Sum => values.iter().sum(),
         Pooling::Mean => values.iter().sum::<f64>() / values.len().max(1) as f64,

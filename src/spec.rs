@@ -75,6 +75,11 @@ pub enum FieldKind {
         /// An id that stands for "no id" (padding of a fixed-length list): it adds nothing and
         /// is not counted by `mean`.
         padding: Option<u64>,
+        /// Every id of a list comes with a weight of its own (torchrec's weighted
+        /// `KeyedJaggedTensor`, `EmbeddingBagCollection(is_weighted=True)`): the field pools
+        /// `weight × row` for the embeddings and the first-order weights alike (`mean` divides
+        /// that sum by the number of ids, as fbgemm does). Not with `max` pooling.
+        weighted: bool,
     },
     /// One finite value per sample, fed to the MLP as it is, after all embedded fields; the
     /// field owns one row whose first-order weight is multiplied by the value (its embedding
@@ -121,6 +126,7 @@ impl FieldKind {
             pooling,
             linear_pooling: pooling,
             padding: None,
+            weighted: false,
         }
     }
 
@@ -131,9 +137,9 @@ impl FieldKind {
     }
 
     /// Whether the field is one this crate's trainer can train: every kind, multi-hot ones with
-    /// `sum` or `mean` pooling, the first-order weights pooled as the embeddings, and no
-    /// padding id (and no shared table: see [`Field::table`]). The other forms exist to serve
-    /// imported models.
+    /// `sum` or `mean` pooling, the first-order weights pooled as the embeddings, no padding id
+    /// and no per-id weights (and no shared table: see [`Field::table`]). The other forms exist
+    /// to serve imported models.
     pub fn is_trainable(&self) -> bool {
         match *self {
             FieldKind::Categorical { .. } | FieldKind::Numeric => true,
@@ -141,8 +147,14 @@ impl FieldKind {
                 pooling,
                 linear_pooling,
                 padding,
+                weighted,
                 ..
-            } => pooling != Pooling::Max && linear_pooling == pooling && padding.is_none(),
+            } => {
+                pooling != Pooling::Max
+                    && linear_pooling == pooling
+                    && padding.is_none()
+                    && !weighted
+            }
             FieldKind::Dense => true,
         }
     }
@@ -151,7 +163,7 @@ impl FieldKind {
 /// One input field. In JSON: `{"name": "C1", "kind": "categorical", "vocab": 1000}`,
 /// `{"name": "I1", "kind": "numeric"}`, `{"name": "I1", "kind": "dense"}` or
 /// `{"name": "genres", "kind": "multi_hot", "vocab": 18, "pooling": "mean"}` (optionally with
-/// `"linear_pooling"` and `"padding"`); a categorical or multi-hot field may add
+/// `"linear_pooling"`, `"padding"` and `"weighted": true`); a categorical or multi-hot field may add
 /// `"table": "<field>"`. Any other key, or a key the kind does not take, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawField", into = "RawField")]
@@ -191,6 +203,9 @@ struct RawField {
     linear_pooling: Option<Pooling>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     padding: Option<u64>,
+    /// Written only when true, so that unweighted specs serialize exactly as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    weighted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     table: Option<String>,
 }
@@ -200,7 +215,7 @@ impl TryFrom<RawField> for Field {
     fn try_from(raw: RawField) -> Result<Field, String> {
         let name = raw.name;
         let pooling_keys = raw.pooling.is_some() || raw.linear_pooling.is_some();
-        let list_keys = pooling_keys || raw.padding.is_some();
+        let list_keys = pooling_keys || raw.padding.is_some() || raw.weighted;
         let kind = match (raw.kind.as_str(), raw.vocab, raw.pooling) {
             ("categorical", Some(vocab), None) if !list_keys => FieldKind::Categorical { vocab },
             ("numeric", None, None) if !list_keys && raw.table.is_none() => FieldKind::Numeric,
@@ -210,21 +225,23 @@ impl TryFrom<RawField> for Field {
                 pooling,
                 linear_pooling: raw.linear_pooling.unwrap_or(pooling),
                 padding: raw.padding,
+                weighted: raw.weighted,
             },
             ("categorical", ..) => {
                 return Err(format!(
-                    "field {name:?}: categorical takes vocab (and table), no pooling or padding"
+                    "field {name:?}: categorical takes vocab (and table), no pooling, padding or \
+                     weighted"
                 ));
             }
             (kind @ ("numeric" | "dense"), ..) => {
                 return Err(format!(
-                    "field {name:?}: {kind} takes no vocab, pooling, padding or table"
+                    "field {name:?}: {kind} takes no vocab, pooling, padding, weighted or table"
                 ));
             }
             ("multi_hot", ..) => {
                 return Err(format!(
                     "field {name:?}: multi_hot takes vocab and pooling (and linear_pooling, \
-                     padding, table)"
+                     padding, weighted, table)"
                 ));
             }
             (other, ..) => {
@@ -243,9 +260,9 @@ impl TryFrom<RawField> for Field {
 
 impl From<Field> for RawField {
     fn from(f: Field) -> RawField {
-        let (vocab, pooling, linear_pooling, padding) = match f.kind {
-            FieldKind::Categorical { vocab } => (Some(vocab), None, None, None),
-            FieldKind::Numeric | FieldKind::Dense => (None, None, None, None),
+        let (vocab, pooling, linear_pooling, padding, weighted) = match f.kind {
+            FieldKind::Categorical { vocab } => (Some(vocab), None, None, None, false),
+            FieldKind::Numeric | FieldKind::Dense => (None, None, None, None, false),
             // `linear_pooling` is written only when it differs, so that the specs of models
             // without the newer keys serialize exactly as before.
             FieldKind::MultiHot {
@@ -253,11 +270,13 @@ impl From<Field> for RawField {
                 pooling,
                 linear_pooling,
                 padding,
+                weighted,
             } => (
                 Some(vocab),
                 Some(pooling),
                 (linear_pooling != pooling).then_some(linear_pooling),
                 padding,
+                weighted,
             ),
         };
         RawField {
@@ -267,6 +286,7 @@ impl From<Field> for RawField {
             pooling,
             linear_pooling,
             padding,
+            weighted,
             table: f.table,
         }
     }
@@ -349,6 +369,16 @@ impl ModelSpec {
             }
             if f.kind.rows() == 0 {
                 return Err(SpecError::EmptyVocab(f.name.clone()));
+            }
+            if let FieldKind::MultiHot {
+                pooling,
+                linear_pooling,
+                weighted: true,
+                ..
+            } = f.kind
+                && (pooling == Pooling::Max || linear_pooling == Pooling::Max)
+            {
+                return Err(SpecError::WeightedMax(f.name.clone()));
             }
             if let FieldKind::MultiHot {
                 vocab,

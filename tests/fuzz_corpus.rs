@@ -264,10 +264,12 @@ fn score_columns_regression_huge_numeric() {
             Column::MultiHot {
                 ids: &[],
                 offsets: &offsets,
+                weights: None,
             },
             Column::MultiHot {
                 ids: &[],
                 offsets: &offsets,
+                weights: None,
             },
         ];
         let mut out = [0.0f32];

@@ -17,8 +17,8 @@ fn random_pooling(rng: &mut Rng) -> Pooling {
 }
 
 /// A spec with fields of every kind: categorical, numeric, dense, multi-hot with any pooling
-/// of embeddings and first-order weights and maybe a padding id, and fields reading the table
-/// of an earlier one.
+/// of embeddings and first-order weights, maybe a padding id and maybe per-id weights, and
+/// fields reading the table of an earlier one.
 fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> ModelSpec {
     let mut fields: Vec<Field> = (0..fields)
         .map(|i| {
@@ -27,12 +27,17 @@ fn random_spec(rng: &mut Rng, fields: usize, dim: usize, layers: usize) -> Model
                 1 => FieldKind::Dense,
                 2 => {
                     let vocab = 1 + rng.below(30);
+                    let (pooling, linear_pooling) = (random_pooling(rng), random_pooling(rng));
                     FieldKind::MultiHot {
                         vocab,
-                        pooling: random_pooling(rng),
-                        linear_pooling: random_pooling(rng),
+                        pooling,
+                        linear_pooling,
                         // A padding id leaves an id to pool (see `random_batch`).
                         padding: (vocab > 1 && rng.below(2) == 0).then(|| rng.below(vocab)),
+                        // Per-id weights take no max pooling.
+                        weighted: pooling != Pooling::Max
+                            && linear_pooling != Pooling::Max
+                            && rng.below(2) == 0,
                     }
                 }
                 _ => FieldKind::Categorical {
@@ -184,6 +189,7 @@ fn bad_batches_get_typed_errors_naming_field_and_row() {
             _ => Column::MultiHot {
                 ids: &ids,
                 offsets: &offsets,
+                weights: None,
             },
         }
     };
@@ -197,10 +203,12 @@ fn bad_batches_get_typed_errors_naming_field_and_row() {
             Column::MultiHot {
                 ids: &[1, 2, 3],
                 offsets: &[0, 1, 2, 3],
+                weights: None,
             },
             Column::MultiHot {
                 ids: &[1, 2, 3],
                 offsets: &[0, 1, 2, 3],
+                weights: None,
             },
         ];
         v[i] = c;
@@ -230,7 +238,8 @@ fn bad_batches_get_typed_errors_naming_field_and_row() {
             2,
             Column::MultiHot {
                 ids: &[1, 2, 18],
-                offsets: &[0, 1, 1, 3]
+                offsets: &[0, 1, 1, 3],
+                weights: None
             }
         )),
         ScoreError::IdOutOfRange {
@@ -248,7 +257,7 @@ fn bad_batches_get_typed_errors_naming_field_and_row() {
     ] {
         assert!(
             matches!(
-                err(with(3, Column::MultiHot { ids: &[1, 2, 3], offsets })),
+                err(with(3, Column::MultiHot { ids: &[1, 2, 3], offsets, weights: None })),
                 ScoreError::BadOffsets { ref field, .. } if field == "tags"
             ),
             "{offsets:?}"
@@ -362,10 +371,12 @@ fn three_rows_with(i: usize, c: Column<'static>) -> Vec<Column<'static>> {
         Column::MultiHot {
             ids: &[1, 2, 3],
             offsets: &[0, 1, 2, 3],
+            weights: None,
         },
         Column::MultiHot {
             ids: &[1, 2, 3],
             offsets: &[0, 1, 2, 3],
+            weights: None,
         },
     ];
     v[i] = c;
@@ -390,6 +401,7 @@ fn empty_batch_every_column_without_rows() {
     let empty = Column::MultiHot {
         ids: &[],
         offsets: &[0],
+        weights: None,
     };
     let columns = [Column::Categorical(&[]), Column::Numeric(&[]), empty, empty];
     assert_eq!(
@@ -420,6 +432,7 @@ fn multi_hot_offsets_empty() {
         Column::MultiHot {
             ids: &[],
             offsets: &[],
+            weights: None,
         },
     );
     assert_eq!(
@@ -440,6 +453,7 @@ fn id_u64_max_in_a_multi_hot_list() {
         Column::MultiHot {
             ids: &[1, 2, u64::MAX],
             offsets: &[0, 0, 2, 3],
+            weights: None,
         },
     );
     assert_eq!(
@@ -471,6 +485,7 @@ fn offsets_past_the_id_list() {
         Column::MultiHot {
             ids: &[1, 2],
             offsets: &[0, 1, 2, usize::MAX],
+            weights: None,
         },
     );
     assert!(matches!(
@@ -553,10 +568,12 @@ fn one_row_with_a_huge_id_list() {
         Column::MultiHot {
             ids: &genres,
             offsets: &[0, 100_000],
+            weights: None,
         },
         Column::MultiHot {
             ids: &tags,
             offsets: &[0, 100_000],
+            weights: None,
         },
     ];
     let batch = Batch::new(&columns);
@@ -579,4 +596,93 @@ fn output_longer_than_the_batch() {
     score(&model, &batch, &mut Scratch::new(&model), &mut out).unwrap();
     assert!(out[..5].iter().all(|p| (0.0..=1.0).contains(p)));
     assert!(out[5..].iter().all(|&v| v == -1.0));
+}
+
+/// Per-id weights must match the field: present, one per id and finite for a weighted field,
+/// absent for the others (where they would be silently ignored); and they weigh the rows.
+#[test]
+fn weights_must_fit_the_field_and_weigh_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = mixed_small();
+    spec.fields[3].kind = FieldKind::MultiHot {
+        vocab: 40,
+        pooling: Pooling::Mean,
+        linear_pooling: Pooling::Mean,
+        padding: None,
+        weighted: true,
+    };
+    let model =
+        Model::open(write_random_model(dir.path().join("w.dfm"), &spec, 5).unwrap()).unwrap();
+    let (users, ages, genres, offsets_one) = ([1u64, 2], [0.5f32, 1.0], [1u64, 2], [0usize, 1]);
+    let columns = |genre_weights: Option<&'static [f32]>, tags: Column<'static>| {
+        vec![
+            Column::Categorical(&[1, 2]),
+            Column::Numeric(&[0.5, 1.0]),
+            Column::MultiHot {
+                ids: &[1, 2],
+                offsets: &[0, 1, 2],
+                weights: genre_weights,
+            },
+            tags,
+        ]
+    };
+    let tags = |weights: Option<&'static [f32]>| Column::MultiHot {
+        ids: &[3, 4, 5],
+        offsets: &[0, 2, 3],
+        weights,
+    };
+    score_columns(&model, &columns(None, tags(Some(&[0.5, -2.0, 1.0]))), 2).unwrap();
+    let problem = |cols: Vec<Column<'static>>| match score_columns(&model, &cols, 2) {
+        Err(ScoreError::BadWeights { field, problem }) => format!("{field}: {problem}"),
+        other => panic!("{other:?}"),
+    };
+    assert!(problem(columns(None, tags(None))).starts_with("tags: the field is weighted"));
+    assert!(
+        problem(columns(Some(&[1.0, 1.0]), tags(Some(&[1.0; 3]))))
+            .starts_with("genres: the field is not weighted")
+    );
+    assert_eq!(
+        problem(columns(None, tags(Some(&[1.0; 2])))),
+        "tags: 2 weights for 3 ids"
+    );
+    assert_eq!(
+        score_columns(&model, &columns(None, tags(Some(&[1.0, 1.0, f32::NAN]))), 2)
+            .unwrap_err()
+            .to_string(),
+        "field tags, row 1: value NaN is not finite"
+    );
+
+    // Weights scale the rows they pool; a repeated id with weights summing to 1 is the id.
+    let score_tags = |ids: &[u64], weights: &[f32]| {
+        let offsets = [0, ids.len()];
+        let cols = [
+            Column::Categorical(&users[..1]),
+            Column::Numeric(&ages[..1]),
+            Column::MultiHot {
+                ids: &genres[..1],
+                offsets: &offsets_one,
+                weights: None,
+            },
+            Column::MultiHot {
+                ids,
+                offsets: &offsets,
+                weights: Some(weights),
+            },
+        ];
+        let mut out = [0.0f32];
+        score(
+            &model,
+            &Batch::new(&cols),
+            &mut Scratch::new(&model),
+            &mut out,
+        )
+        .unwrap();
+        out[0]
+    };
+    assert_eq!(score_tags(&[7], &[1.0]), score_tags(&[7, 7], &[1.0, 1.0]));
+    assert_ne!(score_tags(&[7], &[1.0]), score_tags(&[7], &[0.5]));
+    assert_eq!(
+        score_tags(&[7, 9], &[0.0, 1.0]),
+        score_tags(&[9, 9], &[0.5, 0.5])
+    );
 }

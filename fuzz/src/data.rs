@@ -92,7 +92,20 @@ pub(crate) fn row_debug(batch: &BatchBuf, r: usize) -> String {
         let cell = match batch.column(i) {
             Column::Categorical(ids) => format!("{}", ids[r]),
             Column::Numeric(v) => format!("{:?}", v[r].to_bits()),
-            Column::MultiHot { ids, offsets } => format!("{:?}", &ids[offsets[r]..offsets[r + 1]]),
+            Column::MultiHot {
+                ids,
+                offsets,
+                weights,
+            } => {
+                let span = offsets[r]..offsets[r + 1];
+                let weights = weights.map(|w| {
+                    w[span.clone()]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                });
+                format!("{:?}{:?}", &ids[span], weights)
+            }
         };
         s.push_str(&cell);
         s.push('\t');

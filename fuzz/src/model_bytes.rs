@@ -163,10 +163,12 @@ pub fn check_model_bytes(data: &[u8], name: &str) -> bool {
             Column::MultiHot {
                 ids: &genres[..genre_offsets[rows]],
                 offsets: &genre_offsets[..=rows],
+                weights: None,
             },
             Column::MultiHot {
                 ids: &tags[..tag_offsets[rows]],
                 offsets: &tag_offsets[..=rows],
+                weights: None,
             },
         ];
         let mut out = [0.0f32; 2];

@@ -60,7 +60,12 @@ impl BadRequest {
 enum Col {
     Categorical(Vec<u64>),
     Numeric(Vec<f32>),
-    MultiHot { ids: Vec<u64>, offsets: Vec<usize> },
+    MultiHot {
+        ids: Vec<u64>,
+        offsets: Vec<usize>,
+        /// `Some` for a weighted field.
+        weights: Option<Vec<f32>>,
+    },
 }
 
 /// The samples of one `/score` request, one column per field in spec order.
@@ -82,9 +87,10 @@ impl Samples {
                 FieldKind::Numeric | FieldKind::Dense => {
                     Col::Numeric(Vec::with_capacity(rows_hint))
                 }
-                FieldKind::MultiHot { .. } => Col::MultiHot {
+                FieldKind::MultiHot { weighted, .. } => Col::MultiHot {
                     ids: Vec::new(),
                     offsets: vec![0],
+                    weights: weighted.then(Vec::new),
                 },
             })
             .collect();
@@ -111,7 +117,20 @@ impl Samples {
                     (a, b),
                     (Col::Categorical(_), Col::Categorical(_))
                         | (Col::Numeric(_), Col::Numeric(_))
-                        | (Col::MultiHot { .. }, Col::MultiHot { .. })
+                        | (
+                            Col::MultiHot { weights: None, .. },
+                            Col::MultiHot { weights: None, .. }
+                        )
+                        | (
+                            Col::MultiHot {
+                                weights: Some(_),
+                                ..
+                            },
+                            Col::MultiHot {
+                                weights: Some(_),
+                                ..
+                            }
+                        )
                 )
             })
     }
@@ -122,9 +141,16 @@ impl Samples {
             match col {
                 Col::Categorical(v) => v.clear(),
                 Col::Numeric(v) => v.clear(),
-                Col::MultiHot { ids, offsets } => {
+                Col::MultiHot {
+                    ids,
+                    offsets,
+                    weights,
+                } => {
                     ids.clear();
                     offsets.truncate(1);
+                    if let Some(w) = weights {
+                        w.clear();
+                    }
                 }
             }
         }
@@ -144,15 +170,23 @@ impl Samples {
                 (Col::Categorical(a), Col::Categorical(b)) => a.extend_from_slice(b),
                 (Col::Numeric(a), Col::Numeric(b)) => a.extend_from_slice(b),
                 (
-                    Col::MultiHot { ids, offsets },
+                    Col::MultiHot {
+                        ids,
+                        offsets,
+                        weights,
+                    },
                     Col::MultiHot {
                         ids: more,
                         offsets: bounds,
+                        weights: more_weights,
                     },
                 ) => {
                     let base = ids.len();
                     ids.extend_from_slice(more);
                     offsets.extend(bounds.iter().skip(1).map(|&o| base + o));
+                    if let (Some(w), Some(more)) = (weights, more_weights) {
+                        w.extend_from_slice(more);
+                    }
                 }
                 _ => unreachable!("layouts checked above"),
             }
@@ -171,7 +205,15 @@ impl Columns for Samples {
         match &self.cols[i] {
             Col::Categorical(v) => Column::Categorical(v),
             Col::Numeric(v) => Column::Numeric(v),
-            Col::MultiHot { ids, offsets } => Column::MultiHot { ids, offsets },
+            Col::MultiHot {
+                ids,
+                offsets,
+                weights,
+            } => Column::MultiHot {
+                ids,
+                offsets,
+                weights: weights.as_deref(),
+            },
         }
     }
 
@@ -479,6 +521,11 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
         match self.kind {
             FieldKind::Categorical { vocab } => write!(f, "a categorical id in 0..{vocab}"),
             FieldKind::Numeric | FieldKind::Dense => f.write_str("a finite number"),
+            FieldKind::MultiHot {
+                vocab,
+                weighted: true,
+                ..
+            } => write!(f, "a list of [id, weight] pairs, ids in 0..{vocab}"),
             FieldKind::MultiHot { vocab, .. } => write!(f, "a list of ids in 0..{vocab}"),
         }
     }
@@ -511,7 +558,10 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let FieldKind::MultiHot { vocab, .. } = self.kind else {
+        let FieldKind::MultiHot {
+            vocab, weighted, ..
+        } = self.kind
+        else {
             return Err(self.fail(format!(
                 "a list is not {}",
                 if matches!(self.kind, FieldKind::Numeric | FieldKind::Dense) {
@@ -522,12 +572,32 @@ impl<'de> Visitor<'de> for FieldValue<'_, '_> {
             )));
         };
         let mut list = Vec::new();
-        while let Some(id) = seq.next_element::<u64>()? {
-            list.push(self.id(id, vocab)?);
+        let mut own_weights = Vec::new();
+        if weighted {
+            while let Some((id, weight)) = seq.next_element::<(u64, f64)>()? {
+                list.push(self.id(id, vocab)?);
+                let w = weight as f32;
+                if !w.is_finite() {
+                    return Err(self.fail(format!("weight {weight} is not finite as an f32")));
+                }
+                own_weights.push(w);
+            }
+        } else {
+            while let Some(id) = seq.next_element::<u64>()? {
+                list.push(self.id(id, vocab)?);
+            }
         }
-        if let Col::MultiHot { ids, offsets } = self.col {
+        if let Col::MultiHot {
+            ids,
+            offsets,
+            weights,
+        } = self.col
+        {
             ids.extend_from_slice(&list);
             offsets.push(ids.len());
+            if let Some(w) = weights {
+                w.extend_from_slice(&own_weights);
+            }
         }
         Ok(())
     }

@@ -138,7 +138,24 @@ fn body_of(spec: &ModelSpec, batch: &BatchBuf) -> Value {
                 let value = match batch.column(i) {
                     Column::Categorical(ids) => json!(ids[r]),
                     Column::Numeric(values) => json!(values[r]),
-                    Column::MultiHot { ids, offsets } => json!(ids[offsets[r]..offsets[r + 1]]),
+                    Column::MultiHot {
+                        ids,
+                        offsets,
+                        weights: None,
+                    } => json!(ids[offsets[r]..offsets[r + 1]]),
+                    Column::MultiHot {
+                        ids,
+                        offsets,
+                        weights: Some(weights),
+                    } => {
+                        let span = offsets[r]..offsets[r + 1];
+                        json!(
+                            ids[span.clone()]
+                                .iter()
+                                .zip(&weights[span])
+                                .collect::<Vec<_>>()
+                        )
+                    }
                 };
                 sample.insert(field.name.clone(), value);
             }
@@ -255,6 +272,49 @@ fn scores_match_the_library_and_bad_input_gets_400_naming_the_field() {
         "deepfm_reload_failures_total 1",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
+/// A weighted multi-hot field takes `[[id, weight], ...]`, scores as the library does, and
+/// a list that is not one gets 400 naming it.
+#[test]
+fn weighted_lists_are_id_weight_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.dfm");
+    let mut spec = mixed_small();
+    spec.fields[3].kind = deepfm::FieldKind::MultiHot {
+        vocab: 40,
+        pooling: deepfm::Pooling::Sum,
+        linear_pooling: deepfm::Pooling::Sum,
+        padding: None,
+        weighted: true,
+    };
+    write_random_model(&path, &spec, 1).unwrap();
+    let model = Model::open(&path).unwrap();
+    let service = Service::start(&path, app::Options::default());
+    let mut client = service.client();
+    let batch = random_batch(&spec, 50, 3);
+    let body = body_of(&spec, &batch);
+    assert!(body["samples"][0]["tags"].is_array());
+    let (status, reply) = client.post("/score", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(scores_of(&reply), local_scores(&model, &batch));
+    for bad in [
+        json!([3]),
+        json!([[3]]),
+        json!([[3, "1"]]),
+        json!([[3, 1e39]]),
+        json!([[40, 1.0]]),
+        json!([[3, 1.0, 2.0]]),
+    ] {
+        let mut body = body.clone();
+        body["samples"][1]["tags"] = bad.clone();
+        let (status, reply) = client.post("/score", &body);
+        assert_eq!(
+            (status, reply["field"].as_str(), reply["sample"].as_u64()),
+            (400, Some("tags"), Some(1)),
+            "{bad} -> {reply}"
+        );
     }
 }
 

@@ -69,6 +69,15 @@ pub enum ScoreError {
         /// First row whose offsets are wrong.
         row: usize,
     },
+    /// A multi-hot column's weights do not fit its field: missing for a weighted field, given
+    /// for an unweighted one (they would be ignored), or not one per id.
+    #[error("field {field}: {problem}")]
+    BadWeights {
+        /// Field name.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A max-pooled multi-hot list has no id but padding: it has no maximum (the framework the
     /// model came from would score it as a vector of about −1e9, which no caller means).
     #[error("field {field}, row {row}: the list has no id to take the maximum of")]

@@ -68,7 +68,11 @@ pub(crate) fn validate<C: Columns + ?Sized>(
                     });
                 }
             }
-            Column::MultiHot { ids, offsets } => {
+            Column::MultiHot {
+                ids,
+                offsets,
+                weights,
+            } => {
                 let bad_start = offsets[0] != 0;
                 let bad_step = offsets.windows(2).position(|w| w[0] > w[1]);
                 if bad_start || bad_step.is_some() || offsets[rows] != ids.len() {
@@ -82,8 +86,36 @@ pub(crate) fn validate<C: Columns + ?Sized>(
                         row,
                     });
                 }
-                // The row of a bad id is found only on the error path.
-                check_ids(ids, &|p| offsets.partition_point(|&o| o <= p) - 1)?;
+                // The row of a bad id or weight is found only on the error path.
+                let row_of = |p: usize| offsets.partition_point(|&o| o <= p) - 1;
+                check_ids(ids, &row_of)?;
+                let weighted =
+                    matches!(spec_field.kind, FieldKind::MultiHot { weighted: true, .. });
+                let problem = match weights {
+                    None if weighted => {
+                        Some("the field is weighted: the column needs a weight per id".to_string())
+                    }
+                    Some(_) if !weighted => {
+                        Some("the field is not weighted, the column carries weights".to_string())
+                    }
+                    Some(w) if w.len() != ids.len() => {
+                        Some(format!("{} weights for {} ids", w.len(), ids.len()))
+                    }
+                    _ => None,
+                };
+                if let Some(problem) = problem {
+                    return Err(ScoreError::BadWeights {
+                        field: field(),
+                        problem,
+                    });
+                }
+                if let Some(p) = weights.and_then(|w| w.iter().position(|v| !v.is_finite())) {
+                    return Err(ScoreError::NonFinite {
+                        field: field(),
+                        row: row_of(p),
+                        value: weights.expect("found in it")[p],
+                    });
+                }
                 if let FieldKind::MultiHot {
                     pooling,
                     linear_pooling,

@@ -1,6 +1,7 @@
 //! The scoring TSV: one sample a line, one tab-separated column per field in spec order: a local
 //! id for a categorical field, a float for a numeric field, comma-separated local ids for a
-//! multi-hot field (an empty column is an empty list). A trailing `\r` is ignored.
+//! multi-hot field (an empty column is an empty list), each written `id:weight` for a weighted
+//! one. A trailing `\r` is ignored.
 
 use crate::batch::{BatchBuf, Value};
 use crate::spec::{FieldKind, ModelSpec};
@@ -69,11 +70,29 @@ pub fn push_line(
                 }
                 Value::Num(v)
             }
-            FieldKind::MultiHot { vocab, .. } => Value::Ids(if text.trim().is_empty() {
+            FieldKind::MultiHot {
+                vocab,
+                weighted: false,
+                ..
+            } => Value::Ids(if text.trim().is_empty() {
                 Vec::new()
             } else {
                 text.split(',')
                     .map(|t| id(t, vocab))
+                    .collect::<Result<_, _>>()?
+            }),
+            FieldKind::MultiHot {
+                vocab,
+                weighted: true,
+                ..
+            } => Value::WeightedIds(if text.trim().is_empty() {
+                Vec::new()
+            } else {
+                text.split(',')
+                    .map(|t| {
+                        let (t, w) = weighted_token(t).map_err(|p| err(&field.name, p))?;
+                        Ok((id(t, vocab)?, w))
+                    })
                     .collect::<Result<_, _>>()?
             }),
         });
@@ -82,6 +101,21 @@ pub fn push_line(
         .push_row(row)
         .expect("values were built from the spec's kinds");
     Ok(())
+}
+
+/// Splits a weighted multi-hot token `token:weight` at its last `:` (so that raw tokens may
+/// hold one), checking the weight is a finite f32.
+pub(crate) fn weighted_token(text: &str) -> Result<(&str, f32), String> {
+    let (token, weight) = text
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no weight: a weighted field takes id:weight"))?;
+    match weight.trim().parse::<f32>() {
+        Ok(w) if w.is_finite() => Ok((token.trim(), w)),
+        _ => Err(format!(
+            "{text:?}: the weight {weight:?} is not a finite number"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +143,44 @@ mod tests {
             assert!(e.problem.contains(problem), "{line:?}: {}", e.problem);
         }
         assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn weighted_lists_take_id_weight_pairs() {
+        let mut spec = mixed_small();
+        spec.fields[3].kind = FieldKind::MultiHot {
+            vocab: 40,
+            pooling: crate::Pooling::Sum,
+            linear_pooling: crate::Pooling::Sum,
+            padding: None,
+            weighted: true,
+        };
+        let mut batch = BatchBuf::new(&spec);
+        let mut row = Vec::new();
+        push_line(&spec, "3\t0.5\t1\t4:0.5, 7:-2e-1", 1, &mut batch, &mut row).unwrap();
+        push_line(&spec, "3\t0.5\t1\t", 2, &mut batch, &mut row).unwrap();
+        let crate::Column::MultiHot {
+            ids,
+            offsets,
+            weights: Some(weights),
+        } = crate::Columns::column(&batch, 3)
+        else {
+            panic!("a weighted column")
+        };
+        assert_eq!(
+            (ids, offsets, weights),
+            (&[4, 7][..], &[0, 2, 2][..], &[0.5, -0.2][..])
+        );
+        for (line, problem) in [
+            ("3\t0.5\t1\t4", "has no weight"),
+            ("3\t0.5\t1\t4:x", "not a finite number"),
+            ("3\t0.5\t1\t4:inf", "not a finite number"),
+            ("3\t0.5\t1\t4:1e39", "not a finite number"),
+            ("3\t0.5\t1\t40:1", "outside"),
+        ] {
+            let e = push_line(&spec, line, 9, &mut batch, &mut row).unwrap_err();
+            assert_eq!(e.field, "tags", "{line:?}");
+            assert!(e.problem.contains(problem), "{line:?}: {}", e.problem);
+        }
     }
 }

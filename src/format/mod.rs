@@ -69,8 +69,9 @@
 //!
 //! The spec is the JSON of [`crate::spec::ModelSpec`]: keys `fields` (each `name`, `kind` =
 //! `categorical` with `vocab`, `numeric`, `dense`, or `multi_hot` with `vocab` and `pooling` =
-//! `mean`, `sum` or `max`, optional `linear_pooling` (default: `pooling`) and `padding` (an id
-//! below `vocab`); a categorical or multi-hot field may name the field whose rows it reads with
+//! `mean`, `sum` or `max`, optional `linear_pooling` (default: `pooling`), `padding` (an id
+//! below `vocab`) and `weighted` (`true`: a weight per id, sum or mean pooling only; written
+//! only when true); a categorical or multi-hot field may name the field whose rows it reads with
 //! `table`), `embedding_dim` (1..=256), `hidden` (widths 1..=16384, at most 64 layers), `output`
 //! (`sigmoid` or `linear`), optional `clamp` (`[lo, hi]`, linear output only) and optional `mlp`
 //! (`f32`, the default and never written, or `int8`: the hidden layers are quantized when the

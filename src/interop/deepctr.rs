@@ -214,6 +214,7 @@ pub(crate) fn plan(
                 pooling,
                 linear_pooling: pooling,
                 padding: Some(0),
+                weighted: false,
             },
         };
         fields.push(Field {

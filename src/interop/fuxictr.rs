@@ -154,6 +154,7 @@ pub(crate) fn plan(
                     pooling,
                     linear_pooling: Pooling::Sum,
                     padding: Some(padding),
+                    weighted: false,
                 }
             }
             other => {

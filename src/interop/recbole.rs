@@ -149,6 +149,7 @@ pub(crate) fn plan(
                         pooling: Pooling::Mean,
                         linear_pooling: Pooling::Sum,
                         padding: Some(f.padding_id.unwrap_or(0)),
+                        weighted: false,
                     },
                     Source::table(format!("token_seq_embedding_table.{k}.weight"), vocab),
                     Source::table(

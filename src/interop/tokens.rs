@@ -11,12 +11,15 @@
 //! It may also carry `"numeric": {"<field>": {"fill_na": v, "log1p": true, "scale": a,
 //! "shift": b}}`: how the framework's preprocessing turned a raw number into the field's value
 //! ([`NumericTransform`]), so that raw numbers can be given too.
+//!
+//! A weighted multi-hot field's tokens are written `token:weight` (split at the last `:`).
 
 use super::InteropError;
 use crate::batch::{BatchBuf, Value};
 use crate::data::DataError;
 use crate::data::error::At;
 use crate::data::stream::LineParser;
+use crate::data::tsv::weighted_token;
 use crate::format::ModelFile;
 use crate::spec::{FieldKind, ModelSpec};
 use serde::{Deserialize, Serialize};
@@ -314,24 +317,32 @@ impl LineParser for TokenParser {
                     }
                     Value::Num(v)
                 }
-                FieldKind::MultiHot { .. } => {
+                FieldKind::MultiHot { weighted, .. } => {
                     let sep = match vocab {
                         Some(v) => v.sep.as_deref().unwrap_or("|"),
                         None => ",",
                     };
                     let tokens = text.split(sep).map(str::trim).filter(|t| !t.is_empty());
-                    let ids: Vec<u64> = tokens.map(id).collect::<Result<_, _>>()?;
+                    let count = tokens.clone().count();
                     if let Some(limit) = *limit
-                        && ids.len() > limit
+                        && count > limit
                     {
                         let problem = format!(
-                            "{} values; the model was trained on at most {limit} (truncate as \
-                             its preprocessing did)",
-                            ids.len()
+                            "{count} values; the model was trained on at most {limit} (truncate \
+                             as its preprocessing did)"
                         );
                         return Err(bad(problem, text));
                     }
-                    Value::Ids(ids)
+                    if weighted {
+                        let pair = |token: &str| {
+                            let (token, w) =
+                                weighted_token(token).map_err(|problem| bad(problem, token))?;
+                            Ok((id(token)?, w))
+                        };
+                        Value::WeightedIds(tokens.map(pair).collect::<Result<_, DataError>>()?)
+                    } else {
+                        Value::Ids(tokens.map(id).collect::<Result<_, _>>()?)
+                    }
                 }
             });
         }

@@ -11,11 +11,13 @@
 //! - A feature listed in `multi_valued` is a multi-hot field (a KeyedJaggedTensor bag, no
 //!   padding) pooled by its tables' poolings; the others carry one id (a bag of one, which sum
 //!   and mean pool to the row itself): categorical.
+//! - A feature read through a weighted collection (`EmbeddingBagCollection(is_weighted=True)`:
+//!   its tables say `is_weighted`, or the description does for every table) carries a weight
+//!   per id: a weighted multi-hot field, `sum_i w_i × row_i` (mean: divided by the number of
+//!   ids, as fbgemm's kernel does; `nn.EmbeddingBag`, which the unsharded collection runs,
+//!   refuses weighted mean). Its first-order table must be weighted too.
 //! - The head: per hidden layer `Linear → [BatchNorm1d] → ReLU`, then `Linear(last, 1)` with a
 //!   bias, a global `bias`, the per-dimension FM term, a sigmoid.
-//!
-//! A weighted collection (`is_weighted`, a weight per id) is refused: no field kind takes
-//! per-id weights yet.
 //!
 //! torchrec's own DeepFM (`torchrec.models.deepfm`) is refused: its `FactorizationMachine`
 //! sums the products of all pairs of the F × D scalars flattened (across dimensions, the dense
@@ -41,6 +43,9 @@ struct Table {
     pooling: String,
     feature_names: Vec<String>,
     tensor: String,
+    /// Part of a weighted collection: every id the table reads comes with a weight.
+    #[serde(default)]
+    is_weighted: bool,
 }
 
 /// One hidden layer of the head: module names.
@@ -58,7 +63,8 @@ struct Description {
     feature_order: Vec<String>,
     #[serde(default)]
     multi_valued: BTreeMap<String, serde_json::Value>,
-    /// `EmbeddingBagCollection(is_weighted=True)`: every id of a bag has a weight of its own.
+    /// Every table is in a weighted collection (`EmbeddingBagCollection(is_weighted=True)`):
+    /// every id of a bag has a weight of its own.
     #[serde(default)]
     is_weighted: bool,
     mlp_layers: Vec<MlpLayer>,
@@ -126,13 +132,6 @@ pub(crate) fn plan(
         ));
     }
     let desc: Description = describe::read(FRAMEWORK, described)?;
-    if desc.is_weighted {
-        return Err(unsupported(
-            "is_weighted",
-            "per-id weights of a weighted KeyedJaggedTensor have no field kind here (a multi-hot \
-             field pools its ids with one weight each: 1, or 1/len for mean)",
-        ));
-    }
     let d = desc.tables.first().map_or(1, |t| t.embedding_dim);
     let (mut fields, mut tables) = (Vec::new(), Vec::new());
     for feature in &desc.feature_order {
@@ -159,13 +158,25 @@ pub(crate) fn plan(
                 ),
             ));
         }
+        let weighted = desc.is_weighted || table.is_weighted;
+        if weighted != (desc.is_weighted || linear.is_weighted) {
+            return Err(unsupported(
+                what(),
+                format!(
+                    "one of its tables {} and {} is weighted and the other is not: a field's \
+                     ids carry one set of weights",
+                    table.name, linear.name
+                ),
+            ));
+        }
         let vocab = table.num_embeddings;
-        let kind = if desc.multi_valued.contains_key(feature) {
+        let kind = if weighted || desc.multi_valued.contains_key(feature) {
             FieldKind::MultiHot {
                 vocab,
                 pooling: pooling(table)?,
                 linear_pooling: pooling(linear)?,
                 padding: None,
+                weighted,
             }
         } else {
             FieldKind::Categorical { vocab }

@@ -165,7 +165,11 @@ fn gather_field<R: Rows>(
             }
         }
         (
-            Column::MultiHot { ids, offsets },
+            Column::MultiHot {
+                ids,
+                offsets,
+                weights,
+            },
             FieldKind::MultiHot {
                 pooling,
                 linear_pooling,
@@ -174,18 +178,16 @@ fn gather_field<R: Rows>(
             },
         ) => {
             for ((dst, r), fo) in dst_rows.zip(rows).zip(first_order) {
-                let list = &ids[offsets[r]..offsets[r + 1]];
-                let rows = list
-                    .iter()
-                    .filter(|&&id| Some(id) != padding)
-                    .map(|&id| base + id as usize);
-                pool_rows(rows.clone(), pooling, table, dst);
+                let terms = (offsets[r]..offsets[r + 1])
+                    .filter(|&i| Some(ids[i]) != padding)
+                    .map(|i| (base + ids[i] as usize, weights.map(|w| w[i])));
+                pool_rows(terms.clone(), pooling, table, dst);
                 let mut lin = [0.0];
                 let linear = F32Rows {
                     data: linear,
                     dim: 1,
                 };
-                pool_rows(rows, linear_pooling, linear, &mut lin);
+                pool_rows(terms, linear_pooling, linear, &mut lin);
                 *fo += lin[0];
             }
         }
@@ -193,11 +195,13 @@ fn gather_field<R: Rows>(
     }
 }
 
-/// Pools the rows `rows` of `table` into `dst` (as wide as a row; see [`gather`]): sums them
-/// in order and multiplies by the pooling weight unless it is 1, or takes their element-wise
-/// maximum (validation saw to it that a max-pooled list has a row).
+/// Pools the rows of `table` named by `terms` (row, and its own weight in a weighted field)
+/// into `dst` (as wide as a row; see [`gather`]): sums them in order, each multiplied by its
+/// own weight, and multiplies the sum by the pooling weight unless it is 1 (`mean` divides by
+/// the number of rows, weighted or not, as fbgemm's weighted mean does), or takes their
+/// element-wise maximum (validation saw to it that a max-pooled list has a row and no weights).
 fn pool_rows<R: Rows>(
-    rows: impl Iterator<Item = usize> + Clone,
+    terms: impl Iterator<Item = (usize, Option<f32>)> + Clone,
     pooling: Pooling,
     table: R,
     dst: &mut [f32],
@@ -205,7 +209,7 @@ fn pool_rows<R: Rows>(
     let mut buf = [0.0f32; MAX_EMBEDDING_DIM];
     let buf = &mut buf[..dst.len()];
     if pooling == Pooling::Max {
-        let mut rows = rows;
+        let mut rows = terms.map(|(r, _)| r);
         let first = rows
             .next()
             .expect("validation refuses empty max-pooled lists");
@@ -222,9 +226,11 @@ fn pool_rows<R: Rows>(
     }
     dst.fill(0.0);
     let mut count = 0;
-    for r in rows {
-        for (o, &e) in dst.iter_mut().zip(table.row(r, buf)) {
-            *o += e;
+    for (r, weight) in terms {
+        let row = table.row(r, buf);
+        match weight {
+            None => dst.iter_mut().zip(row).for_each(|(o, &e)| *o += e),
+            Some(w) => dst.iter_mut().zip(row).for_each(|(o, &e)| *o += w * e),
         }
         count += 1;
     }
@@ -270,17 +276,25 @@ mod tests {
                     }
                     first_order += v * t.linear[base];
                 }
-                (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
-                    let list = &ids[offsets[r]..offsets[r + 1]];
-                    let w = pooling.weight(list.len());
+                (
+                    Column::MultiHot {
+                        ids,
+                        offsets,
+                        weights,
+                    },
+                    FieldKind::MultiHot { pooling, .. },
+                ) => {
+                    let span = offsets[r]..offsets[r + 1];
+                    let w = pooling.weight(span.len());
                     e.fill(0.0);
                     let mut lin = 0.0;
-                    for &id in list {
-                        let row = base + id as usize;
+                    for i in span {
+                        let own = weights.map_or(1.0, |w| w[i]);
+                        let row = base + ids[i] as usize;
                         for (e, &v) in e.iter_mut().zip(&t.embedding.data[row * d..(row + 1) * d]) {
-                            *e += v;
+                            *e += own * v;
                         }
-                        lin += t.linear[row];
+                        lin += own * t.linear[row];
                     }
                     e.iter_mut().for_each(|e| *e *= w);
                     first_order += w * lin;
@@ -293,7 +307,15 @@ mod tests {
 
     #[test]
     fn matches_the_plain_gather_bit_for_bit() {
-        let spec = mixed_small();
+        let mut spec = mixed_small();
+        // With per-id weights on one of the two multi-hot fields.
+        spec.fields[3].kind = FieldKind::MultiHot {
+            vocab: 40,
+            pooling: Pooling::Sum,
+            linear_pooling: Pooling::Sum,
+            padding: None,
+            weighted: true,
+        };
         let fields = FieldPlan::of(&spec);
         let d = spec.embedding_dim;
         let rows = spec.total_rows().unwrap() as usize;

@@ -41,6 +41,9 @@ pub enum SpecError {
         /// Its vocabulary.
         vocab: u64,
     },
+    /// A weighted multi-hot field is max-pooled: a maximum has no place for a weight.
+    #[error("field {0:?}: per-id weights take sum or mean pooling, not max")]
+    WeightedMax(String),
     /// A field's `table` does not name a field whose rows it can read.
     #[error("field {field:?} reads the table of {table:?}, {reason}")]
     BadTable {

@@ -29,7 +29,7 @@ fn imported_kinds_parse_lay_out_and_round_trip() {
         {"name":"prev_item","kind":"categorical","vocab":10,"table":"item"},
         {"name":"genres","kind":"multi_hot","vocab":5,"pooling":"mean","linear_pooling":"sum","padding":0},
         {"name":"tags","kind":"multi_hot","vocab":7,"pooling":"max"},
-        {"name":"hist","kind":"multi_hot","vocab":9,"pooling":"sum","table":"item"},
+        {"name":"hist","kind":"multi_hot","vocab":9,"pooling":"sum","table":"item","weighted":true},
         {"name":"price","kind":"dense"}],
         "embedding_dim":4,"hidden":[8],"output":"sigmoid"}"#;
     let spec = ModelSpec::from_json(json).unwrap();
@@ -48,11 +48,17 @@ fn imported_kinds_parse_lay_out_and_round_trip() {
         panic!("tags is multi-hot")
     };
     assert_eq!((linear_pooling, padding), (Pooling::Max, None));
+    assert!(matches!(
+        spec.fields[5].kind,
+        FieldKind::MultiHot { weighted: true, .. }
+    ));
     assert_eq!(ModelSpec::from_json(&spec.to_json()).unwrap(), spec);
     assert!(!spec.to_json().contains(r#""linear_pooling":"max""#));
+    // Only the weighted field says so: unweighted specs serialize as they did.
+    assert_eq!(spec.to_json().matches("weighted").count(), 1);
     assert_eq!(
         spec.fields.iter().filter(|f| f.kind.is_trainable()).count(),
-        5
+        4
     );
 }
 
@@ -89,6 +95,7 @@ fn shared_tables_and_padding_ids_are_checked() {
         pooling: Pooling::Max,
         linear_pooling: Pooling::Sum,
         padding: Some(3),
+        weighted: false,
     };
     assert_eq!(
         spec.validate(),
@@ -98,6 +105,14 @@ fn shared_tables_and_padding_ids_are_checked() {
             vocab: 3
         })
     );
+    spec.fields[2].kind = FieldKind::MultiHot {
+        vocab: 3,
+        pooling: Pooling::Sum,
+        linear_pooling: Pooling::Max,
+        padding: None,
+        weighted: true,
+    };
+    assert_eq!(spec.validate(), Err(SpecError::WeightedMax("c".into())));
 }
 
 #[test]
@@ -136,6 +151,8 @@ fn rejects_bad_specs() {
         r#"{"name":"g","kind":"numeric","padding":0}"#,
         r#"{"name":"g","kind":"categorical","vocab":3,"linear_pooling":"sum"}"#,
         r#"{"name":"g","kind":"multi_hot","vocab":3,"pooling":"median"}"#,
+        r#"{"name":"g","kind":"categorical","vocab":3,"weighted":true}"#,
+        r#"{"name":"g","kind":"multi_hot","vocab":3,"pooling":"sum","weighted":1}"#,
         r#"{"name":"g","kind":"wide"}"#,
     ] {
         let json =

@@ -301,7 +301,11 @@ impl Trainer {
                             rg.add(0, v, g(r), dlogit[r]);
                         }
                     }
-                    (Column::MultiHot { ids, offsets }, FieldKind::MultiHot { pooling, .. }) => {
+                    // Trainable multi-hot fields have no per-id weights (`is_trainable`).
+                    (
+                        Column::MultiHot { ids, offsets, .. },
+                        FieldKind::MultiHot { pooling, .. },
+                    ) => {
                         for r in 0..m {
                             let list = &ids[offsets[r]..offsets[r + 1]];
                             let w = pooling.weight(list.len());

@@ -9,6 +9,9 @@ The math (the executable specification of description.json's "logit"), F = featu
 
     e_f  = pool(table(f)[ids_f])           pool = sum or mean over the row's ids (KJT lengths, no
     w_f  = pool(first_order_table(f)[ids_f])      padding; single-valued features have one id)
+           a feature of "is_weighted" tables (history): its row is a list of [id, weight] pairs,
+           pool = sum_i w_i * row_i (a weighted mean, which the fixture does not use, would divide
+           that by the number of ids, as fbgemm does); an empty list pools to 0
     fm   = 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2]
     h    = concat(e_f for f in F)                    (B x F*D, feature-major)
     h    = relu(bn(linear(h))) per mlp layer        bn(x) = (x - mean) / sqrt(var + eps) * w + b
@@ -34,13 +37,20 @@ def predict(t, desc, features, rows):
             w = t[tb["tensor"]].astype(np.float64)
             assert w.shape == (tb["num_embeddings"], tb["embedding_dim"]), (tb["name"], w.shape)
             for f in tb["feature_names"]:
-                m[f] = (w, tb["pooling"])
+                m[f] = (w, tb["pooling"], tb.get("is_weighted", False))
         return m
 
     def pooled(m, f):
-        w, pooling = m[f]
+        w, pooling, weighted = m[f]
+        assert pooling in ("sum", "mean"), pooling
         out = []
         for v in features[f][:rows]:
+            if weighted:  # [[id, weight], ...], possibly empty
+                ids = np.array([int(p[0]) for p in v], dtype=np.int64)
+                ws = np.array([float(p[1]) for p in v], dtype=np.float64)
+                x = (ws[:, None] * w[ids]).sum(axis=0) if len(v) else np.zeros(w.shape[1])
+                out.append(x / len(v) if pooling == "mean" and len(v) else x)
+                continue
             ids = v if isinstance(v, list) else [v]
             assert len(ids) > 0
             x = w[np.array(ids, dtype=np.int64)].sum(axis=0)
@@ -49,6 +59,8 @@ def predict(t, desc, features, rows):
 
     emb_t, fo_t = tables_by_feature(desc["tables"]), tables_by_feature(desc["first_order_tables"])
     order = desc["feature_order"]
+    for f in order:  # a weighted feature's first-order table is weighted too
+        assert emb_t[f][2] == fo_t[f][2], f
     e = np.stack([pooled(emb_t, f) for f in order], axis=1)  # B x F x D
     lin = sum(pooled(fo_t, f)[:, 0] for f in order)
     s = e.sum(axis=1)
@@ -76,14 +88,21 @@ def check_raw(desc, batch, path):
     header = lines[0].split("\t")
     assert header == desc["feature_order"], header
     vocabs = desc.get("vocabularies", {})
+    weighted = {f for tb in desc["tables"] if tb.get("is_weighted", False) for f in tb["feature_names"]}
     n = 0
     for i, line in enumerate(lines[1:]):
         if line == "":
             continue
-        for name, cell in zip(header, line.split("\t")):
+        cells = line.split("\t")
+        assert len(cells) == len(header), (i, len(cells))
+        for name, cell in zip(header, cells):
             want = batch["features"][name][i]
             voc = vocabs.get(name)
-            if voc is None:
+            if name in weighted:  # item:weight,item:weight, the weight text = the float32's repr
+                assert voc is None
+                got = [[int(a), float(b)] for a, b in (x.split(":") for x in cell.split(",") if x != "")]
+                assert all(float(np.float32(w)) == w for _, w in got), (i, name, cell)
+            elif voc is None:
                 got = int(cell)
             elif "sep" in voc:
                 got = [voc["ids"][x] for x in cell.split(voc["sep"]) if x != ""]
@@ -112,15 +131,7 @@ def main():
     assert p.shape == want.shape == (rows,)
     diff = float(np.abs(p - want).max())
     n_raw = check_raw(desc, batch, os.path.join(d, "raw.tsv"))
-    # The shared check (vocabularies.check_raw_tsv) too; until vocabularies._feature_order has a
-    # "torchrec" branch (return desc["feature_order"]) it is given that order here.
-    orig = vocabularies._feature_order
-    vocabularies._feature_order = lambda de: (list(de["feature_order"]) if de.get("framework") == "torchrec"
-                                              else orig(de))
-    try:
-        shared = vocabularies.check_raw_tsv(d)
-    finally:
-        vocabularies._feature_order = orig
+    shared = vocabularies.check_raw_tsv(d)  # the shared check too
     print(f"torchrec-ml100k: {rows} rows, max |diff| = {diff:.3g} (predictions {want.min():.3f}..{want.max():.3f}); "
           f"raw.tsv: {n_raw} rows map to batch.json's ids (vocabularies.check_raw_tsv: {shared[0]} rows, "
           f"tokens at oov {shared[1]})")

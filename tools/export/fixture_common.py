@@ -9,8 +9,9 @@ FuxiCTR, RecBole, torchrec) and the check scripts need numpy alone. Imported as
   8-byte little-endian header length, JSON header, raw little-endian tensors) and ``read_fixture``
   (description.json + batch.json);
 * writing batch.json: ``write_batch`` (float32 values as the shortest decimal that round-trips);
-* MovieLens 100K: the genre lists (``ml100k_genres``), the same user's previous items by timestamp
-  (``previous_items``) and the fixed permutation / held-out pool / batch rows (``held_out_split``);
+* MovieLens 100K: the genre lists (``ml100k_genres``), the same user's previous ratings by timestamp
+  (``previous_rows``: their rows, ``previous_items``: their items) and the fixed permutation /
+  held-out pool / batch rows (``held_out_split``);
 * ``feature_order_with_recbole``: vocabularies.check_raw_tsv's feature order for RecBole descriptions.
 """
 
@@ -128,19 +129,26 @@ def ml100k_genres(d):
     return genre_names, flags
 
 
-def previous_items(user, item, ts, k):
-    """[rows, k] int64: the same user's previous k rated items by timestamp (ties broken by the order
-    in u.data), most recent first, 0-padded on the right."""
+def previous_rows(user, ts, k):
+    """[rows, k] int64: the row indices (into u.data) of the same user's previous k ratings by
+    timestamp (ties broken by the order in u.data), most recent first, -1-padded on the right."""
     order = np.lexsort((np.arange(len(user)), ts, user))
-    users_sorted, items_sorted = user[order], item[order]
-    hist = np.zeros((len(user), k), dtype=np.int64)
+    users_sorted = user[order]
+    prev = np.full((len(user), k), -1, dtype=np.int64)
     for pos, row in enumerate(order):
         for j in range(k):
             p = pos - 1 - j
             if p < 0 or users_sorted[p] != users_sorted[pos]:
                 break
-            hist[row, j] = items_sorted[p]
-    return hist
+            prev[row, j] = order[p]
+    return prev
+
+
+def previous_items(user, item, ts, k):
+    """[rows, k] int64: the same user's previous k rated items by timestamp (ties broken by the order
+    in u.data), most recent first, 0-padded on the right (the items of ``previous_rows``)."""
+    prev = previous_rows(user, ts, k)
+    return np.where(prev >= 0, item[np.maximum(prev, 0)], 0).astype(np.int64)
 
 
 def ml100k_permutation(n):

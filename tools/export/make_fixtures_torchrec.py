@@ -19,16 +19,34 @@ see the README section):
   mean-pooled, every other feature has one id per row and is sum-pooled.
 * ``first_order``: an EmbeddingBagCollection of 1-dim tables ``lr_<table>`` with the same sizes,
   features and pooling.
+* ``weighted_sparse`` / ``weighted_first_order``: EmbeddingBagCollection(is_weighted=True), one D=8
+  table ``history`` / one 1-dim table ``lr_history`` (1683 rows each, like ``item``; sum-pooled), for
+  the weighted feature ``history``: per row the same user's up to 5 previous ratings by timestamp
+  (most recent first, ties as prev_item: ``fixture_common.previous_rows``), ids = their items, one
+  weight per id = (that rating - 3) / 2 (-1, -0.5, 0, 0.5 or 1); empty for a user's first rating.
+  Pooled as sum_i w_i * row_i. It has its own KeyedJaggedTensor with ``weights=`` (a weighted EBC
+  reads ``kjt.weights()``); the other features are in the unweighted one, so forward(kjt, wkjt).
 * logit = bias + sum_f w_f + 0.5 * sum_d[(sum_f e_fd)^2 - sum_f e_fd^2] + out(mlp(cat_f e_f)),
-  f over ``FEATURE_ORDER``; mlp = (Linear -> BatchNorm1d -> ReLU) x 2, hidden [32, 16];
+  f over ``FEATURE_ORDER`` (history last); mlp = (Linear -> BatchNorm1d -> ReLU) x 2, hidden [32, 16];
   prediction = sigmoid(logit).
+
+Why the weighted table is sum-pooled (checked with torch 2.14.1 / fbgemm-gpu-cpu 1.9.0): the
+unsharded EBC runs ``nn.EmbeddingBag``, which refuses weighted mean (``NotImplementedError:
+embedding_bag: per_sample_weights was not None. per_sample_weights is only supported for
+mode='sum' (got mode='mean')``), while fbgemm's TBE (``SplitTableBatchedEmbeddingBagsCodegen``,
+the sharded ``fused`` kernel) computes a weighted MEAN as sum_i w_i * row_i / n, n = the number of
+ids (not the sum of the weights). A weighted mean-pooled table could be trained sharded but not
+evaluated by the unsharded model; sum pooling means the same in both.
 
 Training: ``DistributedModelParallel`` in 2 processes (torch.multiprocessing, gloo, CPU); the plan
 puts the 8-dim ``item`` table column-wise (two 4-column shards) and the other 8-dim tables table-wise
-(row-wise is not offered on CPU; TORCHREC_SHARDING=table_wise makes item table-wise too); they are
-trained by torchrec's fused row-wise Adagrad (``apply_optimizer_in_backward``). The 1-dim tables are
-data_parallel (fbgemm's fused kernel, the only sharded one on CPU, needs a multiple of 4 columns)
-and, with the dense part (DDP-wrapped by DMP), trained by Adam through ``KeyedOptimizerWrapper``.
+(row-wise is not offered on CPU; TORCHREC_SHARDING=table_wise makes item table-wise too); the
+weighted ``history`` table has only its kernel fixed (``fused``) and the planner makes it table-wise
+(rank 0); the one ``EmbeddingBagCollectionSharder`` shards the weighted collections as it does the
+others (no option needed on CPU). The 8-dim tables are trained by torchrec's fused row-wise Adagrad
+(``apply_optimizer_in_backward``). The 1-dim tables, ``lr_history`` included, are data_parallel
+(fbgemm's fused kernel, the only sharded one on CPU, needs a multiple of 4 columns) and, with the
+dense part (DDP-wrapped by DMP), trained by Adam through ``KeyedOptimizerWrapper``.
 Each rank takes its own 256 rows per step (TORCHREC_STEPS, default 400; TORCHREC_PORT, default 29531).
 The state_dict of the sharded model (ShardedTensors for the tables) is gathered to full tensors on
 rank 0 (``ShardedTensor.gather(dst=0, out=...)``), loaded into an unsharded ``TorchrecDeepFM``
@@ -38,7 +56,13 @@ against the sharded model's predictions for the same rows.
 Data as for the other ml-100k fixtures (tools/export/make_fixtures.py): the same permutation, held-out
 pool and 1000 batch rows; label rating >= 4; user / item ids as they are; gender F=0 M=1; occupation =
 index in the sorted names; genre ids 1..19 (flag k -> k+1); prev_item = the same user's previous
-rating's item by timestamp, 0 if none (row 0 of the item table).
+rating's item by timestamp, 0 if none (row 0 of the item table); history as above.
+
+Output formats of history: description.json's history tables carry ``"is_weighted": true`` (the
+other tables have no such key; absent = false) and "multi_valued" describes history; batch.json's
+features["history"][r] is a list of [id, weight] pairs (the float32 weights as JSON numbers);
+raw.tsv's history cell is ``item:weight,item:weight`` (raw item ids, each weight the repr of the
+float32 as a Python float, e.g. ``0.5``, ``-1.0``, ``0.0``; empty for an empty list).
 """
 
 import json
@@ -76,7 +100,7 @@ N_BATCH = 1000
 # a multiple of 4 columns, so they are data_parallel (replicated, "dense" kernel = nn.EmbeddingBag,
 # gradients all-reduced, trained by the dense Adam).
 FO_PREFIX = "lr_"
-FEATURE_ORDER = ["user", "item", "prev_item", "gender", "occupation", "genres"]
+FEATURE_ORDER = ["user", "item", "prev_item", "gender", "occupation", "genres", "history"]
 # (table name, num_embeddings, pooling, features)
 TABLES = [
     ("user", 944, "sum", ["user"]),
@@ -85,6 +109,15 @@ TABLES = [
     ("occupation", 21, "sum", ["occupation"]),
     ("genres", 20, "mean", ["genres"]),
 ]
+# The weighted collections' tables (EmbeddingBagCollection(is_weighted=True), read through their own
+# KeyedJaggedTensor with weights). Sum-pooled: the unsharded EBC's nn.EmbeddingBag refuses weighted
+# mean, and fbgemm's sharded kernel divides a weighted mean by the number of ids (docstring).
+WEIGHTED_TABLES = [
+    ("history", 1683, "sum", ["history"]),
+]
+WEIGHTED_FEATURES = [f for _, _, _, fs in WEIGHTED_TABLES for f in fs]
+UNWEIGHTED_FEATURES = [f for f in FEATURE_ORDER if f not in WEIGHTED_FEATURES]
+HISTORY = 5  # history: the same user's up to 5 previous ratings
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,10 +136,16 @@ def load_ml100k():
     genres = {i: [k + 1 for k, f in enumerate(flags) if f] for i, flags in genre_flags.items()}
     assert len(r) == 100000 and len(genres) == 1682
     prev_item = fixture_common.previous_items(user, item, ts, 1)[:, 0]
+    # history: (item ids, float32 weights (rating - 3) / 2) of the previous ratings, most recent first,
+    # in previous_items' order (its first id is prev_item); empty for a user's first rating.
+    prev_rows = fixture_common.previous_rows(user, ts, HISTORY)
+    assert (np.where(prev_rows[:, 0] >= 0, item[prev_rows[:, 0]], 0) == prev_item).all()
+    weight = ((rating - 3) / 2).astype(np.float32)
+    history = [([int(item[p]) for p in ps if p >= 0], [weight[p] for p in ps if p >= 0]) for ps in prev_rows]
     feats = {
         "user": user, "item": item, "prev_item": prev_item,
         "gender": np.array([u_gender[x] for x in user]), "occupation": np.array([u_occ[x] for x in user]),
-        "genres": [genres[x] for x in item],
+        "genres": [genres[x] for x in item], "history": history,
     }
     label = (rating >= 4).astype(np.float32)
     train, test = fixture_common.held_out_split(user, item, N_BATCH)
@@ -115,11 +154,13 @@ def load_ml100k():
 
 
 def make_kjt(feats, rows):
-    """One KeyedJaggedTensor, keys in FEATURE_ORDER; a single-valued feature has length 1 per row,
-    genres one length per row (its ids, no padding)."""
+    """(kjt, weighted_kjt): a KeyedJaggedTensor of the unweighted features (keys in FEATURE_ORDER
+    without history; a single-valued feature has length 1 per row, genres one length per row: its ids,
+    no padding) and one of the weighted features (history: per row its ids, 0..5 of them, with
+    ``weights=`` one float32 per id)."""
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
     values, lengths = [], []
-    for f in FEATURE_ORDER:
+    for f in UNWEIGHTED_FEATURES:
         if f == "genres":
             lst = [feats[f][i] for i in rows]
             values.extend(g for x in lst for g in x)
@@ -127,22 +168,34 @@ def make_kjt(feats, rows):
         else:
             values.extend(int(feats[f][i]) for i in rows)
             lengths.extend([1] * len(rows))
-    return KeyedJaggedTensor.from_lengths_sync(
-        keys=FEATURE_ORDER, values=torch.tensor(values, dtype=torch.int64),
+    kjt = KeyedJaggedTensor.from_lengths_sync(
+        keys=UNWEIGHTED_FEATURES, values=torch.tensor(values, dtype=torch.int64),
         lengths=torch.tensor(lengths, dtype=torch.int32))
+    values, weights, lengths = [], [], []
+    for f in WEIGHTED_FEATURES:
+        for i in rows:
+            ids, ws = feats[f][i]
+            values.extend(ids)
+            weights.extend(ws)
+            lengths.append(len(ids))
+    wkjt = KeyedJaggedTensor.from_lengths_sync(
+        keys=WEIGHTED_FEATURES, values=torch.tensor(values, dtype=torch.int64),
+        lengths=torch.tensor(lengths, dtype=torch.int32),
+        weights=torch.tensor(np.array(weights, dtype=np.float32)))
+    return kjt, wkjt
 
 
 # ----------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------
 
-def ebc(dim, device=None, prefix=""):
+def ebc(dim, device=None, prefix="", tables=TABLES, is_weighted=False):
     from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
     pool = {"sum": PoolingType.SUM, "mean": PoolingType.MEAN}
     return EmbeddingBagCollection(tables=[
         EmbeddingBagConfig(name=prefix + n, num_embeddings=m, embedding_dim=dim, feature_names=list(fs), pooling=pool[p])
-        for n, m, p, fs in TABLES], device=device)
+        for n, m, p, fs in tables], device=device, is_weighted=is_weighted)
 
 
 class TorchrecDeepFM(nn.Module):
@@ -150,6 +203,8 @@ class TorchrecDeepFM(nn.Module):
         super().__init__()
         self.sparse = ebc(D, device)
         self.first_order = ebc(1, device, FO_PREFIX)
+        self.weighted_sparse = ebc(D, device, tables=WEIGHTED_TABLES, is_weighted=True)
+        self.weighted_first_order = ebc(1, device, FO_PREFIX, tables=WEIGHTED_TABLES, is_weighted=True)
         layers, prev = [], D * len(FEATURE_ORDER)
         for h in HIDDEN:
             layers += [nn.Linear(prev, h), nn.BatchNorm1d(h, eps=BN_EPS), nn.ReLU()]
@@ -158,9 +213,9 @@ class TorchrecDeepFM(nn.Module):
         self.out = nn.Linear(prev, 1)
         self.bias = nn.Parameter(torch.zeros(1))
 
-    def forward(self, kjt):
-        e = self.sparse(kjt).to_dict()
-        w = self.first_order(kjt).to_dict()
+    def forward(self, kjt, wkjt):
+        e = {**self.sparse(kjt).to_dict(), **self.weighted_sparse(wkjt).to_dict()}
+        w = {**self.first_order(kjt).to_dict(), **self.weighted_first_order(wkjt).to_dict()}
         emb = torch.stack([e[f] for f in FEATURE_ORDER], dim=1)  # B x F x D
         s = emb.sum(dim=1)
         fm = 0.5 * (s * s - (emb * emb).sum(dim=1)).sum(dim=1, keepdim=True)
@@ -197,16 +252,23 @@ def worker(rank, result_path):
     feats, label, train, test, _ = load_ml100k()
     torch.manual_seed(SEED)
     model = TorchrecDeepFM()
-    apply_optimizer_in_backward(RowWiseAdagrad, list(model.sparse.parameters()), {"lr": 0.05})
+    apply_optimizer_in_backward(RowWiseAdagrad, [*model.sparse.parameters(), *model.weighted_sparse.parameters()],
+                                {"lr": 0.05})
     sharding = os.environ.get("TORCHREC_SHARDING", "mixed")
     # Row-wise is not offered on CPU (the planner allows data_parallel, table_wise, column_wise,
-    # table_column_wise there): the item tables are column-wise sharded (the 8-dim one in two 4-column
-    # shards; the 1-dim one cannot be split), the others table-wise.
+    # table_column_wise there): the 8-dim item table is column-wise sharded (two 4-column shards; with
+    # "column_wise" or "table_wise" allowed the planner makes it table-wise once the history table is
+    # there), the others table-wise.
     constraints = {n: ParameterConstraints(
-        sharding_types=["column_wise", "table_wise"] if (n == "item" and sharding == "mixed") else ["table_wise"],
+        sharding_types=["column_wise"] if (n == "item" and sharding == "mixed") else ["table_wise"],
         min_partition=4, compute_kernels=["fused"]) for n, *_ in TABLES}
+    # The weighted 8-dim table: only the kernel is fixed (fused), the planner picks the sharding type
+    # (table-wise with TORCHREC_SHARDING=table_wise).
+    constraints.update({n: ParameterConstraints(
+        sharding_types=None if sharding == "mixed" else ["table_wise"], min_partition=4, compute_kernels=["fused"])
+        for n, *_ in WEIGHTED_TABLES})
     constraints.update({FO_PREFIX + n: ParameterConstraints(sharding_types=["data_parallel"], compute_kernels=["dense"])
-                        for n, *_ in TABLES})
+                        for n, *_ in TABLES + WEIGHTED_TABLES})
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=WORLD, compute_device="cpu"),
                                        constraints=constraints)
     sharders = [EmbeddingBagCollectionSharder()]
@@ -227,7 +289,7 @@ def worker(rank, result_path):
     for step in range(STEPS):
         start = (step * per_step) % (len(order) - per_step)
         rows = order[start + rank * LOCAL_BATCH: start + (rank + 1) * LOCAL_BATCH]
-        logit = dmp(make_kjt(feats, rows))
+        logit = dmp(*make_kjt(feats, rows))
         loss = nn.functional.binary_cross_entropy_with_logits(logit.squeeze(1), torch.from_numpy(label[rows]))
         dense_opt.zero_grad()
         loss.backward()
@@ -236,7 +298,7 @@ def worker(rank, result_path):
             print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.1f}s)", flush=True)
     dmp.eval()
     with torch.no_grad():
-        sharded_pred = torch.sigmoid(dmp(make_kjt(feats, test))).squeeze(1)
+        sharded_pred = torch.sigmoid(dmp(*make_kjt(feats, test))).squeeze(1)
     # Gather: every rank takes part in each ShardedTensor.gather; rank 0 receives the full tensors.
     full, kinds = {}, {}
     for k, v in dmp.state_dict().items():
@@ -282,12 +344,15 @@ def main():
     print(res["plan"])
     feats, label, train, test, raw = load_ml100k()
     torch.manual_seed(SEED)
-    model = TorchrecDeepFM()
+    model = TorchrecDeepFM()  # the same seed: the ranks' initial tables
     sd = {k: v.contiguous() for k, v in res["state_dict"].items()}
+    moved = {k: f"{(sd[k] - v).abs().max().item():.3g}" for k, v in model.state_dict().items()
+             if res["kinds"][k].startswith("Sharded")}
+    print("max |trained - initial| per sharded table:", moved)
     model.load_state_dict(sd, strict=True)
     model.eval()
     with torch.no_grad():
-        pred = torch.sigmoid(model(make_kjt(feats, test))).squeeze(1)
+        pred = torch.sigmoid(model(*make_kjt(feats, test))).squeeze(1)
     diff = (pred - res["sharded_pred"]).abs().max().item()
     print(f"unsharded vs sharded predictions: max |diff| = {diff:.3g}")
     assert diff <= 1e-6, diff
@@ -295,9 +360,12 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     save_file(sd, os.path.join(OUT, "model.safetensors"))
 
-    def tables(prefix, dim, name_prefix=""):
+    def tables(prefix, dim, name_prefix="", weighted=False):
+        # "is_weighted": true only on the weighted collections' tables (absent = false).
+        extra = {"is_weighted": True} if weighted else {}
         return [{"name": name_prefix + n, "num_embeddings": m, "embedding_dim": dim, "pooling": p, "feature_names": fs,
-                 "tensor": f"{prefix}.embedding_bags.{name_prefix}{n}.weight"} for n, m, p, fs in TABLES]
+                 "tensor": f"{prefix}.embedding_bags.{name_prefix}{n}.weight", **extra}
+                for n, m, p, fs in (WEIGHTED_TABLES if weighted else TABLES)]
 
     mlp = []
     for i in range(len(HIDDEN)):
@@ -307,10 +375,15 @@ def main():
         "framework_version": torchrec.__version__,
         "torch_version": torch.__version__.split("+")[0],
         "model": "make_fixtures_torchrec.TorchrecDeepFM (standard DeepFM head over torchrec EmbeddingBagCollections)",
-        "tables": tables("sparse", D),
-        "first_order_tables": tables("first_order", 1, FO_PREFIX),
+        "tables": tables("sparse", D) + tables("weighted_sparse", D, weighted=True),
+        "first_order_tables": tables("first_order", 1, FO_PREFIX) + tables("weighted_first_order", 1, FO_PREFIX,
+                                                                            weighted=True),
         "feature_order": FEATURE_ORDER,
-        "multi_valued": {"genres": "KJT lengths, no padding: the row's ids as a list, pooled over its length"},
+        "multi_valued": {
+            "genres": "KJT lengths, no padding: the row's ids as a list, pooled over its length",
+            "history": "KJT lengths and weights, no padding: the row's (id, weight) pairs, sum-pooled as "
+                       "sum_i w_i * row_i",
+        },
         "hidden": HIDDEN,
         "activation": "relu",
         "batch_norm": True,
@@ -337,6 +410,8 @@ def main():
     for fname in FEATURE_ORDER:
         if fname == "genres":
             features[fname] = [list(map(int, feats[fname][i])) for i in test]
+        elif fname == "history":  # [id, weight] pairs, the weight the float32 the model used
+            features[fname] = [[[int(x), float(np.float32(w))] for x, w in zip(*feats[fname][i])] for i in test]
         else:
             features[fname] = [int(feats[fname][i]) for i in test]
     batch = {"rows": N_BATCH, "features": features, "predictions": f32_list(pred.numpy()),
@@ -356,6 +431,8 @@ def main():
                     cells.append(raw[fname][v])
                 elif fname == "genres":
                     cells.append("|".join(raw["genres"][g - 1] for g in v))
+                elif fname == "history":  # item:weight,..., the weight's text parses back to the float32
+                    cells.append(",".join(f"{x}:{float(np.float32(w))!r}" for x, w in v))
                 else:
                     cells.append(str(v))
             f.write("\t".join(cells) + "\n")

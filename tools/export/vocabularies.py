@@ -32,7 +32,10 @@ feature names (tab-separated, in the description's feature order), then one line
 with a vocabulary holds its raw token (a multi-valued one its tokens joined by its ``sep``, padding
 dropped); a feature with a ``"numeric"`` entry holds its raw number (empty for a missing value);
 every other feature holds its value as in ``batch.json`` (an id as an integer, a number in the same
-text, a list of ids without a vocabulary as comma-separated ids, padding included).
+text, a list of ids without a vocabulary as comma-separated ids, padding included). A weighted
+feature (torchrec: read by tables with ``"is_weighted": true``; batch.json has a list of
+``[id, weight]`` pairs per row) holds ``id:weight,id:weight`` (ids as integers, each weight as text
+that parses to the same float32; an empty cell for an empty list).
 :func:`check_raw_tsv` maps raw.tsv back through the vocabularies and numeric entries and compares
 with batch.json.
 
@@ -243,6 +246,16 @@ def _feature_order(desc):
     raise ValueError(f"unknown framework {fw!r}")
 
 
+def _weighted_features(desc):
+    """The features whose rows are [id, weight] pairs: torchrec tables with "is_weighted" (or a
+    top-level "is_weighted": true for every table)."""
+    if desc.get("framework") != "torchrec":
+        return set()
+    everything = desc.get("is_weighted", False)
+    return {f for tb in desc.get("tables", []) + desc.get("first_order_tables", [])
+            if everything or tb.get("is_weighted", False) for f in tb["feature_names"]}
+
+
 def _map_token(vocab, token, where):
     idx = vocab["ids"].get(token, vocab["oov"])
     if idx is None:
@@ -282,6 +295,10 @@ def check_raw_tsv(fixture_dir, rows=RAW_ROWS, max_ulps=0):
     assert len(body) == min(rows, batch["rows"]), f"raw.tsv has {len(body)} rows, expected {rows}"
     oov_hits = {name: 0 for name in vocabs}
     ulps = {name: 0 for name in numeric}
+    weighted = _weighted_features(desc)
+    for name in weighted:
+        assert name not in vocabs and name not in numeric, \
+            f"weighted feature {name!r} with a vocabulary / numeric entry"
     for r, line in enumerate(body):
         cells = line.split("\t")
         assert len(cells) == len(header), f"raw.tsv line {r + 2}: {len(cells)} cells"
@@ -296,6 +313,15 @@ def check_raw_tsv(fixture_dir, rows=RAW_ROWS, max_ulps=0):
                 ulps[name] = max(ulps[name], steps)
                 assert steps <= max_ulps, (f"{where}: {cell!r} gives {got!r}, batch has {want!r} "
                                            f"({steps} float32 steps apart, at most {max_ulps} allowed)")
+                continue
+            if name in weighted:  # id:weight,id:weight (no vocabulary: comma-separated), each weight text the float32 itself
+                got = []
+                for term in cell.split(",") if cell else []:
+                    i_text, sep, w_text = term.partition(":")
+                    assert sep, f"{where}: {term!r} is not id:weight"
+                    got.append([int(i_text), float(w_text)])
+                    assert f32(got[-1][1]) == got[-1][1], f"{where}: weight {w_text!r} is not a float32's value"
+                assert got == want, f"{where}: {cell!r} != batch {want!r}"
                 continue
             v = vocabs.get(name)
             if v is None:

@@ -491,12 +491,13 @@ class RecBoleRunner:
 
 
 class TorchrecRunner:
-    """The fixture's TorchrecDeepFM (tools/export/make_fixtures_torchrec.py: a DeepFM head over two
-    torchrec EmbeddingBagCollections), unsharded, fed one KeyedJaggedTensor per call.
+    """The fixture's TorchrecDeepFM (tools/export/make_fixtures_torchrec.py: a DeepFM head over four
+    torchrec EmbeddingBagCollections, two of them weighted), unsharded, fed one pair of
+    KeyedJaggedTensors per call (the unweighted features', the weighted ones' with their weights).
 
     The class is imported from make_fixtures_torchrec.py (its module-level constants define the
     tables, feature order and MLP), checked against description.json, and loads model.safetensors
-    strict. The model has no predict method: inference is `torch.sigmoid(model(kjt))` in eval mode
+    strict. The model has no predict method: inference is `torch.sigmoid(model(kjt, wkjt))` in eval mode
     under no_grad (how the fixture script predicts batch.json), so (a) and (b) are the same call."""
 
     def __init__(self, d):
@@ -523,12 +524,14 @@ class TorchrecRunner:
             sys.exit(f"{d}: not a torchrec description")
         self.model = mf.TorchrecDeepFM()
         # The class is built from make_fixtures_torchrec's constants: they must be description.json's.
-        for key, ebc in (("tables", self.model.sparse), ("first_order_tables", self.model.first_order)):
+        for key, ebcs in (("tables", (self.model.sparse, self.model.weighted_sparse)),
+                          ("first_order_tables", (self.model.first_order, self.model.weighted_first_order))):
             got = [{"name": c.name, "num_embeddings": c.num_embeddings, "embedding_dim": c.embedding_dim,
-                    "pooling": c.pooling.name.lower(), "feature_names": list(c.feature_names)}
-                   for c in ebc.embedding_bag_configs()]
-            want = [{k: t[k] for k in ("name", "num_embeddings", "embedding_dim", "pooling", "feature_names")}
-                    for t in desc[key]]
+                    "pooling": c.pooling.name.lower(), "feature_names": list(c.feature_names),
+                    "is_weighted": ebc.is_weighted()}
+                   for ebc in ebcs for c in ebc.embedding_bag_configs()]
+            want = [{**{k: t[k] for k in ("name", "num_embeddings", "embedding_dim", "pooling", "feature_names")},
+                     "is_weighted": t.get("is_weighted", False)} for t in desc[key]]
             if got != want:
                 sys.exit(f"{d}: description.json's {key} {want} differ from TorchrecDeepFM's {got}")
         same = (desc["feature_order"] == mf.FEATURE_ORDER and desc["hidden"] == mf.HIDDEN
@@ -544,17 +547,19 @@ class TorchrecRunner:
         return {"torchrec": self.version, "fbgemm-gpu-cpu": self.fbgemm_version}
 
     def predict_input(self, idx):
-        # make_fixtures_torchrec.make_kjt: KeyedJaggedTensor.from_lengths_sync over FEATURE_ORDER,
-        # int64 values, int32 lengths (1 per row; genres its 1..6 ids, no padding).
+        # make_fixtures_torchrec.make_kjt: (kjt, wkjt), KeyedJaggedTensor.from_lengths_sync over
+        # FEATURE_ORDER less history, int64 values, int32 lengths (1 per row; genres its 1..6 ids, no
+        # padding), and history's 0..5 ids per row with their float32 weights.
         return self.mf.make_kjt(self.feats, [int(i) for i in idx])
 
-    def predict(self, kjt):
+    def predict(self, kjts):
         # EmbeddingBagCollection.forward caches the KJT's per-feature split (kjt.to_dict() ->
         # kjt._jt_dict) on the KJT; the only attribute a forward changes. Cleared so that every call
         # starts from the state from_lengths_sync leaves, as a fresh request's KJT would.
-        kjt._jt_dict = None
+        for kjt in kjts:
+            kjt._jt_dict = None
         with self.torch.no_grad():
-            return self.torch.sigmoid(self.model(kjt))
+            return self.torch.sigmoid(self.model(*kjts))
 
     forward_input = predict_input
     forward = predict

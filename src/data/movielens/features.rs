@@ -388,7 +388,7 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [1, 1, 1, 1, 1, 1, 1]);
-        let crate::batch::Column::MultiHot { ids, offsets } = batch.column(7) else {
+        let crate::batch::Column::MultiHot { ids, offsets, .. } = batch.column(7) else {
             panic!()
         };
         assert_eq!((ids, offsets), (&[][..], &[0, 0][..]));

@@ -165,7 +165,7 @@ fn multi_hot_rows_survive_compaction() {
     let mut seen = vec![false; 500];
     source
         .for_each_batch(1, 32, &mut |batch, labels| {
-            let (Column::Numeric(age), Column::MultiHot { ids, offsets }) =
+            let (Column::Numeric(age), Column::MultiHot { ids, offsets, .. }) =
                 (batch.column(1), batch.column(3))
             else {
                 panic!("kinds")
