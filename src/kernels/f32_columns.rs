@@ -72,8 +72,8 @@ impl F32Columns {
         let w = &self.weight[first * n..(first + values.len()) * n];
         match path.kind() {
             #[cfg(target_arch = "x86_64")]
-            Int8Kind::Avx2 => {
-                // SAFETY: an `Int8Path` of kind `Avx2` is made only where AVX2 is present.
+            Int8Kind::Avx2 | Int8Kind::AvxVnni => {
+                // SAFETY: these paths are made only where AVX2 is present.
                 unsafe { add_avx2(n, w, values, rows, relu, c, ldc) }
             }
             #[cfg(target_arch = "x86_64")]

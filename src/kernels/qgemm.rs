@@ -135,9 +135,13 @@ pub struct Int8Path(Int8Kind);
 pub enum Int8Kind {
     /// Plain scalar integer code (the `portable` instruction set).
     Scalar,
-    /// AVX2 `vpmaddubsw` / `vpmaddwd` (the `avx2` instruction set, and `avx512` on a CPU
-    /// without AVX-512 VNNI).
+    /// AVX2 `vpmaddubsw` / `vpmaddwd` (the `avx2` instruction set on a CPU without AVX-VNNI,
+    /// and `avx512` on one without AVX-512 VNNI or AVX-VNNI).
     Avx2,
+    /// AVX-VNNI `vpdpbusd` on ymm registers (the `avx2` instruction set on a CPU with
+    /// AVX-VNNI, and `avx512` on one with AVX-VNNI and no AVX-512 VNNI); the epilogue and the
+    /// quantization are the AVX2 ones.
+    AvxVnni,
     /// AVX-512 VNNI `vpdpbusd` (the `avx512` instruction set on a CPU with AVX512_VNNI and
     /// AVX512BW, without AMX).
     Avx512Vnni,
@@ -161,6 +165,11 @@ macro_rules! dispatch_int8 {
                 $body
             }
             #[cfg(target_arch = "x86_64")]
+            Int8Kind::AvxVnni => {
+                type $k = $crate::kernels::avx2::AvxVnni;
+                $body
+            }
+            #[cfg(target_arch = "x86_64")]
             Int8Kind::Avx512Vnni => {
                 type $k = $crate::kernels::avx512::Avx512;
                 $body
@@ -171,7 +180,7 @@ macro_rules! dispatch_int8 {
                 $body
             }
             #[cfg(not(target_arch = "x86_64"))]
-            Int8Kind::Avx2 | Int8Kind::Avx512Vnni | Int8Kind::Amx => {
+            Int8Kind::Avx2 | Int8Kind::AvxVnni | Int8Kind::Avx512Vnni | Int8Kind::Amx => {
                 unreachable!("no x86-64 int8 path off x86-64")
             }
         }
@@ -181,8 +190,9 @@ macro_rules! dispatch_int8 {
 impl Int8Path {
     /// The int8 kernels that go with the f32 instruction set `isa`: its own, or for `avx512`
     /// the AMX kernels where this CPU has them, the OS grants them and they pass their
-    /// self-check (else a warning on stderr, once), then the VNNI kernels where this CPU has
-    /// them (the AVX2 ones otherwise).
+    /// self-check (else a warning on stderr, once), then the AVX-512 VNNI kernels where this
+    /// CPU has them; for `avx2` (or an `avx512` CPU without AVX-512 VNNI) the AVX-VNNI kernels
+    /// where it has those, the AVX2 ones otherwise.
     pub fn of(isa: Isa) -> Int8Path {
         Int8Path(match isa.kind() {
             IsaKind::Portable => Int8Kind::Scalar,
@@ -190,6 +200,8 @@ impl Int8Path {
             IsaKind::Avx512 if amx_usable() => Int8Kind::Amx,
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx512 if has_vnni() => Int8Kind::Avx512Vnni,
+            #[cfg(target_arch = "x86_64")]
+            _ if has_avx_vnni() => Int8Kind::AvxVnni,
             _ => Int8Kind::Avx2,
         })
     }
@@ -231,6 +243,9 @@ impl Int8Path {
             if IsaKind::Avx2Fma.is_supported() {
                 paths.push(Int8Path(Int8Kind::Avx2));
             }
+            if has_avx_vnni() {
+                paths.push(Int8Path(Int8Kind::AvxVnni));
+            }
             if has_vnni() {
                 paths.push(Int8Path(Int8Kind::Avx512Vnni));
             }
@@ -246,11 +261,12 @@ impl Int8Path {
         self.0
     }
 
-    /// Short name (`scalar`, `avx2`, `avx512-vnni`, `amx`).
+    /// Short name (`scalar`, `avx2`, `avx-vnni`, `avx512-vnni`, `amx`).
     pub fn name(self) -> &'static str {
         match self.0 {
             Int8Kind::Scalar => "scalar",
             Int8Kind::Avx2 => "avx2",
+            Int8Kind::AvxVnni => "avx-vnni",
             Int8Kind::Avx512Vnni => "avx512-vnni",
             Int8Kind::Amx => "amx",
         }
@@ -291,6 +307,12 @@ pub(crate) fn has_vnni() -> bool {
     std::arch::is_x86_feature_detected!("avx512vnni")
         && std::arch::is_x86_feature_detected!("avx512bw")
         && IsaKind::Avx512.is_supported()
+}
+
+/// True when this CPU has the features of the AVX-VNNI kernel.
+#[cfg(target_arch = "x86_64")]
+fn has_avx_vnni() -> bool {
+    std::arch::is_x86_feature_detected!("avxvnni") && IsaKind::Avx2Fma.is_supported()
 }
 
 /// `C[rows × n] = act(dequantize(Q_A · Q_W) + b)`: `a` holds `rows` quantized rows `lda`

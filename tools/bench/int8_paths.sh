@@ -5,7 +5,7 @@
 # Usage: tools/bench/int8_paths.sh [BASE [PATH...]]
 #   BASE   the int8 path the others are divided by (default avx512-vnni)
 #   PATH   the paths raced against it (default amx); names as DEEPFM_INT8 takes them
-#          (scalar, avx2, avx512-vnni, amx; `deepfm bench` refuses one this CPU lacks)
+#          (scalar, avx2, avx-vnni, avx512-vnni, amx; `deepfm bench` refuses one this CPU lacks)
 # Environment: SHAPES (default "criteo-like movielens-like"), BATCHES (default "1 4096"),
 #   ROUNDS (default 5), BENCH_SECONDS (default 2), DEEPFM (default target/release/deepfm).
 #

@@ -6,6 +6,9 @@ mod fm;
 mod gemm;
 mod gemv;
 mod qgemm;
+mod qgemm_vnni;
+
+pub(crate) use qgemm_vnni::AvxVnni;
 
 /// The AVX2 + FMA instruction set, as a kernel type (see `dispatch!` in [`super`]); code runs
 /// on it only through an [`super::Isa`] token of kind [`super::IsaKind::Avx2Fma`].

@@ -156,28 +156,67 @@ unsafe fn row_range(row: &[f32]) -> (f32, f32) {
 unsafe fn rows_of<const R: usize>(a: &[u8], lda: usize, panel: &[QLine], acc: &mut Acc) {
     let groups = panel.len();
     assert!(R <= MR && (groups == 0 || a.len() >= (R - 1) * lda + 4 * groups));
-    // Few rows leave the `vpdpbusd` latency exposed on one accumulator per row: give each row
-    // `CHAINS` accumulators over interleaved groups, added at the end (integer sums: the
-    // order changes nothing).
-    let chains = if R <= 3 { 4 } else { 1 };
-    let mut parts = [[_mm512_setzero_si512(); 4]; R];
-    let pa = a.as_ptr();
-    for (g, line) in panel.iter().enumerate() {
-        let chain = g % chains;
-        // SAFETY: a line is 64 bytes, 64-byte aligned (`QLine`). Row `r`'s group `g` is at
-        // `r·lda + 4g`, inside `a` (asserted above); read unaligned.
-        unsafe {
-            let w = _mm512_load_si512(line.0.as_ptr() as *const __m512i);
-            for (r, part) in parts.iter_mut().enumerate() {
-                let four = std::ptr::read_unaligned(pa.add(r * lda + 4 * g) as *const i32);
-                part[chain] = _mm512_dpbusd_epi32(part[chain], _mm512_set1_epi32(four), w);
+    // Few rows leave the `vpdpbusd` latency exposed on one accumulator per row: they take
+    // groups in turn into four sets of sums, added at the end (integer sums: the order changes
+    // nothing). Each set is indexed only by constants, so the sums stay in registers (an index
+    // that varies at run time puts the array on the stack: 2-row layers ran 3× slower so).
+    let zero = _mm512_setzero_si512();
+    let mut sets = [[zero; R]; 4];
+    let [s0, s1, s2, s3] = &mut sets;
+    if R <= 3 {
+        let mut quads = panel.chunks_exact(4);
+        for (i, four) in (&mut quads).enumerate() {
+            let g = 4 * i;
+            // SAFETY: `step`'s contract: this function's features; groups below `groups`.
+            unsafe {
+                step(s0, a, lda, g, &four[0]);
+                step(s1, a, lda, g + 1, &four[1]);
+                step(s2, a, lda, g + 2, &four[2]);
+                step(s3, a, lda, g + 3, &four[3]);
             }
         }
+        let first = groups - quads.remainder().len();
+        for (g, line) in (first..).zip(quads.remainder()) {
+            // SAFETY: as above.
+            unsafe { step(s0, a, lda, g, line) };
+        }
+    } else {
+        for (g, line) in panel.iter().enumerate() {
+            // SAFETY: `step`'s contract: this function's features; `g < groups`.
+            unsafe { step(s0, a, lda, g, line) };
+        }
     }
-    let sums =
-        parts.map(|[a, b, c, d]| _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d)));
-    for (out, sum) in acc.iter_mut().zip(&sums) {
+    for (r, out) in acc.iter_mut().take(R).enumerate() {
+        let sum = _mm512_add_epi32(
+            _mm512_add_epi32(s0[r], s1[r]),
+            _mm512_add_epi32(s2[r], s3[r]),
+        );
         // SAFETY: a row of `acc` is 16 i32: one unaligned zmm store.
-        unsafe { _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, *sum) };
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, sum) };
+    }
+}
+
+/// Adds group `g` of the `R` rows of `a` (`lda` apart) times `line` to `sums`.
+///
+/// # Safety
+/// The CPU supports AVX-512F and AVX512_VNNI; row `r`'s group `g`, `r·lda + 4g .. + 4`, lies
+/// in `a`.
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline]
+unsafe fn step<const R: usize>(
+    sums: &mut [__m512i; R],
+    a: &[u8],
+    lda: usize,
+    g: usize,
+    line: &QLine,
+) {
+    // SAFETY: a line is 64 bytes, 64-byte aligned (`QLine`). Row `r`'s group `g` is inside
+    // `a` (the caller's contract); read unaligned.
+    unsafe {
+        let w = _mm512_load_si512(line.0.as_ptr() as *const __m512i);
+        for (r, sum) in sums.iter_mut().enumerate() {
+            let four = std::ptr::read_unaligned(a.as_ptr().add(r * lda + 4 * g) as *const i32);
+            *sum = _mm512_dpbusd_epi32(*sum, _mm512_set1_epi32(four), w);
+        }
     }
 }

@@ -54,6 +54,10 @@ fn the_paths_are_the_expected_ones() {
     {
         assert!(names.contains(&"avx512-vnni"), "{names:?}");
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avxvnni") && names.contains(&"avx2") {
+        assert!(names.contains(&"avx-vnni"), "{names:?}");
+    }
     // Linux lists `amx_int8` only where it enabled tile state: then the AMX kernels must be
     // granted and listed, last (a failed `arch_prctl` would leave them silently unused).
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
