@@ -542,6 +542,9 @@ class TorchrecRunner:
         self.model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
         self.model.eval()
         self.feats, _ = load_batch(d)
+        # batch.json holds a weighted feature's row as [[id, weight], ...]; make_kjt takes (ids, weights).
+        for f in mf.WEIGHTED_FEATURES:
+            self.feats[f] = [([int(i) for i, _ in row], [w for _, w in row]) for row in self.feats[f]]
 
     def versions(self):
         return {"torchrec": self.version, "fbgemm-gpu-cpu": self.fbgemm_version}
