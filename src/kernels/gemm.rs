@@ -332,12 +332,32 @@ mod tests {
                 gemm_bias_act(isa, last, k, 1, &packed, relu, &mut alone, n, &mut buffer);
                 prop_assert_eq!(&alone[..], &got[(m - 1) * ldc..(m - 1) * ldc + n]);
             }
+            // The AVX-512 kernel's logic (pairs of panels, masks, short tiles) on emulated
+            // lanes, on any CPU: as close to the reference, and bit for bit what the SIMD
+            // kernels give where this CPU has them (below).
+            let mut emulated = vec![7.0f32; m * ldc];
+            use crate::kernels::gemm16::{MR as MR16, emulated::Emulated512};
+            // SAFETY: emulated lanes run on any CPU; `a` and `emulated` fit `m`, `lda`, `ldc`.
+            unsafe {
+                gemm_with::<Emulated512, MR16>(
+                    Operand::Rows(&a, lda), m, &packed, relu, &mut emulated, ldc, &mut buffer, |_| {},
+                )
+            };
+            for (i, (g, w)) in emulated.iter().zip(&want).enumerate() {
+                prop_assert!(close(*g, *w), "emulated 16 lanes, element {i}: {g} vs {w}");
+            }
             // The x86 SIMD kernels form every element as the same chain of FMAs, so AVX2 and
-            // AVX-512 agree bit for bit (where this CPU runs both), whatever their tile heights.
+            // AVX-512 agree bit for bit (where this CPU runs both), whatever their tile heights,
+            // and with the emulated 16-lane kernel.
             let simd: Vec<_> = Isa::available()
                 .into_iter()
                 .filter(|isa| isa.kind() != crate::kernels::IsaKind::Portable)
                 .collect();
+            if let Some(&isa) = simd.first() {
+                let mut got = vec![7.0f32; m * ldc];
+                gemm_bias_act(isa, &a, lda, m, &packed, relu, &mut got, ldc, &mut buffer);
+                prop_assert_eq!(&got, &emulated, "{:?} vs the emulated 16 lanes", isa);
+            }
             for pair in simd.windows(2) {
                 let mut first = vec![7.0f32; m * ldc];
                 let mut second = vec![7.0f32; m * ldc];

@@ -42,6 +42,7 @@ pub mod f32_columns;
 pub mod fm;
 pub(crate) mod gather;
 pub mod gemm;
+mod gemm16;
 pub mod gemv;
 pub mod isa;
 pub mod pack;

@@ -159,8 +159,8 @@ impl Trainer {
             return Err(TrainError::Mismatch(format!(
                 "field {f:?}: the trainer trains categorical, numeric, dense and sum- or \
                  mean-pooled multi-hot fields with tables of their own; max pooling, a \
-                 separate first-order pooling, padding ids and shared tables are for serving \
-                 imported models",
+                 separate first-order pooling, padding ids, per-id weights and shared tables \
+                 are for serving imported models",
                 f = field.name
             )));
         }
