@@ -177,17 +177,31 @@ fn gather_field<R: Rows>(
                 ..
             },
         ) => {
+            let linear = F32Rows {
+                data: linear,
+                dim: 1,
+            };
             for ((dst, r), fo) in dst_rows.zip(rows).zip(first_order) {
-                let terms = (offsets[r]..offsets[r + 1])
-                    .filter(|&i| Some(ids[i]) != padding)
-                    .map(|i| (base + ids[i] as usize, weights.map(|w| w[i])));
-                pool_rows(terms.clone(), pooling, table, dst);
+                let span = offsets[r]..offsets[r + 1];
                 let mut lin = [0.0];
-                let linear = F32Rows {
-                    data: linear,
-                    dim: 1,
-                };
-                pool_rows(terms, linear_pooling, linear, &mut lin);
+                // Two loops, so that an unweighted list pays nothing for weights.
+                match weights {
+                    None => {
+                        let rows = ids[span]
+                            .iter()
+                            .filter(|&&id| Some(id) != padding)
+                            .map(|&id| base + id as usize);
+                        pool_rows(rows.clone(), pooling, table, dst);
+                        pool_rows(rows, linear_pooling, linear, &mut lin);
+                    }
+                    Some(weights) => {
+                        let terms = span
+                            .filter(|&i| Some(ids[i]) != padding)
+                            .map(|i| (base + ids[i] as usize, weights[i]));
+                        pool_weighted(terms.clone(), pooling, table, dst);
+                        pool_weighted(terms, linear_pooling, linear, &mut lin);
+                    }
+                }
                 *fo += lin[0];
             }
         }
@@ -195,13 +209,11 @@ fn gather_field<R: Rows>(
     }
 }
 
-/// Pools the rows of `table` named by `terms` (row, and its own weight in a weighted field)
-/// into `dst` (as wide as a row; see [`gather`]): sums them in order, each multiplied by its
-/// own weight, and multiplies the sum by the pooling weight unless it is 1 (`mean` divides by
-/// the number of rows, weighted or not, as fbgemm's weighted mean does), or takes their
-/// element-wise maximum (validation saw to it that a max-pooled list has a row and no weights).
+/// Pools the rows `rows` of `table` into `dst` (as wide as a row; see [`gather`]): sums them
+/// in order and multiplies by the pooling weight unless it is 1, or takes their element-wise
+/// maximum (validation saw to it that a max-pooled list has a row).
 fn pool_rows<R: Rows>(
-    terms: impl Iterator<Item = (usize, Option<f32>)> + Clone,
+    rows: impl Iterator<Item = usize> + Clone,
     pooling: Pooling,
     table: R,
     dst: &mut [f32],
@@ -209,7 +221,7 @@ fn pool_rows<R: Rows>(
     let mut buf = [0.0f32; MAX_EMBEDDING_DIM];
     let buf = &mut buf[..dst.len()];
     if pooling == Pooling::Max {
-        let mut rows = terms.map(|(r, _)| r);
+        let mut rows = rows;
         let first = rows
             .next()
             .expect("validation refuses empty max-pooled lists");
@@ -226,11 +238,35 @@ fn pool_rows<R: Rows>(
     }
     dst.fill(0.0);
     let mut count = 0;
+    for r in rows {
+        for (o, &e) in dst.iter_mut().zip(table.row(r, buf)) {
+            *o += e;
+        }
+        count += 1;
+    }
+    let w = pooling.weight(count);
+    if w != 1.0 {
+        dst.iter_mut().for_each(|o| *o *= w);
+    }
+}
+
+/// [`pool_rows`] for a weighted field: `terms` are (row, its weight); sums `weight × row` in
+/// order and multiplies the sum by the pooling weight unless it is 1 (`mean` divides by the
+/// number of rows, as fbgemm's weighted mean does). Validation refuses max pooling here.
+fn pool_weighted<R: Rows>(
+    terms: impl Iterator<Item = (usize, f32)>,
+    pooling: Pooling,
+    table: R,
+    dst: &mut [f32],
+) {
+    debug_assert!(pooling != Pooling::Max, "validated: no weighted max");
+    let mut buf = [0.0f32; MAX_EMBEDDING_DIM];
+    let buf = &mut buf[..dst.len()];
+    dst.fill(0.0);
+    let mut count = 0;
     for (r, weight) in terms {
-        let row = table.row(r, buf);
-        match weight {
-            None => dst.iter_mut().zip(row).for_each(|(o, &e)| *o += e),
-            Some(w) => dst.iter_mut().zip(row).for_each(|(o, &e)| *o += w * e),
+        for (o, &e) in dst.iter_mut().zip(table.row(r, buf)) {
+            *o += weight * e;
         }
         count += 1;
     }
