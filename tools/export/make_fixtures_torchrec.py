@@ -5,7 +5,9 @@
     /work/venv-torchrec/bin/pip install -r tools/export/requirements-torchrec.txt   # see that file
     /work/venv-torchrec/bin/python tools/export/make_fixtures_torchrec.py
 
-Writes tests/fixtures/interop/torchrec-ml100k/{model.safetensors,description.json,batch.json,raw.tsv}.
+Writes tests/fixtures/interop/torchrec-ml100k/{model.safetensors,description.json,batch.json,raw.tsv};
+model.safetensors and description.json through the reusable exporter ``export.torchrec.export``
+(tools/export/torchrec.py), from the unsharded model loaded with the gathered state_dict.
 MovieLens 100K is read from ../shared/data/ml-100k relative to the repository root (override with
 DEEPFM_ML100K=/path/to/ml-100k).
 
@@ -84,6 +86,7 @@ from torch import nn  # noqa: E402
 
 from export import fixture_common  # noqa: E402
 from export import vocabularies  # noqa: E402
+from export.torchrec import export as export_torchrec  # noqa: E402
 
 DATA = os.environ.get("DEEPFM_ML100K", os.path.join(os.path.dirname(REPO), "shared", "data", "ml-100k"))
 OUT = os.path.join(REPO, "tests", "fixtures", "interop", "torchrec-ml100k")
@@ -334,8 +337,6 @@ def f32_list(t):
 
 
 def main():
-    import torchrec
-    from safetensors.torch import save_file
     t_start = time.time()
     result_path = os.path.join("/tmp", f"torchrec_fixture_{os.getpid()}.pt")
     mp.spawn(worker, args=(result_path,), nprocs=WORLD, join=True)
@@ -357,55 +358,25 @@ def main():
     print(f"unsharded vs sharded predictions: max |diff| = {diff:.3g}")
     assert diff <= 1e-6, diff
 
-    os.makedirs(OUT, exist_ok=True)
-    save_file(sd, os.path.join(OUT, "model.safetensors"))
-
-    def tables(prefix, dim, name_prefix="", weighted=False):
-        # "is_weighted": true only on the weighted collections' tables (absent = false).
-        extra = {"is_weighted": True} if weighted else {}
-        return [{"name": name_prefix + n, "num_embeddings": m, "embedding_dim": dim, "pooling": p, "feature_names": fs,
-                 "tensor": f"{prefix}.embedding_bags.{name_prefix}{n}.weight", **extra}
-                for n, m, p, fs in (WEIGHTED_TABLES if weighted else TABLES)]
-
-    mlp = []
-    for i in range(len(HIDDEN)):
-        mlp.append({"linear": f"mlp.{3 * i}", "batch_norm": f"mlp.{3 * i + 1}", "activation": "relu"})
-    desc = {
-        "framework": "torchrec",
-        "framework_version": torchrec.__version__,
-        "torch_version": torch.__version__.split("+")[0],
-        "model": "make_fixtures_torchrec.TorchrecDeepFM (standard DeepFM head over torchrec EmbeddingBagCollections)",
-        "tables": tables("sparse", D) + tables("weighted_sparse", D, weighted=True),
-        "first_order_tables": tables("first_order", 1, FO_PREFIX) + tables("weighted_first_order", 1, FO_PREFIX,
-                                                                            weighted=True),
-        "feature_order": FEATURE_ORDER,
-        "multi_valued": {
-            "genres": "KJT lengths, no padding: the row's ids as a list, pooled over its length",
-            "history": "KJT lengths and weights, no padding: the row's (id, weight) pairs, sum-pooled as "
-                       "sum_i w_i * row_i",
-        },
-        "hidden": HIDDEN,
-        "activation": "relu",
-        "batch_norm": True,
-        "bn_eps": BN_EPS,
-        "dropout": 0.0,
-        "mlp_layers": mlp,
-        "output_layer": "out",
-        "global_bias": "bias",
-        "output": "sigmoid",
-        "logit": "bias + sum_f first_order_f + 0.5*sum_d[(sum_f e_fd)^2 - sum_f e_fd^2] + out(mlp(concat_f e_f))",
-        "training": {"processes": WORLD, "backend": "gloo", "device": "cpu", "steps": STEPS,
-                     "local_batch": LOCAL_BATCH, "sharding": {k: v for k, v in res["kinds"].items()
-                                                              if v.startswith(("Sharded", "DTensor"))},
-                     "final_loss": round(res["final_loss"], 4)},
-        "vocabularies": {
+    # model.safetensors + description.json: the reusable exporter (tools/export/torchrec.py) reads the
+    # tables off the EmbeddingBagCollections and the head off mlp / out / bias of the loaded model.
+    export_torchrec(
+        model, OUT, feature_order=FEATURE_ORDER,
+        # genres: several ids per row; the weighted history is added by the exporter (default texts).
+        multi_valued=["genres"],
+        vocabularies={
             "gender": vocabularies.entry({g: i for i, g in enumerate(raw["gender"])}),
             "occupation": vocabularies.entry({o: i for i, o in enumerate(raw["occupation"])}),
             "genres": vocabularies.entry({g: k + 1 for k, g in enumerate(raw["genres"])}, sep="|"),
         },
-    }
-    with open(os.path.join(OUT, "description.json"), "w") as f:
-        vocabularies.dump_description(desc, f)
+        extra={
+            "model": "make_fixtures_torchrec.TorchrecDeepFM (standard DeepFM head over torchrec "
+                     "EmbeddingBagCollections)",
+            "training": {"processes": WORLD, "backend": "gloo", "device": "cpu", "steps": STEPS,
+                         "local_batch": LOCAL_BATCH, "sharding": {k: v for k, v in res["kinds"].items()
+                                                                  if v.startswith(("Sharded", "DTensor"))},
+                         "final_loss": round(res["final_loss"], 4)},
+        })
     features = {}
     for fname in FEATURE_ORDER:
         if fname == "genres":
