@@ -174,6 +174,7 @@ fn main() -> Result<()> {
             patience: args.plateau_patience,
             min_lr: 1e-6,
         }),
+        learning_rates: Vec::new(),
     };
     let started = Instant::now();
     let report = fit(

@@ -141,6 +141,7 @@ fn main() -> Result<()> {
             batch_size: 1024,
             patience: Some(1),
             plateau: None,
+            learning_rates: Vec::new(),
         },
         &mut |e| {
             eprintln!(

@@ -60,6 +60,7 @@ fn cases() -> Vec<Case> {
         batch_size: 64,
         patience: None,
         plateau: None,
+        learning_rates: Vec::new(),
     };
     vec![
         Case {

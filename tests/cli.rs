@@ -306,7 +306,8 @@ fn train_then_score() {
     assert!(scores[0] > 0.3 && scores[1] < 0.1, "{scores:?}");
 
     // Without --valid, early stopping validates on lines held out of --data (10%, by hash);
-    // --patience 0 holds nothing out.
+    // --patience 0 holds nothing out; --refit then trains again on every line (off by default
+    // for --data).
     let (data_path, spec_path, model_path) = (s(&data), s(&spec), s(&model));
     let quick = [
         "train",
@@ -321,12 +322,20 @@ fn train_then_score() {
         "--threads",
         "1",
     ];
-    for (extra, held_out) in [(&[][..], true), (&["--patience", "0"][..], false)] {
+    for (extra, held_out, refit) in [
+        (&[][..], true, false),
+        (&["--patience", "0"][..], false, false),
+        (&["--refit"][..], true, true),
+        (&["--patience", "0", "--refit"][..], false, false),
+    ] {
         let out = deepfm(&[&quick[..], extra].concat(), None);
         let err = text(&out.stderr);
         assert!(out.status.success(), "{err}");
         assert_eq!(err.contains("holding out 10.0%"), held_out, "{err}");
         assert_eq!(err.contains("valid loss"), held_out, "{err}");
+        assert_eq!(err.contains("training again on all of"), refit, "{err}");
+        let said = text(&out.stdout);
+        assert_eq!(said.contains("refitted: "), refit, "{said}");
     }
 
     std::fs::write(&data, "1\t0\t1\n1\t9\t1\n").unwrap();

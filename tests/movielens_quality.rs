@@ -70,6 +70,7 @@ fn ml_100k_ids_only_tutorial_shape_beats_svd() {
             patience: 0,
             min_lr: 1e-6,
         }),
+        learning_rates: Vec::new(),
     };
     let report = fit(
         &mut trainer,
@@ -133,13 +134,21 @@ fn ml_100k_defaults_early_stop_and_generalise() {
         .evaluate(&test_users, &test_items, &test_ratings)
         .unwrap();
     let history = model.history();
+    // Validated epochs, then the refit's on all the ratings (no validation loss).
+    let validated = history
+        .iter()
+        .take_while(|e| e.valid_loss.is_some())
+        .count();
     println!(
-        "ML-100k ids only, API defaults: test RMSE {rmse:.4} MAE {mae:.4}, {} epochs",
-        history.len()
+        "ML-100k ids only, API defaults: test RMSE {rmse:.4} MAE {mae:.4}, {validated} epochs \
+         validated, {} refitted",
+        history.len() - validated
     );
+    assert!(validated > 0, "no validation by default");
+    assert!(model.settings().refit, "no refit by default");
     assert!(
-        history.iter().all(|e| e.valid_loss.is_some()),
-        "no validation by default"
+        history[validated..].iter().all(|e| e.valid_loss.is_none()),
+        "validation after the refit started"
     );
     assert!(rmse <= 0.94, "test RMSE {rmse:.4} > 0.94");
 }

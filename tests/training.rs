@@ -375,6 +375,7 @@ fn student_recovers_a_planted_teacher() {
             patience: 0,
             min_lr: 1e-5,
         }),
+        learning_rates: Vec::new(),
     };
     let report = fit(
         &mut student,
@@ -442,4 +443,79 @@ fn student_recovers_a_planted_teacher() {
         "int8 AUC {int8_auc} vs f32 {exact_auc}"
     );
     assert!(max <= 5e-3, "int8 moved a probability by {max}");
+}
+
+/// A per-epoch learning-rate list is what each epoch trains with: a run that replays the
+/// rates a plateau run reported takes the same steps (bit for bit, on the same data and
+/// seed), and a rate that is not positive and finite is refused before any step.
+#[test]
+fn a_learning_rate_schedule_replays_a_plateau_run() {
+    let spec = planted_spec();
+    let mut t = teacher(&spec, 31);
+    let train = planted(&mut t, 3_000, 0.0, 1).unwrap();
+    let valid = planted(&mut t, 1_000, 0.0, 2).unwrap();
+    // A high rate on few samples overfits within a few epochs.
+    let fast = TrainConfig {
+        learning_rate: 0.05,
+        ..config(Loss::Bce, 1, 4)
+    };
+    let run = |fit_config: &FitConfig, valid: Option<(&deepfm::batch::BatchBuf, &[f32])>| {
+        let mut trainer = Trainer::new(spec.clone(), fast.clone()).unwrap();
+        let mut source =
+            InMemory::new(&spec, train.batch.clone(), train.labels.clone(), 9, true).unwrap();
+        let report = fit(&mut trainer, &mut source, valid, fit_config, &mut |_| {}).unwrap();
+        (trainer.params().clone(), report)
+    };
+    // Decays after every epoch that does not improve: with a high rate, some do not.
+    let plateau = FitConfig {
+        epochs: 10,
+        batch_size: 64,
+        plateau: Some(deepfm::train::Plateau::each_epoch(0.5)),
+        ..FitConfig::default()
+    };
+    let (decayed, report) = run(&plateau, Some((&valid.batch, &valid.labels)));
+    let rates: Vec<f32> = report.epochs.iter().map(|e| e.learning_rate).collect();
+    assert!(
+        rates.windows(2).any(|w| w[1] < w[0]),
+        "the plateau run never decayed: {rates:?}"
+    );
+    let replay = FitConfig {
+        epochs: 10,
+        batch_size: 64,
+        learning_rates: rates.clone(),
+        ..FitConfig::default()
+    };
+    let (replayed, replay_report) = run(&replay, None);
+    let replayed_rates: Vec<f32> = replay_report
+        .epochs
+        .iter()
+        .map(|e| e.learning_rate)
+        .collect();
+    assert_eq!(replayed_rates, rates);
+    assert!(replayed == decayed, "the replay trained other weights");
+    // Without the list the same run keeps its first rate and ends elsewhere.
+    let (constant, _) = run(
+        &FitConfig {
+            learning_rates: Vec::new(),
+            ..replay.clone()
+        },
+        None,
+    );
+    assert!(constant != decayed);
+    for bad in [0.0, -1e-3, f32::NAN, f32::INFINITY] {
+        let mut trainer = Trainer::new(spec.clone(), fast.clone()).unwrap();
+        let mut source =
+            InMemory::new(&spec, train.batch.clone(), train.labels.clone(), 9, true).unwrap();
+        let config = FitConfig {
+            learning_rates: vec![1e-3, bad],
+            ..replay.clone()
+        };
+        let before = trainer.params().clone();
+        let err = fit(&mut trainer, &mut source, None, &config, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("learning rate"), "{err}");
+        assert!(
+            trainer.params() == &before,
+            "a refused schedule changed the weights"
+        );
+    }
 }

@@ -62,6 +62,9 @@ impl DeepFMBuilder {
         patience: Option<usize>,
         /// Share of the data held out for early stopping when no validation set is given.
         valid_fraction: f32,
+        /// After early stopping on the held-out share, train again on all the data for the
+        /// best epoch's number of epochs (true; see [`Settings::refit`]).
+        refit: bool,
         /// Learning-rate decay on plateau: the factor applied after each epoch without a
         /// better validation loss (`None`: constant learning rate).
         lr_decay: Option<f32>,
@@ -126,7 +129,7 @@ impl DeepFMBuilder {
             path,
             resume: self.resume,
         });
-        DeepFM::train(self.settings, checkpoint.as_ref(), data, None)
+        DeepFM::train(self.settings, checkpoint.as_ref(), data, None, None)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::infer::{Model, ScratchPool};
 use crate::spec::{Field, FieldKind, ModelSpec, Output};
 use crate::train::{
     BatchNorm, Checkpointing, EmbeddingOptimizer, FitConfig, FitObserver, Loss, Plateau,
-    TrainConfig, Trainer, fit_checkpointed,
+    TrainConfig, Trainer, fit_checkpointed, fit_observed,
 };
 
 /// Validation pairs (a user and an item, borrowed) and their labels.
@@ -42,11 +42,14 @@ fn resolve_task(task: Task, ratings: &[f32]) -> Task {
 impl<U: Id, I: Id> DeepFM<U, I> {
     /// Fits `data` with `settings`. `keep_going`, when given, is asked after every epoch (with
     /// its report) whether to train on; `false` ends the fit with the best epoch's weights.
+    /// `learning_rates`, when given, are the dense learning rate of each epoch (a refit
+    /// replaying a validated run's; `settings.learning_rate` is the first epoch's otherwise).
     pub(super) fn train(
         settings: Settings,
         checkpoint: Option<&Checkpointing>,
         data: Interactions<'_, U, I>,
         keep_going: Option<&mut dyn FnMut(&EpochReport) -> bool>,
+        learning_rates: Option<&[f32]>,
     ) -> Result<Self, ApiError> {
         let (user_ids, item_ids, ratings) = (data.users, data.items, data.ratings);
         let n = ratings.len();
@@ -183,7 +186,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             threads: settings.threads,
             ..TrainConfig::default()
         };
-        let mut trainer = Trainer::new(spec.clone(), config)?;
+        let mut trainer = Trainer::new(spec.clone(), config.clone())?;
         // A validation split only when early stopping asks for one.
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = crate::rng::Rng::new(settings.seed ^ 0x5EED);
@@ -270,6 +273,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
                 .lr_decay
                 .filter(|_| patience.is_some())
                 .map(Plateau::each_epoch),
+            learning_rates: learning_rates.map(<[f32]>::to_vec).unwrap_or_default(),
         };
         let mut progress =
             Progress::new(settings.verbose, settings.epochs, data.samples_per_epoch());
@@ -283,6 +287,48 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             &mut progress,
         )?;
         progress.finish();
+        let mut settings = settings;
+        let mut history = report.epochs;
+        // A share held out of the caller's data (not a validation set of theirs) chose the
+        // epoch; the refit trains a fresh model on all the data for that many epochs, with the
+        // learning rates the validated run had in each.
+        settings.refit &= held > 0 && report.best_epoch > 0;
+        let trainer = if settings.refit {
+            for &k in valid_idx {
+                data.users.push(user_rows[k]);
+                data.items.push(item_rows[k]);
+                data.labels.push(labels[k]);
+            }
+            let refit_config = FitConfig {
+                epochs: report.best_epoch,
+                batch_size: settings.batch_size,
+                patience: None,
+                plateau: None,
+                learning_rates: history[..report.best_epoch]
+                    .iter()
+                    .map(|e| e.learning_rate)
+                    .collect(),
+            };
+            if settings.verbose {
+                eprintln!(
+                    "{}: training again on all {n} samples for {} epochs (the best epoch on the \
+                     held-out share)",
+                    settings.name, report.best_epoch
+                );
+            }
+            let mut again = Trainer::new(spec.clone(), config)?;
+            let mut progress = Progress::new(
+                settings.verbose,
+                refit_config.epochs,
+                data.samples_per_epoch(),
+            );
+            let refitted = fit_observed(&mut again, &mut data, None, &refit_config, &mut progress)?;
+            progress.finish();
+            history.extend(refitted.epochs);
+            again
+        } else {
+            trainer
+        };
         if task == Task::Implicit {
             seen = std::mem::take(&mut data.seen);
         }
@@ -294,7 +340,7 @@ impl<U: Id, I: Id> DeepFM<U, I> {
             users,
             items,
             seen,
-            history: report.epochs,
+            history,
             model,
             scratch,
             user_features,
@@ -461,6 +507,8 @@ mod tests {
             deep_layers: vec![8],
             epochs: 6,
             threads: 1,
+            // The validated run alone (a search's trials are not refitted).
+            refit: false,
             ..Settings::default()
         };
         let data = Interactions::new(&users, &items, &ratings);
@@ -469,12 +517,78 @@ mod tests {
             asked.push(e.epoch);
             e.epoch < 2
         };
-        let model = DeepFM::train(settings.clone(), None, data, Some(&mut rule)).unwrap();
+        let model = DeepFM::train(settings.clone(), None, data, Some(&mut rule), None).unwrap();
         assert_eq!(asked, [1, 2]);
         assert_eq!(model.history().len(), 2);
         // Without a rule the same fit goes on (early stopping permitting).
-        let full = DeepFM::train(settings, None, data, None).unwrap();
+        let full = DeepFM::train(settings, None, data, None, None).unwrap();
         assert!(full.history().len() > 2);
+    }
+
+    /// The default refit: after early stopping on the held-out share, a fresh model trains on
+    /// every rating for the best epoch's number of epochs; the validated run is the same as
+    /// without it. No refit with the caller's own validation set or without early stopping.
+    #[test]
+    fn refit_trains_again_on_all_the_data_for_the_best_epoch() {
+        let (users, items, ratings) = crate::fixtures::planted_ratings(30, 20, 2_000, 5);
+        let settings = Settings {
+            embedding_dim: 4,
+            deep_layers: vec![8],
+            epochs: 6,
+            threads: 1,
+            ..Settings::default()
+        };
+        assert!(settings.refit, "refit is the default");
+        let data = Interactions::new(&users, &items, &ratings);
+        let refitted = DeepFM::train(settings.clone(), None, data, None, None).unwrap();
+        let no_refit = Settings {
+            refit: false,
+            ..settings.clone()
+        };
+        let kept = DeepFM::train(no_refit, None, data, None, None).unwrap();
+        assert!(refitted.settings().refit && !kept.settings().refit);
+        let losses = |h: &[EpochReport]| -> Vec<(f64, Option<f64>, usize)> {
+            h.iter()
+                .map(|e| (e.train_loss, e.valid_loss, e.samples))
+                .collect()
+        };
+        let validated = kept.history();
+        assert_eq!(
+            losses(&refitted.history()[..validated.len()]),
+            losses(validated)
+        );
+        let best = validated
+            .iter()
+            .min_by(|a, b| a.valid_loss.unwrap().total_cmp(&b.valid_loss.unwrap()))
+            .unwrap()
+            .epoch;
+        let refit = &refitted.history()[validated.len()..];
+        assert_eq!(refit.len(), best);
+        let held = (2_000.0 * settings.valid_fraction) as usize;
+        for e in refit {
+            assert_eq!((e.valid_loss, e.samples), (None, 2_000));
+        }
+        assert!(validated.iter().all(|e| e.samples == 2_000 - held));
+        assert_ne!(refitted.predict(&1, &2), kept.predict(&1, &2));
+        // A validation set of the caller's: the model already trains on everything it has.
+        let (vu, vi, vr) = crate::fixtures::planted_ratings(30, 20, 300, 6);
+        let with_valid = DeepFM::train(
+            settings.clone(),
+            None,
+            data.validation(&vu, &vi, &vr),
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(!with_valid.settings().refit);
+        assert!(with_valid.history().iter().all(|e| e.valid_loss.is_some()));
+        let every_epoch = Settings {
+            patience: None,
+            ..settings
+        };
+        let plain = DeepFM::train(every_epoch, None, data, None, None).unwrap();
+        assert!(!plain.settings().refit);
+        assert_eq!(plain.history().len(), 6);
     }
 
     #[test]

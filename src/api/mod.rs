@@ -98,12 +98,14 @@ impl<U: Id, I: Id> DeepFM<U, I> {
         self.task
     }
 
-    /// The settings used.
+    /// The settings used (`refit` says whether the model was trained again on all the data).
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
-    /// Per-epoch losses of the fit (empty for a loaded model whose history was not saved).
+    /// Per-epoch losses of the fit (empty for a loaded model whose history was not saved):
+    /// the validated run's epochs, then, if the model was refitted on all the data
+    /// ([`Settings::refit`]), the refit's (numbered from 1 again, without validation loss).
     pub fn history(&self) -> &[EpochReport] {
         &self.history
     }

@@ -66,10 +66,12 @@ impl Trial {
     }
 }
 
-/// What a search found: the best model (its trial's own fit, not a refit) and every trial.
+/// What a search found: the best model and every trial.
 #[derive(Debug)]
 pub struct Tuned<U: Id, I: Id> {
-    /// The model of the trial with the lowest validation loss.
+    /// The model of the trial with the lowest validation loss: with the builder's `refit`
+    /// (the default), its settings trained again on all the data for its best epoch's number
+    /// of epochs (after the budget; its `history` is the refit's), else the trial's own fit.
     pub best: DeepFM<U, I>,
     /// All trials, in the order they ran.
     pub trials: Vec<Trial>,
@@ -132,6 +134,8 @@ impl DeepFMBuilder {
                 Some(_) => draw(&base, &mut rng),
             };
             settings.verbose = false;
+            // Trials are compared on the held-out share; only the winner is refitted.
+            settings.refit = false;
             if !trials.is_empty() {
                 let left = options
                     .budget
@@ -156,7 +160,7 @@ impl DeepFMBuilder {
                 pruned = worse_than_median(best, e.epoch, &curves);
                 !pruned
             };
-            let model = DeepFM::train(settings.clone(), None, data.clone(), Some(&mut rule))?;
+            let model = DeepFM::train(settings.clone(), None, data.clone(), Some(&mut rule), None)?;
             let seconds = trial_started.elapsed().as_secs_f64();
             curves.push(curve);
             fields = model.model().spec().fields.len();
@@ -194,13 +198,43 @@ impl DeepFMBuilder {
                 best = Some((trials.len() - 1, model));
             }
         }
-        let (best_index, best) = best.ok_or_else(|| ApiError::Invalid("no trial ran".into()))?;
+        let (best_index, mut best) =
+            best.ok_or_else(|| ApiError::Invalid("no trial ran".into()))?;
+        if base.refit && data.valid.is_none() {
+            best = refit(&trials[best_index], &best, &base, data)?;
+        }
         Ok(Tuned {
             best,
             trials,
             best_index,
         })
     }
+}
+
+/// The best trial's settings trained again, from the start, on all of `data` (the held-out
+/// share too) for as many epochs as its best one, with the learning rate it had in each.
+fn refit<U: Id, I: Id>(
+    trial: &Trial,
+    model: &DeepFM<U, I>,
+    base: &Settings,
+    data: Interactions<'_, U, I>,
+) -> Result<DeepFM<U, I>, ApiError> {
+    let rates: Vec<f32> = model.history()[..trial.best_epoch]
+        .iter()
+        .map(|e| e.learning_rate)
+        .collect();
+    let settings = Settings {
+        epochs: trial.best_epoch,
+        patience: None,
+        verbose: base.verbose,
+        ..trial.settings.clone()
+    };
+    let mut refitted = DeepFM::train(settings, None, data, None, Some(&rates))?;
+    refitted.settings = Settings {
+        refit: true,
+        ..trial.settings.clone()
+    };
+    Ok(refitted)
 }
 
 /// The median stopping rule (Golovin et al., "Google Vizier", 2017): a trial whose best

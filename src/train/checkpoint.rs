@@ -202,6 +202,7 @@ pub(crate) fn trainer_only() -> FitConfig {
         batch_size: 0,
         patience: None,
         plateau: None,
+        learning_rates: Vec::new(),
     }
 }
 

@@ -57,6 +57,10 @@ pub struct FitConfig {
     pub patience: Option<usize>,
     /// Learning-rate decay on plateau (needs validation data).
     pub plateau: Option<Plateau>,
+    /// The dense learning rate of each epoch, from the first (empty: the trainer's own, moved
+    /// only by `plateau`). A refit on all the data replays the rates its validated run used;
+    /// epochs past the end of the list keep the last rate set.
+    pub learning_rates: Vec<f32>,
 }
 
 impl Default for FitConfig {
@@ -66,6 +70,7 @@ impl Default for FitConfig {
             batch_size: 256,
             patience: None,
             plateau: None,
+            learning_rates: Vec::new(),
         }
     }
 }
@@ -209,6 +214,15 @@ pub fn fit_checkpointed(
             p.factor, p.min_lr
         )));
     }
+    if let Some(rate) = config
+        .learning_rates
+        .iter()
+        .find(|r| !(r.is_finite() && **r > 0.0))
+    {
+        return Err(TrainError::Config(format!(
+            "learning rate {rate} in the per-epoch schedule must be positive and finite"
+        )));
+    }
     if valid.is_none() && (config.patience.is_some() || config.plateau.is_some()) {
         return Err(TrainError::Config(
             "early stopping and plateau decay need validation data".into(),
@@ -220,6 +234,9 @@ pub fn fit_checkpointed(
     };
     while !state.stopped && state.epoch < config.epochs {
         let epoch = state.epoch + 1;
+        if let Some(&rate) = config.learning_rates.get(epoch - 1) {
+            trainer.set_learning_rate(rate);
+        }
         let started = Instant::now();
         let (mut loss_sum, mut samples) = (0.0, 0usize);
         let learning_rate = trainer.learning_rate();

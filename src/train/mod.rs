@@ -275,6 +275,12 @@ impl Trainer {
         self.lr_scale *= factor;
     }
 
+    /// Sets the dense learning rate in effect, and the embeddings' in proportion (as
+    /// [`Trainer::scale_learning_rate`] moves both).
+    pub fn set_learning_rate(&mut self, rate: f32) {
+        self.lr_scale = rate / self.config.learning_rate;
+    }
+
     /// The dense learning rate in effect.
     pub fn learning_rate(&self) -> f32 {
         self.config.learning_rate * self.lr_scale

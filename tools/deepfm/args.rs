@@ -292,6 +292,13 @@ pub struct TrainArgs {
     /// loss (ReduceLROnPlateau; needs early stopping; 0: none) [none].
     #[arg(long)]
     pub lr_decay: Option<f32>,
+    /// After early stopping on the held-out share, train again from the start on all the
+    /// training data for the best epoch's number of epochs, with the same learning rates, so
+    /// the held-out share is not lost to the model (about twice the training time; no effect
+    /// with --valid or --patience 0) [ratings: true; data: false, as a second pass over a
+    /// large file costs as much again].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub refit: Option<bool>,
     /// Ratings: what to learn (auto: rating when the ratings take more than two values).
     #[arg(long, value_enum, default_value = "auto")]
     pub task: TaskArg,

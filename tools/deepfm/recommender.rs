@@ -234,6 +234,7 @@ pub fn ratings_builder(args: &TrainArgs) -> Result<deepfm::api::DeepFMBuilder> {
         args.lr => learning_rate,
         args.lr_decay.map(|v| (v > 0.0).then_some(v)) => lr_decay,
         args.threads => threads,
+        args.refit => refit,
         args.optim.map(|o| Some(o.get())) => embedding_optimizer,
     }
     Ok(builder)
@@ -262,9 +263,21 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         model.items().len()
     );
     if args.json {
-        let last = model.history().last();
-        let best = model
-            .history()
+        let refitted = model.settings().refit;
+        // A refit's epochs follow the validated run's in the history, without validation.
+        let refit_epochs = if refitted {
+            model
+                .history()
+                .iter()
+                .rev()
+                .take_while(|e| e.valid_loss.is_none())
+                .count()
+        } else {
+            0
+        };
+        let validated = &model.history()[..model.history().len() - refit_epochs];
+        let last = validated.last();
+        let best = validated
             .iter()
             .filter_map(|e| e.valid_loss.map(|v| (e.epoch, v)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
@@ -275,7 +288,8 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
                 "task": format!("{:?}", model.task()).to_lowercase(),
                 "users": model.users().len(),
                 "items": model.items().len(),
-                "epochs": model.history().len(),
+                "epochs": validated.len(),
+                "refit_epochs": refitted.then_some(refit_epochs),
                 "train_loss": last.map(|e| e.train_loss),
                 "valid_loss": last.and_then(|e| e.valid_loss),
                 "best_epoch": best.map(|b| b.0),

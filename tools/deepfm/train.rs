@@ -63,8 +63,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     use deepfm::data::holdout::{HoldOut, capped_fraction, count_lines};
     use deepfm::data::stream::{Streamed, read_all, read_all_skipping};
     use deepfm::train::{
-        BatchNorm, Checkpointing, EpochReport, FitConfig, Loss, TrainConfig, Trainer,
-        fit_checkpointed,
+        BatchNorm, Checkpointing, FitConfig, Loss, TrainConfig, Trainer, fit_checkpointed,
     };
     let loss = match spec.output {
         deepfm::Output::Sigmoid => Loss::Bce,
@@ -86,7 +85,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         ..TrainConfig::default()
     };
-    let mut trainer = Trainer::new(spec, config)?;
+    let mut trainer = Trainer::new(spec.clone(), config.clone())?;
     let data = args.data.as_ref().context("--data is required")?;
     let patience = args.early_stopping();
     // Without --valid, early stopping validates on lines held out of --data (by a hash of
@@ -146,6 +145,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             .lr_decay
             .filter(|&f| f > 0.0)
             .map(deepfm::train::Plateau::each_epoch),
+        learning_rates: Vec::new(),
     };
     let checkpoint = args.checkpoint.clone().map(|path| Checkpointing {
         path,
@@ -163,19 +163,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
         valid.as_ref().map(|(b, y)| (b, y.as_slice())),
         &fit_config,
         checkpoint.as_ref(),
-        &mut |e: &EpochReport| {
-            eprintln!(
-                "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
-                e.epoch,
-                e.train_loss,
-                e.valid_loss
-                    .map(|v| format!(", valid loss {v:.5}"))
-                    .unwrap_or_default(),
-                e.samples,
-                e.seconds,
-                e.samples as f64 / e.seconds.max(1e-9)
-            )
-        },
+        &mut print_epoch,
     )?;
     let stats = source.stats();
     if stats.bad_lines > 0 {
@@ -185,6 +173,38 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             stats.lines,
             stats.first_bad.as_deref().unwrap_or("?")
         );
+    }
+    // The held-out lines chose the epoch; a refit trains a fresh model on every line for that
+    // many epochs, with the learning rates the validated run had.
+    let refit = args.refit.unwrap_or(false) && held_out.is_some() && valid.is_some();
+    if refit && report.best_epoch > 0 {
+        eprintln!(
+            "training again on all of {} for {} epochs (the best on the held-out lines)",
+            data.display(),
+            report.best_epoch
+        );
+        trainer = Trainer::new(spec, config)?;
+        let all = HoldOut::training(parser_for(data)?, 0.0, 0);
+        let mut source =
+            Streamed::new(data, all, args.buffer, args.seed)?.skip_bad_lines(args.skip_bad_lines);
+        let refit_config = FitConfig {
+            epochs: report.best_epoch,
+            patience: None,
+            plateau: None,
+            learning_rates: report.epochs[..report.best_epoch]
+                .iter()
+                .map(|e| e.learning_rate)
+                .collect(),
+            ..fit_config
+        };
+        fit_checkpointed(
+            &mut trainer,
+            &mut source,
+            None,
+            &refit_config,
+            None,
+            &mut print_epoch,
+        )?;
     }
     let path = match prep {
         Some(prep) => trainer.write_with_metadata(&args.out, tabular::metadata_json(prep)?)?,
@@ -201,5 +221,27 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             ""
         }
     );
+    if refit && report.best_epoch > 0 {
+        println!(
+            "refitted: {} epochs on every line of {}",
+            report.best_epoch,
+            data.display()
+        );
+    }
     Ok(())
+}
+
+/// An epoch's line on stderr.
+fn print_epoch(e: &deepfm::train::EpochReport) {
+    eprintln!(
+        "epoch {}: train loss {:.5}{}, {} samples in {:.1} s ({:.0}/s)",
+        e.epoch,
+        e.train_loss,
+        e.valid_loss
+            .map(|v| format!(", valid loss {v:.5}"))
+            .unwrap_or_default(),
+        e.samples,
+        e.seconds,
+        e.samples as f64 / e.seconds.max(1e-9)
+    )
 }
