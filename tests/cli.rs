@@ -337,6 +337,16 @@ fn train_then_score() {
         let said = text(&out.stdout);
         assert_eq!(said.contains("refitted: "), refit, "{said}");
     }
+    // --json: a summary as the last line, for --data as for --ratings.
+    let out = deepfm(&[&quick[..], &["--refit", "--json"]].concat(), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let summary: serde_json::Value = serde_json::from_str(said.lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {said}"));
+    assert_eq!(summary["epochs"], 2, "{said}");
+    assert!(summary["best_valid_loss"].as_f64().unwrap() > 0.0, "{said}");
+    let best = summary["best_epoch"].as_u64().unwrap();
+    assert_eq!(summary["refit_epochs"].as_u64(), Some(best), "{said}");
 
     std::fs::write(&data, "1\t0\t1\n1\t9\t1\n").unwrap();
     let out = deepfm(

@@ -85,6 +85,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         ..TrainConfig::default()
     };
+    let started = std::time::Instant::now();
     let mut trainer = Trainer::new(spec.clone(), config.clone())?;
     let data = args.data.as_ref().context("--data is required")?;
     let patience = args.early_stopping();
@@ -221,11 +222,35 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
             ""
         }
     );
-    if refit && report.best_epoch > 0 {
+    let refitted = refit && report.best_epoch > 0;
+    if refitted {
         println!(
             "refitted: {} epochs on every line of {}",
             report.best_epoch,
             data.display()
+        );
+    }
+    if args.json {
+        let last = report.epochs.last();
+        let best = report
+            .epochs
+            .iter()
+            .filter_map(|e| e.valid_loss.map(|v| (e.epoch, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": path,
+                "epochs": report.epochs.len(),
+                "stopped_early": report.stopped_early,
+                "train_loss": last.map(|e| e.train_loss),
+                "valid_loss": last.and_then(|e| e.valid_loss),
+                "best_epoch": best.map(|b| b.0),
+                "best_valid_loss": best.map(|b| b.1),
+                "refit_epochs": refitted.then_some(report.best_epoch),
+                "bad_lines": stats.bad_lines,
+                "seconds": started.elapsed().as_secs_f64(),
+            })
         );
     }
     Ok(())
