@@ -166,11 +166,7 @@ impl DeepFMBuilder {
             fields = model.model().spec().fields.len();
             let history = model.history();
             let epochs = history.len();
-            let Some((best_epoch, valid_loss)) = history
-                .iter()
-                .filter_map(|e| e.valid_loss.map(|l| (e.epoch, l)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-            else {
+            let Some((best_epoch, valid_loss)) = crate::train::best_validation(history) else {
                 return Err(ApiError::Invalid(
                     "tune needs a validation loss: the data are too few to hold out a validation \
                      part"

@@ -317,13 +317,28 @@ fn end_of_epoch(trainer: &mut Trainer, config: &FitConfig, state: &mut FitState,
 
 /// The 1-based epoch with the lowest validation loss (the first, on ties).
 fn best_epoch(report: &FitReport) -> usize {
-    report
-        .epochs
+    best_validation(&report.epochs).map_or(0, |(epoch, _)| epoch)
+}
+
+/// The epoch with the lowest validation loss, and that loss (the first such epoch on ties;
+/// a loss that is not a number never wins): `None` if no epoch was validated.
+///
+/// ```
+/// use deepfm::train::{EpochReport, best_validation};
+/// let e = |epoch, valid_loss| EpochReport {
+///     epoch, train_loss: 1.0, valid_loss, samples: 10, seconds: 0.1, learning_rate: 1e-3,
+/// };
+/// let run = [e(1, Some(0.5)), e(2, Some(0.4)), e(3, Some(0.4)), e(4, Some(f64::NAN)), e(5, None)];
+/// assert_eq!(best_validation(&run), Some((2, 0.4)));
+/// assert_eq!(best_validation(&run[4..]), None);
+/// ```
+pub fn best_validation(epochs: &[EpochReport]) -> Option<(usize, f64)> {
+    epochs
         .iter()
-        .filter_map(|e| e.valid_loss.map(|l| (e.epoch, l)))
-        .fold(
-            (0, f64::INFINITY),
-            |acc, (e, l)| if l < acc.1 { (e, l) } else { acc },
-        )
-        .0
+        .filter_map(|e| e.valid_loss.map(|loss| (e.epoch, loss)))
+        .filter(|(_, loss)| !loss.is_nan())
+        .fold(None, |best, (epoch, loss)| match best {
+            Some((_, b)) if b <= loss => best,
+            _ => Some((epoch, loss)),
+        })
 }

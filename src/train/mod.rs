@@ -49,8 +49,8 @@ pub use config::{BatchNorm, EmbeddingInit, EmbeddingOptimizer, Loss, TrainConfig
 pub use data::InMemory;
 pub use error::TrainError;
 pub use fit::{
-    BatchSink, EpochReport, FitConfig, FitObserver, FitReport, Plateau, TrainData, fit,
-    fit_checkpointed, fit_observed, validation_loss,
+    BatchSink, EpochReport, FitConfig, FitObserver, FitReport, Plateau, TrainData, best_validation,
+    fit, fit_checkpointed, fit_observed, validation_loss,
 };
 pub use logistic::LogisticRegression;
 pub use params::{Dense, Params};

@@ -277,10 +277,7 @@ pub fn train_ratings(args: &TrainArgs, path: &Path) -> Result<()> {
         };
         let validated = &model.history()[..model.history().len() - refit_epochs];
         let last = validated.last();
-        let best = validated
-            .iter()
-            .filter_map(|e| e.valid_loss.map(|v| (e.epoch, v)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let best = deepfm::train::best_validation(validated);
         println!(
             "{}",
             serde_json::json!({

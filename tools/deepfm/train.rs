@@ -232,11 +232,7 @@ pub fn train_with<P: deepfm::data::stream::LineParser>(
     }
     if args.json {
         let last = report.epochs.last();
-        let best = report
-            .epochs
-            .iter()
-            .filter_map(|e| e.valid_loss.map(|v| (e.epoch, v)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let best = deepfm::train::best_validation(&report.epochs);
         println!(
             "{}",
             serde_json::json!({
