@@ -41,6 +41,7 @@ mod input;
 mod pairs;
 mod persist;
 mod predict;
+mod progress;
 mod recommend;
 mod settings;
 mod side_files;
