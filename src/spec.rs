@@ -34,7 +34,7 @@ pub const MAX_LAYERS: usize = 64;
 /// Largest number of fields.
 pub const MAX_FIELDS: usize = 4_096;
 /// Widest input of a hidden layer scored in int8 ([`MlpPrecision::Int8`]): its integer sums
-/// stay inside an i32 (`2·255·63·65536 < 2³¹`).
+/// stay inside an i32 (`255·128·65537 < 2³¹`).
 pub const MAX_INT8_DEPTH: usize = 65_536;
 /// Largest number of MLP parameters (weights and biases, 1 GiB in f32): opening a model reads,
 /// checksums and packs them all, so a hostile header must not be able to ask for more.

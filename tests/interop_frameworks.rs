@@ -142,12 +142,12 @@ fn every_framework_fixture_scores_close_to_the_framework_in_int8() {
             / want.len() as f64;
         println!("{name}: int8 max error {err:.2e}, mean {mean:.2e}");
         // These are small models (hidden 32-16: few terms to average the rounding out). The
-        // worst row reaches 1.1e-2 (torchrec's, retrained with the weighted `history`
-        // feature; 7-bit weights give about half of it: with 8-bit ones it was 6.0e-3);
-        // 1.5e-2 is still 13 times below what quantizing dense and numeric inputs with the
-        // embeddings did. Issue 19's bound (5e-3) is not met by these small models.
+        // worst row reaches 7.8e-3 (torchrec's, with the weighted `history` feature; 1.1e-2
+        // with the 7-bit weights used before `quant`'s pair rule), and the worst mean 2.2e-3.
+        // Issue 19's bound (5e-3) is met by three of the seven; the rest of the error is the
+        // activations' (8 bits over one range per row).
         assert!(
-            err <= 1.5e-2 && mean <= 4e-3,
+            err <= 1e-2 && mean <= 3e-3,
             "{name}: int8 max error {err:.3e}, mean {mean:.3e}"
         );
     }

@@ -120,7 +120,7 @@ fn int8_stays_close_to_f32_and_the_open_option_overrides_the_file() {
         bits(&exact),
         bits(&run(&open(&int8_path, None, Some(MlpPrecision::F32))))
     );
-    // Probabilities: 7-bit activations and 8-bit weights move a score by a little, and not
+    // Probabilities: 8-bit activations and weights move a score by a little, and not
     // every score identically.
     let diffs: Vec<f32> = exact
         .iter()

@@ -2,23 +2,36 @@
 //! column and packed for the integer kernels ([`QuantizedMatrix`]), and rows of activations
 //! quantized per row ([`quantize_rows`]).
 //!
-//! **The arithmetic.** A weight column `o` is stored as `q_w[o][k] = round(w[o][k] / s_o)` with
-//! `s_o = max_k |w[o][k]| / 63` (symmetric, 7 bits). An activation row `x` is stored as
+//! **The arithmetic.** A weight column `o` is stored as `q_w[o][k] = round(w[o][k] / s_o)`
+//! with the step `s_o` of `column_step` (8 bits of `max_k |w[o][k]|` where the pair rule
+//! below allows). An activation row `x` is stored as
 //! `q_x[k] = clamp(round(x[k] / s_x) + z_x, 0, 255)` with `s_x = (hi − lo) / 255` over
 //! `lo = min(0, min x)`, `hi = max(0, max x)` and zero point `z_x = round(−lo / s_x)`, so that
-//! 0 (padding, a ReLU's zeros) is exact. Then `y[o] = s_x·s_o·(Σ_k q_x[k]·q_w[o][k] −
-//! z_x·Σ_k q_w[o][k]) + b[o]`, the integer sum exact in i32.
+//! 0 (padding, a ReLU's zeros) is exact. Then
+//! `y[o] = s_x·s_o·(Σ_k q_x[k]·q_w[o][k] − z_x·Σ_k q_w[o][k]) + b[o]`, the integer sum exact
+//! in i32.
 //!
-//! **Why 8-bit activations and 7-bit weights.** AVX2's `vpmaddubsw` multiplies u8 by s8 and
-//! adds adjacent pairs into an i16 *with saturation*. With activations in `0..=255` and weights
-//! in `−63..=63` a pair sums to at most `2·255·63 = 32130 < 32767`, so it never saturates, and
-//! every instruction set (scalar, AVX2, AVX-512 VNNI) forms the same exact integer sums: int8
-//! layer outputs are bit-identical across them. (FBGEMM's `reduce_range` takes the bit from the
-//! activations instead; measured on the seven imported fixtures, taking it from the weights
-//! halves the score error, as a per-row activation range is the coarser of the two.)
+//! **The pair rule: 8-bit weights that cannot saturate.** AVX2's `vpmaddubsw` multiplies u8
+//! by s8 and adds adjacent pairs (`k = 2i, 2i + 1` of a column) into an i16 *with
+//! saturation*. With activations in `0..=255`, a pair cannot saturate when
+//! `|q_w[2i]| + |q_w[2i + 1]| ≤ 128` ([`PAIR_MAX`]): `255·128 = 32640 ≤ 32767`. So a column's
+//! step is the larger of `max |w| / 127` and `max (|w[2i]| + |w[2i + 1]|) / 128`: 8 bits
+//! unless two large weights sit side by side, and never coarser than 7 bits (`max / 64`).
+//! Rounding can still carry a pair one past 128 (both halves on a tie); the one rounded up
+//! furthest then steps back, which keeps every weight within half a step. So every
+//! instruction set (scalar, AVX2, AVX-VNNI, AVX-512 VNNI, AMX) forms the same exact integer
+//! sums, and int8 layer outputs are bit-identical across them.
 //!
-//! **Depth bound.** `|Σ q_x·q_w| + |z_x·Σ q_w| ≤ 2·255·63·k`, which fits an i32 for
-//! `k ≤` [`MAX_DEPTH`]; the spec refuses an int8 MLP with a wider input.
+//! Measured on the seven imported fixtures (`tests/interop_frameworks.rs`), against 7-bit
+//! weights (`±63`, the earlier way to keep `vpmaddubsw` exact): the mean score error fell on
+//! six of them, by 18–32% (RecBole's rose 4%), and the worst fell on five, by up to 33%
+//! (torchrec's 1.11e-2 to 7.8e-3, RecBole's 7.6e-3 to 5.1e-3). FBGEMM's `reduce_range` takes
+//! the bit from the activations instead; a per-row activation range is the coarser of the
+//! two, so that was worse still.
+//!
+//! **Depth bound.** Over a pair, `|q_x·q_w| ≤ 255·128`, so
+//! `|Σ q_x·q_w| + |z_x·Σ q_w| ≤ 255·128·(k + 1)`, which fits an i32 for `k ≤` [`MAX_DEPTH`];
+//! the spec refuses an int8 MLP with a wider input.
 
 /// Weights of one `k` group in a panel: 4 consecutive `k` of 16 columns, column-major within
 /// the line (`line[4·c + t]` is column `c` at `k = 4·g + t`): the layout of `vpdpbusd`, whose
@@ -38,12 +51,15 @@ pub const QNR: usize = 16;
 /// `k` values per group (one i32 lane of bytes).
 pub const QK: usize = 4;
 /// Largest input width of an int8 layer: the integer sums of the epilogue stay inside an i32
-/// (`2·255·63·65536 < 2³¹`; the spec refuses wider ones).
+/// (`255·128·65537 < 2³¹`; the spec refuses wider ones).
 pub const MAX_DEPTH: usize = crate::spec::MAX_INT8_DEPTH;
 /// Largest quantized activation (8 bits: see the module documentation).
 pub const ACT_MAX: u8 = 255;
-/// Largest weight magnitude (symmetric, 7 bits: −63..=63; see the module documentation).
-pub const WEIGHT_MAX: i8 = 63;
+/// Largest weight magnitude (symmetric, 8 bits: −127..=127; see the module documentation).
+pub const WEIGHT_MAX: i8 = 127;
+/// Largest `|q_w[2i]| + |q_w[2i + 1]|` of a column's adjacent pair (the pair rule in the
+/// module documentation: `255 · PAIR_MAX` fits an i16).
+pub const PAIR_MAX: i32 = 128;
 
 /// A layer's weights `[n, k]` quantized per output column and packed into 16-column panels of
 /// `k` groups ([`QLine`]), with per-column scales, column sums (for the activations' zero
@@ -79,19 +95,20 @@ impl QuantizedMatrix {
         for o in 0..n {
             let row = &weight[o * k..(o + 1) * k];
             let (j, c) = (o / QNR, o % QNR);
-            let max = row.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-            if max == 0.0 {
+            let step = column_step(row);
+            if step == 0.0 {
                 continue; // scale 0, weights 0: the column is its bias.
             }
-            scale[o] = max / f32::from(WEIGHT_MAX);
-            let inverse = f32::from(WEIGHT_MAX) / max;
-            for (kk, &w) in row.iter().enumerate() {
-                let q = (w * inverse)
-                    .round()
-                    .clamp(-f32::from(WEIGHT_MAX), f32::from(WEIGHT_MAX))
-                    as i8;
-                lines[j * groups + kk / QK].0[QK * c + kk % QK] = q;
-                column_sum[o] += i32::from(q);
+            scale[o] = step;
+            let inverse = 1.0 / step;
+            for (kk, pair) in row.chunks(2).enumerate() {
+                for (t, q) in quantize_pair(pair, inverse).into_iter().enumerate() {
+                    let kk = 2 * kk + t;
+                    if kk < k {
+                        lines[j * groups + kk / QK].0[QK * c + kk % QK] = q;
+                        column_sum[o] += i32::from(q);
+                    }
+                }
             }
         }
         QuantizedMatrix {
@@ -155,6 +172,37 @@ impl QuantizedMatrix {
     pub fn bytes(&self) -> usize {
         self.lines.len() * std::mem::size_of::<QLine>()
     }
+}
+
+/// The quantization step of a column: the larger of `max |w| / 127` (8 bits) and
+/// `max (|w[2i]| + |w[2i + 1]|) / 128`, so that no pair's scaled magnitudes sum past the pair
+/// rule's 128 before rounding (the module documentation).
+fn column_step(row: &[f32]) -> f32 {
+    let max = row.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+    let pair = row
+        .chunks(2)
+        .map(|p| p.iter().map(|w| w.abs()).sum::<f32>())
+        .fold(0.0f32, f32::max);
+    (max / f32::from(WEIGHT_MAX)).max(pair / PAIR_MAX as f32)
+}
+
+/// A column's adjacent weights `pair` (one or two) times `inverse` (`1 / column_step`),
+/// rounded to the nearest integers, then brought within the pair rule (`|q₀| + |q₁| ≤`
+/// [`PAIR_MAX`]) by lowering the magnitude rounded furthest above its value, one step at a
+/// time: the integer pair nearest to the values that keeps the rule. With the column's step
+/// the scaled magnitudes sum to at most 128, so at most one step is needed, on a tie.
+fn quantize_pair(pair: &[f32], inverse: f32) -> [i8; 2] {
+    let limit = f32::from(WEIGHT_MAX);
+    let scaled: [f32; 2] = std::array::from_fn(|t| pair.get(t).map_or(0.0, |w| w * inverse));
+    let mut q = scaled.map(|v| v.round().clamp(-limit, limit) as i32);
+    while q[0].abs() + q[1].abs() > PAIR_MAX {
+        // How far each magnitude sits above its value: lowering the larger costs the least
+        // squared error (`1 − 2·over`), so the greedy steps end at the nearest valid pair.
+        let over = |t: usize| q[t].abs() as f32 - scaled[t].abs();
+        let t = usize::from(over(1) > over(0));
+        q[t] -= q[t].signum();
+    }
+    q.map(|v| v as i8)
 }
 
 /// How one activation row was quantized: `x ≈ scale · (q − zero)`.

@@ -10,6 +10,8 @@ the validation loss printed is the one training chose its epoch by (cut from the
     python3 tools/quality/movielens.py --data ../shared/data/ml-1m --side --seeds 7,8 [-- --dropout 0.5]
 
 Prints one line per run and, with several seeds, the mean; `--json` adds a JSON line per run.
+`--quantized` also evaluates copies made by `deepfm quantize` (`--mlp int8`, `--table f16`,
+`--table int8`) on the same test part: the RMSE each precision costs.
 Standard library only; expects `target/release/deepfm` (cargo build --release).
 """
 
@@ -60,6 +62,11 @@ def split(path, seed, test_fraction, out_dir):
     return paths
 
 
+# The copies `--quantized` evaluates: (name, `deepfm quantize` options).
+QUANTIZED = (("mlp-int8", ["--mlp", "int8"]), ("table-f16", ["--table", "f16"]),
+             ("table-int8", ["--table", "int8"]))
+
+
 def run(binary, args, seed, flags, work):
     train, test = split(ratings_file(args.data), seed, args.test_fraction, work)
     model = os.path.join(work, "m.dfm")
@@ -77,6 +84,14 @@ def run(binary, args, seed, flags, work):
     ev = subprocess.run([binary, "eval", "--model", model, "--ratings", test],
                         capture_output=True, text=True, check=True).stdout
     m = re.search(r"RMSE ([0-9.]+)\s+MAE ([0-9.]+)", ev)
+    quantized = {}
+    for name, option in (QUANTIZED if args.quantized else ()):
+        copy = os.path.join(work, f"{name}.dfm")
+        subprocess.run([binary, "quantize", "--in", model, "--out", copy, *option, "--force"],
+                       capture_output=True, text=True, check=True)
+        out = subprocess.run([binary, "eval", "--model", copy, "--ratings", test],
+                             capture_output=True, text=True, check=True).stdout
+        quantized[name] = float(re.search(r"RMSE ([0-9.]+)", out).group(1))
     return {
         "data": os.path.basename(os.path.normpath(args.data)),
         "side": args.side,
@@ -88,6 +103,7 @@ def run(binary, args, seed, flags, work):
         "best_epoch": summary.get("best_epoch"),
         "epochs": summary.get("epochs"),
         "seconds": round(seconds, 1),
+        "quantized_rmse": quantized,
     }
 
 
@@ -104,6 +120,8 @@ def main():
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "deepfm"))
     p.add_argument("--json", action="store_true")
+    p.add_argument("--quantized", action="store_true",
+                   help="also evaluate the model's --mlp int8, --table f16 and --table int8 copies")
     args = p.parse_args(argv)
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -113,6 +131,8 @@ def main():
         print(f"{r['data']} {'side' if r['side'] else 'ids'} seed {seed}: test RMSE {r['rmse']:.4f} "
               f"MAE {r['mae']:.4f}, validation loss {r['best_valid_loss']}, epoch "
               f"{r['best_epoch']} of {r['epochs']}, {r['seconds']} s  [{r['flags']}]", flush=True)
+        for name, rmse in r["quantized_rmse"].items():
+            print(f"  {name}: test RMSE {rmse:.4f} ({rmse - r['rmse']:+.4f})", flush=True)
         if args.json:
             print(json.dumps(r), flush=True)
     if len(results) > 1:

@@ -1,7 +1,7 @@
 //! The int8 micro-kernel on AVX2: a 4 × 16 tile of i32 sums in eight ymm accumulators. Per `k`
 //! group, the panel line's two halves (columns 0–7 and 8–15) are loaded once; each row's four
 //! activations are broadcast, multiplied by the weights with `vpmaddubsw` (u8 × s8, adjacent
-//! pairs summed into i16: never saturating, as the weights are within ±63) and the i16
+//! pairs summed into i16: never saturating, as the weights keep `quant`'s pair rule) and the i16
 //! pairs summed into i32 lanes with `vpmaddwd` by ones.
 
 use super::Avx2Fma;

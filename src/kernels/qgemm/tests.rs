@@ -1,5 +1,5 @@
 use super::*;
-use crate::kernels::quant::{ACT_MAX, MAX_DEPTH, WEIGHT_MAX, quantize_rows};
+use crate::kernels::quant::{ACT_MAX, MAX_DEPTH, PAIR_MAX, WEIGHT_MAX, quantize_rows};
 use crate::rng::Rng;
 use proptest::prelude::*;
 
@@ -7,8 +7,14 @@ fn random_panel(rng: &mut Rng, groups: usize) -> Vec<QLine> {
     (0..groups)
         .map(|_| {
             let mut line = QLine::default();
-            for b in &mut line.0 {
-                *b = (rng.below(2 * WEIGHT_MAX as u64 + 1) as i32 - i32::from(WEIGHT_MAX)) as i8;
+            // Any weights the pair rule allows: the first of a pair anywhere in ±127, the
+            // second anywhere its partner leaves room for.
+            for pair in line.0.chunks_exact_mut(2) {
+                let limit = i32::from(WEIGHT_MAX);
+                let first = rng.below(2 * limit as u64 + 1) as i32 - limit;
+                let room = (PAIR_MAX - first.abs()).min(limit);
+                let second = rng.below(2 * room as u64 + 1) as i32 - room;
+                pair.copy_from_slice(&[first as i8, second as i8]);
             }
             line
         })
@@ -25,7 +31,7 @@ fn tile_on(path: Int8Path, a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -
         let depth = QK * panel.len();
         let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
         // SAFETY: the path is one this CPU has (`Int8Path::available`), `tile ≤ MR`, the
-        // weights are within ±63 and `a` holds `tile` rows `lda` apart of `depth` bytes.
+        // weights keep the pair rule and `a` holds `tile` rows `lda` apart of `depth` bytes.
         dispatch_int8!(path, K => unsafe { K::tile(a, lda, tile, panel, &mut acc) });
         out.extend_from_slice(&acc[..tile]);
         r0 += tile;
@@ -99,15 +105,20 @@ fn deepfm_int8_picks_any_path_this_cpu_has_and_refuses_the_others() {
 
 #[test]
 fn worst_case_sums_never_saturate_on_any_path() {
-    // Every activation 255 against every weight +63 (then −63): each `vpmaddubsw` pair is
-    // ±2·255·63, the extreme an i16 must hold, and the sums reach ±255·63·k at the deepest
-    // allowed layer.
+    // Every activation 255 against weight pairs at the pair rule's edge (127 and 1, 64 and
+    // 64, 1 and 127; then negated): each `vpmaddubsw` pair is ±255·128, the extreme an i16
+    // must hold, and the sums reach ±255·64·k at the deepest allowed layer.
     let groups = MAX_DEPTH / QK;
     for sign in [1i8, -1] {
-        let panel = vec![QLine([sign * WEIGHT_MAX; 64]); groups];
+        let pairs = [[127i8, 1], [64, 64], [1, 127], [64, 64]];
+        let mut line = QLine::default();
+        for (c, pair) in line.0.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&pairs[c % pairs.len()].map(|w| sign * w));
+        }
+        let panel = vec![line; groups];
         let rows = MAX_MR;
         let a = vec![ACT_MAX; rows * QK * groups];
-        let exact = i32::from(sign) * i32::from(ACT_MAX) * i32::from(WEIGHT_MAX) * MAX_DEPTH as i32;
+        let exact = i32::from(sign) * i32::from(ACT_MAX) * PAIR_MAX * (MAX_DEPTH / 2) as i32;
         for path in Int8Path::available() {
             let got = tile_on(path, &a, QK * groups, rows, &panel);
             assert!(
@@ -115,6 +126,66 @@ fn worst_case_sums_never_saturate_on_any_path() {
                 "{} sign {sign}",
                 path.name()
             );
+        }
+    }
+}
+
+#[test]
+fn a_pair_rounded_up_twice_is_brought_back_within_the_rule() {
+    // The step is 1 (the pair's 128 / 128); both values sit on a half and round away from
+    // zero, to 65 and 64 (sum 129) or −65 and −64, one past the rule: one must come down.
+    for sign in [1.0f32, -1.0] {
+        let q = QuantizedMatrix::quantize(&[sign * 64.5, sign * 63.5], &[0.0], 1, 2);
+        assert_eq!(q.scales()[0], 1.0);
+        let pair = [q.weight(0, 0), q.weight(0, 1)].map(|w| i32::from(w).abs());
+        assert_eq!(pair[0] + pair[1], PAIR_MAX, "{pair:?}");
+    }
+}
+
+/// The integer pair nearest to `scaled` (least squared error) that keeps the pair rule, by
+/// trying every one.
+fn nearest_valid_pair(scaled: [f32; 2]) -> f32 {
+    let limit = i32::from(WEIGHT_MAX);
+    let mut best = f32::INFINITY;
+    for a in -limit..=limit {
+        for b in -limit..=limit {
+            if a.abs() + b.abs() <= PAIR_MAX {
+                let e = (a as f32 - scaled[0]).powi(2) + (b as f32 - scaled[1]).powi(2);
+                best = best.min(e);
+            }
+        }
+    }
+    best
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Quantized weights keep the pair rule, and are the nearest pairs that do: as near as the
+    /// best of every pair of integers tried.
+    #[test]
+    fn quantized_weights_are_the_nearest_that_keep_the_pair_rule(
+        k in 1usize..24,
+        seed: u64,
+    ) {
+        let mut rng = Rng::new(seed);
+        // Large weights side by side are what break the rule: draw many near the maximum.
+        let w: Vec<f32> = (0..k)
+            .map(|_| if rng.below(2) == 0 { rng.uniform() * 2.0 - 1.0 } else { 1.0 - 0.2 * rng.uniform() })
+            .collect();
+        let q = QuantizedMatrix::quantize(&w, &[0.0], 1, k);
+        // The step is 8 bits of the largest weight, or coarser so that the largest pair fits
+        // the rule.
+        let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let pair = w.chunks(2).map(|p| p.iter().map(|v| v.abs()).sum::<f32>()).fold(0.0, f32::max);
+        let step = q.scales()[0];
+        prop_assert_eq!(step, (max / f32::from(WEIGHT_MAX)).max(pair / PAIR_MAX as f32));
+        let inverse = 1.0 / step;
+        for i in (0..k).step_by(2) {
+            let got = [q.weight(0, i), if i + 1 < k { q.weight(0, i + 1) } else { 0 }];
+            prop_assert!(i32::from(got[0]).abs() + i32::from(got[1]).abs() <= PAIR_MAX);
+            let scaled = [w[i] * inverse, w.get(i + 1).map_or(0.0, |v| v * inverse)];
+            let err = (f32::from(got[0]) - scaled[0]).powi(2) + (f32::from(got[1]) - scaled[1]).powi(2);
+            prop_assert!(err <= nearest_valid_pair(scaled) + 1e-4, "pair {i}: {got:?} for {scaled:?}");
         }
     }
 }
