@@ -144,8 +144,7 @@ fn every_framework_fixture_scores_close_to_the_framework_in_int8() {
         // These are small models (hidden 32-16: few terms to average the rounding out). The
         // worst row reaches 7.8e-3 (torchrec's, with the weighted `history` feature; 1.1e-2
         // with the 7-bit weights used before `quant`'s pair rule), and the worst mean 2.2e-3.
-        // Issue 19's bound (5e-3) is met by three of the seven; the rest of the error is the
-        // activations' (8 bits over one range per row).
+        // Issue 19's bound (5e-3) is met by three of the seven.
         assert!(
             err <= 1e-2 && mean <= 3e-3,
             "{name}: int8 max error {err:.3e}, mean {mean:.3e}"
