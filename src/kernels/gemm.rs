@@ -278,6 +278,28 @@ unsafe fn gemm_with<K: GemmKernel, const MR: usize>(
     }
 }
 
+/// [`gemm_bias_act`] on the emulated 16-lane kernel (tests of other modules).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emulated_gemm(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &PackedMatrix,
+    relu: bool,
+    c: &mut [f32],
+    ldc: usize,
+    pack: &mut PackBuffer,
+) {
+    use super::gemm16::{MR, emulated::Emulated512};
+    let a = Operand::Rows(a, lda);
+    if a.fits(m, w) {
+        assert!(ldc >= w.n() && c.len() >= (m - 1) * ldc + w.n());
+        // SAFETY: emulated lanes run on any CPU; `a` and `c` fit (checked above).
+        unsafe { gemm_with::<Emulated512, MR>(a, m, w, relu, c, ldc, pack, |_| {}) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

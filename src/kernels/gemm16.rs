@@ -228,14 +228,66 @@ macro_rules! gemm16_kernels {
 }
 pub(crate) use gemm16_kernels;
 
+/// Defines `gemv_panels`, the `GemvKernel::panels` of a 16-lane instruction set: four panels
+/// at once, one accumulator chain each, reading only the weight lines of the input's non-zero
+/// entries. Lane operations as in [`gemm16_kernels`], plus `$store`, with the signature of
+/// `_mm512_storeu_ps`.
+macro_rules! gemv16_kernel {
+    (
+        $(#[$attr:meta])*
+        vector = $V:ty, zero = $zero:path, splat = $splat:path, load_aligned = $load_aligned:path,
+        mul_add = $mul_add:path, store = $store:path $(,)?
+    ) => {
+        /// `GemvKernel::panels`.
+        ///
+        /// # Safety
+        /// The CPU runs the lanes' instructions, every `index` is below `w.k()`, `index` and
+        /// `value` are as long, `1 ≤ group ≤ 4`, and panels `p..p + group` exist in `w`.
+        $(#[$attr])*
+        unsafe fn gemv_panels(
+            index: &[u32],
+            value: &[f32],
+            w: &PackedMatrix,
+            p: usize,
+            group: usize,
+            acc: &mut [[f32; NR]; 4],
+        ) {
+            let k = w.k();
+            assert!((1..=4).contains(&group) && index.len() == value.len());
+            // Missing panels of a short group point at the first one; their sums are discarded.
+            let base = |g: usize| w.panel(p + if g < group { g } else { 0 }).as_ptr() as *const f32;
+            let (b0, b1, b2, b3) = (base(0), base(1), base(2), base(3));
+            let mut v: [$V; 4] = [$zero(); 4];
+            for (&i, &a) in index.iter().zip(value) {
+                let off = i as usize * NR;
+                debug_assert!((i as usize) < k);
+                let a = $splat(a);
+                // SAFETY: `i < k` (the caller's contract), so line `i` of each panel (64-byte
+                // aligned, 16 f32) lies inside that panel.
+                unsafe {
+                    v[0] = $mul_add(a, $load_aligned(b0.add(off)), v[0]);
+                    v[1] = $mul_add(a, $load_aligned(b1.add(off)), v[1]);
+                    v[2] = $mul_add(a, $load_aligned(b2.add(off)), v[2]);
+                    v[3] = $mul_add(a, $load_aligned(b3.add(off)), v[3]);
+                }
+            }
+            for (acc, v) in acc.iter_mut().zip(v) {
+                // SAFETY: each `acc` row holds 16 f32.
+                unsafe { $store(acc.as_mut_ptr(), v) };
+            }
+        }
+    };
+}
+pub(crate) use gemv16_kernel;
+
 /// The lane operations in plain code, lane by lane, with the AVX-512 intrinsics' signatures
 /// and results (`f32::mul_add` rounds once, as an FMA does), and the AVX-512 kernel expanded
 /// over them as a kernel type the GEMM loop nest runs on any CPU (tests only).
 #[cfg(test)]
 pub(crate) mod emulated {
     use super::MR;
-    use crate::kernels::GemmKernel;
-    use crate::kernels::pack::{NR, PairTile, Tile};
+    use crate::kernels::pack::{NR, PackedMatrix, PairTile, Tile};
+    use crate::kernels::{GemmKernel, GemvKernel};
 
     /// Sixteen f32 lanes.
     pub(crate) type F32x16 = [f32; 16];
@@ -284,6 +336,12 @@ pub(crate) mod emulated {
             }
         }
     }
+    /// # Safety
+    /// 16 values writable at `p`.
+    pub(crate) unsafe fn store(p: *mut f32, v: F32x16) {
+        // SAFETY: the caller's contract.
+        unsafe { store_masked(p, u16::MAX, v) }
+    }
     pub(crate) fn mul_add(a: F32x16, b: F32x16, c: F32x16) -> F32x16 {
         std::array::from_fn(|i| a[i].mul_add(b[i], c[i]))
     }
@@ -305,8 +363,27 @@ pub(crate) mod emulated {
         add = add, max = max, first = first,
     }
 
-    /// The AVX-512 kernel's logic on emulated lanes (tests only).
+    super::gemv16_kernel! {
+        vector = F32x16, zero = zero, splat = splat, load_aligned = load_aligned,
+        mul_add = mul_add, store = store,
+    }
+
+    /// The AVX-512 kernels' logic on emulated lanes (tests only).
     pub(crate) struct Emulated512;
+
+    impl GemvKernel for Emulated512 {
+        unsafe fn panels(
+            index: &[u32],
+            value: &[f32],
+            w: &PackedMatrix,
+            p: usize,
+            group: usize,
+            acc: &mut [[f32; NR]; 4],
+        ) {
+            // SAFETY: emulated lanes run on any CPU; the rest is the trait's contract.
+            unsafe { gemv_panels(index, value, w, p, group, acc) }
+        }
+    }
 
     impl GemmKernel for Emulated512 {
         const MR: usize = MR;

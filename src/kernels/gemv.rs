@@ -75,6 +75,23 @@ pub fn gemv_panels(
         "y does not match the panels"
     );
     assert!(x.source_len <= w.k(), "input longer than k");
+    // SAFETY: the token `isa` exists only where this CPU runs its kernels (`K`); the shapes
+    // are checked above.
+    dispatch!(isa, K => unsafe { gemv_panels_with::<K>(x, w, panels, relu, y) });
+}
+
+/// [`gemv_panels`] on kernel `K`, once the shapes are checked.
+///
+/// # Safety
+/// This CPU runs `K`'s instructions; `panels` lie in `w`, `y` holds their columns and every
+/// index of `x` is below `w.k()` (as `gemv_panels` asserts).
+unsafe fn gemv_panels_with<K: GemvKernel>(
+    x: &NonZeros,
+    w: &PackedMatrix,
+    panels: Range<usize>,
+    relu: bool,
+    y: &mut [f32],
+) {
     let blocks = w.k().div_ceil(KC).max(1);
     let mut p = panels.start;
     while p < panels.end {
@@ -88,12 +105,9 @@ pub fn gemv_panels(
             let end = x.index[from..].partition_point(|&k| (k as usize) < (block + 1) * KC) + from;
             let (index, value) = (&x.index[from..end], &x.value[from..end]);
             let mut acc = [[0.0f32; NR]; 4];
-            // SAFETY: the token `isa` exists only where this CPU runs its kernels (`K`); every
-            // index is below `x.source_len <= k` (asserted above); `1 <= group <= 4` panels
-            // from `p < panels.end <= w`'s panel count.
-            dispatch!(isa, K => unsafe {
-                <K as GemvKernel>::panels(index, value, w, p, group, &mut acc)
-            });
+            // SAFETY: the caller's contract: this CPU runs `K`, every index is below `k`;
+            // `1 <= group <= 4` panels from `p < panels.end <= w`'s panel count.
+            unsafe { K::panels(index, value, w, p, group, &mut acc) };
             for (t, a) in total.iter_mut().flatten().zip(acc.iter().flatten()) {
                 *t = if block == 0 { *a } else { *t + *a };
             }
@@ -156,6 +170,33 @@ mod tests {
                     prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} {i}: {g} vs {w}");
                     prop_assert_eq!(g, h);
                 }
+            }
+            // The AVX-512 kernel's logic (groups of four panels, a short last group) on
+            // emulated lanes, on any CPU: bit for bit the emulated GEMM's row, and so the x86
+            // SIMD kernels' where this CPU has them.
+            use crate::kernels::gemm16::emulated::Emulated512;
+            let mut emulated = vec![0.0f32; n];
+            let mut halves = vec![0.0f32; n];
+            let (lo, hi) = halves.split_at_mut((split * NR).min(n));
+            // SAFETY: emulated lanes run on any CPU; the shapes are as `gemv_panels` checks.
+            unsafe {
+                gemv_panels_with::<Emulated512>(&nz, &packed, 0..panels, relu, &mut emulated);
+                gemv_panels_with::<Emulated512>(&nz, &packed, 0..split, relu, lo);
+                gemv_panels_with::<Emulated512>(&nz, &packed, split..panels, relu, hi);
+            }
+            prop_assert_eq!(&emulated, &halves);
+            let mut via_gemm = vec![0.0f32; n];
+            let mut buffer = crate::kernels::gemm::PackBuffer::new();
+            crate::kernels::gemm::emulated_gemm(&x, k, 1, &packed, relu, &mut via_gemm, n, &mut buffer);
+            prop_assert_eq!(&emulated, &via_gemm);
+            for (i, (g, w)) in emulated.iter().zip(&want).enumerate() {
+                prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "emulated {i}: {g} vs {w}");
+            }
+            let simd = Isa::available().into_iter().find(|isa| isa.kind() != crate::kernels::IsaKind::Portable);
+            if let Some(isa) = simd {
+                let mut got = vec![0.0f32; n];
+                gemv_bias_act(isa, &nz, &packed, relu, &mut got);
+                prop_assert_eq!(&got, &emulated, "{:?} vs the emulated 16 lanes", isa);
             }
         }
     }

@@ -49,6 +49,7 @@ pub mod pack;
 mod portable;
 pub mod prefetch;
 pub mod qgemm;
+mod qgemm16;
 pub mod quant;
 pub mod reference;
 pub mod row_codec;

@@ -271,11 +271,6 @@ impl Int8Path {
             Int8Kind::Amx => "amx",
         }
     }
-
-    #[cfg(test)]
-    fn tile_rows(self) -> usize {
-        dispatch_int8!(self, K => K::MR)
-    }
 }
 
 /// True when the AMX kernels may run here and agree with the scalar path on the self-check's

@@ -1,4 +1,5 @@
 use super::*;
+use crate::kernels::qgemm16::emulated::EmulatedVnni;
 use crate::kernels::quant::{ACT_MAX, MAX_DEPTH, PAIR_MAX, WEIGHT_MAX, quantize_rows};
 use crate::rng::Rng;
 use proptest::prelude::*;
@@ -22,21 +23,40 @@ fn random_panel(rng: &mut Rng, groups: usize) -> Vec<QLine> {
 }
 
 fn tile_on(path: Int8Path, a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -> Vec<[i32; QNR]> {
+    // SAFETY: the path is one this CPU has (`Int8Path::available`).
+    dispatch_int8!(path, K => unsafe { tiles_with::<K>(a, lda, rows, panel) })
+}
+
+/// The sums of `rows` rows in tiles of `K::MR`.
+///
+/// # Safety
+/// This CPU runs `K`'s instructions (emulated lanes run anywhere).
+unsafe fn tiles_with<K: QGemmKernel>(
+    a: &[u8],
+    lda: usize,
+    rows: usize,
+    panel: &[QLine],
+) -> Vec<[i32; QNR]> {
     let mut acc: Acc = [[i32::MIN; QNR]; MAX_MR];
-    let mr = path.tile_rows();
     let mut out = Vec::new();
     let mut r0 = 0;
     while r0 < rows {
-        let tile = mr.min(rows - r0);
+        let tile = K::MR.min(rows - r0);
         let depth = QK * panel.len();
         let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
-        // SAFETY: the path is one this CPU has (`Int8Path::available`), `tile ≤ MR`, the
-        // weights keep the pair rule and `a` holds `tile` rows `lda` apart of `depth` bytes.
-        dispatch_int8!(path, K => unsafe { K::tile(a, lda, tile, panel, &mut acc) });
+        // SAFETY: the caller's promise that this CPU runs `K`; `tile ≤ MR`, the weights keep
+        // the pair rule and `a` holds `tile` rows `lda` apart of `depth` bytes.
+        unsafe { K::tile(a, lda, tile, panel, &mut acc) };
         out.extend_from_slice(&acc[..tile]);
         r0 += tile;
     }
     out
+}
+
+/// [`tiles_with`] on the VNNI kernel's emulated lanes (any CPU).
+fn emulated_tiles(a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -> Vec<[i32; QNR]> {
+    // SAFETY: emulated lanes run on any CPU.
+    unsafe { tiles_with::<EmulatedVnni>(a, lda, rows, panel) }
 }
 
 fn reference_tiles(a: &[u8], lda: usize, rows: usize, panel: &[QLine]) -> Vec<[i32; QNR]> {
@@ -127,6 +147,11 @@ fn worst_case_sums_never_saturate_on_any_path() {
                 path.name()
             );
         }
+        let got = emulated_tiles(&a, QK * groups, rows, &panel);
+        assert!(
+            got.iter().flatten().all(|&s| s == exact),
+            "emulated VNNI sign {sign}"
+        );
     }
 }
 
@@ -207,6 +232,9 @@ proptest! {
         for path in Int8Path::available() {
             prop_assert_eq!(&tile_on(path, &a, lda, rows, &panel), &want, "{}", path.name());
         }
+        // The VNNI kernel's logic (four sets of sums for few rows, their remainders) on
+        // emulated lanes, on any CPU.
+        prop_assert_eq!(&emulated_tiles(&a, lda, rows, &panel), &want, "emulated VNNI");
     }
 
     #[test]
@@ -242,7 +270,22 @@ proptest! {
                     c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", path.name()),
             }
         }
+        // The VNNI path's loop, epilogue and quantization on emulated lanes, on any CPU: the
+        // same bytes, row parameters and outputs.
+        let mut emulated_a = vec![0u8; rows * lda];
+        let mut emulated_params = vec![RowQuant::default(); rows];
+        // SAFETY: emulated lanes run on any CPU; the buffers hold `rows` rows.
+        unsafe { EmulatedVnni::quantize(&x, k, rows, &mut emulated_a, lda, &mut emulated_params) };
+        prop_assert_eq!(&emulated_a, &a);
+        prop_assert_eq!(&emulated_params, &params);
+        let mut emulated = vec![f32::NAN; rows * ldc];
+        let mut call = LayerCall { a: &a, lda, params: &params, rows, w: &q, relu, c: &mut emulated, ldc };
+        call.check();
+        // SAFETY: emulated lanes run on any CPU; the call was checked.
+        unsafe { EmulatedVnni::layer(&mut call) };
         let c = first.unwrap();
+        prop_assert_eq!(c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            emulated.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "emulated VNNI");
         // Against the exact f64 layer: each product x·w is off by at most
         // |x|·s_w/2 + |w|·s_x/2 + s_x·s_w/4 (each factor rounded to half a step), plus f32
         // rounding of the epilogue.
