@@ -641,8 +641,8 @@ fn unknown_kind() {
 // Dtype 2 (f16, reserved for later versions) and an unknown dtype.
 #[test]
 fn unsupported_dtype() {
-    // 5 (u8) is the metadata section's dtype, not a tensor's.
-    for dtype in [0u32, 2, 4, 5, u32::MAX] {
+    // 5 (u8) is the metadata section's dtype, not a tensor's; 2, 4 and 6 are table formats.
+    for dtype in [0u32, 2, 4, 5, 6, u32::MAX] {
         let mut b = valid_model_bytes();
         patch_u32(&mut b, entry_offset(BIAS) + DTYPE, dtype);
         fix_meta(&mut b);
@@ -1353,14 +1353,41 @@ fn metadata_entry_errors() {
 
 /// The bytes of the valid model with its table stored as row-wise int8.
 fn int8_table_bytes() -> Vec<u8> {
+    table_bytes(deepfm::TablePrecision::Int8)
+}
+
+fn table_bytes(table: deepfm::TablePrecision) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("valid.dfm");
     std::fs::write(&path, valid_model_bytes()).unwrap();
     let file = ModelFile::open(&path).unwrap();
-    let out = dir.path().join("int8.dfm");
-    let (mlp, table) = (file.spec().mlp, deepfm::TablePrecision::Int8);
-    deepfm::format::writer::copy_with_precision(&file, &out, mlp, table).unwrap();
+    let out = dir.path().join("reduced.dfm");
+    deepfm::format::writer::copy_with_precision(&file, &out, file.spec().mlp, table).unwrap();
     std::fs::read(&out).unwrap()
+}
+
+// The same in a 4-bit table: its bias (f16, after the codes and the scale) is NaN.
+#[test]
+fn int4_table_with_a_nan_bias() {
+    let mut b = table_bytes(deepfm::TablePrecision::Int4);
+    assert_eq!(
+        u32_at(&b, entry_offset(0) + 8),
+        6,
+        "row-wise 4-bit is dtype 6"
+    );
+    let d = mixed_small().embedding_dim;
+    let row = d.div_ceil(2) + 4;
+    let at = section_range(&b, 0).start + 3 * row + d.div_ceil(2) + 2;
+    b[at..at + 2].copy_from_slice(&[0x00, 0x7e]); // an f16 NaN
+    fix_section(&mut b, 0);
+    fix_meta(&mut b);
+    let err = open_bytes(&b).unwrap().verify().unwrap_err();
+    match err {
+        FormatError::NonFinite { section, element } => {
+            assert_eq!((section.as_str(), element), ("embedding", 3 * d));
+        }
+        other => panic!("expected NonFinite, got {other:?}"),
+    }
 }
 
 // A row whose scale is NaN (checksums redone, so only the value check can catch it): the table

@@ -32,7 +32,7 @@
 //! |--------|------|---------|
 //! | 0..4   | u32  | kind: 1 embedding, 2 linear, 3 bias, 4 hidden weight, 5 hidden bias, 6 output weight, 7 output bias, 8 metadata |
 //! | 4..8   | u32  | layer index for kinds 4 and 5, else 0 |
-//! | 8..12  | u32  | dtype: 1 f32; for the embedding table only, as the spec's `table` says, 2 f16, 3 bf16, 4 row-wise int8 (per row: dim 1 u8 codes, then scale and bias, f32); 5 u8 (metadata only) |
+//! | 8..12  | u32  | dtype: 1 f32; for the embedding table only, as the spec's `table` says, 2 f16, 3 bf16, 4 row-wise int8 (per row: dim 1 u8 codes, then scale and bias, f32), 6 row-wise 4-bit (per row: ⌈dim 1 / 2⌉ bytes of two codes, low nibble first, then scale and bias, f16); 5 u8 (metadata only) |
 //! | 12..16 | u32  | rank, 1 or 2 |
 //! | 16..24 | u64  | dim 0 |
 //! | 24..32 | u64  | dim 1 (1 when rank is 1) |
@@ -140,6 +140,10 @@ pub enum Dtype {
     Int8Rows = 4,
     /// Bytes (the metadata section).
     U8 = 5,
+    /// Row-wise 4-bit: each row `⌈dim 1 / 2⌉` bytes of two codes (low nibble first), then its
+    /// scale and bias as little-endian f16 (an `int4` embedding table;
+    /// [`TablePrecision::Int4`]).
+    Int4Rows = 6,
 }
 
 impl Dtype {
@@ -149,6 +153,7 @@ impl Dtype {
             Dtype::F32 => dim1.checked_mul(4),
             Dtype::F16 | Dtype::Bf16 => dim1.checked_mul(2),
             Dtype::Int8Rows => dim1.checked_add(8),
+            Dtype::Int4Rows => dim1.div_ceil(2).checked_add(4),
             Dtype::U8 => Some(dim1),
         }
     }
@@ -160,6 +165,7 @@ impl Dtype {
             TablePrecision::F16 => Dtype::F16,
             TablePrecision::Bf16 => Dtype::Bf16,
             TablePrecision::Int8 => Dtype::Int8Rows,
+            TablePrecision::Int4 => Dtype::Int4Rows,
         }
     }
 
@@ -170,6 +176,7 @@ impl Dtype {
             Dtype::Bf16,
             Dtype::Int8Rows,
             Dtype::U8,
+            Dtype::Int4Rows,
         ]
         .into_iter()
         .find(|&d| d as u32 == code)

@@ -92,7 +92,8 @@ impl ModelWriter {
     }
 
     /// Claims the next `elements` values of section `id`: its index, the byte offset they go
-    /// to in the file and their byte length. A row-wise int8 table takes whole rows only.
+    /// to in the file and their byte length. A row-wise (int8, int4) table takes whole rows
+    /// only.
     fn advance(&mut self, id: SectionId, elements: u64) -> Result<(usize, u64, u64), FormatError> {
         let i = self.index_of(id);
         let capacity = self.section_elements(id);
@@ -105,13 +106,15 @@ impl ModelWriter {
         }
         let s = &self.layout.sections[i];
         let dim = s.shape.dims[1];
-        let bytes = |values: u64| match s.dtype {
-            Dtype::Int8Rows => values / dim * (dim + 8),
-            dtype => values * dtype.row_bytes(1).expect("one value"),
+        let row_wise = matches!(s.dtype, Dtype::Int8Rows | Dtype::Int4Rows);
+        let bytes = |values: u64| {
+            if row_wise {
+                values / dim * s.dtype.row_bytes(dim).expect("validated layout")
+            } else {
+                values * s.dtype.row_bytes(1).expect("one value")
+            }
         };
-        if s.dtype == Dtype::Int8Rows
-            && !(start.is_multiple_of(dim) && elements.is_multiple_of(dim))
-        {
+        if row_wise && !(start.is_multiple_of(dim) && elements.is_multiple_of(dim)) {
             return Err(FormatError::PartialRow {
                 section: id.name(),
                 dim,

@@ -78,7 +78,7 @@ pub enum Command {
     },
     /// Write a copy of a model in other precisions: hidden layers (`--mlp int8`: weights
     /// quantized per column, activations per row, i32 sums; the f32 weights stay in the file,
-    /// so `--mlp f32` undoes it exactly) and embedding rows (`--table f16|bf16|int8`, converted
+    /// so `--mlp f32` undoes it exactly) and embedding rows (`--table f16|bf16|int8|int4`, converted
     /// a chunk at a time). Measures the score difference on random samples and keeps the file
     /// only if it is within --tolerance.
     Quantize {
@@ -92,7 +92,8 @@ pub enum Command {
         #[arg(long, value_enum)]
         mlp: Option<MlpArg>,
         /// Format of the embedding rows (default: as the input file has it): f16 and bf16 halve
-        /// a row, int8 (row-wise, with an f32 scale and bias per row) takes D + 8 bytes.
+        /// a row, int8 (row-wise, with an f32 scale and bias per row) takes D + 8 bytes, int4
+        /// (row-wise 4-bit, with an f16 scale and bias) ⌈D/2⌉ + 4.
         #[arg(long, value_enum)]
         table: Option<TableArg>,
         /// Random samples to measure the score difference on (0: skip the measurement).
@@ -456,6 +457,8 @@ pub enum TableArg {
     Bf16,
     /// Row-wise int8: D codes, then the row's scale and bias.
     Int8,
+    /// Row-wise 4-bit: D codes two to a byte, then the row's f16 scale and bias.
+    Int4,
 }
 
 impl TableArg {
@@ -465,6 +468,7 @@ impl TableArg {
             TableArg::F16 => deepfm::TablePrecision::F16,
             TableArg::Bf16 => deepfm::TablePrecision::Bf16,
             TableArg::Int8 => deepfm::TablePrecision::Int8,
+            TableArg::Int4 => deepfm::TablePrecision::Int4,
         }
     }
 }

@@ -106,7 +106,7 @@ fn measure(q: &Quantize<'_>, staged: &Path) -> Result<std::result::Result<(), St
             "the mean score difference {mean:.3e} exceeds --tolerance {} × the score scale \
              {scale}. Models whose MLP input mixes very different magnitudes lose the small \
              values to per-row 8-bit activations, and tables of very large and very small \
-             values in one row lose the small ones to int8 rows; keep this model in f32, or \
+             values in one row lose the small ones to int8 and int4 rows; keep this model in f32, or \
              pass --force",
             q.tolerance
         )));
