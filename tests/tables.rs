@@ -179,3 +179,47 @@ fn the_trainer_and_export_refuse_a_reduced_precision_table() {
     .unwrap_err();
     assert!(err.to_string().contains("f16 embedding table"), "{err}");
 }
+
+/// A model whose table holds `value` at its first element (the rest as `write_random_model`
+/// makes them).
+fn model_with_first_value(dir: &Path, value: f32) -> PathBuf {
+    let spec = mixed_small();
+    let random = write_random_model(dir.join("random.dfm"), &spec, 6).unwrap();
+    let file = ModelFile::open(&random).unwrap();
+    let mut w = deepfm::format::writer::ModelWriter::create(dir.join("big.dfm"), &spec).unwrap();
+    for s in file.sections() {
+        let id = s.shape.id;
+        let mut data = file.f32s(id).unwrap().to_vec();
+        if id == SectionId::Embedding {
+            data[0] = value;
+        }
+        w.write(id, &data).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// A value a format cannot hold (past f16's 65504, or a 4-bit row's f16 bias) is refused when
+/// the table is converted, naming the section and the element, not written as infinity.
+#[test]
+fn values_a_format_cannot_hold_are_refused_when_converting() {
+    let dir = tempfile::tempdir().unwrap();
+    // −1e5: past f16's range, and a 4-bit row's minimum, which its f16 bias must hold.
+    let path = model_with_first_value(dir.path(), -1.0e5);
+    let file = ModelFile::open(&path).unwrap();
+    for table in [TablePrecision::F16, TablePrecision::Int4] {
+        let to = dir.path().join(format!("{}.dfm", table.name()));
+        let err = copy_with_precision(&file, &to, file.spec().mlp, table).unwrap_err();
+        assert!(
+            matches!(&err, deepfm::format::FormatError::NotRepresentable { section, element, .. }
+                if section == "embedding" && *element == 0),
+            "{table:?}: {err:?}"
+        );
+        assert!(!to.exists(), "{table:?}: a refused conversion left a file");
+    }
+    // bf16 and int8 (f32 scale and bias) hold it.
+    for table in [TablePrecision::Bf16, TablePrecision::Int8] {
+        let to = dir.path().join(format!("{}.dfm", table.name()));
+        copy_with_precision(&file, &to, file.spec().mlp, table).unwrap();
+        ModelFile::open(&to).unwrap().verify().unwrap();
+    }
+}

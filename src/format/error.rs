@@ -134,6 +134,20 @@ pub enum FormatError {
         /// Dims implied by the spec.
         expected: [u64; 2],
     },
+    /// A value given to the writer is finite, but the table's row format cannot hold it: past
+    /// f16's ±65504 (an `f16` table, or a 4-bit row's f16 scale and bias).
+    #[error(
+        "section {section}: the value at element {element} (or its row's range) is too large \
+         for {format} rows; keep this table in f32, bf16 or int8"
+    )]
+    NotRepresentable {
+        /// Section name.
+        section: String,
+        /// Index of the first element that cannot be stored (a 4-bit row: its first element).
+        element: usize,
+        /// The row format (`TablePrecision::name`).
+        format: &'static str,
+    },
     /// Sizes or offsets overflow 64-bit arithmetic.
     #[error("section {section}: size arithmetic overflows")]
     SizeOverflow {

@@ -13,7 +13,7 @@ use super::{
     BYTE_ORDER_MARK, Dtype, FormatError, HEADER_LEN, Layout, MAGIC, METADATA_KIND, SectionId,
     VERSION,
 };
-use crate::kernels::row_codec::{decode_row, encode_rows};
+use crate::kernels::row_codec::{decode_row, encode_rows, first_non_finite};
 use crate::spec::{ModelSpec, TablePrecision};
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
@@ -142,17 +142,23 @@ impl ModelWriter {
         if cfg!(target_endian = "big") {
             return Err(FormatError::BigEndianHost);
         }
+        let written = self.progress[self.index_of(id)].written as usize;
         let (i, at, _) = self.advance(id, data.len() as u64)?;
         let table = self.layout.table;
         if id == SectionId::Embedding && table != TablePrecision::F32 {
-            // Rows encoded as the spec's `table` says (`kernels::row_codec`).
+            // Rows encoded as the spec's `table` says (`kernels::row_codec`); a finite value the
+            // format cannot hold (it would be stored as infinity) is refused here, not found
+            // by `verify` in a file already written.
+            let dim = self.layout.sections[i].shape.dims[1] as usize;
             let mut encoded = Vec::with_capacity(data.len() * 2);
-            encode_rows(
-                table,
-                data,
-                self.layout.sections[i].shape.dims[1] as usize,
-                &mut encoded,
-            );
+            encode_rows(table, data, dim, &mut encoded);
+            if let Some(p) = first_non_finite(table, &encoded, dim) {
+                return Err(FormatError::NotRepresentable {
+                    section: id.name(),
+                    element: written + p,
+                    format: table.name(),
+                });
+            }
             self.progress[i].hash.update(&encoded);
             return self.write_at(at, &encoded);
         }
