@@ -15,8 +15,8 @@
 /// twelve divides the loop nest's 48-row blocks and the scorer's 144-row blocks.
 pub(crate) const MR: usize = 12;
 
-/// Defines `micro` and `micro_pair` (the `GemmKernel::tile` and `pair` of a 16-lane
-/// instruction set) and their per-row kernels over the lane operations named: a vector type
+/// Implements `GemmKernel` for the kernel type `$K` with `micro` and `micro_pair` (its `tile`
+/// and `pair`) and their per-row kernels over the lane operations named: a vector type
 /// `$V`, a mask type `$M`, and functions with the signatures and results of the AVX-512
 /// intrinsics `_mm512_setzero_ps`, `_mm512_set1_ps`, `_mm512_load_ps`, `_mm512_loadu_ps`,
 /// `_mm512_maskz_loadu_ps`, `_mm512_mask_storeu_ps`, `_mm512_fmadd_ps`, `_mm512_add_ps`,
@@ -25,11 +25,28 @@ pub(crate) const MR: usize = 12;
 macro_rules! gemm16_kernels {
     (
         $(#[$attr:meta])*
-        vector = $V:ty, mask = $M:ty, zero = $zero:path, splat = $splat:path,
+        kernel = $K:ident, vector = $V:ty, mask = $M:ty, zero = $zero:path, splat = $splat:path,
         load_aligned = $load_aligned:path, load = $load:path, load_masked = $load_masked:path,
         store_masked = $store_masked:path, mul_add = $mul_add:path, add = $add:path,
         max = $max:path, first = $first:path $(,)?
     ) => {
+        impl GemmKernel for $K {
+            const MR: usize = MR;
+            const PAIRS: bool = true;
+
+            unsafe fn tile(t: &mut Tile<'_>) {
+                // SAFETY: the trait's contract (the CPU runs the lanes, the tile as the loop
+                // nest builds it), passed on.
+                unsafe { micro(t) }
+            }
+
+            unsafe fn pair(t: &mut PairTile<'_>) {
+                // SAFETY: the trait's contract (the CPU runs the lanes, the pair as the loop
+                // nest builds it), passed on.
+                unsafe { micro_pair(t) }
+            }
+        }
+
         /// `micro` for a pair of panels.
         ///
         /// # Safety
@@ -228,16 +245,31 @@ macro_rules! gemm16_kernels {
 }
 pub(crate) use gemm16_kernels;
 
-/// Defines `gemv_panels`, the `GemvKernel::panels` of a 16-lane instruction set: four panels
+/// Implements `GemvKernel` for the kernel type `$K` with `gemv_panels`: four panels
 /// at once, one accumulator chain each, reading only the weight lines of the input's non-zero
 /// entries. Lane operations as in [`gemm16_kernels`], plus `$store`, with the signature of
 /// `_mm512_storeu_ps`.
 macro_rules! gemv16_kernel {
     (
         $(#[$attr:meta])*
-        vector = $V:ty, zero = $zero:path, splat = $splat:path, load_aligned = $load_aligned:path,
+        kernel = $K:ident, vector = $V:ty, zero = $zero:path, splat = $splat:path, load_aligned = $load_aligned:path,
         mul_add = $mul_add:path, store = $store:path $(,)?
     ) => {
+        impl GemvKernel for $K {
+            unsafe fn panels(
+                index: &[u32],
+                value: &[f32],
+                w: &PackedMatrix,
+                p: usize,
+                group: usize,
+                acc: &mut [[f32; NR]; 4],
+            ) {
+                // SAFETY: the trait's contract (the CPU runs the lanes, indices below `k`,
+                // panels `p..p + group` in `w`), passed on.
+                unsafe { gemv_panels(index, value, w, p, group, acc) }
+            }
+        }
+
         /// `GemvKernel::panels`.
         ///
         /// # Safety
@@ -358,45 +390,16 @@ pub(crate) mod emulated {
     }
 
     super::gemm16_kernels! {
-        vector = F32x16, mask = u16, zero = zero, splat = splat, load_aligned = load_aligned,
-        load = load, load_masked = load_masked, store_masked = store_masked, mul_add = mul_add,
+        kernel = Emulated512, vector = F32x16, mask = u16, zero = zero, splat = splat,
+        load_aligned = load_aligned, load = load, load_masked = load_masked, store_masked = store_masked, mul_add = mul_add,
         add = add, max = max, first = first,
     }
 
     super::gemv16_kernel! {
-        vector = F32x16, zero = zero, splat = splat, load_aligned = load_aligned,
-        mul_add = mul_add, store = store,
+        kernel = Emulated512, vector = F32x16, zero = zero, splat = splat,
+        load_aligned = load_aligned, mul_add = mul_add, store = store,
     }
 
     /// The AVX-512 kernels' logic on emulated lanes (tests only).
     pub(crate) struct Emulated512;
-
-    impl GemvKernel for Emulated512 {
-        unsafe fn panels(
-            index: &[u32],
-            value: &[f32],
-            w: &PackedMatrix,
-            p: usize,
-            group: usize,
-            acc: &mut [[f32; NR]; 4],
-        ) {
-            // SAFETY: emulated lanes run on any CPU; the rest is the trait's contract.
-            unsafe { gemv_panels(index, value, w, p, group, acc) }
-        }
-    }
-
-    impl GemmKernel for Emulated512 {
-        const MR: usize = MR;
-        const PAIRS: bool = true;
-
-        unsafe fn tile(t: &mut Tile<'_>) {
-            // SAFETY: emulated lanes run on any CPU; the tile is as the loop nest builds it.
-            unsafe { micro(t) }
-        }
-
-        unsafe fn pair(t: &mut PairTile<'_>) {
-            // SAFETY: as above.
-            unsafe { micro_pair(t) }
-        }
-    }
 }

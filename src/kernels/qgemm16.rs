@@ -12,9 +12,10 @@
 /// Rows per tile: twelve `vpdpbusd` chains hide its latency on the two ports that run it.
 pub(crate) const MR: usize = 12;
 
-/// Defines `tile` (the `QGemmKernel::tile` of a 16-lane instruction set, with its per-row
-/// kernels `rows_of` and `step`), `finish_full` (the epilogue of a full 16-column panel) and
-/// `row_range` (`quant::row_range` on vectors) over the lane operations named: an i32 vector
+/// Implements `QGemmKernel` for the kernel type `$K` over the lane operations named: `tile`
+/// (with its per-row kernels `rows_of` and `step`), `finish_full` (the epilogue of a full
+/// 16-column panel), `row_range` (`quant::row_range` on vectors), and the shared loop nest and
+/// quantization compiled with the lanes' features. The lanes: an i32 vector
 /// `$I` and an f32 vector `$F`, and functions with the signatures and results of the AVX-512
 /// intrinsics they stand for (`_mm512_` omitted): `setzero_si512`, `set1_epi32`,
 /// `load_si512`, `loadu_si512`, `storeu_si512`, `dpbusd_epi32`, `add_epi32`, `sub_epi32`,
@@ -25,7 +26,7 @@ pub(crate) const MR: usize = 12;
 macro_rules! qgemm16_kernels {
     (
         $(#[$attr:meta])*
-        int = $I:ty, float = $F:ty,
+        kernel = $K:ident, int = $I:ty, float = $F:ty,
         izero = $izero:path, iset1 = $iset1:path, iload_aligned = $iload_aligned:path,
         iload = $iload:path, istore = $istore:path, dpbusd = $dpbusd:path, iadd = $iadd:path,
         isub = $isub:path, imul = $imul:path, to_float = $to_float:path,
@@ -34,6 +35,76 @@ macro_rules! qgemm16_kernels {
         fadd = $fadd:path, fmax = $fmax:path, fmin = $fmin:path,
         reduce_min = $reduce_min:path, reduce_max = $reduce_max:path $(,)?
     ) => {
+        impl QGemmKernel for $K {
+            const MR: usize = MR;
+
+            unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc) {
+                // SAFETY: the trait's contract (the CPU runs the lanes: a VNNI path is made only
+                // where it does; `rows ≤ MR`; `a` long enough), passed on.
+                unsafe { tile(a, lda, rows, panel, acc) }
+            }
+
+            #[inline(always)]
+            unsafe fn finish(
+                acc: &Acc,
+                params: &[RowQuant],
+                w: &QuantizedMatrix,
+                j: usize,
+                relu: bool,
+                c: &mut [f32],
+                ldc: usize,
+            ) {
+                // SAFETY: the trait's contract, passed on.
+                unsafe { finish_full(acc, params, w, j, relu, c, ldc) }
+            }
+
+            unsafe fn layer(call: &mut LayerCall<'_>) {
+                // SAFETY: the trait's contract, passed on.
+                unsafe { layer_here(call) }
+            }
+
+            unsafe fn quantize(
+                x: &[f32],
+                width: usize,
+                rows: usize,
+                q: &mut [u8],
+                stride: usize,
+                params: &mut [RowQuant],
+            ) {
+                // SAFETY: the trait's contract, passed on.
+                unsafe { quantize_here(x, width, rows, q, stride, params) }
+            }
+        }
+
+        /// The shared loop nest and epilogue, compiled with the lanes' features.
+        ///
+        /// # Safety
+        /// The CPU runs the lanes' instructions, and `call` is checked.
+        $(#[$attr])*
+        unsafe fn layer_here(call: &mut LayerCall<'_>) {
+            // SAFETY: the caller's contract.
+            unsafe { layer_loop::<$K>(call) }
+        }
+
+        /// The shared activation quantization, compiled with the lanes' features.
+        ///
+        /// # Safety
+        /// The CPU runs the lanes' instructions.
+        $(#[$attr])*
+        unsafe fn quantize_here(
+            x: &[f32],
+            width: usize,
+            rows: usize,
+            q: &mut [u8],
+            stride: usize,
+            params: &mut [RowQuant],
+        ) {
+            // SAFETY: this function's features are `row_range`'s.
+            quantize_rows_with(x, width, rows, q, stride, params, |row| unsafe {
+                row_range(row)
+            });
+        }
+
         /// `QGemmKernel::tile`.
         ///
         /// # Safety
@@ -195,7 +266,8 @@ macro_rules! qgemm16_kernels {
             unsafe {
                 let w = $iload_aligned(line.0.as_ptr() as *const $I);
                 for (r, sum) in sums.iter_mut().enumerate() {
-                    let four = std::ptr::read_unaligned(a.as_ptr().add(r * lda + 4 * g) as *const i32);
+                    let at = a.as_ptr().add(r * lda + 4 * g);
+                    let four = std::ptr::read_unaligned(at as *const i32);
                     *sum = $dpbusd(*sum, $iset1(four), w);
                 }
             }
@@ -287,7 +359,7 @@ pub(crate) mod emulated {
     }
 
     super::qgemm16_kernels! {
-        int = I32x16, float = F32x16, izero = izero, iset1 = iset1,
+        kernel = EmulatedVnni, int = I32x16, float = F32x16, izero = izero, iset1 = iset1,
         iload_aligned = iload_aligned, iload = iload, istore = istore, dpbusd = dpbusd,
         iadd = iadd, isub = isub, imul = imul, to_float = to_float, fzero = fzero,
         fset1 = splat, fload = fload, fload_masked = fload_masked, fstore = fstore,
@@ -297,45 +369,4 @@ pub(crate) mod emulated {
 
     /// The AVX-512 VNNI path's logic on emulated lanes (tests only).
     pub(crate) struct EmulatedVnni;
-
-    impl QGemmKernel for EmulatedVnni {
-        const MR: usize = MR;
-
-        unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc) {
-            // SAFETY: emulated lanes run on any CPU; the rest is the trait's contract.
-            unsafe { tile(a, lda, rows, panel, acc) }
-        }
-
-        unsafe fn finish(
-            acc: &Acc,
-            params: &[RowQuant],
-            w: &QuantizedMatrix,
-            j: usize,
-            relu: bool,
-            c: &mut [f32],
-            ldc: usize,
-        ) {
-            // SAFETY: as above.
-            unsafe { finish_full(acc, params, w, j, relu, c, ldc) }
-        }
-
-        unsafe fn layer(call: &mut LayerCall<'_>) {
-            // SAFETY: as above.
-            unsafe { layer_loop::<EmulatedVnni>(call) }
-        }
-
-        unsafe fn quantize(
-            x: &[f32],
-            width: usize,
-            rows: usize,
-            q: &mut [u8],
-            stride: usize,
-            params: &mut [RowQuant],
-        ) {
-            // SAFETY: emulated lanes run on any CPU.
-            quantize_rows_with(x, width, rows, q, stride, params, |row| unsafe {
-                row_range(row)
-            });
-        }
-    }
 }

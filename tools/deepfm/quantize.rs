@@ -101,8 +101,8 @@ fn measure(q: &Quantize<'_>, staged: &Path) -> Result<std::result::Result<(), St
          (measure on your own data with `deepfm predict` or `deepfm eval` on both files)",
         q.samples
     );
-    // Written so that a NaN difference (a score that is not a number) is refused too.
-    if !(mean <= q.tolerance * scale) && !q.force {
+    // A NaN difference (a score that is not a number) is refused too.
+    if (mean.is_nan() || mean > q.tolerance * scale) && !q.force {
         return Ok(Err(format!(
             "the mean score difference {mean:.3e} exceeds --tolerance {} × the score scale \
              {scale}. Models whose MLP input mixes very different magnitudes lose the small \

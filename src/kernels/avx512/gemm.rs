@@ -10,23 +10,6 @@ use crate::kernels::gemm16::{MR, gemm16_kernels};
 use crate::kernels::pack::{NR, PairTile, Tile};
 use std::arch::x86_64::*;
 
-impl GemmKernel for Avx512 {
-    const MR: usize = MR;
-    const PAIRS: bool = true;
-
-    unsafe fn tile(t: &mut Tile<'_>) {
-        // SAFETY: the trait's contract (AVX-512F present, the tile as the loop nest builds it),
-        // passed on.
-        unsafe { micro(t) }
-    }
-
-    unsafe fn pair(t: &mut PairTile<'_>) {
-        // SAFETY: the trait's contract (AVX-512F present, the pair as the loop nest builds it),
-        // passed on.
-        unsafe { micro_pair(t) }
-    }
-}
-
 /// The mask of lanes `0..n` (`n ≤ 16`).
 #[inline(always)]
 fn first(n: usize) -> __mmask16 {
@@ -35,8 +18,8 @@ fn first(n: usize) -> __mmask16 {
 
 gemm16_kernels! {
     #[target_feature(enable = "avx512f")]
-    vector = __m512, mask = __mmask16, zero = _mm512_setzero_ps, splat = _mm512_set1_ps,
-    load_aligned = _mm512_load_ps, load = _mm512_loadu_ps, load_masked = _mm512_maskz_loadu_ps,
-    store_masked = _mm512_mask_storeu_ps, mul_add = _mm512_fmadd_ps, add = _mm512_add_ps,
-    max = _mm512_max_ps, first = first,
+    kernel = Avx512, vector = __m512, mask = __mmask16, zero = _mm512_setzero_ps,
+    splat = _mm512_set1_ps, load_aligned = _mm512_load_ps, load = _mm512_loadu_ps,
+    load_masked = _mm512_maskz_loadu_ps, store_masked = _mm512_mask_storeu_ps,
+    mul_add = _mm512_fmadd_ps, add = _mm512_add_ps, max = _mm512_max_ps, first = first,
 }

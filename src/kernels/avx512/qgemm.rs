@@ -11,83 +11,14 @@ use crate::kernels::quant::QLine;
 use crate::kernels::quant::{QNR, QuantizedMatrix, RowQuant, quantize_rows_with};
 use std::arch::x86_64::*;
 
-impl QGemmKernel for Avx512 {
-    const MR: usize = MR;
-
-    unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc) {
-        // SAFETY: the trait's contract (AVX-512F and VNNI present: the VNNI path is made only
-        // where they are; `rows ≤ MR`; `a` long enough), passed on.
-        unsafe { tile(a, lda, rows, panel, acc) }
-    }
-
-    #[inline(always)]
-    unsafe fn finish(
-        acc: &Acc,
-        params: &[RowQuant],
-        w: &QuantizedMatrix,
-        j: usize,
-        relu: bool,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        // SAFETY: the trait's contract (AVX-512F present), passed on.
-        unsafe { finish_full(acc, params, w, j, relu, c, ldc) }
-    }
-
-    unsafe fn layer(call: &mut LayerCall<'_>) {
-        // SAFETY: the trait's contract, passed on.
-        unsafe { layer_here(call) }
-    }
-
-    unsafe fn quantize(
-        x: &[f32],
-        width: usize,
-        rows: usize,
-        q: &mut [u8],
-        stride: usize,
-        params: &mut [RowQuant],
-    ) {
-        // SAFETY: the trait's contract, passed on.
-        unsafe { quantize_here(x, width, rows, q, stride, params) }
-    }
-}
-
-/// The shared loop nest and epilogue, compiled for this instruction set.
-///
-/// # Safety
-/// The CPU supports it, and `call` is checked.
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn layer_here(call: &mut LayerCall<'_>) {
-    // SAFETY: the caller's contract.
-    unsafe { layer_loop::<Avx512>(call) }
-}
-
-/// The shared activation quantization, compiled for this instruction set.
-///
-/// # Safety
-/// The CPU supports it.
-#[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn quantize_here(
-    x: &[f32],
-    width: usize,
-    rows: usize,
-    q: &mut [u8],
-    stride: usize,
-    params: &mut [RowQuant],
-) {
-    // SAFETY: this function's target features include row_range's.
-    quantize_rows_with(x, width, rows, q, stride, params, |row| unsafe {
-        row_range(row)
-    });
-}
-
 qgemm16_kernels! {
     #[target_feature(enable = "avx512f,avx512vnni")]
-    int = __m512i, float = __m512, izero = _mm512_setzero_si512, iset1 = _mm512_set1_epi32,
-    iload_aligned = _mm512_load_si512, iload = _mm512_loadu_si512, istore = _mm512_storeu_si512,
-    dpbusd = _mm512_dpbusd_epi32, iadd = _mm512_add_epi32, isub = _mm512_sub_epi32,
-    imul = _mm512_mullo_epi32, to_float = _mm512_cvtepi32_ps, fzero = _mm512_setzero_ps,
-    fset1 = _mm512_set1_ps, fload = _mm512_loadu_ps, fload_masked = _mm512_maskz_loadu_ps,
-    fstore = _mm512_storeu_ps, fmul = _mm512_mul_ps, fadd = _mm512_add_ps, fmax = _mm512_max_ps,
-    fmin = _mm512_min_ps, reduce_min = _mm512_reduce_min_ps, reduce_max = _mm512_reduce_max_ps,
+    kernel = Avx512, int = __m512i, float = __m512, izero = _mm512_setzero_si512,
+    iset1 = _mm512_set1_epi32, iload_aligned = _mm512_load_si512, iload = _mm512_loadu_si512,
+    istore = _mm512_storeu_si512, dpbusd = _mm512_dpbusd_epi32, iadd = _mm512_add_epi32,
+    isub = _mm512_sub_epi32, imul = _mm512_mullo_epi32, to_float = _mm512_cvtepi32_ps,
+    fzero = _mm512_setzero_ps, fset1 = _mm512_set1_ps, fload = _mm512_loadu_ps,
+    fload_masked = _mm512_maskz_loadu_ps, fstore = _mm512_storeu_ps, fmul = _mm512_mul_ps,
+    fadd = _mm512_add_ps, fmax = _mm512_max_ps, fmin = _mm512_min_ps,
+    reduce_min = _mm512_reduce_min_ps, reduce_max = _mm512_reduce_max_ps,
 }
