@@ -10,8 +10,8 @@ the validation loss printed is the one training chose its epoch by (cut from the
     python3 tools/quality/movielens.py --data ../shared/data/ml-1m --side --seeds 7,8 [-- --dropout 0.5]
 
 Prints one line per run and, with several seeds, the mean; `--json` adds a JSON line per run.
-`--quantized` also evaluates copies made by `deepfm quantize` (`--mlp int8`, `--table f16`,
-`--table int8`, `--table int4`) on the same test part: the RMSE each precision costs.
+`--quantized` also evaluates copies made by `deepfm quantize` (`--mlp int8`, `--table
+f16|bf16|int8|int4`, both int8) on the same test part: the RMSE each precision costs.
 Standard library only; expects `target/release/deepfm` (cargo build --release).
 """
 
@@ -64,7 +64,9 @@ def split(path, seed, test_fraction, out_dir):
 
 # The copies `--quantized` evaluates: (name, `deepfm quantize` options).
 QUANTIZED = (("mlp-int8", ["--mlp", "int8"]), ("table-f16", ["--table", "f16"]),
-             ("table-int8", ["--table", "int8"]), ("table-int4", ["--table", "int4"]))
+             ("table-bf16", ["--table", "bf16"]), ("table-int8", ["--table", "int8"]),
+             ("table-int4", ["--table", "int4"]),
+             ("mlp-int8+table-int8", ["--mlp", "int8", "--table", "int8"]))
 
 
 def run(binary, args, seed, flags, work):
@@ -121,7 +123,7 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "deepfm"))
     p.add_argument("--json", action="store_true")
     p.add_argument("--quantized", action="store_true",
-                   help="also evaluate the model's --mlp int8 and --table f16/int8/int4 copies")
+                   help="also evaluate the model's --mlp int8 and --table f16/bf16/int8/int4 copies")
     args = p.parse_args(argv)
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
