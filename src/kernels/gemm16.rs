@@ -57,20 +57,12 @@ macro_rules! gemm16_kernels {
         unsafe fn micro_pair(t: &mut PairTile<'_>) {
             // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
             unsafe {
-                match t.rows {
-                    1 => pair_rows::<1>(t),
-                    2 => pair_rows::<2>(t),
-                    3 => pair_rows::<3>(t),
-                    4 => pair_rows::<4>(t),
-                    5 => pair_rows::<5>(t),
-                    6 => pair_rows::<6>(t),
-                    7 => pair_rows::<7>(t),
-                    8 => pair_rows::<8>(t),
-                    9 => pair_rows::<9>(t),
-                    10 => pair_rows::<10>(t),
-                    11 => pair_rows::<11>(t),
-                    _ => pair_rows::<MR>(t),
-                }
+                crate::kernels::by_tile_rows!(
+                    t.rows,
+                    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                    MR,
+                    pair_rows(t)
+                )
             }
         }
 
@@ -161,20 +153,12 @@ macro_rules! gemm16_kernels {
         unsafe fn micro(t: &mut Tile<'_>) {
             // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
             unsafe {
-                match t.rows {
-                    1 => rows::<1>(t),
-                    2 => rows::<2>(t),
-                    3 => rows::<3>(t),
-                    4 => rows::<4>(t),
-                    5 => rows::<5>(t),
-                    6 => rows::<6>(t),
-                    7 => rows::<7>(t),
-                    8 => rows::<8>(t),
-                    9 => rows::<9>(t),
-                    10 => rows::<10>(t),
-                    11 => rows::<11>(t),
-                    _ => rows::<MR>(t),
-                }
+                crate::kernels::by_tile_rows!(
+                    t.rows,
+                    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                    MR,
+                    rows(t)
+                )
             }
         }
 
@@ -391,7 +375,8 @@ pub(crate) mod emulated {
 
     super::gemm16_kernels! {
         kernel = Emulated512, vector = F32x16, mask = u16, zero = zero, splat = splat,
-        load_aligned = load_aligned, load = load, load_masked = load_masked, store_masked = store_masked, mul_add = mul_add,
+        load_aligned = load_aligned, load = load, load_masked = load_masked,
+        store_masked = store_masked, mul_add = mul_add,
         add = add, max = max, first = first,
     }
 

@@ -172,6 +172,19 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// `$kernel::<R>($args)` with `R` the tile height `$rows` as a constant: one arm per height
+/// listed, `$max` (the kernel's full height) for any other. A kernel is compiled once per
+/// height, so its accumulators are arrays of constant length, which stay in registers.
+macro_rules! by_tile_rows {
+    ($rows:expr, [$($height:literal),*], $max:expr, $kernel:ident $args:tt) => {
+        match $rows {
+            $($height => $kernel::<$height> $args,)*
+            _ => $kernel::<$max> $args,
+        }
+    };
+}
+pub(crate) use by_tile_rows;
+
 impl Isa {
     /// Rows of this instruction set's GEMM tile (`GemmKernel::MR`): the scorer and the
     /// trainer split batches between threads in multiples of it, so that no thread's share

@@ -114,20 +114,12 @@ macro_rules! qgemm16_kernels {
         unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc) {
             // SAFETY: the caller's contract, passed on; each arm's `R` is `rows`.
             unsafe {
-                match rows {
-                    1 => rows_of::<1>(a, lda, panel, acc),
-                    2 => rows_of::<2>(a, lda, panel, acc),
-                    3 => rows_of::<3>(a, lda, panel, acc),
-                    4 => rows_of::<4>(a, lda, panel, acc),
-                    5 => rows_of::<5>(a, lda, panel, acc),
-                    6 => rows_of::<6>(a, lda, panel, acc),
-                    7 => rows_of::<7>(a, lda, panel, acc),
-                    8 => rows_of::<8>(a, lda, panel, acc),
-                    9 => rows_of::<9>(a, lda, panel, acc),
-                    10 => rows_of::<10>(a, lda, panel, acc),
-                    11 => rows_of::<11>(a, lda, panel, acc),
-                    _ => rows_of::<MR>(a, lda, panel, acc),
-                }
+                crate::kernels::by_tile_rows!(
+                    rows,
+                    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+                    MR,
+                    rows_of(a, lda, panel, acc)
+                )
             }
         }
 

@@ -33,16 +33,7 @@ impl GemmKernel for Avx2Fma {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro(t: &mut Tile<'_>) {
     // SAFETY: the caller's contract, passed on; each arm's `R` is at least `t.rows`.
-    unsafe {
-        match t.rows {
-            1 => rows::<1>(t),
-            2 => rows::<2>(t),
-            3 => rows::<3>(t),
-            4 => rows::<4>(t),
-            5 => rows::<5>(t),
-            _ => rows::<MR>(t),
-        }
-    }
+    unsafe { crate::kernels::by_tile_rows!(t.rows, [1, 2, 3, 4, 5], MR, rows(t)) }
 }
 
 /// The kernel for tiles of `R ≤ MR` rows: `R × 16` of `C` in `2R` ymm accumulators.

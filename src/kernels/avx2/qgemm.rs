@@ -17,14 +17,7 @@ impl QGemmKernel for Avx2Fma {
 
     unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc) {
         // SAFETY: the trait's contract (AVX2 present, `rows ≤ MR`, `a` long enough), passed on.
-        unsafe {
-            match rows {
-                1 => rows_of::<1>(a, lda, panel, acc),
-                2 => rows_of::<2>(a, lda, panel, acc),
-                3 => rows_of::<3>(a, lda, panel, acc),
-                _ => rows_of::<MR>(a, lda, panel, acc),
-            }
-        }
+        unsafe { crate::kernels::by_tile_rows!(rows, [1, 2, 3], MR, rows_of(a, lda, panel, acc)) }
     }
 
     #[inline(always)]

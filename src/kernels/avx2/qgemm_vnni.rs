@@ -27,14 +27,7 @@ impl QGemmKernel for AvxVnni {
         // SAFETY: the trait's contract (AVX2 and AVX-VNNI present, `rows ≤ MR`, `a` long
         // enough), passed on.
         unsafe {
-            match rows {
-                1 => rows_of::<1>(a, lda, panel, acc),
-                2 => rows_of::<2>(a, lda, panel, acc),
-                3 => rows_of::<3>(a, lda, panel, acc),
-                4 => rows_of::<4>(a, lda, panel, acc),
-                5 => rows_of::<5>(a, lda, panel, acc),
-                _ => rows_of::<MR>(a, lda, panel, acc),
-            }
+            crate::kernels::by_tile_rows!(rows, [1, 2, 3, 4, 5], MR, rows_of(a, lda, panel, acc))
         }
     }
 
