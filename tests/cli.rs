@@ -1265,6 +1265,41 @@ fn quantize_measures_first_writes_within_tolerance_and_the_copy_scores_in_int8()
     );
 }
 
+/// `quantize --table int4`: 4-bit rows, smaller than int8 ones, recorded in the spec, and
+/// scored (finite scores for every sample).
+#[test]
+fn quantize_writes_4_bit_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = random_model(dir.path());
+    let path = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let (int8, int4) = (path("int8.dfm"), path("int4.dfm"));
+    for (out, table) in [(&int8, "int8"), (&int4, "int4")] {
+        let args = ["quantize", "--in", &model, "--out", out, "--table", table];
+        // A random model's embeddings are noise: `--force` keeps whatever was measured.
+        let o = deepfm(
+            &[&args[..], &["--samples", "2000", "--force"]].concat(),
+            None,
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let said = text(&o.stdout);
+        assert!(said.contains(&format!("table f32 → {table}")), "{said}");
+    }
+    let size = |p: &str| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&int4) < size(&int8),
+        "{} vs {}",
+        size(&int4),
+        size(&int8)
+    );
+    let inspect = text(&deepfm(&["inspect", &int4, "--verify"], None).stdout);
+    assert!(inspect.contains(r#""table":"int4""#), "{inspect}");
+    let scores = text(&deepfm(&["score", "--model", &int4, "--input", "-"], Some(GOOD)).stdout);
+    assert!(!scores.is_empty());
+    for s in scores.lines() {
+        assert!(s.parse::<f32>().unwrap().is_finite(), "{s}");
+    }
+}
+
 /// `deepfm tune`: trial 1 is the settings given, the trials are printed as a table, the best
 /// model is written with OUT.tune.json beside it (every trial, the best settings and the
 /// `deepfm train` line that trains them again); a budget that is not a duration, and tune
