@@ -236,7 +236,8 @@ pub(crate) use gemm16_kernels;
 macro_rules! gemv16_kernel {
     (
         $(#[$attr:meta])*
-        kernel = $K:ident, vector = $V:ty, zero = $zero:path, splat = $splat:path, load_aligned = $load_aligned:path,
+        kernel = $K:ident, vector = $V:ty, zero = $zero:path, splat = $splat:path,
+        load_aligned = $load_aligned:path,
         mul_add = $mul_add:path, store = $store:path $(,)?
     ) => {
         impl GemvKernel for $K {

@@ -30,8 +30,9 @@ pub(crate) trait QGemmKernel {
     ///
     /// # Safety
     /// This CPU runs the kernel's instructions (the caller holds the path, made by
-    /// [`Int8Path::of`]), `1 ≤ rows ≤ MR`, every weight pair keeps the pair rule (`QuantizedMatrix`), and `a` holds
-    /// `rows` rows `lda` bytes apart of `4 · panel.len()` bytes each.
+    /// [`Int8Path::of`]), `1 ≤ rows ≤ MR`, every weight pair keeps the pair rule
+    /// (`QuantizedMatrix`), and `a` holds `rows` rows `lda` bytes apart of `4 · panel.len()`
+    /// bytes each.
     unsafe fn tile(a: &[u8], lda: usize, rows: usize, panel: &[QLine], acc: &mut Acc);
 
     /// The epilogue of a tile: [`finish_tile`], which this default runs; a path may run the
@@ -388,8 +389,8 @@ pub(crate) unsafe fn layer_loop<K: QGemmKernel>(call: &mut LayerCall<'_>) {
             let tile = K::MR.min(rows - r0);
             let a = &a[r0 * lda..(r0 + tile - 1) * lda + depth];
             // SAFETY: the caller's promise that the CPU runs `K`; `1 ≤ tile ≤ MR`; activations
-            // come from `quantize_rows` (weights keep the pair rule) and `a` holds `tile` rows `lda` apart of
-            // `depth = 4 · panel.len()` bytes (sliced above).
+            // come from `quantize_rows`, the weights keep the pair rule, and `a` holds `tile`
+            // rows `lda` apart of `depth = 4 · panel.len()` bytes (sliced above).
             unsafe { K::tile(a, lda, tile, panel, &mut acc) };
             // SAFETY: as above.
             unsafe {
